@@ -1,0 +1,268 @@
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// MaxWorkers is the largest worker count a LabTemplate may ask for. A lab of 1 + 10 nodes
+// already costs a host about 12 GiB; anything larger is not a learning lab.
+const MaxWorkers = 10
+
+// LabTemplateSpec is one lab design: what every lab built from it looks like.
+// +kubebuilder:validation:XValidation:rule="duration(self.lifetime.default) <= duration(self.lifetime.maximum)",message="lifetime.default must not exceed lifetime.maximum"
+type LabTemplateSpec struct {
+	// Description tells students what the lab is about (plain text or Markdown). It is
+	// shown on every claim served from this template.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Description string `json:"description,omitempty"`
+
+	// Hints are shown to students, in order, next to the description.
+	// +kubebuilder:validation:MaxItems=20
+	// +kubebuilder:validation:items:MaxLength=1024
+	// +listType=atomic
+	// +optional
+	Hints []string `json:"hints,omitempty"`
+
+	// KubernetesVersion is the version kubeadm installs in the lab, as "v1.MINOR.PATCH".
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="self.matches('^v1\\\\.[0-9]{1,2}\\\\.[0-9]{1,3}$')",message="kubernetesVersion must look like v1.36.3"
+	// +required
+	KubernetesVersion string `json:"kubernetesVersion"`
+
+	// Image is the VM disk every node of the lab boots from.
+	// +required
+	Image LabImage `json:"image"`
+
+	// ControlPlane sizes the control-plane VM. kubeadm needs at least 2 vCPUs and 1700 MiB
+	// there, so the defaults are 2 cores and 2Gi.
+	// +kubebuilder:default={cores: 2, threads: 1, memory: "2Gi"}
+	// +kubebuilder:validation:XValidation:rule="self.cores * self.threads >= 2",message="controlPlane needs at least 2 vCPUs (cores * threads) for kubeadm"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self.memory)).compareTo(quantity('1700Mi')) >= 0",message="controlPlane.memory must be at least 1700Mi for kubeadm"
+	// +optional
+	ControlPlane NodeSize `json:"controlPlane,omitzero"`
+
+	// Workers sizes the worker VMs and says how many there are (0 is a single-node lab).
+	// +kubebuilder:default={count: 1, cores: 1, threads: 1, memory: "1Gi"}
+	// +optional
+	Workers WorkerSpec `json:"workers,omitzero"`
+
+	// SSHUser is the login students use on every node. It has passwordless sudo (root on the
+	// node); logging in as root directly is not offered. Defaults to "ubuntu".
+	// +kubebuilder:default=ubuntu
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z_][a-z0-9_-]*$')",message="sshUser must be a lowercase POSIX user name"
+	// +kubebuilder:validation:XValidation:rule="self != 'root'",message="sshUser must not be root: students get root through sudo"
+	// +optional
+	SSHUser string `json:"sshUser,omitempty"`
+
+	// Scenario breaks the lab on purpose: a script the control plane runs as root once the
+	// cluster is up, before the lab reports Ready.
+	// +optional
+	Scenario *Scenario `json:"scenario,omitempty"`
+
+	// Lifetime bounds how long a student may hold a lab of this template.
+	// +kubebuilder:default={default: "2h", maximum: "8h"}
+	// +optional
+	Lifetime Lifetime `json:"lifetime,omitzero"`
+
+	// BootTimeout is how long a lab may take from creation to Ready before it is marked
+	// failed. Defaults to 15m.
+	// +kubebuilder:default="15m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('2h')",message="bootTimeout must be between 1m and 2h"
+	// +optional
+	BootTimeout metav1.Duration `json:"bootTimeout,omitzero"`
+
+	// Network sets the lab's own address ranges and what it may reach.
+	// +kubebuilder:default={podCIDR: "10.200.0.0/16", serviceCIDR: "10.201.0.0/16", tunnelPort: 8475}
+	// +optional
+	Network LabNetwork `json:"network,omitzero"`
+}
+
+// LabImage says which disk the lab's VMs boot from.
+type LabImage struct {
+	// ContainerDisk is the OCI image of a KubeVirt container disk, e.g.
+	// "quay.io/containerdisks/ubuntu:22.04".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$')",message="containerDisk must be an image reference without spaces or shell characters"
+	// +required
+	ContainerDisk string `json:"containerDisk"`
+
+	// Prebaked says the image already holds containerd, kubeadm, kubelet and kubectl of
+	// the template's kubernetesVersion, so the bootstrap skips installing them (much faster
+	// boots). A stock Ubuntu 22.04 image works with the default, false.
+	// +optional
+	Prebaked bool `json:"prebaked,omitempty"`
+}
+
+// NodeSize is the virtual hardware of one VM.
+type NodeSize struct {
+	// Cores is the number of virtual CPU cores.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=16
+	// +kubebuilder:default=1
+	// +optional
+	Cores int32 `json:"cores,omitempty"`
+
+	// Threads is the number of threads per core (vCPUs = cores * threads).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=2
+	// +kubebuilder:default=1
+	// +optional
+	Threads int32 `json:"threads,omitempty"`
+
+	// Memory is the guest memory, e.g. "2Gi". At least 512Mi, at most 64Gi.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('512Mi')) >= 0 && quantity(string(self)).compareTo(quantity('64Gi')) <= 0",message="memory must be between 512Mi and 64Gi"
+	// +required
+	Memory resource.Quantity `json:"memory"`
+}
+
+// WorkerSpec is the worker nodes of a lab.
+type WorkerSpec struct {
+	// Count is the number of worker VMs, 0 to 10.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10
+	// +optional
+	Count int32 `json:"count"`
+
+	NodeSize `json:",inline"`
+}
+
+// Scenario is what the lab's control plane runs to set up the exercise.
+type Scenario struct {
+	// Script is a shell script (it should start with a #! line; bash is used otherwise)
+	// run as root on the control plane with KUBECONFIG=/etc/kubernetes/admin.conf once the
+	// cluster is up. A non-zero exit fails the lab's bootstrap with the script's output.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=65536
+	// +required
+	Script string `json:"script"`
+}
+
+// Lifetime bounds a claim's duration.
+type Lifetime struct {
+	// Default is the duration of a claim that does not ask for one. Defaults to 2h.
+	// +kubebuilder:default="2h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="lifetime.default must be at least 1m"
+	// +optional
+	Default metav1.Duration `json:"default,omitzero"`
+
+	// Maximum is the longest duration a claim may ask for, extensions included. Defaults to 8h.
+	// +kubebuilder:default="8h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('720h')",message="lifetime.maximum must be between 1m and 720h"
+	// +optional
+	Maximum metav1.Duration `json:"maximum,omitzero"`
+}
+
+// LabNetwork holds the lab cluster's own ranges and its egress and bandwidth policy.
+// +kubebuilder:validation:XValidation:rule="!has(self.podCIDR) || !has(self.serviceCIDR) || !isCIDR(self.podCIDR) || !isCIDR(self.serviceCIDR) || (!cidr(self.podCIDR).containsCIDR(cidr(self.serviceCIDR).masked()) && !cidr(self.serviceCIDR).containsCIDR(cidr(self.podCIDR).masked()))",message="podCIDR and serviceCIDR must not overlap"
+type LabNetwork struct {
+	// PodCIDR is the lab cluster's pod range. It must not overlap the host cluster's pod or
+	// service ranges (the operator checks that at provisioning). Defaults to 10.200.0.0/16.
+	// +kubebuilder:default="10.200.0.0/16"
+	// +kubebuilder:validation:MaxLength=43
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self) && cidr(self).ip().family() == 4 && cidr(self).prefixLength() >= 8 && cidr(self).prefixLength() <= 24",message="podCIDR must be an IPv4 CIDR with a prefix length between 8 and 24"
+	// +optional
+	PodCIDR string `json:"podCIDR,omitempty"`
+
+	// ServiceCIDR is the lab cluster's service range. Defaults to 10.201.0.0/16.
+	// +kubebuilder:default="10.201.0.0/16"
+	// +kubebuilder:validation:MaxLength=43
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self) && cidr(self).ip().family() == 4 && cidr(self).prefixLength() >= 12 && cidr(self).prefixLength() <= 24",message="serviceCIDR must be an IPv4 CIDR with a prefix length between 12 and 24"
+	// +optional
+	ServiceCIDR string `json:"serviceCIDR,omitempty"`
+
+	// TunnelPort is the UDP port of the lab CNI's VXLAN tunnel. It differs from the usual
+	// 4789 and 8472 so that lab traffic is never mistaken for the host CNI's. Defaults to 8475.
+	// +kubebuilder:default=8475
+	// +kubebuilder:validation:Minimum=1024
+	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:XValidation:rule="self != 4789 && self != 8472",message="tunnelPort must not be 4789 or 8472, the host CNI's usual VXLAN ports"
+	// +optional
+	TunnelPort int32 `json:"tunnelPort,omitempty"`
+
+	// EgressExceptCIDRs are ranges the lab may not reach, on top of the host cluster's own
+	// ranges and link-local addresses, which are always blocked.
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:items:XValidation:rule="isCIDR(self)",message="egressExceptCIDRs entries must be CIDRs such as 192.0.2.0/24"
+	// +listType=set
+	// +optional
+	EgressExceptCIDRs []string `json:"egressExceptCIDRs,omitempty"`
+
+	// Bandwidth limits each VM's traffic. Unset means no limit.
+	// +optional
+	Bandwidth *Bandwidth `json:"bandwidth,omitempty"`
+}
+
+// Bandwidth limits a VM's network traffic, in bits per second ("10M" is 10 Mbit/s). The
+// limits become the kubernetes.io/ingress-bandwidth and egress-bandwidth annotations on
+// the VM's launcher pod, which bandwidth-aware CNIs enforce.
+// +kubebuilder:validation:XValidation:rule="has(self.ingress) || has(self.egress)",message="bandwidth needs ingress, egress or both"
+type Bandwidth struct {
+	// Ingress is the limit on traffic into each VM, 1M to 100G.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1M')) >= 0 && quantity(string(self)).compareTo(quantity('100G')) <= 0",message="ingress bandwidth must be between 1M and 100G"
+	// +optional
+	Ingress *resource.Quantity `json:"ingress,omitempty"`
+
+	// Egress is the limit on traffic out of each VM, 1M to 100G.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1M')) >= 0 && quantity(string(self)).compareTo(quantity('100G')) <= 0",message="egress bandwidth must be between 1M and 100G"
+	// +optional
+	Egress *resource.Quantity `json:"egress,omitempty"`
+}
+
+// LabTemplateStatus is what the operator observed about a template.
+type LabTemplateStatus struct {
+	// Conditions: Ready is True when the template was checked and labs can be built from it.
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// ObservedGeneration is the generation last checked; -1 until the first check.
+	// +kubebuilder:default=-1
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration"`
+}
+
+// LabTemplate is one lab design, written by platform admins: the Kubernetes version and VM
+// image, node sizes and count, the scenario that breaks the lab, what students are told,
+// lifetime bounds and network policy. Labs copy what they need at creation, so editing a
+// template never touches a running lab.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=lt;labtemplate,categories=labforge
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS label (at most 63 lowercase letters, digits and '-')"
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.kubernetesVersion`
+// +kubebuilder:printcolumn:name="Workers",type=integer,JSONPath=`.spec.workers.count`
+// +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.spec.image.containerDisk`,priority=1
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type LabTemplate struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the lab design.
+	// +required
+	Spec LabTemplateSpec `json:"spec"`
+
+	// Status is what the operator observed.
+	// +kubebuilder:default={}
+	// +optional
+	Status LabTemplateStatus `json:"status,omitzero"`
+}
+
+// LabTemplateList is a list of LabTemplates.
+// +kubebuilder:object:root=true
+type LabTemplateList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []LabTemplate `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&LabTemplate{}, &LabTemplateList{})
+}
