@@ -1,0 +1,80 @@
+// Package labtemplate holds the LabTemplate controller: it checks each template against
+// what labforge can build on this host cluster and says so in the template's status.
+package labtemplate
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/hostcluster"
+)
+
+// ControllerName names the controller in logs, events and metrics.
+const ControllerName = "labtemplate"
+
+// Reconciler checks LabTemplates.
+type Reconciler struct {
+	Client   client.Client
+	Recorder events.EventRecorder
+	// Host is the host cluster's network, which labs must not overlap.
+	Host hostcluster.Network
+}
+
+// +kubebuilder:rbac:groups=labforge.dev,resources=labtemplates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=labforge.dev,resources=labtemplates/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile checks one template and records the verdict. It writes only when the verdict
+// or the generation changed, so a resync of unchanged templates costs no API writes.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var t labforgev1alpha1.LabTemplate
+	if err := r.Client.Get(ctx, req.NamespacedName, &t); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !t.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+
+	problems := Check(&t.Spec, r.Host)
+	want := t.DeepCopy()
+	setStatus(want, problems)
+	if equality.Semantic.DeepEqual(t.Status, want.Status) {
+		return ctrl.Result{}, nil
+	}
+	if err := r.Client.Status().Patch(ctx, want, client.MergeFrom(&t)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("patching LabTemplate %s status: %w", t.Name, err)
+	}
+
+	wasReady := meta.IsStatusConditionTrue(t.Status.Conditions, labforgev1alpha1.ConditionReady)
+	wasInvalid := meta.IsStatusConditionFalse(t.Status.Conditions, labforgev1alpha1.ConditionReady)
+	switch {
+	case len(problems) == 0 && !wasReady:
+		r.Recorder.Eventf(want, nil, corev1.EventTypeNormal, ReasonAccepted, "Check", "Labs can be built from this template")
+		ctrl.LoggerFrom(ctx).Info("Accepted LabTemplate", "generation", t.Generation)
+	case len(problems) > 0 && (!wasInvalid || t.Status.ObservedGeneration != t.Generation):
+		msg := strings.Join(problems, "; ")
+		r.Recorder.Eventf(want, nil, corev1.EventTypeWarning, ReasonInvalidTemplate, "Check", "%s", msg)
+		ctrl.LoggerFrom(ctx).Info("Rejected LabTemplate", "generation", t.Generation, "problems", msg)
+	}
+	return ctrl.Result{}, nil
+}
+
+// SetupWithManager registers the controller. Only spec changes (generation) trigger it:
+// its own status writes must not.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(ControllerName).
+		For(&labforgev1alpha1.LabTemplate{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Complete(r)
+}
