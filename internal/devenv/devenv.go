@@ -1,0 +1,163 @@
+// Package devenv runs labforge locally: a real control plane from bin/, labforge's and
+// KubeVirt's CRDs, and the manager with every controller, in the foreground until the
+// context ends. It is what `labforge dev` (and `make dev`) runs.
+package devenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/labforge/labforge/config"
+	"github.com/labforge/labforge/internal/controlplane"
+	"github.com/labforge/labforge/internal/hostcluster"
+	"github.com/labforge/labforge/internal/manager"
+)
+
+// Options configures a local run.
+type Options struct {
+	// StateDir holds the lock, the control plane's state and logs, and the kubeconfig.
+	StateDir string
+	// BinDir holds etcd, kube-apiserver and kube-controller-manager.
+	BinDir string
+	// MetricsAddr is where the manager serves metrics; "0" turns them off.
+	MetricsAddr string
+	// Out receives the short "try this" text.
+	Out io.Writer
+}
+
+// KubeconfigPath is where Run writes the admin kubeconfig once the API server is ready.
+func KubeconfigPath(stateDir string) string { return filepath.Join(stateDir, "kubeconfig") }
+
+// Run starts everything and blocks until ctx is done, then stops every process it started.
+// A second Run on the same state directory fails at once while the first one runs.
+func Run(ctx context.Context, opts Options) (err error) {
+	log := ctrl.Log.WithName("dev")
+	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
+		return fmt.Errorf("creating state dir: %w", err)
+	}
+	unlock, err := lock(opts.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	// Each run starts from a clean control plane: a dev run is a demo, not a database.
+	cpDir := filepath.Join(opts.StateDir, "controlplane")
+	if err := os.RemoveAll(cpDir); err != nil {
+		return fmt.Errorf("clearing the previous run's state: %w", err)
+	}
+	crdDir := filepath.Join(opts.StateDir, "crds")
+	if err := writeCRDs(crdDir); err != nil {
+		return err
+	}
+
+	log.Info("Starting the control plane", "binDir", opts.BinDir, "stateDir", opts.StateDir)
+	cp, err := controlplane.Start(ctx, controlplane.Options{
+		BinDir:   opts.BinDir,
+		StateDir: cpDir,
+		CRDPaths: []string{crdDir},
+	})
+	if err != nil {
+		return fmt.Errorf("starting the control plane: %w", err)
+	}
+	defer func() {
+		if stopErr := cp.Stop(); stopErr != nil {
+			err = errors.Join(err, fmt.Errorf("stopping the control plane: %w", stopErr))
+		}
+	}()
+
+	kubeconfig := KubeconfigPath(opts.StateDir)
+	data, err := os.ReadFile(cp.KubeconfigPath())
+	if err != nil {
+		return fmt.Errorf("reading the admin kubeconfig: %w", err)
+	}
+	if err := os.WriteFile(kubeconfig, data, 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", kubeconfig, err)
+	}
+	// A kubeconfig left behind would point at a dead API server.
+	defer os.Remove(kubeconfig)
+
+	mgr, err := manager.New(cp.RESTConfig(), manager.Options{
+		MetricsAddr: opts.MetricsAddr,
+		ProbeAddr:   "0",
+		Host:        hostcluster.Default(),
+	})
+	if err != nil {
+		return err
+	}
+	if opts.Out != nil {
+		fmt.Fprintf(opts.Out, `
+labforge is running on a local control plane. Try:
+
+  export KUBECONFIG=%s
+  kubectl apply -f config/samples/
+  kubectl get labforge
+
+Control-plane logs are in %s. Press Ctrl-C to stop everything.
+
+`, kubeconfig, filepath.Join(cpDir, "logs"))
+	}
+	log.Info("Starting the manager")
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("running the manager: %w", err)
+	}
+	log.Info("Stopping")
+	return nil
+}
+
+// writeCRDs writes the embedded CRDs into dir for the control plane to install.
+func writeCRDs(dir string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return fs.WalkDir(config.CRDs, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := config.CRDs.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, strings.ReplaceAll(path, "/", "_")), data, 0o600)
+	})
+}
+
+// lock takes an exclusive lock on stateDir/lock, recording this process's pid in it. The
+// kernel drops the lock when the process dies, so a crashed run never blocks the next.
+func lock(stateDir string) (func(), error) {
+	path := filepath.Join(stateDir, "lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := io.ReadAll(f)
+		f.Close()
+		pid := strings.TrimSpace(string(holder))
+		if _, convErr := strconv.Atoi(pid); convErr != nil {
+			pid = "unknown"
+		}
+		return nil, fmt.Errorf("another labforge dev is already running with state dir %s (pid %s): stop it first, or pass another --state-dir", stateDir, pid)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return func() {
+		_ = f.Truncate(0)
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
