@@ -65,7 +65,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
 		// Lets a new leader take over at once when the old one exits cleanly.
 		LeaderElectionReleaseOnCancel: true,
-		Controller: config.Controller{SkipNameValidation: &opts.SkipControllerNameValidation},
+		Controller:                    config.Controller{SkipNameValidation: &opts.SkipControllerNameValidation},
 		Cache: cache.Options{
 			// managedFields are never read by labforge and are most of the bytes of many
 			// objects: dropping them keeps the cache small at thousands of labs.
