@@ -7,6 +7,9 @@ set -euo pipefail
 declare -A need=(
 	[diff]=diffutils
 	[flock]=util-linux
+	# internal/render/cloudinit checks the generated user-data and bootstrap scripts with these.
+	[cloud-init]=cloud-init
+	[shellcheck]=shellcheck
 )
 
 missing=()

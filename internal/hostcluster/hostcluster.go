@@ -25,6 +25,9 @@ type Network struct {
 	ServiceCIDRs []netip.Prefix
 	// PublicAddress is the address (IP or DNS name) students reach NodePorts on.
 	PublicAddress string
+	// NodeCIDRs are the ranges of the host cluster's node addresses (optional): labs may
+	// not reach them, which keeps them off the kubelets and the host API server.
+	NodeCIDRs []netip.Prefix
 }
 
 // Default returns the Network the flags default to.
@@ -72,19 +75,27 @@ func (n Network) Overlapping(p netip.Prefix) []netip.Prefix {
 
 // Flags binds the Network's settings to a flag set; call Build after parsing.
 type Flags struct {
-	podCIDRs, serviceCIDRs, publicAddress string
+	podCIDRs, serviceCIDRs, nodeCIDRs, publicAddress string
 }
 
 // Bind registers the flags on fs.
 func (f *Flags) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.podCIDRs, "host-pod-cidrs", DefaultPodCIDRs, "Comma-separated pod ranges of the host cluster; labs may neither use nor reach them.")
 	fs.StringVar(&f.serviceCIDRs, "host-service-cidrs", DefaultServiceCIDRs, "Comma-separated service ranges of the host cluster; labs may neither use nor reach them.")
+	fs.StringVar(&f.nodeCIDRs, "host-node-cidrs", "", "Comma-separated ranges of the host cluster's node addresses; labs may not reach them. Set it in production.")
 	fs.StringVar(&f.publicAddress, "host-public-address", DefaultPublicAddress, "Address students reach the host cluster's NodePorts on (IP or DNS name).")
 }
 
 // Build returns the Network the parsed flags describe.
 func (f *Flags) Build() (Network, error) {
-	return Parse(f.podCIDRs, f.serviceCIDRs, f.publicAddress)
+	n, err := Parse(f.podCIDRs, f.serviceCIDRs, f.publicAddress)
+	if err != nil || strings.TrimSpace(f.nodeCIDRs) == "" {
+		return n, err
+	}
+	if n.NodeCIDRs, err = parsePrefixes(f.nodeCIDRs); err != nil {
+		return Network{}, fmt.Errorf("host node CIDRs: %w", err)
+	}
+	return n, nil
 }
 
 func parsePrefixes(list string) ([]netip.Prefix, error) {

@@ -1,0 +1,369 @@
+// Package cloudinit renders what boots one node of a lab: the cloud-init user-data of its
+// VM, the kubeadm configuration and the bootstrap script the user-data carries. The
+// renderers are pure (inputs in, bytes out) and byte-deterministic, so an unchanged lab
+// never rewrites its cloud-init Secrets.
+//
+// The user-data is secret (it holds the bootstrap token and, on the control plane, the lab
+// CA's key), so it belongs in a Secret referenced by userDataSecretRef, never in a VM spec.
+// Inside the VM the secrets land only in root-only files: the kubeadm configuration and
+// /etc/kubernetes/pki/ca.key.
+//
+// Every value derived from the LabTemplate reaches the VM as data: YAML is written by a
+// YAML marshaller, values the bootstrap script needs are single-quoted shell assignments at
+// its top (the rest of the script is fixed code), and the scenario script is its own
+// base64-encoded file, never interpolated into shell.
+package cloudinit
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/pki"
+)
+
+// Paths inside the VM. The bootstrap script, the kubeadm configuration and the lab's own
+// files all live where an admin debugging a lab would look for them.
+const (
+	// KubeadmConfigPath is the kubeadm configuration (root only: it holds the token).
+	KubeadmConfigPath = "/etc/labforge/kubeadm.yaml"
+	// BootstrapScriptPath is the bootstrap script; re-running it is safe.
+	BootstrapScriptPath = "/usr/local/sbin/labforge-bootstrap"
+	// BootstrapLogPath is where the bootstrap script logs.
+	BootstrapLogPath = "/var/log/labforge-bootstrap.log"
+	// CNIManifestPath is the CNI (flannel) manifest the control plane applies.
+	CNIManifestPath = "/etc/labforge/cni.yaml"
+	// OperatorRBACPath is the Role and RoleBinding letting the operator read the marker.
+	OperatorRBACPath = "/etc/labforge/operator-rbac.yaml"
+	// ScenarioPath is the template's scenario script, verbatim.
+	ScenarioPath = "/etc/labforge/scenario"
+	// SSHDConfigPath is the sshd drop-in: keys only, no root login.
+	SSHDConfigPath = "/etc/ssh/sshd_config.d/10-labforge.conf"
+	// CACertPath and CAKeyPath are the lab CA, where kubeadm init finds and uses it.
+	CACertPath = "/etc/kubernetes/pki/ca.crt"
+	CAKeyPath  = "/etc/kubernetes/pki/ca.key"
+	// StateDir holds the bootstrap's stamps (which steps finished), so a re-run resumes.
+	StateDir = "/var/lib/labforge"
+	// AdminKubeconfigPath is the lab's cluster-admin kubeconfig kubeadm writes.
+	AdminKubeconfigPath = "/etc/kubernetes/admin.conf"
+	// CRISocket is containerd's CRI endpoint.
+	CRISocket = "unix:///var/run/containerd/containerd.sock"
+)
+
+// MinKubernetesMinor is the oldest Kubernetes minor the renderers support: the kubeadm
+// configuration is kubeadm.k8s.io/v1beta4, which kubeadm reads since v1.31.
+const MinKubernetesMinor = 31
+
+// Node is one VM of a lab.
+type Node struct {
+	// Name is the VM's name, also its hostname and Kubernetes node name.
+	Name string
+	// Role is lab.RoleControlPlane or lab.RoleWorker.
+	Role string
+}
+
+// Input is everything the user-data of one node depends on.
+type Input struct {
+	// Environment is the LabEnvironment's name; the lab lives in lab.Namespace(Environment).
+	Environment string
+	// Template is the lab's design, already defaulted by the API server.
+	Template labforgev1alpha1.LabTemplateSpec
+	// Node is the VM being rendered.
+	Node Node
+	// CACertPEM and CAKeyPEM are the lab CA. Only the control plane's user-data carries
+	// them (the key is required there and ignored for workers, which pin the CA through
+	// DiscoveryHash); when CACertPEM is given, DiscoveryHash must match it.
+	CACertPEM, CAKeyPEM []byte
+	// BootstrapToken is the kubeadm bootstrap token, "abcdef.0123456789abcdef".
+	BootstrapToken string
+	// TokenTTL is the bootstrap token's lifetime, counted from kubeadm init.
+	TokenTTL time.Duration
+	// DiscoveryHash pins the lab CA for joining workers: "sha256:<hex>".
+	DiscoveryHash string
+	// PublicAddress is the host cluster's public address (IP or DNS name), added to the
+	// lab API certificate's names. Empty when there is none.
+	PublicAddress string
+}
+
+// config is a validated Input with the values the renderers derive from it.
+type config struct {
+	Input
+	controlPlane  bool
+	version       string // "v1.36.3"
+	minor         int    // 36
+	sshUser       string
+	podCIDR       netip.Prefix
+	serviceCIDR   netip.Prefix
+	tunnelPort    int
+	bootTimeout   time.Duration
+	expectedNodes int
+	scenario      []byte // nil without a scenario
+	apiHost       string // lab-api.lab-<env>.svc
+}
+
+var (
+	versionPattern       = regexp.MustCompile(`^v1\.([0-9]{1,2})\.([0-9]{1,3})$`)
+	sshUserPattern       = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
+	discoveryHashPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+)
+
+// maxScenarioBytes mirrors the CRD's limit on scenario.script.
+const maxScenarioBytes = 65536
+
+// newConfig validates in. The CRD already refuses bad templates; checking again here keeps
+// a bug elsewhere (or a template that predates a rule) from ever reaching a shell.
+func newConfig(in Input) (*config, error) {
+	c := &config{Input: in}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if msgs := validation.IsDNS1123Label(in.Environment); len(msgs) > 0 {
+		bad("environment %q: %s", in.Environment, strings.Join(msgs, "; "))
+	}
+	if msgs := validation.IsDNS1123Label(in.Node.Name); len(msgs) > 0 {
+		bad("node name %q: %s", in.Node.Name, strings.Join(msgs, "; "))
+	}
+	switch in.Node.Role {
+	case lab.RoleControlPlane:
+		c.controlPlane = true
+	case lab.RoleWorker:
+	default:
+		bad("node %q: role %q is neither %q nor %q", in.Node.Name, in.Node.Role, lab.RoleControlPlane, lab.RoleWorker)
+	}
+
+	t := in.Template
+	if m := versionPattern.FindStringSubmatch(t.KubernetesVersion); m == nil {
+		bad("kubernetesVersion %q does not look like v1.36.3", t.KubernetesVersion)
+	} else {
+		c.version = t.KubernetesVersion
+		c.minor, _ = strconv.Atoi(m[1])
+		if c.minor < MinKubernetesMinor {
+			bad("kubernetesVersion %s is older than v1.%d, the first to read kubeadm.k8s.io/v1beta4 configuration", t.KubernetesVersion, MinKubernetesMinor)
+		}
+	}
+	c.sshUser = t.SSHUser
+	if len(t.SSHUser) > 32 || !sshUserPattern.MatchString(t.SSHUser) || t.SSHUser == "root" {
+		bad("sshUser %q must be a lowercase POSIX user name other than root, at most 32 characters", t.SSHUser)
+	}
+	var err error
+	if c.podCIDR, err = parseIPv4CIDR("network.podCIDR", t.Network.PodCIDR, 8, 24); err != nil {
+		errs = append(errs, err)
+	}
+	if c.serviceCIDR, err = parseIPv4CIDR("network.serviceCIDR", t.Network.ServiceCIDR, 12, 24); err != nil {
+		errs = append(errs, err)
+	}
+	if c.podCIDR.IsValid() && c.serviceCIDR.IsValid() && c.podCIDR.Overlaps(c.serviceCIDR) {
+		bad("network.podCIDR %s and network.serviceCIDR %s overlap", c.podCIDR, c.serviceCIDR)
+	}
+	c.tunnelPort = int(t.Network.TunnelPort)
+	if c.tunnelPort < 1024 || c.tunnelPort > 65535 || c.tunnelPort == 4789 || c.tunnelPort == 8472 {
+		bad("network.tunnelPort %d must be 1024-65535 and neither 4789 nor 8472", c.tunnelPort)
+	}
+	c.bootTimeout = t.BootTimeout.Duration
+	if c.bootTimeout < time.Minute || c.bootTimeout > 2*time.Hour {
+		bad("bootTimeout %s must be between 1m and 2h", c.bootTimeout)
+	}
+	if t.Workers.Count < 0 || t.Workers.Count > labforgev1alpha1.MaxWorkers {
+		bad("workers.count %d must be between 0 and %d", t.Workers.Count, labforgev1alpha1.MaxWorkers)
+	}
+	c.expectedNodes = 1 + int(t.Workers.Count)
+	if t.Scenario != nil {
+		switch {
+		case t.Scenario.Script == "":
+			bad("scenario.script is empty")
+		case len(t.Scenario.Script) > maxScenarioBytes:
+			bad("scenario.script is %d bytes, more than %d", len(t.Scenario.Script), maxScenarioBytes)
+		default:
+			c.scenario = []byte(t.Scenario.Script)
+		}
+	}
+
+	if err := pki.ValidateBootstrapToken(in.BootstrapToken); err != nil {
+		errs = append(errs, err)
+	}
+	if in.TokenTTL < time.Minute {
+		// A zero TTL would make kubeadm create a token that never expires.
+		bad("tokenTTL %s must be at least 1m", in.TokenTTL)
+	}
+	if !discoveryHashPattern.MatchString(in.DiscoveryHash) {
+		bad("discoveryHash %q is not \"sha256:\" and 64 lowercase hex digits", in.DiscoveryHash)
+	}
+	if in.PublicAddress != "" {
+		if _, err := netip.ParseAddr(in.PublicAddress); err != nil {
+			if msgs := validation.IsDNS1123Subdomain(in.PublicAddress); len(msgs) > 0 {
+				bad("publicAddress %q is neither an IP address nor a DNS name: %s", in.PublicAddress, strings.Join(msgs, "; "))
+			}
+		}
+	}
+	if c.controlPlane {
+		if len(in.CACertPEM) == 0 || len(in.CAKeyPEM) == 0 {
+			bad("the control plane needs the lab CA's certificate and key")
+		} else if ca, err := pki.ParseKeyPair(in.CACertPEM, in.CAKeyPEM); err != nil {
+			bad("lab CA: %w", err)
+		} else if !ca.Cert.IsCA {
+			bad("lab CA: certificate %q is not a CA", ca.Cert.Subject.CommonName)
+		} else if got := pki.DiscoveryHash(ca.Cert); in.DiscoveryHash != "" && got != in.DiscoveryHash {
+			bad("discoveryHash does not match the lab CA (%s)", got)
+		}
+	} else if len(in.CACertPEM) > 0 {
+		if ca, err := parseCertificatePEM(in.CACertPEM); err != nil {
+			bad("lab CA: %w", err)
+		} else if got := pki.DiscoveryHash(ca); in.DiscoveryHash != "" && got != in.DiscoveryHash {
+			bad("discoveryHash does not match the lab CA (%s)", got)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("cloudinit: %w", err)
+	}
+	c.apiHost = lab.APIServiceHost(in.Environment)
+	return c, nil
+}
+
+// parseCertificatePEM reads the first CERTIFICATE block of data.
+func parseCertificatePEM(data []byte) (*x509.Certificate, error) {
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return nil, errors.New("no CERTIFICATE block in the certificate PEM")
+		}
+		if block.Type == "CERTIFICATE" {
+			return x509.ParseCertificate(block.Bytes)
+		}
+	}
+}
+
+func parseIPv4CIDR(field, s string, minBits, maxBits int) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%s %q is not a CIDR", field, s)
+	}
+	if !p.Addr().Is4() || p.Bits() < minBits || p.Bits() > maxBits {
+		return netip.Prefix{}, fmt.Errorf("%s %s must be an IPv4 CIDR with a prefix length between %d and %d", field, s, minBits, maxBits)
+	}
+	return p.Masked(), nil
+}
+
+// apiEndpoint is the lab API as every node reaches it: the host cluster's Service.
+func (c *config) apiEndpoint() string {
+	return c.apiHost + ":" + strconv.Itoa(lab.APIPort)
+}
+
+// cloudConfig is the subset of cloud-config labforge writes. Marshalled through JSON, so
+// keys come out sorted and the output is byte-deterministic.
+type cloudConfig struct {
+	DisableRoot      bool        `json:"disable_root"`
+	Hostname         string      `json:"hostname"`
+	ManageEtcHosts   bool        `json:"manage_etc_hosts"`
+	PreserveHostname bool        `json:"preserve_hostname"`
+	RunCmd           [][]string  `json:"runcmd"`
+	SSHPwauth        bool        `json:"ssh_pwauth"`
+	Users            []user      `json:"users"`
+	WriteFiles       []writeFile `json:"write_files"`
+}
+
+type user struct {
+	Name       string `json:"name"`
+	Gecos      string `json:"gecos"`
+	Shell      string `json:"shell"`
+	Sudo       string `json:"sudo"`
+	LockPasswd bool   `json:"lock_passwd"`
+}
+
+type writeFile struct {
+	Path        string `json:"path"`
+	Owner       string `json:"owner"`
+	Permissions string `json:"permissions"`
+	Encoding    string `json:"encoding,omitempty"`
+	Content     string `json:"content"`
+}
+
+// sshdConfig keeps sshd to keys only and root out. cloud-init writes the same through
+// ssh_pwauth and disable_root; the drop-in makes it hold whatever else the image ships
+// (sshd takes the first value it reads, and 10- sorts early).
+const sshdConfig = `# Written by labforge: students log in with SSH keys as the lab's user and use sudo.
+PermitRootLogin no
+PasswordAuthentication no
+`
+
+// UserData renders the "#cloud-config" user-data of in.Node.
+func UserData(in Input) ([]byte, error) {
+	c, err := newConfig(in)
+	if err != nil {
+		return nil, err
+	}
+	kubeadmConfig, err := c.kubeadmConfig()
+	if err != nil {
+		return nil, err
+	}
+	script := c.bootstrapScript()
+
+	files := []writeFile{
+		{Path: SSHDConfigPath, Owner: "root:root", Permissions: "0644", Content: sshdConfig},
+		{Path: KubeadmConfigPath, Owner: "root:root", Permissions: "0600", Content: string(kubeadmConfig)},
+		{Path: BootstrapScriptPath, Owner: "root:root", Permissions: "0700", Content: string(script)},
+	}
+	if c.controlPlane {
+		cni, err := c.flannelManifest()
+		if err != nil {
+			return nil, err
+		}
+		rbac, err := operatorRBAC()
+		if err != nil {
+			return nil, err
+		}
+		files = append(files,
+			writeFile{Path: CACertPath, Owner: "root:root", Permissions: "0644", Content: string(in.CACertPEM)},
+			writeFile{Path: CAKeyPath, Owner: "root:root", Permissions: "0600", Content: string(in.CAKeyPEM)},
+			writeFile{Path: CNIManifestPath, Owner: "root:root", Permissions: "0644", Content: string(cni)},
+			writeFile{Path: OperatorRBACPath, Owner: "root:root", Permissions: "0644", Content: string(rbac)},
+		)
+		if c.scenario != nil {
+			// base64, so no byte of the scenario is ever read as YAML or shell.
+			files = append(files, writeFile{
+				Path: ScenarioPath, Owner: "root:root", Permissions: "0700",
+				Encoding: "b64", Content: base64.StdEncoding.EncodeToString(c.scenario),
+			})
+		}
+	}
+
+	cc := cloudConfig{
+		DisableRoot:      true,
+		Hostname:         in.Node.Name,
+		ManageEtcHosts:   false, // the bootstrap adds the lab API to /etc/hosts; keep it across reboots
+		PreserveHostname: false,
+		// The script also appends its output to the log itself; this catches anything
+		// that fails before it gets that far.
+		RunCmd:    [][]string{{"sh", "-c", "exec " + BootstrapScriptPath + " >>" + BootstrapLogPath + " 2>&1"}},
+		SSHPwauth: false,
+		Users: []user{{
+			Name:       c.sshUser,
+			Gecos:      "labforge lab user",
+			Shell:      "/bin/bash",
+			Sudo:       "ALL=(ALL) NOPASSWD:ALL",
+			LockPasswd: true,
+		}},
+		WriteFiles: files,
+	}
+	body, err := yaml.Marshal(cc)
+	if err != nil {
+		return nil, fmt.Errorf("cloudinit: marshalling user-data: %w", err)
+	}
+	var out bytes.Buffer
+	out.WriteString("#cloud-config\n")
+	out.Write(body)
+	return out.Bytes(), nil
+}

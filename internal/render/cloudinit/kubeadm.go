@@ -1,0 +1,178 @@
+package cloudinit
+
+import (
+	"bytes"
+	"fmt"
+	"math/bits"
+	"strconv"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// The kubeadm configuration API labforge writes (kubeadm v1.31 and later read it).
+const (
+	kubeadmAPIVersion = "kubeadm.k8s.io/v1beta4"
+	// encryptionAlgorithm matches the lab CA (pki.NewCA makes ECDSA P-256 keys), so every
+	// certificate kubeadm issues under it uses the same kind of key.
+	encryptionAlgorithm = "ECDSA-P256"
+	// clusterDNSDomain is the host cluster's DNS domain, for the lab API Service's
+	// fully qualified name in the API certificate.
+	clusterDNSDomain = "cluster.local"
+	// defaultNodeMaskBits is kube-controller-manager's default per-node pod range size.
+	defaultNodeMaskBits = 24
+)
+
+// Just the kubeadm v1beta4 fields labforge sets. Types of our own rather than kubeadm's
+// (which live in k8s.io/kubernetes); `kubeadm config validate` in the tests keeps them
+// honest, and it rejects unknown fields.
+type (
+	kubeadmArg struct {
+		Name  string `json:"name"`
+		Value string `json:"value"`
+	}
+	nodeRegistration struct {
+		Name      string `json:"name"`
+		CRISocket string `json:"criSocket"`
+		// Taints nil means kubeadm's default (a control plane gets its NoSchedule taint);
+		// a pointer to an empty list means no taint at all.
+		Taints *[]struct{} `json:"taints,omitempty"`
+	}
+	bootstrapToken struct {
+		Token       string          `json:"token"`
+		Description string          `json:"description"`
+		TTL         metav1.Duration `json:"ttl"`
+		Usages      []string        `json:"usages"`
+		Groups      []string        `json:"groups"`
+	}
+	initConfiguration struct {
+		APIVersion       string           `json:"apiVersion"`
+		Kind             string           `json:"kind"`
+		BootstrapTokens  []bootstrapToken `json:"bootstrapTokens"`
+		NodeRegistration nodeRegistration `json:"nodeRegistration"`
+	}
+	clusterConfiguration struct {
+		APIVersion           string `json:"apiVersion"`
+		Kind                 string `json:"kind"`
+		KubernetesVersion    string `json:"kubernetesVersion"`
+		ControlPlaneEndpoint string `json:"controlPlaneEndpoint"`
+		EncryptionAlgorithm  string `json:"encryptionAlgorithm"`
+		Networking           struct {
+			PodSubnet     string `json:"podSubnet"`
+			ServiceSubnet string `json:"serviceSubnet"`
+		} `json:"networking"`
+		APIServer struct {
+			CertSANs []string `json:"certSANs"`
+		} `json:"apiServer"`
+		ControllerManager struct {
+			ExtraArgs []kubeadmArg `json:"extraArgs"`
+		} `json:"controllerManager"`
+	}
+	joinConfiguration struct {
+		APIVersion       string           `json:"apiVersion"`
+		Kind             string           `json:"kind"`
+		NodeRegistration nodeRegistration `json:"nodeRegistration"`
+		Discovery        struct {
+			BootstrapToken struct {
+				APIServerEndpoint string   `json:"apiServerEndpoint"`
+				Token             string   `json:"token"`
+				CACertHashes      []string `json:"caCertHashes"`
+			} `json:"bootstrapToken"`
+		} `json:"discovery"`
+		Timeouts struct {
+			Discovery metav1.Duration `json:"discovery"`
+		} `json:"timeouts"`
+	}
+)
+
+// KubeadmConfig renders the kubeadm configuration the user-data of in.Node carries:
+// InitConfiguration and ClusterConfiguration for the control plane, JoinConfiguration for
+// a worker.
+func KubeadmConfig(in Input) ([]byte, error) {
+	c, err := newConfig(in)
+	if err != nil {
+		return nil, err
+	}
+	return c.kubeadmConfig()
+}
+
+func (c *config) kubeadmConfig() ([]byte, error) {
+	var docs []any
+	if c.controlPlane {
+		ic := initConfiguration{
+			APIVersion: kubeadmAPIVersion,
+			Kind:       "InitConfiguration",
+			BootstrapTokens: []bootstrapToken{{
+				Token:       c.BootstrapToken,
+				Description: "labforge: lets the lab's workers join",
+				TTL:         metav1.Duration{Duration: c.TokenTTL.Round(time.Second)},
+				Usages:      []string{"signing", "authentication"},
+				Groups:      []string{"system:bootstrappers:kubeadm:default-node-token"},
+			}},
+			NodeRegistration: nodeRegistration{Name: c.Node.Name, CRISocket: CRISocket},
+		}
+		if c.expectedNodes == 1 {
+			// A single-node lab schedules its workloads on the control plane.
+			ic.NodeRegistration.Taints = &[]struct{}{}
+		}
+		cc := clusterConfiguration{
+			APIVersion:           kubeadmAPIVersion,
+			Kind:                 "ClusterConfiguration",
+			KubernetesVersion:    c.version,
+			ControlPlaneEndpoint: c.apiEndpoint(),
+			EncryptionAlgorithm:  encryptionAlgorithm,
+		}
+		cc.Networking.PodSubnet = c.podCIDR.String()
+		cc.Networking.ServiceSubnet = c.serviceCIDR.String()
+		cc.APIServer.CertSANs = c.certSANs()
+		cc.ControllerManager.ExtraArgs = []kubeadmArg{
+			{Name: "node-cidr-mask-size", Value: strconv.Itoa(c.nodeMaskBits())},
+		}
+		docs = append(docs, ic, cc)
+	} else {
+		jc := joinConfiguration{
+			APIVersion:       kubeadmAPIVersion,
+			Kind:             "JoinConfiguration",
+			NodeRegistration: nodeRegistration{Name: c.Node.Name, CRISocket: CRISocket},
+		}
+		jc.Discovery.BootstrapToken.APIServerEndpoint = c.apiEndpoint()
+		jc.Discovery.BootstrapToken.Token = c.BootstrapToken
+		jc.Discovery.BootstrapToken.CACertHashes = []string{c.DiscoveryHash}
+		// Workers boot alongside the control plane and keep retrying discovery until
+		// its API answers: give them as long as the whole lab has to boot.
+		jc.Timeouts.Discovery = metav1.Duration{Duration: c.bootTimeout}
+		docs = append(docs, jc)
+	}
+	var out bytes.Buffer
+	for i, d := range docs {
+		y, err := yaml.Marshal(d)
+		if err != nil {
+			return nil, fmt.Errorf("cloudinit: marshalling kubeadm configuration: %w", err)
+		}
+		if i > 0 {
+			out.WriteString("---\n")
+		}
+		out.Write(y)
+	}
+	return out.Bytes(), nil
+}
+
+// certSANs are the extra names of the lab API certificate: the Service (short and fully
+// qualified), the host cluster's public address (students reach the lab API through a
+// NodePort there) and loopback. kubeadm adds the node's own names and addresses.
+func (c *config) certSANs() []string {
+	sans := []string{c.apiHost, c.apiHost + "." + clusterDNSDomain}
+	if c.PublicAddress != "" && c.PublicAddress != "127.0.0.1" {
+		sans = append(sans, c.PublicAddress)
+	}
+	return append(sans, "127.0.0.1")
+}
+
+// nodeMaskBits sizes each node's pod range: kube-controller-manager's /24 when the pod
+// range has room for every node of the lab, smaller ranges when a narrow pod range must
+// still be split among all of them (a /24 pod range and 11 nodes gives /28s).
+func (c *config) nodeMaskBits() int {
+	need := max(1, bits.Len(uint(c.expectedNodes-1))) // bits to number every node
+	return max(defaultNodeMaskBits, c.podCIDR.Bits()+need)
+}

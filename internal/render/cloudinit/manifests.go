@@ -1,0 +1,97 @@
+package cloudinit
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/template"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/lab"
+)
+
+// FlannelVersion is the flannel release every lab runs as its CNI. Its manifest is
+// assets/kube-flannel.yaml.tmpl: upstream's Documentation/kube-flannel.yml of that release
+// (github.com/flannel-io/flannel, also served by the Go module proxy), whose image tags
+// pin flannel itself and its CNI plugin. To upgrade, replace the file with the new
+// release's, keep the net-conf.json placeholder and the header, and bump this constant.
+const FlannelVersion = "v0.28.10"
+
+//go:embed assets/kube-flannel.yaml.tmpl
+var flannelManifestTemplate string
+
+var flannelTemplate = template.Must(template.New("kube-flannel.yaml").Option("missingkey=error").Parse(flannelManifestTemplate))
+
+// flannelNetConf is flannel's net-conf.json (field order is output order).
+type flannelNetConf struct {
+	Network        string `json:"Network"`
+	EnableNFTables bool   `json:"EnableNFTables"`
+	Backend        struct {
+		Type string `json:"Type"`
+		Port int    `json:"Port"`
+	} `json:"Backend"`
+}
+
+// flannelManifest renders the CNI manifest: the lab's pod range and VXLAN port.
+func (c *config) flannelManifest() ([]byte, error) {
+	nc := flannelNetConf{Network: c.podCIDR.String()}
+	nc.Backend.Type = "vxlan"
+	nc.Backend.Port = c.tunnelPort
+	j, err := json.MarshalIndent(nc, "    ", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("cloudinit: marshalling flannel net-conf.json: %w", err)
+	}
+	var out bytes.Buffer
+	err = flannelTemplate.Execute(&out, map[string]string{
+		"Version":     FlannelVersion,
+		"NetConfJSON": "    " + string(j), // a block scalar, indented under net-conf.json: |
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cloudinit: rendering the flannel manifest: %w", err)
+	}
+	return out.Bytes(), nil
+}
+
+// markerReaderName names the Role and RoleBinding that let the operator read the marker.
+const markerReaderName = "labforge-bootstrap-marker-reader"
+
+// operatorRBAC renders the Role and RoleBinding granting lab.OperatorUser `get` on the
+// bootstrap marker ConfigMap, and nothing else.
+func operatorRBAC() ([]byte, error) {
+	meta := metav1.ObjectMeta{
+		Name:      markerReaderName,
+		Namespace: lab.MarkerNamespace,
+		Labels:    map[string]string{labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue},
+	}
+	role := rbacv1.Role{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
+		ObjectMeta: meta,
+		Rules: []rbacv1.PolicyRule{{
+			APIGroups:     []string{""},
+			Resources:     []string{"configmaps"},
+			ResourceNames: []string{lab.MarkerConfigMap},
+			Verbs:         []string{"get"},
+		}},
+	}
+	binding := rbacv1.RoleBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
+		ObjectMeta: meta,
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: markerReaderName},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: lab.OperatorUser}},
+	}
+	var docs []string
+	for _, obj := range []any{role, binding} {
+		y, err := yaml.Marshal(obj)
+		if err != nil {
+			return nil, fmt.Errorf("cloudinit: marshalling the operator's RBAC: %w", err)
+		}
+		docs = append(docs, string(y))
+	}
+	return []byte(strings.Join(docs, "---\n")), nil
+}

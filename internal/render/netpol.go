@@ -1,0 +1,126 @@
+package render
+
+import (
+	"net/netip"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/labforge/labforge/internal/lab"
+)
+
+// LinkLocal is always blocked: it holds cloud metadata services (169.254.169.254).
+var LinkLocal = []netip.Prefix{netip.MustParsePrefix("169.254.0.0/16"), netip.MustParsePrefix("fe80::/10")}
+
+// Names of the lab's NetworkPolicies.
+const (
+	PolicyDefaultDeny    = "default-deny"
+	PolicyLabInternal    = "allow-lab-internal"
+	PolicyStudentAccess  = "allow-student-access"
+	PolicyOperatorAccess = "allow-operator-probe"
+	PolicyDNS            = "allow-dns"
+	PolicyInternetEgress = "allow-internet-egress"
+)
+
+// NetworkPolicies returns the lab namespace's policies: deny everything, then allow
+// exactly the lab's VMs to each other, SSH and API to the control plane from outside the
+// host cluster's ranges (reachable only once a NodePort exists), the operator's namespace
+// to the lab API, DNS, and egress to the internet minus the host cluster's ranges,
+// link-local addresses and the template's exceptions.
+func NetworkPolicies(l Lab) []*networkingv1.NetworkPolicy {
+	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
+	port := func(p corev1.Protocol, n int) networkingv1.NetworkPolicyPort {
+		return networkingv1.NetworkPolicyPort{Protocol: ptr.To(p), Port: ptr.To(intstr.FromInt(n))}
+	}
+	blocked := append(append([]netip.Prefix{}, l.Host.Ranges()...), l.Host.NodeCIDRs...)
+	egressBlocked := append(append([]netip.Prefix{}, blocked...), LinkLocal...)
+	for _, c := range l.Template.Network.EgressExceptCIDRs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			egressBlocked = append(egressBlocked, p.Masked())
+		}
+	}
+	all := metav1.LabelSelector{}
+	return []*networkingv1.NetworkPolicy{
+		l.policy(PolicyDefaultDeny, networkingv1.NetworkPolicySpec{
+			PodSelector: all,
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
+		}),
+		l.policy(PolicyLabInternal, networkingv1.NetworkPolicySpec{
+			PodSelector: all,
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
+			Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{}}}}},
+			Egress:      []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{}}}}},
+		}),
+		l.policy(PolicyStudentAccess, networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: controlPlaneSelector(l)},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From:  everywhereExcept(blocked),
+				Ports: []networkingv1.NetworkPolicyPort{port(tcp, lab.SSHPort), port(tcp, lab.APIPort)},
+			}},
+		}),
+		l.policy(PolicyOperatorAccess, networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: controlPlaneSelector(l)},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{
+					MatchLabels: map[string]string{corev1.LabelMetadataName: l.OperatorNamespace},
+				}}},
+				Ports: []networkingv1.NetworkPolicyPort{port(tcp, lab.APIPort)},
+			}},
+		}),
+		l.policy(PolicyDNS, networkingv1.NetworkPolicySpec{
+			PodSelector: all,
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+			Egress: []networkingv1.NetworkPolicyEgressRule{{
+				To: []networkingv1.NetworkPolicyPeer{{
+					NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: "kube-system"}},
+					PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "kube-dns"}},
+				}},
+				Ports: []networkingv1.NetworkPolicyPort{port(udp, 53), port(tcp, 53)},
+			}},
+		}),
+		l.policy(PolicyInternetEgress, networkingv1.NetworkPolicySpec{
+			PodSelector: all,
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+			Egress:      []networkingv1.NetworkPolicyEgressRule{{To: everywhereExcept(egressBlocked)}},
+		}),
+	}
+}
+
+func (l Lab) policy(name string, spec networkingv1.NetworkPolicySpec) *networkingv1.NetworkPolicy {
+	return &networkingv1.NetworkPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
+		ObjectMeta: l.objectMeta(name, nil),
+		Spec:       spec,
+	}
+}
+
+// everywhereExcept returns one ipBlock per address family: everything of that family but
+// the given ranges (an ipBlock's exceptions must lie inside its CIDR).
+func everywhereExcept(blocked []netip.Prefix) []networkingv1.NetworkPolicyPeer {
+	var v4, v6 []string
+	seen := map[netip.Prefix]bool{}
+	for _, p := range blocked {
+		p = p.Masked()
+		if seen[p] || p.Bits() == 0 {
+			continue
+		}
+		seen[p] = true
+		if p.Addr().Is4() {
+			v4 = append(v4, p.String())
+		} else {
+			v6 = append(v6, p.String())
+		}
+	}
+	sort.Strings(v4)
+	sort.Strings(v6)
+	return []networkingv1.NetworkPolicyPeer{
+		{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0", Except: v4}},
+		{IPBlock: &networkingv1.IPBlock{CIDR: "::/0", Except: v6}},
+	}
+}

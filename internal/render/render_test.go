@@ -1,0 +1,224 @@
+package render
+
+import (
+	"encoding/json"
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/hostcluster"
+	"github.com/labforge/labforge/internal/lab"
+)
+
+func testLab(workers int32, mutate ...func(*Lab)) Lab {
+	env := &labforgev1alpha1.LabEnvironment{
+		ObjectMeta: metav1.ObjectMeta{Name: "pool-a-x7k2p", UID: "uid-1"},
+		Spec: labforgev1alpha1.LabEnvironmentSpec{
+			TemplateRef: labforgev1alpha1.LocalObjectReference{Name: "broken-dns"},
+			PoolRef:     &labforgev1alpha1.LocalObjectReference{Name: "pool-a"},
+		},
+	}
+	l := Lab{
+		Env: env,
+		Template: labforgev1alpha1.LabTemplateSpec{
+			KubernetesVersion: "v1.36.3",
+			Image:             labforgev1alpha1.LabImage{ContainerDisk: "quay.io/containerdisks/ubuntu:22.04"},
+			ControlPlane:      labforgev1alpha1.NodeSize{Cores: 2, Threads: 1, Memory: resource.MustParse("2Gi")},
+			Workers:           labforgev1alpha1.WorkerSpec{Count: workers, NodeSize: labforgev1alpha1.NodeSize{Cores: 1, Threads: 2, Memory: resource.MustParse("1536Mi")}},
+			SSHUser:           "ubuntu",
+			Network:           labforgev1alpha1.LabNetwork{PodCIDR: "10.200.0.0/16", ServiceCIDR: "10.201.0.0/16", TunnelPort: 8475},
+		},
+		Host:              hostcluster.Default(),
+		OperatorNamespace: "labforge-system",
+	}
+	for _, m := range mutate {
+		m(&l)
+	}
+	return l
+}
+
+func TestVirtualMachines(t *testing.T) {
+	tests := map[string]struct {
+		lab             Lab
+		wantNames       []string
+		wantAnnotations map[string]string
+	}{
+		"single node": {lab: testLab(0), wantNames: []string{"control-plane"}},
+		"one worker":  {lab: testLab(1), wantNames: []string{"control-plane", "worker-1"}},
+		"three workers with bandwidth limits": {
+			lab: testLab(3, func(l *Lab) {
+				in, out := resource.MustParse("50M"), resource.MustParse("10M")
+				l.Template.Network.Bandwidth = &labforgev1alpha1.Bandwidth{Ingress: &in, Egress: &out}
+			}),
+			wantNames:       []string{"control-plane", "worker-1", "worker-2", "worker-3"},
+			wantAnnotations: map[string]string{"kubernetes.io/ingress-bandwidth": "50M", "kubernetes.io/egress-bandwidth": "10M"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			vms := VirtualMachines(tc.lab)
+			var names []string
+			for _, vm := range vms {
+				names = append(names, vm.Name)
+				if vm.Namespace != "lab-pool-a-x7k2p" {
+					t.Errorf("%s: namespace = %q", vm.Name, vm.Namespace)
+				}
+				spec := vm.Spec.Template.Spec
+				if diff := cmp.Diff(tc.wantAnnotations, vm.Spec.Template.ObjectMeta.Annotations); diff != "" {
+					t.Errorf("%s: annotations (-want +got):\n%s", vm.Name, diff)
+				}
+				if got := spec.Domain.Devices.Interfaces[0]; got.Bridge == nil || got.Masquerade != nil {
+					t.Errorf("%s: interface %+v, want bridge binding", vm.Name, got)
+				}
+				if got := spec.Volumes[1].CloudInitNoCloud; got == nil || got.UserDataSecretRef.Name != "cloud-init-"+vm.Name || got.UserData != "" {
+					t.Errorf("%s: cloud-init volume %+v, want user-data only from Secret cloud-init-%s", vm.Name, got, vm.Name)
+				}
+				if got := spec.AccessCredentials[0].SSHPublicKey.PropagationMethod.QemuGuestAgent.Users; !cmp.Equal(got, []string{"ubuntu"}) {
+					t.Errorf("%s: access credential users = %v", vm.Name, got)
+				}
+				wantCores, wantMem := uint32(1), "1536Mi"
+				if vm.Name == lab.ControlPlaneVM {
+					wantCores, wantMem = 2, "2Gi"
+				}
+				if spec.Domain.CPU.Cores != wantCores || spec.Domain.Memory.Guest.String() != wantMem {
+					t.Errorf("%s: cpu %+v memory %s, want %d cores %s", vm.Name, spec.Domain.CPU, spec.Domain.Memory.Guest, wantCores, wantMem)
+				}
+				if got := vm.Spec.Template.ObjectMeta.Labels[lab.LabelNode]; got != vm.Name {
+					t.Errorf("%s: node label %q", vm.Name, got)
+				}
+			}
+			if diff := cmp.Diff(tc.wantNames, names); diff != "" {
+				t.Errorf("VM names (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestResourceQuota(t *testing.T) {
+	tests := map[string]struct {
+		workers int32
+		want    map[corev1.ResourceName]string
+	}{
+		"single node": {workers: 0, want: map[corev1.ResourceName]string{
+			"pods": "2", "requests.cpu": "2", "requests.memory": "2560Mi", "services.nodeports": "2", "secrets": "3",
+			"count/virtualmachines.kubevirt.io": "1",
+		}},
+		"three workers": {workers: 3, want: map[corev1.ResourceName]string{
+			// 2 + 3*2 vCPUs; 2Gi + 3*1536Mi + 4*512Mi.
+			"pods": "8", "requests.cpu": "8", "requests.memory": "8704Mi", "services.nodeports": "2", "secrets": "6",
+			"count/virtualmachines.kubevirt.io": "4",
+		}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			q := ResourceQuota(testLab(tc.workers))
+			got := map[corev1.ResourceName]string{}
+			for k := range tc.want {
+				v := q.Spec.Hard[k]
+				got[k] = v.String()
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("quota (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestNetworkPolicies(t *testing.T) {
+	l := testLab(1, func(l *Lab) {
+		l.Template.Network.EgressExceptCIDRs = []string{"192.0.2.0/24", "2001:db8::/32"}
+		l.Host.NodeCIDRs = []netip.Prefix{netip.MustParsePrefix("192.168.10.0/24")}
+	})
+	byName := map[string]int{}
+	var names []string
+	for i, p := range NetworkPolicies(l) {
+		byName[p.Name] = i
+		names = append(names, p.Name)
+	}
+	wantNames := []string{PolicyDefaultDeny, PolicyLabInternal, PolicyStudentAccess, PolicyOperatorAccess, PolicyDNS, PolicyInternetEgress}
+	if diff := cmp.Diff(wantNames, names); diff != "" {
+		t.Fatalf("policy names (-want +got):\n%s", diff)
+	}
+	policies := NetworkPolicies(l)
+	egress := policies[byName[PolicyInternetEgress]].Spec.Egress[0].To
+	if diff := cmp.Diff([]string{"10.244.0.0/16", "10.96.0.0/12", "169.254.0.0/16", "192.0.2.0/24", "192.168.10.0/24"}, egress[0].IPBlock.Except); diff != "" {
+		t.Errorf("IPv4 egress exceptions (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"2001:db8::/32", "fe80::/10"}, egress[1].IPBlock.Except); diff != "" {
+		t.Errorf("IPv6 egress exceptions (-want +got):\n%s", diff)
+	}
+	student := policies[byName[PolicyStudentAccess]].Spec
+	if diff := cmp.Diff([]string{"10.244.0.0/16", "10.96.0.0/12", "192.168.10.0/24"}, student.Ingress[0].From[0].IPBlock.Except); diff != "" {
+		t.Errorf("student ingress exceptions (-want +got):\n%s", diff)
+	}
+	if got := student.PodSelector.MatchLabels; !cmp.Equal(got, map[string]string{"labforge.dev/environment": "pool-a-x7k2p", "labforge.dev/node": "control-plane"}) {
+		t.Errorf("student access selects %v", got)
+	}
+	operator := policies[byName[PolicyOperatorAccess]].Spec.Ingress[0].From[0].NamespaceSelector.MatchLabels
+	if !cmp.Equal(operator, map[string]string{"kubernetes.io/metadata.name": "labforge-system"}) {
+		t.Errorf("operator access from %v", operator)
+	}
+}
+
+// TestNoSharedMaps guards against a renderer handing out a map another object (or the
+// input) also holds: a later edit of one object would silently change the other.
+func TestNoSharedMaps(t *testing.T) {
+	l := testLab(2)
+	vms := VirtualMachines(l)
+	vms[0].Labels["x"] = "y"
+	vms[0].Spec.Template.ObjectMeta.Labels["x"] = "y"
+	if _, ok := vms[1].Labels["x"]; ok {
+		t.Error("two VMs share their labels map")
+	}
+	if _, ok := l.Labels()["x"]; ok {
+		t.Error("a VM shares the lab's labels map")
+	}
+	if _, ok := vms[1].Spec.Template.ObjectMeta.Labels["x"]; ok {
+		t.Error("two VM templates share their labels map")
+	}
+	pki := PKI{CACert: []byte("ca"), CAKey: []byte("key"), BootstrapToken: "t", OperatorCert: []byte("c"), OperatorKey: []byte("k")}
+	s := PKISecret(l, pki)
+	s.Data[lab.PKICACert][0] = 'X'
+	if string(pki.CACert) != "ca" {
+		t.Error("the PKI Secret aliases the input's bytes")
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	render := func() string {
+		l := testLab(3)
+		objs := []any{Namespace(l), ResourceQuota(l), LimitRange(l), APIService(l), NetworkPolicies(l), VirtualMachines(l)}
+		b, err := json.Marshal(objs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if first, second := render(), render(); first != second {
+		t.Error("two renders of the same lab differ")
+	}
+}
+
+func TestTemplateSnapshotRoundTrip(t *testing.T) {
+	l := testLab(2)
+	l.Template.Scenario = &labforgev1alpha1.Scenario{Script: "#!/bin/bash\nkubectl delete deploy coredns -n kube-system\n"}
+	cm, err := TemplateSnapshotConfigMap(l, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, gen, err := TemplateFromSnapshot(cm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gen != 7 {
+		t.Errorf("generation = %d, want 7", gen)
+	}
+	if diff := cmp.Diff(l.Template, spec); diff != "" {
+		t.Errorf("snapshot round trip (-want +got):\n%s", diff)
+	}
+}

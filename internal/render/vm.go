@@ -1,0 +1,105 @@
+package render
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/labforge/labforge/internal/lab"
+)
+
+// Bandwidth annotations a bandwidth-aware CNI reads from the launcher pod; KubeVirt copies
+// the VM template's annotations onto it.
+const (
+	AnnotationIngressBandwidth = "kubernetes.io/ingress-bandwidth"
+	AnnotationEgressBandwidth  = "kubernetes.io/egress-bandwidth"
+)
+
+// VirtualMachines returns the lab's VMs, control plane first. Each boots the template's
+// container disk with its cloud-init user-data taken from a Secret (nothing secret sits in
+// a VM spec), sits on the pod network with bridge binding so that every VM keeps its own
+// routable address (masquerade would give every guest the same one and break kubeadm
+// join), and receives the students' SSH keys through the guest agent.
+func VirtualMachines(l Lab) []*kubevirtv1.VirtualMachine {
+	var vms []*kubevirtv1.VirtualMachine
+	for _, n := range l.Nodes() {
+		vms = append(vms, virtualMachine(l, n))
+	}
+	return vms
+}
+
+func virtualMachine(l Lab, n Node) *kubevirtv1.VirtualMachine {
+	podLabels := l.Labels()
+	podLabels[lab.LabelRole] = n.Role
+	podLabels[lab.LabelNode] = n.Name
+	var annotations map[string]string
+	if bw := l.Template.Network.Bandwidth; bw != nil {
+		annotations = map[string]string{}
+		if bw.Ingress != nil {
+			annotations[AnnotationIngressBandwidth] = bw.Ingress.String()
+		}
+		if bw.Egress != nil {
+			annotations[AnnotationEgressBandwidth] = bw.Egress.String()
+		}
+	}
+	memory := n.Size.Memory.DeepCopy()
+	return &kubevirtv1.VirtualMachine{
+		TypeMeta:   metav1.TypeMeta{APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: "VirtualMachine"},
+		ObjectMeta: l.objectMeta(n.Name, map[string]string{lab.LabelRole: n.Role}),
+		Spec: kubevirtv1.VirtualMachineSpec{
+			RunStrategy: ptr.To(kubevirtv1.RunStrategyAlways),
+			Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: annotations},
+				Spec: kubevirtv1.VirtualMachineInstanceSpec{
+					Hostname: n.Name,
+					// Labs are disposable: a deleted lab's VMs stop at once.
+					TerminationGracePeriodSeconds: ptr.To[int64](0),
+					Domain: kubevirtv1.DomainSpec{
+						CPU:    &kubevirtv1.CPU{Sockets: 1, Cores: uint32(n.Size.Cores), Threads: uint32(n.Size.Threads)},
+						Memory: &kubevirtv1.Memory{Guest: &memory},
+						Resources: kubevirtv1.ResourceRequirements{
+							Requests: corev1.ResourceList{corev1.ResourceMemory: n.Size.Memory.DeepCopy()},
+						},
+						Devices: kubevirtv1.Devices{
+							Disks: []kubevirtv1.Disk{
+								{Name: "rootdisk", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}}},
+								{Name: "cloudinit", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}}},
+							},
+							Interfaces: []kubevirtv1.Interface{{
+								Name:                   "default",
+								InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Bridge: &kubevirtv1.InterfaceBridge{}},
+							}},
+						},
+					},
+					Networks: []kubevirtv1.Network{{Name: "default", NetworkSource: kubevirtv1.NetworkSource{Pod: &kubevirtv1.PodNetwork{}}}},
+					AccessCredentials: []kubevirtv1.AccessCredential{{
+						SSHPublicKey: &kubevirtv1.SSHPublicKeyAccessCredential{
+							Source: kubevirtv1.SSHPublicKeyAccessCredentialSource{
+								Secret: &kubevirtv1.AccessCredentialSecretSource{SecretName: lab.AccessCredentialsSecret},
+							},
+							PropagationMethod: kubevirtv1.SSHPublicKeyAccessCredentialPropagationMethod{
+								QemuGuestAgent: &kubevirtv1.QemuGuestAgentSSHPublicKeyAccessCredentialPropagation{
+									Users: []string{l.Template.SSHUser},
+								},
+							},
+						},
+					}},
+					Volumes: []kubevirtv1.Volume{
+						{Name: "rootdisk", VolumeSource: kubevirtv1.VolumeSource{
+							ContainerDisk: &kubevirtv1.ContainerDiskSource{Image: l.Template.Image.ContainerDisk},
+						}},
+						{Name: "cloudinit", VolumeSource: kubevirtv1.VolumeSource{
+							CloudInitNoCloud: &kubevirtv1.CloudInitNoCloudSource{
+								UserDataSecretRef: &corev1.LocalObjectReference{Name: lab.UserDataSecret(n.Name)},
+							},
+						}},
+					},
+				},
+			},
+		},
+	}
+}
+
+func intOrString(port int) intstr.IntOrString { return intstr.FromInt(port) }

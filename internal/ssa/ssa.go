@@ -1,0 +1,111 @@
+// Package ssa writes objects with server-side apply, sending the full desired state under
+// one field manager, and remembers what it applied so that an unchanged object is never
+// sent again: an idle resync of a thousand labs must cost no API write (Cluster API's
+// SSA cache does the same).
+package ssa
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// maxCacheEntries bounds the memory of the cache; past it, the cache starts over (the
+// only cost is one extra apply per object).
+const maxCacheEntries = 200_000
+
+// Applier applies objects as one field manager.
+type Applier struct {
+	Client     client.Client
+	FieldOwner string
+
+	mu      sync.Mutex
+	entries int
+	// applied maps a namespace (a Namespace object counts as its own) to object keys and
+	// "resourceVersion after our apply/hash of what we sent".
+	applied map[string]map[string]string
+}
+
+// NewApplier returns an Applier writing as fieldOwner.
+func NewApplier(c client.Client, fieldOwner string) *Applier {
+	return &Applier{Client: c, FieldOwner: fieldOwner, applied: map[string]map[string]string{}}
+}
+
+// Apply makes the object match desired. current is the object as last observed (from the
+// cache), or nil when it does not exist. Nothing is sent when we applied exactly desired
+// to exactly that version before. It reports whether a request was sent.
+func (a *Applier) Apply(ctx context.Context, desired client.Object, current client.Object) (bool, error) {
+	gvk := desired.GetObjectKind().GroupVersionKind()
+	if gvk.Kind == "" {
+		return false, fmt.Errorf("applying %s/%s: the object has no kind set", desired.GetNamespace(), desired.GetName())
+	}
+	body, err := json.Marshal(desired)
+	if err != nil {
+		return false, fmt.Errorf("encoding %s %s: %w", gvk.Kind, desired.GetName(), err)
+	}
+	sum := sha256.Sum256(body)
+	hash := hex.EncodeToString(sum[:])
+	ns := desired.GetNamespace()
+	if ns == "" && gvk.Kind == "Namespace" {
+		ns = desired.GetName()
+	}
+	key := gvk.String() + "/" + desired.GetName()
+
+	if current != nil && a.seen(ns, key, current.GetResourceVersion()+"/"+hash) {
+		return false, nil
+	}
+
+	u := &unstructured.Unstructured{}
+	if err := utiljson.Unmarshal(body, &u.Object); err != nil {
+		return false, fmt.Errorf("decoding %s %s: %w", gvk.Kind, desired.GetName(), err)
+	}
+	// Status belongs to whoever reports it, and creationTimestamp to the API server.
+	delete(u.Object, "status")
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	if err := a.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
+		client.FieldOwner(a.FieldOwner), client.ForceOwnership); err != nil {
+		return true, fmt.Errorf("applying %s %s/%s: %w", gvk.Kind, desired.GetNamespace(), desired.GetName(), err)
+	}
+	a.remember(ns, key, u.GetResourceVersion()+"/"+hash)
+	return true, nil
+}
+
+// ForgetNamespace drops what the applier remembers of a namespace's objects, once the
+// namespace is gone.
+func (a *Applier) ForgetNamespace(namespace string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.entries -= len(a.applied[namespace])
+	delete(a.applied, namespace)
+}
+
+func (a *Applier) seen(ns, key, value string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.applied[ns][key] == value
+}
+
+func (a *Applier) remember(ns, key, value string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.entries >= maxCacheEntries {
+		a.applied = map[string]map[string]string{}
+		a.entries = 0
+	}
+	m := a.applied[ns]
+	if m == nil {
+		m = map[string]string{}
+		a.applied[ns] = m
+	}
+	if _, ok := m[key]; !ok {
+		a.entries++
+	}
+	m[key] = value
+}
