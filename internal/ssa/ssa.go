@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -40,7 +41,8 @@ func NewApplier(c client.Client, fieldOwner string) *Applier {
 
 // Apply makes the object match desired. current is the object as last observed (from the
 // cache), or nil when it does not exist. Nothing is sent when we applied exactly desired
-// to exactly that version before. It reports whether a request was sent.
+// to exactly that version before. It reports whether a request was sent; if one was,
+// desired holds the object as the API server returned it.
 func (a *Applier) Apply(ctx context.Context, desired client.Object, current client.Object) (bool, error) {
 	gvk := desired.GetObjectKind().GroupVersionKind()
 	if gvk.Kind == "" {
@@ -74,6 +76,10 @@ func (a *Applier) Apply(ctx context.Context, desired client.Object, current clie
 		return true, fmt.Errorf("applying %s %s/%s: %w", gvk.Kind, desired.GetNamespace(), desired.GetName(), err)
 	}
 	a.remember(ns, key, u.GetResourceVersion()+"/"+hash)
+	// Hand the server's view back (allocated NodePorts, cluster IPs, resourceVersion).
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, desired); err != nil {
+		return true, fmt.Errorf("decoding the applied %s %s: %w", gvk.Kind, desired.GetName(), err)
+	}
 	return true, nil
 }
 

@@ -1,0 +1,350 @@
+package labenvironment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/controller/labtemplate"
+	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/labprobe"
+	"github.com/labforge/labforge/internal/pki"
+	"github.com/labforge/labforge/internal/render"
+	"github.com/labforge/labforge/internal/render/cloudinit"
+)
+
+// caValidity is how long a lab's CA is valid: far longer than any lab lives.
+const caValidity = 365 * 24 * time.Hour
+
+// scope is what one pass observed and decided about a lab.
+type scope struct {
+	env *labforgev1alpha1.LabEnvironment
+	now time.Time
+
+	// template is the spec the lab is built from (its snapshot once taken), and
+	// templateGeneration the generation it had.
+	template           *labforgev1alpha1.LabTemplateSpec
+	templateGeneration int64
+	// templateReason and templateMessage say why no lab can be built (terminal until the
+	// template changes).
+	templateReason, templateMessage string
+
+	namespaceTerminating bool
+	provisioned          bool
+	vms                  []render.Node
+	vmis                 map[string]*kubevirtv1.VirtualMachineInstance
+
+	probed   bool
+	probe    labprobe.Result
+	probeErr error
+}
+
+// reconcileNormal runs the provisioning phases in order; each phase returns whether the
+// next may run. Guards (quota, limit range, network policies) exist before any VM.
+func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result, error) {
+	if ok, err := r.reconcileTemplate(ctx, s); !ok || err != nil {
+		return ctrl.Result{}, err
+	}
+	l := render.Lab{Env: s.env, Template: *s.template, Host: r.Host, OperatorNamespace: r.OperatorNamespace}
+	if ok, err := r.reconcileNamespace(ctx, s, l); !ok || err != nil {
+		// A namespace deleted by hand must be gone before the lab can be rebuilt; its
+		// deletion event wakes this lab up.
+		return ctrl.Result{}, err
+	}
+	if err := r.reconcileGuards(ctx, l); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.reconcileSnapshot(ctx, s, l); err != nil {
+		return ctrl.Result{}, err
+	}
+	material, err := r.reconcilePKI(ctx, s, l)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.reconcileMachines(ctx, s, l, material); err != nil {
+		return ctrl.Result{}, err
+	}
+	s.provisioned = true
+	if err := r.observeMachines(ctx, s, l); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.probeLab(ctx, s, material)
+	return r.nextCheck(s), nil
+}
+
+// reconcileTemplate finds the spec to build from: the lab's own snapshot when it has one,
+// else the LabTemplate as it is now, checked like the LabTemplate controller checks it.
+func (r *Reconciler) reconcileTemplate(ctx context.Context, s *scope) (bool, error) {
+	snapshot := &corev1.ConfigMap{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespaceOf(s.env), Name: render.TemplateSnapshot}, snapshot)
+	switch {
+	case err == nil && ownedBy(snapshot, s.env):
+		spec, gen, err := render.TemplateFromSnapshot(snapshot)
+		if err != nil {
+			return false, err
+		}
+		s.template, s.templateGeneration = &spec, gen
+		return true, nil
+	case err != nil && !apierrors.IsNotFound(err):
+		return false, fmt.Errorf("reading the template snapshot of LabEnvironment %s: %w", s.env.Name, err)
+	}
+
+	tmpl := &labforgev1alpha1.LabTemplate{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: s.env.Spec.TemplateRef.Name}, tmpl); err != nil {
+		if apierrors.IsNotFound(err) {
+			s.templateReason = ReasonTemplateNotFound
+			s.templateMessage = fmt.Sprintf("LabTemplate %s does not exist", s.env.Spec.TemplateRef.Name)
+			return false, nil
+		}
+		return false, fmt.Errorf("reading LabTemplate %s: %w", s.env.Spec.TemplateRef.Name, err)
+	}
+	if problems := labtemplate.Check(&tmpl.Spec, r.Host); len(problems) > 0 {
+		s.templateReason = ReasonInvalidTemplate
+		s.templateMessage = fmt.Sprintf("LabTemplate %s cannot be built: %s", tmpl.Name, joinProblems(problems))
+		return false, nil
+	}
+	spec := tmpl.Spec.DeepCopy()
+	s.template, s.templateGeneration = spec, tmpl.Generation
+	return true, nil
+}
+
+func (r *Reconciler) reconcileNamespace(ctx context.Context, s *scope, l render.Lab) (bool, error) {
+	ns := &corev1.Namespace{}
+	err := r.Client.Get(ctx, client.ObjectKey{Name: l.Namespace()}, ns)
+	if apierrors.IsNotFound(err) {
+		_, err := r.Applier.Apply(ctx, render.Namespace(l), nil)
+		return err == nil, err
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading namespace %s: %w", l.Namespace(), err)
+	}
+	if !ns.DeletionTimestamp.IsZero() {
+		s.namespaceTerminating = true
+		return false, nil
+	}
+	if !ownedBy(ns, s.env) {
+		return false, fmt.Errorf("namespace %s exists and does not belong to LabEnvironment %s", l.Namespace(), s.env.Name)
+	}
+	_, err = r.Applier.Apply(ctx, render.Namespace(l), ns)
+	return err == nil, err
+}
+
+// reconcileGuards writes what confines the lab before anything runs in it.
+func (r *Reconciler) reconcileGuards(ctx context.Context, l render.Lab) error {
+	var errs []error
+	quota := render.ResourceQuota(l)
+	errs = append(errs, r.applyNamespaced(ctx, quota, &corev1.ResourceQuota{}))
+	limits := render.LimitRange(l)
+	errs = append(errs, r.applyNamespaced(ctx, limits, &corev1.LimitRange{}))
+	for _, p := range render.NetworkPolicies(l) {
+		errs = append(errs, r.applyNamespaced(ctx, p, &networkingv1.NetworkPolicy{}))
+	}
+	return errors.Join(errs...)
+}
+
+// reconcileSnapshot records the template the lab is built from, once.
+func (r *Reconciler) reconcileSnapshot(ctx context.Context, s *scope, l render.Lab) error {
+	cm, err := render.TemplateSnapshotConfigMap(l, s.templateGeneration)
+	if err != nil {
+		return err
+	}
+	return r.createOnce(ctx, cm, &corev1.ConfigMap{})
+}
+
+// reconcilePKI returns the lab's key material, minting it the first time. The Secret is
+// created, never updated: if a create races with an earlier one (a crash, a stale cache),
+// the stored Secret wins and is read back from the API server, so a lab never has two CAs.
+func (r *Reconciler) reconcilePKI(ctx context.Context, s *scope, l render.Lab) (render.PKI, error) {
+	key := client.ObjectKey{Namespace: l.Namespace(), Name: lab.PKISecret}
+	secret := &corev1.Secret{}
+	err := r.Client.Get(ctx, key, secret)
+	if apierrors.IsNotFound(err) {
+		material, mintErr := r.mintPKI(s)
+		if mintErr != nil {
+			return render.PKI{}, mintErr
+		}
+		desired := render.PKISecret(l, material)
+		createErr := r.Client.Create(ctx, desired)
+		if createErr == nil {
+			r.Recorder.Eventf(s.env, nil, corev1.EventTypeNormal, "MintedPKI", "Provision", "Minted the lab's CA and bootstrap token")
+			return material, nil
+		}
+		if !apierrors.IsAlreadyExists(createErr) {
+			return render.PKI{}, fmt.Errorf("creating Secret %s: %w", key, createErr)
+		}
+		err = r.APIReader.Get(ctx, key, secret)
+	}
+	if err != nil {
+		return render.PKI{}, fmt.Errorf("reading Secret %s: %w", key, err)
+	}
+	if !ownedBy(secret, s.env) {
+		return render.PKI{}, fmt.Errorf("secret %s does not belong to LabEnvironment %s", key, s.env.Name)
+	}
+	return render.PKIFromSecret(secret)
+}
+
+func (r *Reconciler) mintPKI(s *scope) (render.PKI, error) {
+	ca, err := pki.NewCA("labforge-"+s.env.Name, s.now, caValidity, r.Rand)
+	if err != nil {
+		return render.PKI{}, fmt.Errorf("minting the CA of LabEnvironment %s: %w", s.env.Name, err)
+	}
+	operator, err := ca.IssueClient(lab.OperatorUser, nil, s.now.Add(-pki.ClockSkew), ca.Cert.NotAfter, r.Rand)
+	if err != nil {
+		return render.PKI{}, fmt.Errorf("minting the operator credential of LabEnvironment %s: %w", s.env.Name, err)
+	}
+	token, err := pki.NewBootstrapToken(r.Rand)
+	if err != nil {
+		return render.PKI{}, err
+	}
+	caKey, err := ca.KeyPEM()
+	if err != nil {
+		return render.PKI{}, err
+	}
+	operatorKey, err := operator.KeyPEM()
+	if err != nil {
+		return render.PKI{}, err
+	}
+	return render.PKI{
+		CACert: ca.CertPEM(), CAKey: caKey, BootstrapToken: token,
+		OperatorCert: operator.CertPEM(), OperatorKey: operatorKey,
+	}, nil
+}
+
+// reconcileMachines writes the access-credentials Secret, the cloud-init Secrets, the API
+// Service and the VMs.
+func (r *Reconciler) reconcileMachines(ctx context.Context, s *scope, l render.Lab, material render.PKI) error {
+	if err := r.createOnce(ctx, render.AccessCredentialsSecret(l, nil), &corev1.Secret{}); err != nil {
+		return err
+	}
+	ca, err := pki.ParseKeyPair(material.CACert, material.CAKey)
+	if err != nil {
+		return fmt.Errorf("reading the CA of LabEnvironment %s: %w", s.env.Name, err)
+	}
+	var errs []error
+	nodes := l.Nodes()
+	for _, n := range nodes {
+		in := cloudinit.Input{
+			Environment:    s.env.Name,
+			Template:       *s.template,
+			Node:           cloudinit.Node{Name: n.Name, Role: n.Role},
+			CACertPEM:      material.CACert,
+			BootstrapToken: material.BootstrapToken,
+			TokenTTL:       s.template.BootTimeout.Duration + 10*time.Minute,
+			DiscoveryHash:  pki.DiscoveryHash(ca.Cert),
+			PublicAddress:  r.Host.PublicAddress,
+		}
+		if n.Role == lab.RoleControlPlane {
+			in.CAKeyPEM = material.CAKey
+		}
+		userData, err := cloudinit.UserData(in)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("rendering the user-data of %s/%s: %w", l.Namespace(), n.Name, err))
+			continue
+		}
+		errs = append(errs, r.applyNamespaced(ctx, render.UserDataSecret(l, n.Name, userData), &corev1.Secret{}))
+	}
+	errs = append(errs, r.applyNamespaced(ctx, render.APIService(l), &corev1.Service{}))
+	if err := errors.Join(errs...); err != nil {
+		// Never boot a VM whose user-data is missing or stale.
+		return err
+	}
+	for _, vm := range render.VirtualMachines(l) {
+		errs = append(errs, r.applyNamespaced(ctx, vm, &kubevirtv1.VirtualMachine{}))
+	}
+	s.vms = nodes
+	return errors.Join(errs...)
+}
+
+// observeMachines reads the lab's VMIs, as KubeVirt (or the simulated backend) reports them.
+func (r *Reconciler) observeMachines(ctx context.Context, s *scope, l render.Lab) error {
+	var list kubevirtv1.VirtualMachineInstanceList
+	if err := r.Client.List(ctx, &list, client.InNamespace(l.Namespace())); err != nil {
+		return fmt.Errorf("listing the VMIs of LabEnvironment %s: %w", s.env.Name, err)
+	}
+	s.vmis = map[string]*kubevirtv1.VirtualMachineInstance{}
+	for i := range list.Items {
+		s.vmis[list.Items[i].Name] = &list.Items[i]
+	}
+	return nil
+}
+
+// probeLab asks the lab whether its bootstrap finished, once all its VMs run. A lab that
+// said so once stays bootstrapped: a student may break its API server on purpose.
+func (r *Reconciler) probeLab(ctx context.Context, s *scope, material render.PKI) {
+	if bootstrapDone(s.env) || !allRunning(s) {
+		return
+	}
+	s.probed = true
+	s.probe, s.probeErr = r.Prober.Probe(ctx, s.env.Name, labprobe.Credentials{
+		CACertPEM: material.CACert, ClientCertPEM: material.OperatorCert, ClientKeyPEM: material.OperatorKey,
+	})
+	if s.probeErr != nil {
+		ctrl.LoggerFrom(ctx).V(4).Info("Probed lab API", "error", s.probeErr.Error())
+	}
+}
+
+// nextCheck says when to look again without an event: the next probe of a booting lab,
+// or the boot deadline.
+func (r *Reconciler) nextCheck(s *scope) ctrl.Result {
+	if bootstrapDone(s.env) || bootstrapSucceeded(s) || bootstrapFailed(s) {
+		return ctrl.Result{}
+	}
+	deadline := s.env.CreationTimestamp.Add(s.template.BootTimeout.Duration)
+	wait := deadline.Sub(s.now)
+	if wait <= 0 {
+		return ctrl.Result{}
+	}
+	if allRunning(s) && r.ProbeInterval < wait {
+		wait = r.ProbeInterval
+	}
+	return ctrl.Result{RequeueAfter: wait}
+}
+
+// applyNamespaced reads the current object into holder and applies desired over it.
+func (r *Reconciler) applyNamespaced(ctx context.Context, desired, holder client.Object) error {
+	err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), holder)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading %s %s/%s: %w", desired.GetObjectKind().GroupVersionKind().Kind, desired.GetNamespace(), desired.GetName(), err)
+	}
+	// A nil holder must reach the applier as a nil interface, not a typed nil.
+	var current client.Object
+	if err == nil {
+		current = holder
+	}
+	_, err = r.Applier.Apply(ctx, desired, current)
+	return err
+}
+
+// createOnce creates obj unless it exists: for objects whose content is fixed at birth or
+// written by someone else later (the access-credentials Secret, at claim time).
+func (r *Reconciler) createOnce(ctx context.Context, desired, holder client.Object) error {
+	err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), holder)
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading %s/%s: %w", desired.GetNamespace(), desired.GetName(), err)
+	}
+	if err := r.Client.Create(ctx, desired); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating %s/%s: %w", desired.GetNamespace(), desired.GetName(), err)
+	}
+	return nil
+}
+
+func namespaceOf(env *labforgev1alpha1.LabEnvironment) string { return lab.Namespace(env.Name) }
+
+// ownedBy says whether obj's controller is env (same UID, not just the same name).
+func ownedBy(obj metav1.Object, env *labforgev1alpha1.LabEnvironment) bool {
+	ref := metav1.GetControllerOf(obj)
+	return ref != nil && ref.UID == env.UID
+}

@@ -1,0 +1,205 @@
+// Package labenvironment holds the LabEnvironment controller: it turns one lab instance
+// into a namespace of VMs that boot into a kubeadm cluster, knows from the lab itself when
+// it is Ready, and removes every trace of it when the LabEnvironment is deleted.
+package labenvironment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/hostcluster"
+	"github.com/labforge/labforge/internal/labprobe"
+	"github.com/labforge/labforge/internal/ssa"
+)
+
+// ControllerName names the controller in logs, events, metrics and as the field manager.
+const ControllerName = "labenvironment"
+
+// Finalizer holds a LabEnvironment until its namespace, and everything in it, is gone.
+const Finalizer = "labforge.dev/environment"
+
+// templateRefIndex indexes LabEnvironments by the template they name.
+const templateRefIndex = "spec.templateRef.name"
+
+// DefaultProbeInterval is how often a booting lab whose VMs all run is asked whether its
+// bootstrap finished.
+const DefaultProbeInterval = 5 * time.Second
+
+// Reconciler provisions, observes and tears down labs.
+type Reconciler struct {
+	Client    client.Client
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Applier   *ssa.Applier
+	Prober    labprobe.Prober
+	Host      hostcluster.Network
+	// OperatorNamespace is where the operator runs: the only namespace allowed to reach a
+	// lab's API from inside the host cluster.
+	OperatorNamespace string
+	// PublicAddress is the host's address students connect to (a lab API certificate SAN).
+	Clock clock.PassiveClock
+	// ProbeInterval is how often a booting lab is probed; DefaultProbeInterval if zero.
+	ProbeInterval time.Duration
+	// Rand is the source of key material; crypto/rand if nil.
+	Rand io.Reader
+}
+
+// +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments/finalizers,verbs=update
+// +kubebuilder:rbac:groups=labforge.dev,resources=labtemplates,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets;configmaps;services;resourcequotas;limitranges,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=kubevirt.io,resources=virtualmachines,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=kubevirt.io,resources=virtualmachineinstances,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one lab one step closer to Ready, or removes it.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	env := &labforgev1alpha1.LabEnvironment{}
+	if err := r.Client.Get(ctx, req.NamespacedName, env); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !env.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, env)
+	}
+	if !controllerutil.ContainsFinalizer(env, Finalizer) {
+		patch := client.MergeFrom(env.DeepCopy())
+		controllerutil.AddFinalizer(env, Finalizer)
+		if err := r.Client.Patch(ctx, env, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer to LabEnvironment %s: %w", env.Name, err)
+		}
+	}
+
+	s := &scope{env: env, now: r.Clock.Now()}
+	result, err := r.reconcileNormal(ctx, s)
+	if statusErr := r.writeStatus(ctx, s, err == nil); statusErr != nil {
+		err = errors.Join(err, statusErr)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return result, nil
+}
+
+// reconcileDelete deletes the lab's namespace and holds the finalizer until it is gone:
+// nothing the lab created outlives it. A namespace that never existed counts as gone.
+func (r *Reconciler) reconcileDelete(ctx context.Context, env *labforgev1alpha1.LabEnvironment) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(env, Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	ns := &corev1.Namespace{}
+	err := r.Client.Get(ctx, client.ObjectKey{Name: namespaceOf(env)}, ns)
+	switch {
+	case apierrors.IsNotFound(err):
+		patch := client.MergeFrom(env.DeepCopy())
+		controllerutil.RemoveFinalizer(env, Finalizer)
+		if err := r.Client.Patch(ctx, env, patch); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		r.Applier.ForgetNamespace(namespaceOf(env))
+		ctrl.LoggerFrom(ctx).Info("Deleted LabEnvironment", "namespace", namespaceOf(env))
+		return ctrl.Result{}, nil
+	case err != nil:
+		return ctrl.Result{}, fmt.Errorf("reading namespace of LabEnvironment %s: %w", env.Name, err)
+	}
+	if !ownedBy(ns, env) {
+		// Never delete a namespace labforge does not own, whatever its name.
+		patch := client.MergeFrom(env.DeepCopy())
+		controllerutil.RemoveFinalizer(env, Finalizer)
+		return ctrl.Result{}, client.IgnoreNotFound(r.Client.Patch(ctx, env, patch))
+	}
+	if ns.DeletionTimestamp.IsZero() {
+		if err := r.Client.Delete(ctx, ns, client.PropagationPolicy("Background")); client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, fmt.Errorf("deleting namespace %s: %w", ns.Name, err)
+		}
+		r.Recorder.Eventf(env, nil, corev1.EventTypeNormal, "DeletingLab", "Delete", "Deleting namespace %s", ns.Name)
+	}
+	// The namespace's deletion event requeues this environment.
+	return ctrl.Result{}, nil
+}
+
+// SetupWithManager registers the controller and what it watches.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.ProbeInterval == 0 {
+		r.ProbeInterval = DefaultProbeInterval
+	}
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabEnvironment{}, templateRefIndex,
+		func(o client.Object) []string {
+			return []string{o.(*labforgev1alpha1.LabEnvironment).Spec.TemplateRef.Name}
+		}); err != nil {
+		return fmt.Errorf("indexing LabEnvironments by template: %w", err)
+	}
+	byEnvLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		if name := o.GetLabels()[labforgev1alpha1.LabelEnvironment]; name != "" {
+			return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: name}}}
+		}
+		return nil
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(ControllerName).
+		For(&labforgev1alpha1.LabEnvironment{}).
+		Owns(&corev1.Namespace{}).
+		Owns(&corev1.Secret{}).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ResourceQuota{}).
+		Owns(&corev1.LimitRange{}).
+		Owns(&networkingv1.NetworkPolicy{}).
+		Owns(&kubevirtv1.VirtualMachine{}).
+		Watches(&kubevirtv1.VirtualMachineInstance{}, byEnvLabel).
+		Watches(&labforgev1alpha1.LabTemplate{}, handler.EnqueueRequestsFromMapFunc(r.environmentsOfTemplate)).
+		Complete(r)
+}
+
+// environmentsOfTemplate wakes the labs that wait for a template to exist or be fixed.
+// Labs that already took their snapshot ignore template changes.
+func (r *Reconciler) environmentsOfTemplate(ctx context.Context, o client.Object) []reconcile.Request {
+	var list labforgev1alpha1.LabEnvironmentList
+	if err := r.Client.List(ctx, &list, client.MatchingFields{templateRefIndex: o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list LabEnvironments of LabTemplate", "template", o.GetName())
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, env := range list.Items {
+		if env.Status.TemplateGeneration == 0 {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Name: env.Name}})
+		}
+	}
+	return reqs
+}
+
+// writeStatus computes the status from the scope and writes it when it changed.
+func (r *Reconciler) writeStatus(ctx context.Context, s *scope, succeeded bool) error {
+	before := s.env.DeepCopy()
+	setStatus(s, succeeded)
+	if equality.Semantic.DeepEqual(before.Status, s.env.Status) {
+		return nil
+	}
+	if err := r.Client.Status().Patch(ctx, s.env, client.MergeFrom(before)); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("patching LabEnvironment %s status: %w", s.env.Name, err))
+	}
+	r.recordTransitions(ctx, before, s.env)
+	return nil
+}

@@ -1,0 +1,215 @@
+package labenvironment
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/lab"
+)
+
+// Condition reasons of a LabEnvironment.
+const (
+	ReasonTemplateNotFound     = "TemplateNotFound"
+	ReasonInvalidTemplate      = "InvalidTemplate"
+	ReasonNamespaceTerminating = "NamespaceTerminating"
+	ReasonProvisioning         = "Provisioning"
+	ReasonProvisioningFailed   = "ProvisioningFailed"
+	ReasonWaitingForScheduling = "WaitingForScheduling"
+	ReasonScheduled            = "Scheduled"
+	ReasonBooting              = "Booting"
+	ReasonRunning              = "Running"
+	ReasonVMFailed             = "VMFailed"
+	ReasonVMsNotRunning        = "VMsNotRunning"
+	ReasonWaitingForVMs        = "WaitingForVMs"
+	ReasonUnreachable          = "Unreachable"
+	ReasonReached              = "Reached"
+	ReasonBootstrapping        = "Bootstrapping"
+	ReasonBootstrapComplete    = "BootstrapComplete"
+	ReasonBootstrapFailed      = "BootstrapFailed"
+	ReasonBootTimeout          = "BootTimeout"
+	ReasonLabReady             = "LabReady"
+)
+
+// terminalReasons are the Ready=False reasons retrying cannot fix.
+var terminalReasons = map[string]bool{
+	ReasonTemplateNotFound: true, ReasonInvalidTemplate: true, ReasonBootstrapFailed: true, ReasonBootTimeout: true,
+}
+
+// setStatus computes the whole status from what this pass observed.
+func setStatus(s *scope, succeeded bool) {
+	st := &s.env.Status
+	st.Namespace = namespaceOf(s.env)
+	if s.template != nil && s.templateGeneration > 0 {
+		st.TemplateGeneration = s.templateGeneration
+	}
+	gen := s.env.Generation
+	set := func(t string, status metav1.ConditionStatus, reason, msg string) {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: status, ObservedGeneration: gen, Reason: reason, Message: msg})
+	}
+	setMachineConditions(s, set)
+	setProbeConditions(s, set)
+
+	ready, reason, msg := readiness(s, succeeded)
+	set(labforgev1alpha1.ConditionReady, ready, reason, msg)
+	if ready == metav1.ConditionTrue && st.ReadyTime == nil {
+		t := metav1.NewTime(s.now)
+		st.ReadyTime = &t
+	}
+	if ready == metav1.ConditionFalse && terminalReasons[reason] {
+		set(labforgev1alpha1.ConditionStalled, metav1.ConditionTrue, reason, msg)
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionStalled)
+	}
+	if succeeded {
+		st.ObservedGeneration = gen
+	}
+}
+
+type setter func(t string, status metav1.ConditionStatus, reason, msg string)
+
+func setMachineConditions(s *scope, set setter) {
+	if !s.provisioned {
+		set(labforgev1alpha1.ConditionVMsScheduled, metav1.ConditionUnknown, ReasonProvisioning, "The lab's VMs are not created yet")
+		set(labforgev1alpha1.ConditionVMsRunning, metav1.ConditionUnknown, ReasonProvisioning, "The lab's VMs are not created yet")
+		return
+	}
+	total := len(s.vms)
+	var scheduled, running int
+	var failed []string
+	for _, n := range s.vms {
+		vmi := s.vmis[n.Name]
+		if vmi == nil {
+			continue
+		}
+		switch vmi.Status.Phase {
+		case kubevirtv1.Scheduled:
+			scheduled++
+		case kubevirtv1.Running:
+			scheduled++
+			running++
+		case kubevirtv1.Failed:
+			failed = append(failed, n.Name)
+		}
+	}
+	if scheduled == total {
+		set(labforgev1alpha1.ConditionVMsScheduled, metav1.ConditionTrue, ReasonScheduled, fmt.Sprintf("All %d VMs are scheduled", total))
+	} else {
+		set(labforgev1alpha1.ConditionVMsScheduled, metav1.ConditionUnknown, ReasonWaitingForScheduling, fmt.Sprintf("%d of %d VMs are scheduled", scheduled, total))
+	}
+	switch {
+	case len(failed) > 0:
+		set(labforgev1alpha1.ConditionVMsRunning, metav1.ConditionFalse, ReasonVMFailed, "VMs failed: "+strings.Join(failed, ", "))
+	case running == total:
+		set(labforgev1alpha1.ConditionVMsRunning, metav1.ConditionTrue, ReasonRunning, fmt.Sprintf("All %d VMs are running", total))
+	default:
+		set(labforgev1alpha1.ConditionVMsRunning, metav1.ConditionUnknown, ReasonBooting, fmt.Sprintf("%d of %d VMs are running", running, total))
+	}
+}
+
+func setProbeConditions(s *scope, set setter) {
+	switch {
+	case bootstrapDone(s.env):
+		// Reported once by the lab; what a student does to the lab later is theirs.
+		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionTrue, ReasonReached, "The operator reached the lab API and verified it against the lab's CA")
+		set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionTrue, ReasonBootstrapComplete, "The lab reported that its bootstrap finished")
+	case !s.probed:
+		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionUnknown, ReasonWaitingForVMs, "Waiting for the lab's VMs to run")
+		set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionUnknown, ReasonWaitingForVMs, "Waiting for the lab's VMs to run")
+	case s.probeErr != nil:
+		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionUnknown, ReasonUnreachable, s.probeErr.Error())
+		set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionUnknown, ReasonBootstrapping, "The lab API is not reachable yet")
+	default:
+		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionTrue, ReasonReached, "The operator reached the lab API and verified it against the lab's CA")
+		switch s.probe.Phase {
+		case lab.MarkerPhaseComplete:
+			set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionTrue, ReasonBootstrapComplete, "The lab reported that its bootstrap finished")
+		case lab.MarkerPhaseFailed:
+			set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionFalse, ReasonBootstrapFailed, "The lab's bootstrap failed: "+s.probe.Message)
+		default:
+			set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionUnknown, ReasonBootstrapping, "The lab has not finished its bootstrap")
+		}
+	}
+}
+
+// readiness decides the Ready condition: True only when the lab itself said its bootstrap
+// finished and all its VMs run; False only for a real failure; Unknown while in progress.
+func readiness(s *scope, succeeded bool) (metav1.ConditionStatus, string, string) {
+	switch {
+	case s.templateReason != "":
+		return metav1.ConditionFalse, s.templateReason, s.templateMessage
+	case s.namespaceTerminating:
+		return metav1.ConditionUnknown, ReasonNamespaceTerminating, fmt.Sprintf("Namespace %s is being deleted; the lab is rebuilt once it is gone", namespaceOf(s.env))
+	case !succeeded:
+		return metav1.ConditionUnknown, ReasonProvisioningFailed, "Writing the lab's objects failed; retrying"
+	case bootstrapFailed(s):
+		return metav1.ConditionFalse, ReasonBootstrapFailed, "The lab's bootstrap failed: " + s.probe.Message
+	case bootstrapDone(s.env) || bootstrapSucceeded(s):
+		if allRunning(s) {
+			return metav1.ConditionTrue, ReasonLabReady, "The lab is ready"
+		}
+		return metav1.ConditionFalse, ReasonVMsNotRunning, "The lab was ready, but not all of its VMs run any more"
+	case timedOut(s):
+		return metav1.ConditionFalse, ReasonBootTimeout, fmt.Sprintf("The lab did not become ready within the template's bootTimeout of %s", s.template.BootTimeout.Duration)
+	case !allRunning(s):
+		return metav1.ConditionUnknown, ReasonBooting, "Waiting for the lab's VMs to run"
+	default:
+		return metav1.ConditionUnknown, ReasonBootstrapping, "Waiting for the lab to report that its bootstrap finished"
+	}
+}
+
+// bootstrapDone: the lab reported a finished bootstrap on an earlier pass.
+func bootstrapDone(env *labforgev1alpha1.LabEnvironment) bool { return env.Status.ReadyTime != nil }
+
+func bootstrapSucceeded(s *scope) bool {
+	return s.probed && s.probeErr == nil && s.probe.Phase == lab.MarkerPhaseComplete
+}
+
+func bootstrapFailed(s *scope) bool {
+	return s.probed && s.probeErr == nil && s.probe.Phase == lab.MarkerPhaseFailed
+}
+
+func timedOut(s *scope) bool {
+	return s.template != nil && !s.now.Before(s.env.CreationTimestamp.Add(s.template.BootTimeout.Duration))
+}
+
+func allRunning(s *scope) bool {
+	if len(s.vms) == 0 {
+		return false
+	}
+	for _, n := range s.vms {
+		vmi := s.vmis[n.Name]
+		if vmi == nil || vmi.Status.Phase != kubevirtv1.Running {
+			return false
+		}
+	}
+	return true
+}
+
+func joinProblems(problems []string) string { return strings.Join(problems, "; ") }
+
+// recordTransitions emits one event per change of the Ready condition, never one per pass.
+func (r *Reconciler) recordTransitions(ctx context.Context, before, after *labforgev1alpha1.LabEnvironment) {
+	was := meta.FindStatusCondition(before.Status.Conditions, labforgev1alpha1.ConditionReady)
+	now := meta.FindStatusCondition(after.Status.Conditions, labforgev1alpha1.ConditionReady)
+	if now == nil || (was != nil && was.Status == now.Status && was.Reason == now.Reason) {
+		return
+	}
+	log := ctrl.LoggerFrom(ctx)
+	switch {
+	case now.Status == metav1.ConditionTrue:
+		took := after.Status.ReadyTime.Sub(after.CreationTimestamp.Time).Round(1e6)
+		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, ReasonLabReady, "Ready", "Lab is ready (%s after creation)", took)
+		log.Info("LabEnvironment became Ready", "took", took.String())
+	case now.Status == metav1.ConditionFalse:
+		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, now.Reason, "Provision", "%s", now.Message)
+		log.Info("LabEnvironment failed", "reason", now.Reason, "message", now.Message)
+	}
+}
