@@ -1,0 +1,402 @@
+// Package simulator is labforge's simulated VM backend, for local runs and tests only: the
+// counterpart of Cluster API's in-memory provider. No KubeVirt runtime exists here, so the
+// Simulator plays both KubeVirt and the lab guest:
+//
+//   - as KubeVirt, it creates the VirtualMachineInstance of every VirtualMachine labelled
+//     with a lab (labforgev1alpha1.LabelEnvironment) that should run, and moves it through
+//     KubeVirt's real status transitions (Pending, Scheduling, Scheduled, Running) while
+//     keeping the VirtualMachine's status in step (Starting, Running);
+//   - as the lab, once the control-plane VM runs, it serves the lab's API over real TLS
+//     with a serving certificate signed by the lab's own CA (from lab.PKISecret), requires
+//     a client certificate from that CA, and answers the bootstrap marker request
+//     (labprobe.MarkerPath) with phase Complete once every VM of the lab runs.
+//
+// The operator's real readiness probe (labprobe.HTTPSProber) reaches it through Dialer;
+// that is the only difference from a real lab. It is never enabled in the shipped manager.
+package simulator
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/lab"
+)
+
+// ControllerName names the simulator's controller in logs and metrics.
+const ControllerName = "simulator"
+
+// NodeName is the node every simulated VMI runs on.
+const NodeName = "sim-node"
+
+// BootstrapFailureAnnotation on a LabEnvironment makes its simulated lab report a failed
+// bootstrap (phase Failed) with the annotation's value as the lab's message.
+const BootstrapFailureAnnotation = "sim.labforge.dev/bootstrap-failure"
+
+// Options configures a Simulator.
+type Options struct {
+	// BootDelay is how long a VM takes from its VMI's creation to Running. Zero (for
+	// tests and benchmarks) goes straight to Running in as few API writes as possible;
+	// a few seconds (for demos) spreads the phases over the delay: Scheduling after a
+	// quarter, Scheduled after half, Running at the end.
+	BootDelay time.Duration
+	// MaxConcurrentReconciles is how many VMs are worked on at once; zero means 4.
+	MaxConcurrentReconciles int
+}
+
+// Simulator is the simulated VM backend. Create it with New, register it with
+// SetupWithManager, and give Dialer to the operator's labprobe.HTTPSProber.
+type Simulator struct {
+	opts      Options
+	client    client.Client
+	apiReader client.Reader
+	log       logr.Logger
+
+	pending writeTracker
+	ips     ipam
+	labs    labRegistry
+
+	startsMu sync.Mutex
+	starts   map[types.UID]time.Time // when each booting VMI was created, by this process
+
+	// wrapClient, if set, wraps the manager's client (tests count writes with it).
+	wrapClient func(client.Client) client.Client
+}
+
+// New returns a Simulator; it does nothing until SetupWithManager and the manager start.
+func New(opts Options) *Simulator {
+	return &Simulator{opts: opts, starts: map[types.UID]time.Time{}}
+}
+
+// SetupWithManager registers the simulator's controller (which follows the manager's
+// leader election, like the operator's own controllers) and its lab API server (which
+// runs on every replica, but answers only for labs its controller has seen running).
+func (s *Simulator) SetupWithManager(mgr ctrl.Manager) error {
+	s.client = mgr.GetClient()
+	if s.wrapClient != nil {
+		s.client = s.wrapClient(s.client)
+	}
+	// Secrets are read once per lab, uncached: caching every Secret of the host cluster
+	// would cost far more memory than a GET per lab.
+	s.apiReader = mgr.GetAPIReader()
+	s.log = mgr.GetLogger().WithName(ControllerName)
+	if err := mgr.Add(&apiServer{sim: s}); err != nil {
+		return fmt.Errorf("adding the simulated lab API server: %w", err)
+	}
+	workers := s.opts.MaxConcurrentReconciles
+	if workers <= 0 {
+		workers = 4
+	}
+	hasLab := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetLabels()[labforgev1alpha1.LabelEnvironment] != ""
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(ControllerName).
+		// observe comes first: it must see every event, also those filtered out after.
+		For(&kubevirtv1.VirtualMachine{}, builder.WithPredicates(s.observe(kindVM), hasLab)).
+		Owns(&kubevirtv1.VirtualMachineInstance{}, builder.WithPredicates(s.observe(kindVMI))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		Complete(s)
+}
+
+// observe feeds watch events to the write tracker and releases what a deleted VMI held.
+func (s *Simulator) observe(kind string) predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc: func(e event.CreateEvent) bool { s.pending.observe(kind, e.Object); return true },
+		UpdateFunc: func(e event.UpdateEvent) bool { s.pending.observe(kind, e.ObjectNew); return true },
+		DeleteFunc: func(e event.DeleteEvent) bool {
+			s.pending.forget(kind, client.ObjectKeyFromObject(e.Object))
+			if kind == kindVMI {
+				s.ips.release(e.Object.GetUID())
+				s.forgetStart(e.Object.GetUID())
+			}
+			return true
+		},
+		GenericFunc: func(event.GenericEvent) bool { return true },
+	}
+}
+
+// Reconcile plays KubeVirt for one VirtualMachine, and the lab's API for the control
+// plane. It writes only what changed, and never twice for one change: while the cache
+// has not yet caught up with its own last write it waits for it instead.
+func (s *Simulator) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	// Before any cache read: once the cache has shown this VM's and its VMI's last
+	// writes, everything read after is at least as new.
+	for _, kind := range []string{kindVM, kindVMI} {
+		wait, expired := s.pending.wait(kind, req.NamespacedName)
+		if expired {
+			log.Info("The cache did not show an earlier write in time; going on with what it shows", "kind", kind)
+		}
+		if wait > 0 {
+			// The watch event of that write brings this VM back.
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
+	}
+	var vm kubevirtv1.VirtualMachine
+	if err := s.client.Get(ctx, req.NamespacedName, &vm); err != nil {
+		if apierrors.IsNotFound(err) {
+			// The VMI goes with it through the garbage collector.
+			if req.Name == lab.ControlPlaneVM {
+				s.labs.unregister(req.Namespace)
+			}
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	env := vm.Labels[labforgev1alpha1.LabelEnvironment]
+	controlPlane := vm.Name == lab.ControlPlaneVM
+	if env == "" || !vm.DeletionTimestamp.IsZero() {
+		if controlPlane {
+			s.labs.unregister(vm.Namespace)
+		}
+		return ctrl.Result{}, nil
+	}
+
+	var vmi *kubevirtv1.VirtualMachineInstance
+	var cur kubevirtv1.VirtualMachineInstance
+	switch err := s.client.Get(ctx, req.NamespacedName, &cur); {
+	case err == nil:
+		vmi = &cur
+	case !apierrors.IsNotFound(err):
+		return ctrl.Result{}, err
+	}
+	if vmi != nil && (!metav1.IsControlledBy(vmi, &vm) || !vmi.DeletionTimestamp.IsZero()) {
+		// The VMI of an earlier VM of this name, or one being stopped, on its way out;
+		// its deletion brings this VM back.
+		if controlPlane {
+			s.labs.unregister(vm.Namespace)
+		}
+		log.V(1).Info("Waiting for the previous VirtualMachineInstance to go", "vmi", vmi.UID)
+		return ctrl.Result{}, nil
+	}
+
+	var result ctrl.Result
+	switch runMode(&vm) {
+	case modeRun:
+		if vmi == nil {
+			created, err := s.createVMI(ctx, &vm)
+			if err != nil {
+				return ctrl.Result{}, err
+			}
+			vmi = created
+		}
+		next, err := s.advanceVMI(ctx, vmi)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		result.RequeueAfter = next
+	case modeStop:
+		if vmi != nil {
+			if err := s.client.Delete(ctx, vmi, client.Preconditions{UID: &vmi.UID}); client.IgnoreNotFound(err) != nil {
+				return ctrl.Result{}, fmt.Errorf("stopping VirtualMachineInstance %s/%s: %w", vmi.Namespace, vmi.Name, err)
+			}
+			s.pending.expectGone(kindVMI, client.ObjectKeyFromObject(vmi))
+			s.ips.release(vmi.UID)
+			vmi = nil
+		}
+	}
+
+	if err := s.updateVMStatus(ctx, &vm, vmi); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	if controlPlane {
+		if vmi == nil || vmi.Status.Phase != kubevirtv1.Running {
+			s.labs.unregister(vm.Namespace)
+		} else if err := s.ensureLab(ctx, env, &vm); err != nil {
+			if apierrors.IsNotFound(err) {
+				log.Info("Lab PKI Secret not found yet; the lab API cannot start", "secret", lab.PKISecret)
+				return ctrl.Result{RequeueAfter: time.Second}, nil
+			}
+			return ctrl.Result{}, err
+		}
+	}
+	return result, nil
+}
+
+type mode int
+
+const (
+	modeLeave mode = iota // Manual: whatever runs keeps running, nothing starts
+	modeRun
+	modeStop
+)
+
+// runMode is what KubeVirt's VM controller does with vm's run strategy.
+func runMode(vm *kubevirtv1.VirtualMachine) mode {
+	if vm.Spec.Template == nil {
+		return modeLeave
+	}
+	if vm.Spec.RunStrategy != nil {
+		switch *vm.Spec.RunStrategy {
+		case kubevirtv1.RunStrategyAlways, kubevirtv1.RunStrategyRerunOnFailure, kubevirtv1.RunStrategyOnce:
+			return modeRun
+		case kubevirtv1.RunStrategyHalted:
+			return modeStop
+		default:
+			return modeLeave
+		}
+	}
+	//nolint:staticcheck // Running is deprecated in favour of RunStrategy but still served.
+	if vm.Spec.Running != nil {
+		if *vm.Spec.Running {
+			return modeRun
+		}
+		return modeStop
+	}
+	return modeLeave
+}
+
+// createVMI creates the VirtualMachineInstance of vm from its template, as KubeVirt does.
+func (s *Simulator) createVMI(ctx context.Context, vm *kubevirtv1.VirtualMachine) (*kubevirtv1.VirtualMachineInstance, error) {
+	vmi := &kubevirtv1.VirtualMachineInstance{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            vm.Name,
+			Namespace:       vm.Namespace,
+			Labels:          maps.Clone(vm.Spec.Template.ObjectMeta.Labels),
+			Annotations:     maps.Clone(vm.Spec.Template.ObjectMeta.Annotations),
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(vm, kubevirtv1.VirtualMachineGroupVersionKind)},
+		},
+		Spec: *vm.Spec.Template.Spec.DeepCopy(),
+	}
+	now := time.Now()
+	if err := s.client.Create(ctx, vmi); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			// Not in the cache yet (a concurrent create, or a VMI the cache does not
+			// select: the operator caches only VMIs labelled as labforge's, and KubeVirt
+			// copies their labels from the VM template). The backoff bounds the retries.
+			return nil, fmt.Errorf("VirtualMachineInstance %s/%s exists but is not in the manager's cache "+
+				"(does the VM template carry the labels the cache selects on?): %w", vm.Namespace, vm.Name, err)
+		}
+		return nil, fmt.Errorf("creating VirtualMachineInstance %s/%s: %w", vm.Namespace, vm.Name, err)
+	}
+	s.pending.expect(kindVMI, vmi)
+	if s.opts.BootDelay > 0 {
+		s.startsMu.Lock()
+		s.starts[vmi.UID] = now
+		s.startsMu.Unlock()
+	}
+	ctrl.LoggerFrom(ctx).V(1).Info("Created VirtualMachineInstance", "vmi", vmi.UID)
+	return vmi, nil
+}
+
+// advanceVMI moves vmi's status to the phase its age calls for and returns how long
+// until the next phase is due (zero once Running).
+func (s *Simulator) advanceVMI(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (time.Duration, error) {
+	if _, known := phaseIndex[vmi.Status.Phase]; !known {
+		return 0, nil // Succeeded, Failed, Unknown: someone else's doing; leave it
+	}
+	elapsed := time.Since(s.startTime(vmi))
+	target, next := phaseAt(elapsed, s.opts.BootDelay)
+	if phaseIndex[vmi.Status.Phase] >= phaseIndex[target] {
+		target = vmi.Status.Phase // never backwards
+	}
+	var ip string
+	if target == kubevirtv1.Running {
+		var err error
+		if ip, err = s.ips.assign(ctx, vmi, s.listVMIs); err != nil {
+			return 0, err
+		}
+	}
+	want := vmi.DeepCopy()
+	setVMIStatus(&want.Status, target, ip, primaryInterface(&vmi.Spec), metav1.Now())
+	if target == kubevirtv1.Running {
+		s.forgetStart(vmi.UID)
+		next = 0
+	}
+	if statusEqual(vmi.Status, want.Status) {
+		return next, nil
+	}
+	if err := s.client.Status().Patch(ctx, want, client.MergeFrom(vmi)); err != nil {
+		return 0, fmt.Errorf("updating VirtualMachineInstance %s/%s status: %w", vmi.Namespace, vmi.Name, err)
+	}
+	s.pending.expect(kindVMI, want)
+	*vmi = *want
+	ctrl.LoggerFrom(ctx).V(1).Info("VirtualMachineInstance phase", "phase", target)
+	return next, nil
+}
+
+// updateVMStatus sets vm's status from its VMI (nil when there is none).
+func (s *Simulator) updateVMStatus(ctx context.Context, vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstance) error {
+	want := vm.DeepCopy()
+	setVMStatus(&want.Status, vmi, metav1.Now())
+	if statusEqual(vm.Status, want.Status) {
+		return nil
+	}
+	if err := s.client.Status().Patch(ctx, want, client.MergeFrom(vm)); err != nil {
+		return fmt.Errorf("updating VirtualMachine %s/%s status: %w", vm.Namespace, vm.Name, err)
+	}
+	s.pending.expect(kindVM, want)
+	return nil
+}
+
+// startTime is when vmi started booting: as recorded when this process created it, else
+// (after a restart) its creation time.
+func (s *Simulator) startTime(vmi *kubevirtv1.VirtualMachineInstance) time.Time {
+	s.startsMu.Lock()
+	defer s.startsMu.Unlock()
+	if t, ok := s.starts[vmi.UID]; ok {
+		return t
+	}
+	return vmi.CreationTimestamp.Time
+}
+
+func (s *Simulator) forgetStart(uid types.UID) {
+	s.startsMu.Lock()
+	delete(s.starts, uid)
+	s.startsMu.Unlock()
+}
+
+func (s *Simulator) listVMIs(ctx context.Context) ([]kubevirtv1.VirtualMachineInstance, error) {
+	var list kubevirtv1.VirtualMachineInstanceList
+	if err := s.client.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
+
+// ensureLab starts serving the lab API of env once its control plane runs: a serving
+// certificate for lab.APIServiceHost(env) minted from the lab's own CA.
+func (s *Simulator) ensureLab(ctx context.Context, env string, vm *kubevirtv1.VirtualMachine) error {
+	if s.labs.registered(vm.Namespace, vm.UID) {
+		return nil
+	}
+	var secret corev1.Secret
+	if err := s.apiReader.Get(ctx, types.NamespacedName{Namespace: vm.Namespace, Name: lab.PKISecret}, &secret); err != nil {
+		return err
+	}
+	l, err := newLabEntry(env, vm.Namespace, vm.UID, secret.Data[lab.PKICACert], secret.Data[lab.PKICAKey])
+	if err != nil {
+		return fmt.Errorf("starting the lab API of %s: %w", env, err)
+	}
+	s.labs.register(l)
+	ctrl.LoggerFrom(ctx).V(1).Info("Lab API serving", "host", lab.APIServiceHost(env))
+	return nil
+}
+
+// Writes tracked per kind.
+const (
+	kindVM  = "VirtualMachine"
+	kindVMI = "VirtualMachineInstance"
+)
+
+// portString is lab.APIPort as the dialer sees it.
+var portString = strconv.Itoa(lab.APIPort)
