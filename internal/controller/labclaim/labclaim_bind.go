@@ -1,0 +1,330 @@
+package labclaim
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/controller/labenvironment"
+	"github.com/labforge/labforge/internal/controller/labpool"
+)
+
+// scope is what one pass observed and decided about a claim.
+type scope struct {
+	claim *labforgev1alpha1.LabClaim
+	now   time.Time
+
+	// env is the lab bound to the claim, if any.
+	env *labforgev1alpha1.LabEnvironment
+	// template is the template the claim's lab comes from (for duration, description).
+	template *labforgev1alpha1.LabTemplate
+	duration time.Duration
+
+	// refusedReason and refusedMessage: the claim cannot be served as written (terminal).
+	refusedReason, refusedMessage string
+	// pendingReason and pendingMessage: the claim waits for something outside it.
+	pendingReason, pendingMessage string
+	queuePosition                 int32
+	// boundNow: this pass bound the lab; launch says how.
+	boundNow bool
+	launch   labforgev1alpha1.LaunchType
+	expired  bool
+	handover *handover
+}
+
+// findLab finds the lab bound to the claim: by the claim's UID, never by name alone.
+func (r *Reconciler) findLab(ctx context.Context, s *scope) error {
+	var envs labforgev1alpha1.LabEnvironmentList
+	if err := r.Client.List(ctx, &envs, client.MatchingFields{EnvClaimIndex: string(s.claim.UID)}); err != nil {
+		return fmt.Errorf("listing the lab of LabClaim %s/%s: %w", s.claim.Namespace, s.claim.Name, err)
+	}
+	for i := range envs.Items {
+		ref := envs.Items[i].Spec.ClaimRef
+		if ref.Namespace == s.claim.Namespace && ref.Name == s.claim.Name {
+			s.env = &envs.Items[i]
+			return nil
+		}
+	}
+	return nil
+}
+
+func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result, error) {
+	if err := r.resolve(ctx, s); err != nil || s.refusedReason != "" || s.pendingReason != "" {
+		return ctrl.Result{}, err
+	}
+	if s.claim.Status.BoundTime != nil && !s.now.Before(s.expiresAt()) {
+		return ctrl.Result{}, r.expire(ctx, s)
+	}
+	if s.env == nil {
+		if s.claim.Status.Lab != "" {
+			// The lab went away under the claim (deleted by hand): a lab is never replaced
+			// behind a student's back, and a claim never gets a second one.
+			s.refusedReason = ReasonLabLost
+			s.refusedMessage = fmt.Sprintf("Lab %s was deleted while the claim held it", s.claim.Status.Lab)
+			return ctrl.Result{}, nil
+		}
+		if err := r.bind(ctx, s); err != nil || s.env == nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if !meta.IsStatusConditionTrue(s.env.Status.Conditions, labforgev1alpha1.ConditionReady) {
+		return ctrl.Result{}, nil
+	}
+	if err := r.handOver(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: s.expiresAt().Sub(s.now)}, nil
+}
+
+// resolve finds the claim's pool or template, checks the claim may use it, and settles its
+// duration.
+func (r *Reconciler) resolve(ctx context.Context, s *scope) error {
+	templateName := ""
+	if ref := s.claim.Spec.PoolRef; ref != nil {
+		pool := &labforgev1alpha1.LabPool{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Name: ref.Name}, pool); err != nil {
+			if apierrors.IsNotFound(err) && s.env == nil {
+				s.pendingReason, s.pendingMessage = ReasonPoolNotFound, fmt.Sprintf("LabPool %s does not exist", ref.Name)
+				return nil
+			}
+			if !apierrors.IsNotFound(err) {
+				return fmt.Errorf("reading LabPool %s: %w", ref.Name, err)
+			}
+		} else {
+			if s.env == nil {
+				if ok, msg, err := r.admitted(ctx, pool, s.claim.Namespace); err != nil {
+					return err
+				} else if !ok {
+					s.refusedReason, s.refusedMessage = ReasonNamespaceNotAllowed, msg
+					return nil
+				}
+			}
+			templateName = pool.Spec.TemplateRef.Name
+		}
+	} else {
+		templateName = s.claim.Spec.TemplateRef.Name
+	}
+	if s.env != nil {
+		templateName = s.env.Spec.TemplateRef.Name
+	}
+	tmpl := &labforgev1alpha1.LabTemplate{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: templateName}, tmpl); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("reading LabTemplate %s: %w", templateName, err)
+		}
+		if s.env == nil {
+			s.pendingReason, s.pendingMessage = ReasonTemplateNotFound, fmt.Sprintf("LabTemplate %s does not exist", templateName)
+			return nil
+		}
+		// A bound lab lives on from its snapshot; use the API's defaults for what is shown.
+		tmpl = nil
+	}
+	s.template = tmpl
+	maximum, dflt := 8*time.Hour, 2*time.Hour
+	if tmpl != nil {
+		maximum, dflt = tmpl.Spec.Lifetime.Maximum.Duration, tmpl.Spec.Lifetime.Default.Duration
+	}
+	s.duration = dflt
+	if d := s.claim.Spec.Duration; d != nil {
+		s.duration = d.Duration
+	}
+	if s.duration > maximum {
+		if s.claim.Status.BoundTime != nil && s.claim.Status.ExpiresAt != nil {
+			// An extension past the maximum is ignored: the claim keeps its lab and expiry.
+			s.duration = s.claim.Status.ExpiresAt.Sub(s.claim.Status.BoundTime.Time)
+			return nil
+		}
+		s.refusedReason = ReasonDurationTooLong
+		s.refusedMessage = fmt.Sprintf("spec.duration %s is longer than LabTemplate %s allows (lifetime.maximum %s)", s.duration, templateName, maximum)
+	}
+	return nil
+}
+
+// admitted says whether a pool admits claims from a namespace. An unset selector admits
+// none; an empty one admits all.
+func (r *Reconciler) admitted(ctx context.Context, pool *labforgev1alpha1.LabPool, namespace string) (bool, string, error) {
+	if pool.Spec.ClaimNamespaceSelector == nil {
+		return false, fmt.Sprintf("LabPool %s admits claims from no namespace (spec.claimNamespaceSelector is unset)", pool.Name), nil
+	}
+	selector, err := metav1.LabelSelectorAsSelector(pool.Spec.ClaimNamespaceSelector)
+	if err != nil {
+		return false, fmt.Sprintf("LabPool %s has an invalid claimNamespaceSelector: %v", pool.Name, err), nil
+	}
+	ns := &corev1.Namespace{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
+		return false, "", fmt.Errorf("reading namespace %s: %w", namespace, err)
+	}
+	if !selector.Matches(labels.Set(ns.Labels)) {
+		return false, fmt.Sprintf("LabPool %s does not admit claims from namespace %s", pool.Name, namespace), nil
+	}
+	return true, "", nil
+}
+
+// expire ends the claim's lab at its expiry. The claim stays, Expired, so the student sees
+// what happened.
+func (r *Reconciler) expire(ctx context.Context, s *scope) error {
+	s.expired = true
+	if s.env != nil && s.env.DeletionTimestamp.IsZero() {
+		if err := r.Client.Delete(ctx, s.env); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting the expired lab %s: %w", s.env.Name, err)
+		}
+	}
+	// The kubeconfig's certificate has expired too; the key pair unlocks nothing any more.
+	for _, name := range []string{kubeconfigSecret(s.claim), sshSecret(s.claim)} {
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: s.claim.Namespace, Name: name}}
+		if err := r.Client.Delete(ctx, secret); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting Secret %s/%s: %w", s.claim.Namespace, name, err)
+		}
+	}
+	return nil
+}
+
+// bind gives the claim a lab: for a pool, the oldest Ready unbound lab, first come first
+// served; for a template, a lab booted just for it.
+func (r *Reconciler) bind(ctx context.Context, s *scope) error {
+	if s.claim.Spec.TemplateRef != nil {
+		return r.bindCold(ctx, s)
+	}
+	pool := s.claim.Spec.PoolRef.Name
+	var envs labforgev1alpha1.LabEnvironmentList
+	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: pool}); err != nil {
+		return fmt.Errorf("listing the labs of LabPool %s: %w", pool, err)
+	}
+	var free []*labforgev1alpha1.LabEnvironment
+	for i := range envs.Items {
+		env := &envs.Items[i]
+		if env.Spec.ClaimRef == nil && env.DeletionTimestamp.IsZero() && env.Spec.PoolRef != nil && env.Spec.PoolRef.Name == pool &&
+			env.Status.ReadyTime != nil && meta.IsStatusConditionTrue(env.Status.Conditions, labforgev1alpha1.ConditionReady) {
+			free = append(free, env)
+		}
+	}
+	sort.Slice(free, func(i, j int) bool {
+		a, b := free[i].Status.ReadyTime.Time, free[j].Status.ReadyTime.Time
+		if !a.Equal(b) {
+			return a.Before(b)
+		}
+		return free[i].Name < free[j].Name
+	})
+	position, err := r.placeInLine(ctx, s.claim, pool)
+	if err != nil {
+		return err
+	}
+	// Older claims take older labs: this claim may only take a lab past those its elders
+	// will take, so a younger claim never jumps the line.
+	for i := position; i < len(free); i++ {
+		bound, err := r.tryBind(ctx, s, free[i])
+		if err != nil {
+			return err
+		}
+		if bound {
+			return nil
+		}
+	}
+	s.pendingReason = labforgev1alpha1.ReasonWaitingForLab
+	s.queuePosition = int32(position + 1)
+	s.pendingMessage = fmt.Sprintf("Waiting for a lab of LabPool %s: number %d in line", pool, position+1)
+	return nil
+}
+
+// placeInLine counts the claims of the pool that came before this one and still wait.
+func (r *Reconciler) placeInLine(ctx context.Context, claim *labforgev1alpha1.LabClaim, pool string) (int, error) {
+	var claims labforgev1alpha1.LabClaimList
+	if err := r.Client.List(ctx, &claims, client.MatchingFields{labpool.ClaimPoolIndex: pool}); err != nil {
+		return 0, fmt.Errorf("listing the claims of LabPool %s: %w", pool, err)
+	}
+	position := 0
+	for _, c := range claims.Items {
+		if c.UID == claim.UID || c.Status.Lab != "" || !c.DeletionTimestamp.IsZero() ||
+			meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionStalled) {
+			continue
+		}
+		if c.CreationTimestamp.Before(&claim.CreationTimestamp) ||
+			(c.CreationTimestamp.Equal(&claim.CreationTimestamp) && c.Namespace+"/"+c.Name < claim.Namespace+"/"+claim.Name) {
+			position++
+		}
+	}
+	return position, nil
+}
+
+// tryBind writes the claim into the lab under optimistic concurrency: if anyone changed the
+// lab since it was read, the write fails and the lab is re-read from the API server (not
+// the cache) before one more try. Two claims can never hold one lab.
+func (r *Reconciler) tryBind(ctx context.Context, s *scope, candidate *labforgev1alpha1.LabEnvironment) (bool, error) {
+	env := candidate.DeepCopy()
+	for attempt := 0; attempt < 2; attempt++ {
+		if env.Spec.ClaimRef != nil || !env.DeletionTimestamp.IsZero() || !meta.IsStatusConditionTrue(env.Status.Conditions, labforgev1alpha1.ConditionReady) {
+			return false, nil
+		}
+		env.Spec.ClaimRef = &labforgev1alpha1.ClaimReference{Namespace: s.claim.Namespace, Name: s.claim.Name, UID: s.claim.UID}
+		err := r.Client.Update(ctx, env)
+		if err == nil {
+			s.env, s.boundNow = env, true
+			// Warm: the lab was already there (booted before the claim came). Timestamps have
+			// second precision, so a lab born in the claim's own second counts as cold.
+			s.launch = labforgev1alpha1.LaunchCold
+			if env.CreationTimestamp.Before(&s.claim.CreationTimestamp) {
+				s.launch = labforgev1alpha1.LaunchWarm
+			}
+			bindsTotal.WithLabelValues(s.claim.Spec.PoolRef.Name, "bound").Inc()
+			return true, nil
+		}
+		if !apierrors.IsConflict(err) {
+			if apierrors.IsNotFound(err) {
+				return false, nil
+			}
+			return false, fmt.Errorf("binding LabEnvironment %s: %w", env.Name, err)
+		}
+		bindsTotal.WithLabelValues(s.claim.Spec.PoolRef.Name, "conflict").Inc()
+		env = &labforgev1alpha1.LabEnvironment{}
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(candidate), env); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+	}
+	return false, nil
+}
+
+// bindCold creates a lab for a claim that names a template. The lab is born bound.
+func (r *Reconciler) bindCold(ctx context.Context, s *scope) error {
+	env := &labforgev1alpha1.LabEnvironment{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: coldLabName(s.claim),
+			Labels: map[string]string{
+				labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue,
+				labforgev1alpha1.LabelTemplate:  s.claim.Spec.TemplateRef.Name,
+			},
+			Finalizers: []string{labenvironment.Finalizer},
+		},
+		Spec: labforgev1alpha1.LabEnvironmentSpec{
+			TemplateRef: *s.claim.Spec.TemplateRef,
+			ClaimRef:    &labforgev1alpha1.ClaimReference{Namespace: s.claim.Namespace, Name: s.claim.Name, UID: s.claim.UID},
+		},
+	}
+	if err := r.Client.Create(ctx, env); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			// Created by an earlier pass the cache has not shown yet.
+			return nil
+		}
+		return fmt.Errorf("creating a lab for LabClaim %s/%s: %w", s.claim.Namespace, s.claim.Name, err)
+	}
+	s.env, s.boundNow, s.launch = env, true, labforgev1alpha1.LaunchCold
+	return nil
+}
+
+// expiresAt is when the claim's lab ends: its duration after the bind.
+func (s *scope) expiresAt() time.Time {
+	bound := s.now
+	if s.claim.Status.BoundTime != nil {
+		bound = s.claim.Status.BoundTime.Time
+	}
+	return bound.Add(s.duration)
+}

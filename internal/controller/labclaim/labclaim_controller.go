@@ -1,0 +1,188 @@
+// Package labclaim holds the LabClaim controller: it binds a claim to a lab (the oldest
+// Ready unbound lab of its pool, first come first served, or a lab booted just for it),
+// hands the lab over to the student, and ends it at expiry or when the claim is deleted.
+package labclaim
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/controller/labpool"
+	"github.com/labforge/labforge/internal/hostcluster"
+	"github.com/labforge/labforge/internal/ssa"
+)
+
+// ControllerName names the controller in logs, events, metrics and as the field manager.
+const ControllerName = "labclaim"
+
+// Finalizer holds a LabClaim until its lab is being deleted.
+const Finalizer = "labforge.dev/claim"
+
+// EnvClaimIndex indexes LabEnvironments by the UID of the claim they are bound to.
+const EnvClaimIndex = "spec.claimRef.uid"
+
+// Reconciler serves LabClaims.
+type Reconciler struct {
+	Client    client.Client
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Applier   *ssa.Applier
+	Host      hostcluster.Network
+	Clock     clock.PassiveClock
+	// MaxConcurrentReconciles is how many claims are worked on at once; 4 if zero.
+	MaxConcurrentReconciles int
+}
+
+// +kubebuilder:rbac:groups=labforge.dev,resources=labclaims,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=labforge.dev,resources=labclaims/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=labforge.dev,resources=labclaims/finalizers,verbs=update
+// +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=labforge.dev,resources=labpools;labtemplates,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets;services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile serves one claim.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	claim := &labforgev1alpha1.LabClaim{}
+	if err := r.Client.Get(ctx, req.NamespacedName, claim); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	s := &scope{claim: claim, now: r.Clock.Now()}
+	if err := r.findLab(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	if !claim.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, s)
+	}
+	if !controllerutil.ContainsFinalizer(claim, Finalizer) {
+		patch := client.MergeFrom(claim.DeepCopy())
+		controllerutil.AddFinalizer(claim, Finalizer)
+		if err := r.Client.Patch(ctx, claim, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer to LabClaim %s/%s: %w", claim.Namespace, claim.Name, err)
+		}
+	}
+	result, err := r.reconcileNormal(ctx, s)
+	if statusErr := r.writeStatus(ctx, s, err == nil); statusErr != nil {
+		err = errors.Join(err, statusErr)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return result, nil
+}
+
+// reconcileDelete deletes the claim's lab; the lab's own finalizer tears it down. The
+// claim's Secrets go with the claim (owner references).
+func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) error {
+	if s.env != nil && s.env.DeletionTimestamp.IsZero() {
+		if err := r.Client.Delete(ctx, s.env); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting LabEnvironment %s of LabClaim %s/%s: %w", s.env.Name, s.claim.Namespace, s.claim.Name, err)
+		}
+		ctrl.LoggerFrom(ctx).Info("Deleted the lab of a deleted LabClaim", "lab", s.env.Name)
+	}
+	if !controllerutil.ContainsFinalizer(s.claim, Finalizer) {
+		return nil
+	}
+	patch := client.MergeFrom(s.claim.DeepCopy())
+	controllerutil.RemoveFinalizer(s.claim, Finalizer)
+	return client.IgnoreNotFound(r.Client.Patch(ctx, s.claim, patch))
+}
+
+// SetupWithManager registers the controller, its index and its watches. It needs the
+// LabClaim pool index the LabPool controller registers.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if r.MaxConcurrentReconciles == 0 {
+		r.MaxConcurrentReconciles = 4
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabEnvironment{}, EnvClaimIndex, func(o client.Object) []string {
+		if ref := o.(*labforgev1alpha1.LabEnvironment).Spec.ClaimRef; ref != nil {
+			return []string{string(ref.UID)}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing LabEnvironments by claim: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(ControllerName).
+		For(&labforgev1alpha1.LabClaim{}).
+		Owns(&corev1.Secret{}).
+		Watches(&labforgev1alpha1.LabEnvironment{}, handler.EnqueueRequestsFromMapFunc(r.claimsOfLab)).
+		Watches(&labforgev1alpha1.LabPool{}, handler.EnqueueRequestsFromMapFunc(r.waitingClaimsOfPool)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		Complete(r)
+}
+
+// claimsOfLab wakes the claim a lab is bound to and, for a lab of a pool (which may just
+// have become Ready, or have been taken, moving everyone up the line), the claims waiting
+// on that pool.
+func (r *Reconciler) claimsOfLab(ctx context.Context, o client.Object) []reconcile.Request {
+	env := o.(*labforgev1alpha1.LabEnvironment)
+	var reqs []reconcile.Request
+	if ref := env.Spec.ClaimRef; ref != nil {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}})
+	}
+	if env.Spec.PoolRef != nil {
+		reqs = append(reqs, r.waitingClaims(ctx, env.Spec.PoolRef.Name)...)
+	}
+	return reqs
+}
+
+func (r *Reconciler) waitingClaimsOfPool(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.waitingClaims(ctx, o.GetName())
+}
+
+func (r *Reconciler) waitingClaims(ctx context.Context, pool string) []reconcile.Request {
+	var claims labforgev1alpha1.LabClaimList
+	if err := r.Client.List(ctx, &claims, client.MatchingFields{labpool.ClaimPoolIndex: pool}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the LabClaims of LabPool", "pool", pool)
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, c := range claims.Items {
+		if c.Status.Lab == "" {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
+		}
+	}
+	return reqs
+}
+
+// writeStatus computes the status and writes it when it changed.
+func (r *Reconciler) writeStatus(ctx context.Context, s *scope, succeeded bool) error {
+	before := s.claim.DeepCopy()
+	setStatus(s, succeeded)
+	if equality.Semantic.DeepEqual(before.Status, s.claim.Status) {
+		return nil
+	}
+	if err := r.Client.Status().Patch(ctx, s.claim, client.MergeFrom(before)); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("patching LabClaim %s/%s status: %w", s.claim.Namespace, s.claim.Name, err))
+	}
+	r.recordTransitions(ctx, before, s)
+	return nil
+}
+
+// coldLabName is the name of the lab booted for a claim that names a template: derived
+// from the claim's UID, so that a retried create can never make a second lab.
+func coldLabName(claim *labforgev1alpha1.LabClaim) string {
+	sum := sha256.Sum256([]byte(claim.UID))
+	return "claim-" + hex.EncodeToString(sum[:])[:12]
+}
+

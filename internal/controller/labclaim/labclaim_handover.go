@@ -1,0 +1,184 @@
+package labclaim
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/pki"
+	"github.com/labforge/labforge/internal/render"
+)
+
+// StudentGroup is the group of a student's client certificate: kubeadm binds it to
+// cluster-admin in every lab.
+const StudentGroup = "kubeadm:cluster-admins"
+
+// handover is what the student was given.
+type handover struct {
+	host             string
+	sshPort, apiPort int32
+	sshUser          string
+	sshKeySecret     string
+}
+
+func kubeconfigSecret(c *labforgev1alpha1.LabClaim) string { return render.KubeconfigSecretName(c.Name) }
+func sshSecret(c *labforgev1alpha1.LabClaim) string        { return render.SSHKeySecretName(c.Name) }
+
+// handOver exposes the bound lab to its student, at claim time only: the NodePorts, the
+// student's public keys in the VMs, and a kubeconfig whose certificate expires with the
+// claim (re-minted when the expiry moves).
+func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
+	l := render.Lab{Env: s.env}
+	h := &handover{host: r.Host.PublicAddress, sshUser: "ubuntu"}
+	if s.template != nil {
+		h.sshUser = s.template.Spec.SSHUser
+	}
+
+	svc := render.AccessServiceFor(l)
+	current := &corev1.Service{}
+	var observed client.Object
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(svc), current); err == nil {
+		observed = current
+	} else if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading Service %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	applied, err := r.Applier.Apply(ctx, svc, observed)
+	if err != nil {
+		return err
+	}
+	if !applied {
+		svc = current
+	}
+	for _, p := range svc.Spec.Ports {
+		switch p.Name {
+		case render.PortSSH:
+			h.sshPort = p.NodePort
+		case render.PortAPI:
+			h.apiPort = p.NodePort
+		}
+	}
+	if h.sshPort == 0 || h.apiPort == 0 {
+		return fmt.Errorf("service %s/%s has no NodePorts allocated yet", svc.Namespace, svc.Name)
+	}
+
+	keys := make([]string, 0, len(s.claim.Spec.SSH.AuthorizedKeys)+1)
+	for _, k := range s.claim.Spec.SSH.AuthorizedKeys {
+		normalized, err := pki.ParseAuthorizedKey(k)
+		if err != nil {
+			s.refusedReason, s.refusedMessage = ReasonInvalidSSHKey, err.Error()
+			return nil
+		}
+		keys = append(keys, normalized)
+	}
+	if s.claim.Spec.SSH.GenerateKeyPair {
+		pub, err := r.ensureKeyPair(ctx, s)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, pub)
+		h.sshKeySecret = sshSecret(s.claim)
+	}
+	authorized := render.AuthorizedKeysFor(l, keys)
+	if err := r.applyObserved(ctx, authorized, &corev1.Secret{}); err != nil {
+		return err
+	}
+	if err := r.ensureKubeconfig(ctx, s, h); err != nil {
+		return err
+	}
+	s.handover = h
+	return nil
+}
+
+// ensureKeyPair returns the public half of the claim's generated key pair, generating it
+// once. Its private half only ever exists in the Secret.
+func (r *Reconciler) ensureKeyPair(ctx context.Context, s *scope) (string, error) {
+	key := client.ObjectKey{Namespace: s.claim.Namespace, Name: sshSecret(s.claim)}
+	secret := &corev1.Secret{}
+	err := r.Client.Get(ctx, key, secret)
+	if apierrors.IsNotFound(err) {
+		pub, priv, genErr := pki.NewSSHKeyPair(nil, s.claim.Namespace+"/"+s.claim.Name+"@labforge")
+		if genErr != nil {
+			return "", genErr
+		}
+		createErr := r.Client.Create(ctx, render.SSHKeySecret(s.claim, priv, pub))
+		if createErr == nil {
+			return pub, nil
+		}
+		if !apierrors.IsAlreadyExists(createErr) {
+			return "", fmt.Errorf("creating Secret %s: %w", key, createErr)
+		}
+		err = r.APIReader.Get(ctx, key, secret)
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading Secret %s: %w", key, err)
+	}
+	if !metav1.IsControlledBy(secret, s.claim) {
+		return "", fmt.Errorf("secret %s exists and does not belong to LabClaim %s", key, s.claim.Name)
+	}
+	return string(secret.Data["ssh-publickey"]), nil
+}
+
+// ensureKubeconfig writes the claim's kubeconfig unless the current one is for this lab
+// and expires with the claim.
+func (r *Reconciler) ensureKubeconfig(ctx context.Context, s *scope, h *handover) error {
+	expiresAt := metav1.NewTime(s.expiresAt())
+	key := client.ObjectKey{Namespace: s.claim.Namespace, Name: kubeconfigSecret(s.claim)}
+	current := &corev1.Secret{}
+	err := r.Client.Get(ctx, key, current)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading Secret %s: %w", key, err)
+	}
+	want := render.KubeconfigSecret(s.claim, s.env.Name, expiresAt, nil)
+	if err == nil && metav1.IsControlledBy(current, s.claim) &&
+		current.Annotations[render.AnnotationExpiresAt] == want.Annotations[render.AnnotationExpiresAt] &&
+		current.Annotations[render.AnnotationLab] == s.env.Name && len(current.Data[render.KubeconfigKey]) > 0 {
+		return nil
+	}
+	pkiSecret := &corev1.Secret{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(s.env.Name), Name: lab.PKISecret}, pkiSecret); err != nil {
+		return fmt.Errorf("reading the PKI of lab %s: %w", s.env.Name, err)
+	}
+	ca, err := pki.ParseKeyPair(pkiSecret.Data[lab.PKICACert], pkiSecret.Data[lab.PKICAKey])
+	if err != nil {
+		return fmt.Errorf("reading the CA of lab %s: %w", s.env.Name, err)
+	}
+	user := "student:" + s.claim.Namespace + ":" + s.claim.Name
+	cert, err := ca.IssueClient(user, []string{StudentGroup}, s.now.Add(-pki.ClockSkew), expiresAt.Time, nil)
+	if err != nil {
+		return fmt.Errorf("minting the kubeconfig of LabClaim %s/%s: %w", s.claim.Namespace, s.claim.Name, err)
+	}
+	server := "https://" + net.JoinHostPort(h.host, strconv.Itoa(int(h.apiPort)))
+	kubeconfig, err := pki.Kubeconfig(s.env.Name, server, pkiSecret.Data[lab.PKICACert], user, cert)
+	if err != nil {
+		return err
+	}
+	secret := render.KubeconfigSecret(s.claim, s.env.Name, expiresAt, kubeconfig)
+	var observed client.Object
+	if err == nil && current.Name != "" {
+		observed = current
+	}
+	_, err = r.Applier.Apply(ctx, secret, observed)
+	return err
+}
+
+// applyObserved reads the current object into holder and applies desired over it.
+func (r *Reconciler) applyObserved(ctx context.Context, desired, holder client.Object) error {
+	err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), holder)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading %s/%s: %w", desired.GetNamespace(), desired.GetName(), err)
+	}
+	var current client.Object
+	if err == nil {
+		current = holder
+	}
+	_, err = r.Applier.Apply(ctx, desired, current)
+	return err
+}

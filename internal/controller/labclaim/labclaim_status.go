@@ -1,0 +1,144 @@
+package labclaim
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/render"
+)
+
+// Condition reasons of a LabClaim.
+const (
+	ReasonPoolNotFound        = "PoolNotFound"
+	ReasonTemplateNotFound    = "TemplateNotFound"
+	ReasonNamespaceNotAllowed = "NamespaceNotAllowed"
+	ReasonDurationTooLong     = "DurationTooLong"
+	ReasonInvalidSSHKey       = "InvalidSSHKey"
+	ReasonLabLost             = "LabLost"
+	ReasonLabBooting          = "LabBooting"
+	ReasonLabReady            = "LabReady"
+	ReasonBound               = "Bound"
+	ReasonNotBound            = "NotBound"
+	ReasonExpired             = "Expired"
+	ReasonProvisioningFailed  = "HandoverFailed"
+)
+
+var (
+	claimReadySeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "labforge_claim_ready_seconds",
+		Help:    "Time from a LabClaim's creation to its first Ready, by template and launch type.",
+		Buckets: []float64{0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 120, 300, 600, 1200},
+	}, []string{"template", "launch_type"})
+	bindsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "labforge_claim_binds_total",
+		Help: "Bind attempts on warm labs by pool and result (bound, conflict).",
+	}, []string{"pool", "result"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(claimReadySeconds, bindsTotal)
+}
+
+// setStatus computes the claim's status from the scope.
+func setStatus(s *scope, succeeded bool) {
+	st := &s.claim.Status
+	gen := s.claim.Generation
+	set := func(t string, status metav1.ConditionStatus, reason, msg string) {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: status, ObservedGeneration: gen, Reason: reason, Message: msg})
+	}
+	if s.template != nil {
+		st.Description, st.Hints = s.template.Spec.Description, s.template.Spec.Hints
+	}
+	if s.env != nil {
+		st.Lab = s.env.Name
+		if st.BoundTime == nil {
+			t := metav1.NewTime(s.now)
+			st.BoundTime = &t
+		}
+		if s.boundNow {
+			st.LaunchType = s.launch
+		}
+		exp := metav1.NewTime(s.expiresAt())
+		st.ExpiresAt = &exp
+		st.QueuePosition = 0
+		set(labforgev1alpha1.ConditionBound, metav1.ConditionTrue, ReasonBound, "Bound to lab "+s.env.Name)
+	} else if !s.expired && st.Lab == "" {
+		set(labforgev1alpha1.ConditionBound, metav1.ConditionFalse, ReasonNotBound, "No lab is bound yet")
+		st.QueuePosition = s.queuePosition
+	}
+	if h := s.handover; h != nil {
+		st.SSH = &labforgev1alpha1.SSHEndpoint{
+			Host: h.host, Port: h.sshPort, User: h.sshUser,
+			Command: fmt.Sprintf("ssh -p %d %s@%s", h.sshPort, h.sshUser, h.host),
+		}
+		st.APIServerURL = "https://" + net.JoinHostPort(h.host, strconv.Itoa(int(h.apiPort)))
+		st.KubeconfigSecretName = render.KubeconfigSecretName(s.claim.Name)
+		st.SSHKeySecretName = h.sshKeySecret
+	}
+	switch {
+	case s.expired:
+		set(labforgev1alpha1.ConditionExpired, metav1.ConditionTrue, ReasonExpired, "The claim's duration ran out and its lab was deleted")
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionFalse, ReasonExpired, "The claim's duration ran out and its lab was deleted")
+		st.SSH, st.APIServerURL, st.KubeconfigSecretName, st.SSHKeySecretName = nil, "", "", ""
+	case s.refusedReason != "":
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionFalse, s.refusedReason, s.refusedMessage)
+		set(labforgev1alpha1.ConditionStalled, metav1.ConditionTrue, s.refusedReason, s.refusedMessage)
+	case s.pendingReason != "":
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, s.pendingReason, s.pendingMessage)
+	case !succeeded:
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, ReasonProvisioningFailed, "Handing the lab over failed; retrying")
+	case s.handover != nil:
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionTrue, ReasonLabReady, "The lab is ready: "+st.SSH.Command)
+		if st.ReadyTime == nil {
+			t := metav1.NewTime(s.now)
+			st.ReadyTime = &t
+		}
+	case s.env != nil:
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, ReasonLabBooting, "Lab "+s.env.Name+" is booting")
+	}
+	if !s.expired && s.refusedReason == "" {
+		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionStalled)
+	}
+	if succeeded {
+		st.ObservedGeneration = gen
+	}
+}
+
+// recordTransitions emits events for the bind, the handover, expiry and refusals, and
+// observes the claim's time to Ready.
+func (r *Reconciler) recordTransitions(ctx context.Context, before *labforgev1alpha1.LabClaim, s *scope) {
+	after := s.claim
+	log := ctrl.LoggerFrom(ctx)
+	if s.boundNow {
+		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, "Bound", "Bind", "Bound to lab %s (%s)", s.env.Name, s.launch)
+		log.Info("Bound LabClaim", "lab", s.env.Name, "launch", s.launch)
+	}
+	was := meta.FindStatusCondition(before.Status.Conditions, labforgev1alpha1.ConditionReady)
+	now := meta.FindStatusCondition(after.Status.Conditions, labforgev1alpha1.ConditionReady)
+	if now == nil || (was != nil && was.Status == now.Status && was.Reason == now.Reason) {
+		return
+	}
+	switch {
+	case now.Status == metav1.ConditionTrue && before.Status.ReadyTime == nil:
+		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, "HandedOver", "Handover", "Lab %s is ready: %s", after.Status.Lab, after.Status.SSH.Command)
+		template := ""
+		if s.template != nil {
+			template = s.template.Name
+		}
+		claimReadySeconds.WithLabelValues(template, string(after.Status.LaunchType)).Observe(after.Status.ReadyTime.Sub(after.CreationTimestamp.Time).Seconds())
+	case now.Reason == ReasonExpired:
+		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, ReasonExpired, "Expire", "The claim expired; lab %s was deleted", after.Status.Lab)
+	case now.Status == metav1.ConditionFalse:
+		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, now.Reason, "Bind", "%s", now.Message)
+	}
+}

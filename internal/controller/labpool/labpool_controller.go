@@ -1,0 +1,266 @@
+// Package labpool holds the LabPool controller: it keeps a pool's warm labs booted and
+// unclaimed, replaces stale ones, and stops refilling after repeated boot failures.
+package labpool
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"math/big"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/controller/labenvironment"
+)
+
+// ControllerName names the controller in logs, events and metrics.
+const ControllerName = "labpool"
+
+// Finalizer holds a LabPool until its unclaimed labs are deleted. Claimed labs stay with
+// their claims.
+const Finalizer = "labforge.dev/pool"
+
+// DefaultFailureThreshold is how many labs of the current template may fail in a row
+// before the pool stops refilling.
+const DefaultFailureThreshold = 3
+
+// Indexes on LabClaims, shared with the claim controller.
+const (
+	// ClaimPoolIndex indexes LabClaims by the pool they name.
+	ClaimPoolIndex = "spec.poolRef.name"
+	// poolTemplateIndex indexes LabPools by their template.
+	poolTemplateIndex = "spec.templateRef.name"
+)
+
+// Reconciler keeps pools filled.
+type Reconciler struct {
+	Client       client.Client
+	Recorder     events.EventRecorder
+	Expectations *Expectations
+	Clock        clock.PassiveClock
+	// FailureThreshold is DefaultFailureThreshold if zero.
+	FailureThreshold int
+}
+
+// +kubebuilder:rbac:groups=labforge.dev,resources=labpools,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=labforge.dev,resources=labpools/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=labforge.dev,resources=labpools/finalizers,verbs=update
+// +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=labforge.dev,resources=labclaims,verbs=get;list;watch
+// +kubebuilder:rbac:groups=labforge.dev,resources=labtemplates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one pool's labs toward what its spec and its waiting claims ask.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	pool := &labforgev1alpha1.LabPool{}
+	if err := r.Client.Get(ctx, req.NamespacedName, pool); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	s, err := r.observe(ctx, pool)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !pool.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, s)
+	}
+	if !controllerutil.ContainsFinalizer(pool, Finalizer) {
+		patch := client.MergeFrom(pool.DeepCopy())
+		controllerutil.AddFinalizer(pool, Finalizer)
+		if err := r.Client.Patch(ctx, pool, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer to LabPool %s: %w", pool.Name, err)
+		}
+	}
+	actErr := r.act(ctx, s)
+	if err := r.writeStatus(ctx, s, actErr == nil); err != nil {
+		actErr = errors.Join(actErr, err)
+	}
+	return ctrl.Result{}, actErr
+}
+
+// reconcileDelete deletes the pool's unclaimed labs and lets the pool go. Claimed labs
+// keep running until their claims end.
+func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) error {
+	var errs []error
+	for _, env := range s.envs {
+		if env.Spec.ClaimRef == nil && env.DeletionTimestamp.IsZero() {
+			errs = append(errs, client.IgnoreNotFound(r.Client.Delete(ctx, env)))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("deleting the unclaimed labs of LabPool %s: %w", s.pool.Name, err)
+	}
+	r.Expectations.Forget(s.pool.Name)
+	if controllerutil.ContainsFinalizer(s.pool, Finalizer) {
+		patch := client.MergeFrom(s.pool.DeepCopy())
+		controllerutil.RemoveFinalizer(s.pool, Finalizer)
+		return client.IgnoreNotFound(r.Client.Patch(ctx, s.pool, patch))
+	}
+	return nil
+}
+
+// act carries out the plan: deletes, then creates gated on expectations.
+func (r *Reconciler) act(ctx context.Context, s *scope) error {
+	log := ctrl.LoggerFrom(ctx)
+	var errs []error
+	var deleted []string
+	for _, d := range s.plan.Delete {
+		env := s.byName[d.Name]
+		r.Expectations.ExpectDeletions(s.pool.Name, d.Name)
+		if err := r.Client.Delete(ctx, env, client.Preconditions{UID: &env.UID}); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, fmt.Errorf("deleting LabEnvironment %s: %w", d.Name, err))
+			continue
+		}
+		deleted = append(deleted, d.Name+" ("+d.Reason+")")
+	}
+	if len(deleted) > 0 {
+		log.Info("Deleted labs of LabPool", "labs", deleted)
+	}
+	created := 0
+	for i := int32(0); i < s.plan.Create && s.template != nil; i++ {
+		env := r.newLab(s)
+		r.Expectations.ExpectCreations(s.pool.Name, env.Name)
+		if err := r.Client.Create(ctx, env); err != nil {
+			r.Expectations.Observed(s.pool.Name, nil) // lapses the failed expectation at once
+			errs = append(errs, fmt.Errorf("creating a lab for LabPool %s: %w", s.pool.Name, err))
+			break
+		}
+		created++
+	}
+	if created > 0 {
+		r.Recorder.Eventf(s.pool, nil, corev1.EventTypeNormal, "CreatedLabs", "Scale", "Created %d labs (%d ready, %d booting, %d claims waiting)",
+			created, s.plan.Counts.Ready, s.plan.Counts.Booting, s.plan.Counts.Waiting)
+		log.Info("Created labs for LabPool", "count", created)
+	}
+	return errors.Join(errs...)
+}
+
+// newLab returns a new LabEnvironment of the pool. It carries the environment finalizer
+// from birth, which saves the environment controller a write.
+func (r *Reconciler) newLab(s *scope) *labforgev1alpha1.LabEnvironment {
+	return &labforgev1alpha1.LabEnvironment{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: s.pool.Name + "-" + randomSuffix(),
+			Labels: map[string]string{
+				labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue,
+				labforgev1alpha1.LabelPool:      s.pool.Name,
+				labforgev1alpha1.LabelTemplate:  s.pool.Spec.TemplateRef.Name,
+			},
+			Finalizers: []string{labenvironment.Finalizer},
+		},
+		Spec: labforgev1alpha1.LabEnvironmentSpec{
+			TemplateRef: s.pool.Spec.TemplateRef,
+			PoolRef:     &labforgev1alpha1.LocalObjectReference{Name: s.pool.Name},
+		},
+	}
+}
+
+// randomSuffix returns 5 characters of [a-z0-9], like generateName, but chosen here so the
+// name is known before the create (expectations track names).
+func randomSuffix() string {
+	const alphabet = "bcdfghjklmnpqrstvwxz2456789"
+	b := make([]byte, 5)
+	for i := range b {
+		n, err := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
+		if err != nil {
+			panic(err) // crypto/rand never fails on Linux
+		}
+		b[i] = alphabet[n.Int64()]
+	}
+	return string(b)
+}
+
+// SetupWithManager registers the controller, its indexes and its watches.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if r.FailureThreshold == 0 {
+		r.FailureThreshold = DefaultFailureThreshold
+	}
+	if r.Expectations == nil {
+		r.Expectations = NewExpectations(r.Clock, 0)
+	}
+	indexer := mgr.GetFieldIndexer()
+	if err := indexer.IndexField(context.Background(), &labforgev1alpha1.LabClaim{}, ClaimPoolIndex, func(o client.Object) []string {
+		if ref := o.(*labforgev1alpha1.LabClaim).Spec.PoolRef; ref != nil {
+			return []string{ref.Name}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing LabClaims by pool: %w", err)
+	}
+	if err := indexer.IndexField(context.Background(), &labforgev1alpha1.LabPool{}, poolTemplateIndex, func(o client.Object) []string {
+		return []string{o.(*labforgev1alpha1.LabPool).Spec.TemplateRef.Name}
+	}); err != nil {
+		return fmt.Errorf("indexing LabPools by template: %w", err)
+	}
+	byPoolLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		if name := o.GetLabels()[labforgev1alpha1.LabelPool]; name != "" {
+			return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: name}}}
+		}
+		return nil
+	})
+	byClaimPool := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		if ref := o.(*labforgev1alpha1.LabClaim).Spec.PoolRef; ref != nil {
+			return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: ref.Name}}}
+		}
+		return nil
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(ControllerName).
+		For(&labforgev1alpha1.LabPool{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate()))).
+		Watches(&labforgev1alpha1.LabEnvironment{}, byPoolLabel).
+		Watches(&labforgev1alpha1.LabClaim{}, byClaimPool).
+		Watches(&labforgev1alpha1.LabTemplate{}, handler.EnqueueRequestsFromMapFunc(r.poolsOfTemplate)).
+		Complete(r)
+}
+
+// deletionPredicate passes updates that start a deletion (finalizer work to do).
+func deletionPredicate() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return !e.ObjectNew.GetDeletionTimestamp().IsZero() }}
+}
+
+func (r *Reconciler) poolsOfTemplate(ctx context.Context, o client.Object) []reconcile.Request {
+	var list labforgev1alpha1.LabPoolList
+	if err := r.Client.List(ctx, &list, client.MatchingFields{poolTemplateIndex: o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list LabPools of LabTemplate", "template", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, p := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Name: p.Name}})
+	}
+	return reqs
+}
+
+// writeStatus writes the pool's status when it changed.
+func (r *Reconciler) writeStatus(ctx context.Context, s *scope, succeeded bool) error {
+	before := s.pool.DeepCopy()
+	setStatus(s, succeeded)
+	if equality.Semantic.DeepEqual(before.Status, s.pool.Status) {
+		return nil
+	}
+	if err := r.Client.Status().Patch(ctx, s.pool, client.MergeFrom(before)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("patching LabPool %s status: %w", s.pool.Name, err)
+	}
+	r.recordTransitions(before, s.pool)
+	return nil
+}

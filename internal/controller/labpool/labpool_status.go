@@ -1,0 +1,209 @@
+package labpool
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+)
+
+// Condition reasons of a LabPool.
+const (
+	ReasonWarm                 = "Warm"
+	ReasonFilling              = "Filling"
+	ReasonTemplateNotFound     = "TemplateNotFound"
+	ReasonInvalidTemplate      = "InvalidTemplate"
+	ReasonRepeatedBootFailures = "RepeatedBootFailures"
+)
+
+// scope is what one pass observed and planned.
+type scope struct {
+	pool     *labforgev1alpha1.LabPool
+	template *labforgev1alpha1.LabTemplate
+	// problemReason and problemMessage say why the pool cannot create labs.
+	problemReason, problemMessage string
+	envs                          []*labforgev1alpha1.LabEnvironment
+	byName                        map[string]*labforgev1alpha1.LabEnvironment
+	// evidence is the number of labs of the current template that failed since the last
+	// one that became Ready; at FailureThreshold the circuit opens.
+	evidence int
+	// circuitOpen: evidence reached the failure threshold, refilling stopped.
+	circuitOpen bool
+	plan        Plan
+}
+
+// observe reads the pool's world and computes the plan.
+func (r *Reconciler) observe(ctx context.Context, pool *labforgev1alpha1.LabPool) (*scope, error) {
+	s := &scope{pool: pool, byName: map[string]*labforgev1alpha1.LabEnvironment{}}
+	tmpl := &labforgev1alpha1.LabTemplate{}
+	switch err := r.Client.Get(ctx, client.ObjectKey{Name: pool.Spec.TemplateRef.Name}, tmpl); {
+	case apierrors.IsNotFound(err):
+		s.problemReason, s.problemMessage = ReasonTemplateNotFound, fmt.Sprintf("LabTemplate %s does not exist", pool.Spec.TemplateRef.Name)
+	case err != nil:
+		return nil, fmt.Errorf("reading LabTemplate %s: %w", pool.Spec.TemplateRef.Name, err)
+	default:
+		s.template = tmpl
+		if c := meta.FindStatusCondition(tmpl.Status.Conditions, labforgev1alpha1.ConditionReady); c != nil &&
+			c.Status == metav1.ConditionFalse && c.ObservedGeneration == tmpl.Generation {
+			s.problemReason, s.problemMessage = ReasonInvalidTemplate, fmt.Sprintf("LabTemplate %s cannot be built: %s", tmpl.Name, c.Message)
+		}
+	}
+
+	var envs labforgev1alpha1.LabEnvironmentList
+	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: pool.Name}); err != nil {
+		return nil, fmt.Errorf("listing the labs of LabPool %s: %w", pool.Name, err)
+	}
+	var live []string
+	for i := range envs.Items {
+		env := &envs.Items[i]
+		// The label is a hint; the spec says whether the lab really is this pool's.
+		if env.Spec.PoolRef == nil || env.Spec.PoolRef.Name != pool.Name {
+			continue
+		}
+		s.envs = append(s.envs, env)
+		s.byName[env.Name] = env
+		if env.DeletionTimestamp.IsZero() {
+			live = append(live, env.Name)
+		}
+	}
+	r.Expectations.Observed(pool.Name, live)
+
+	waiting, err := r.waitingClaims(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	var generation int64
+	if s.template != nil {
+		generation = s.template.Generation
+	}
+	labs := make([]Lab, 0, len(s.envs))
+	for _, env := range s.envs {
+		labs = append(labs, Lab{Name: env.Name, Created: env.CreationTimestamp.Time, State: stateOf(env), TemplateGeneration: env.Status.TemplateGeneration})
+	}
+	evidence := failureEvidence(s.envs, generation)
+	s.evidence = len(evidence)
+	s.circuitOpen = s.evidence >= r.FailureThreshold
+	creates, deletes := r.Expectations.Pending(pool.Name)
+	s.plan = Compute(Input{
+		Replicas: pool.Spec.Replicas, MaxBooting: pool.Spec.MaxBooting, MaxLabs: pool.Spec.MaxLabs,
+		Strategy: pool.Spec.UpdateStrategy.Type, TemplateGeneration: generation,
+		Labs: labs, WaitingClaims: waiting, PendingCreates: creates, PendingDeletes: deletes,
+		CircuitOpen: s.circuitOpen || s.problemReason != "",
+	})
+	// Failed labs that are the circuit breaker's evidence stay, for the admin to inspect,
+	// until a lab boots fine, the template changes, or the admin deletes them.
+	kept := s.plan.Delete[:0]
+	for _, d := range s.plan.Delete {
+		if d.Reason == ReasonFailed && evidence[d.Name] {
+			continue
+		}
+		kept = append(kept, d)
+	}
+	s.plan.Delete = kept
+	return s, nil
+}
+
+// waitingClaims counts the pool's claims that wait for a lab: not bound, not refused, not
+// ended.
+func (r *Reconciler) waitingClaims(ctx context.Context, pool *labforgev1alpha1.LabPool) (int32, error) {
+	var claims labforgev1alpha1.LabClaimList
+	if err := r.Client.List(ctx, &claims, client.MatchingFields{ClaimPoolIndex: pool.Name}); err != nil {
+		return 0, fmt.Errorf("listing the claims of LabPool %s: %w", pool.Name, err)
+	}
+	var n int32
+	for _, c := range claims.Items {
+		if c.DeletionTimestamp.IsZero() && c.Status.Lab == "" &&
+			!meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionStalled) &&
+			!meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionExpired) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// stateOf classifies a lab for the pool's arithmetic.
+func stateOf(env *labforgev1alpha1.LabEnvironment) LabState {
+	switch {
+	case !env.DeletionTimestamp.IsZero():
+		return StateDeleting
+	case env.Spec.ClaimRef != nil:
+		return StateBound
+	case meta.IsStatusConditionTrue(env.Status.Conditions, labforgev1alpha1.ConditionStalled):
+		return StateFailed
+	case meta.IsStatusConditionTrue(env.Status.Conditions, labforgev1alpha1.ConditionReady):
+		return StateReady
+	default:
+		return StateBooting
+	}
+}
+
+// failureEvidence returns the failed labs of the current template generation created
+// after the newest lab of that generation that became Ready: failures in a row.
+func failureEvidence(envs []*labforgev1alpha1.LabEnvironment, generation int64) map[string]bool {
+	var lastSuccess time.Time
+	for _, env := range envs {
+		if env.Status.TemplateGeneration == generation && env.Status.ReadyTime != nil && env.CreationTimestamp.After(lastSuccess) {
+			lastSuccess = env.CreationTimestamp.Time
+		}
+	}
+	out := map[string]bool{}
+	for _, env := range envs {
+		if stateOf(env) == StateFailed && env.Status.TemplateGeneration == generation && env.CreationTimestamp.After(lastSuccess) {
+			out[env.Name] = true
+		}
+	}
+	return out
+}
+
+// setStatus computes the pool's status from the scope.
+func setStatus(s *scope, succeeded bool) {
+	st := &s.pool.Status
+	c := s.plan.Counts
+	st.Replicas, st.ReadyReplicas, st.BootingReplicas = c.Ready+c.Booting, c.Ready, c.Booting
+	st.BoundReplicas, st.FailedReplicas, st.WaitingClaims = c.Bound, c.Failed, c.Waiting
+	st.Selector = labforgev1alpha1.LabelPool + "=" + s.pool.Name
+	gen := s.pool.Generation
+	set := func(t string, status metav1.ConditionStatus, reason, msg string) {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: status, ObservedGeneration: gen, Reason: reason, Message: msg})
+	}
+	stalled := func(reason, msg string) {
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
+		set(labforgev1alpha1.ConditionStalled, metav1.ConditionTrue, reason, msg)
+	}
+	switch {
+	case s.problemReason != "":
+		stalled(s.problemReason, s.problemMessage)
+	case s.circuitOpen:
+		stalled(ReasonRepeatedBootFailures, fmt.Sprintf("%d labs of LabTemplate %s (generation %d) failed to boot in a row; refilling stopped. "+
+			"Fix the template, or delete the failed labs to try again", s.evidence, s.pool.Spec.TemplateRef.Name, s.template.Generation))
+	case c.Ready >= s.pool.Spec.Replicas:
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionTrue, ReasonWarm, fmt.Sprintf("%d of %d warm labs are ready", c.Ready, s.pool.Spec.Replicas))
+		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionStalled)
+	default:
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, ReasonFilling, fmt.Sprintf("%d of %d warm labs are ready, %d booting, %d claims waiting",
+			c.Ready, s.pool.Spec.Replicas, c.Booting, c.Waiting))
+		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionStalled)
+	}
+	if succeeded {
+		st.ObservedGeneration = gen
+	}
+}
+
+// recordTransitions emits an event when refilling stops or resumes.
+func (r *Reconciler) recordTransitions(before, after *labforgev1alpha1.LabPool) {
+	was := meta.FindStatusCondition(before.Status.Conditions, labforgev1alpha1.ConditionStalled)
+	now := meta.FindStatusCondition(after.Status.Conditions, labforgev1alpha1.ConditionStalled)
+	switch {
+	case now != nil && (was == nil || was.Reason != now.Reason):
+		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, now.Reason, "Refill", "%s", now.Message)
+	case now == nil && was != nil:
+		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, "RefillResumed", "Refill", "Refilling resumed")
+	}
+}
