@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -36,6 +37,7 @@ func dev(args []string) int {
 	fs.StringVar(&opts.StateDir, "state-dir", ".labforge", "Directory for the lock, the control plane's state and logs, and the kubeconfig.")
 	fs.StringVar(&opts.BinDir, "bin-dir", defaultBinDir(), "Directory holding etcd, kube-apiserver and kube-controller-manager (make controlplane builds them).")
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", "0", `Address of the manager's metrics endpoint; "0" turns it off.`)
+	fs.DurationVar(&opts.BootDelay, "boot-delay", 3*time.Second, "How long a simulated VM takes to boot (0 boots at once).")
 	zapOpts := zap.Options{Development: true}
 	zapOpts.BindFlags(fs)
 	_ = fs.Parse(args)

@@ -5,6 +5,7 @@ package main
 import (
 	"flag"
 	"os"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -13,12 +14,21 @@ import (
 	"github.com/labforge/labforge/internal/manager"
 )
 
+func envOr(key, fallback string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return fallback
+}
+
 func main() {
 	var opts manager.Options
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", `Address of the metrics endpoint; "0" turns it off.`)
 	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", `Address of the /healthz and /readyz endpoints; "0" turns them off.`)
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", false, "Elect a leader, so that only one of several replicas acts at a time.")
 	flag.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the manager's own).")
+	flag.StringVar(&opts.OperatorNamespace, "operator-namespace", envOr("POD_NAMESPACE", manager.DefaultOperatorNamespace), "Namespace the operator runs in: the only one allowed to reach lab APIs from inside the cluster.")
+	flag.DurationVar(&opts.ProbeInterval, "probe-interval", 5*time.Second, "How often a booting lab is asked whether its bootstrap finished.")
 	var host hostcluster.Flags
 	host.Bind(flag.CommandLine)
 	zapOpts := zap.Options{}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/labforge/labforge/internal/controlplane"
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/manager"
+	"github.com/labforge/labforge/internal/simulator"
 )
 
 // Options configures a local run.
@@ -31,6 +33,8 @@ type Options struct {
 	BinDir string
 	// MetricsAddr is where the manager serves metrics; "0" turns them off.
 	MetricsAddr string
+	// BootDelay is how long a simulated VM takes to boot.
+	BootDelay time.Duration
 	// Out receives the short "try this" text.
 	Out io.Writer
 }
@@ -91,13 +95,16 @@ func Run(ctx context.Context, opts Options) (err error) {
 		MetricsAddr: opts.MetricsAddr,
 		ProbeAddr:   "0",
 		Host:        hostcluster.Default(),
+		// A simulated lab answers as soon as it boots; probing often keeps the demo snappy.
+		ProbeInterval: 200 * time.Millisecond,
+		Simulator:     &simulator.Options{BootDelay: opts.BootDelay},
 	})
 	if err != nil {
 		return err
 	}
 	if opts.Out != nil {
 		fmt.Fprintf(opts.Out, `
-labforge is running on a local control plane. Try:
+labforge is running on a local control plane, with simulated VMs. Try:
 
   export KUBECONFIG=%s
   kubectl apply -f config/samples/

@@ -5,6 +5,14 @@ package manager
 
 import (
 	"fmt"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -18,8 +26,14 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/controller/labclaim"
+	"github.com/labforge/labforge/internal/controller/labenvironment"
+	"github.com/labforge/labforge/internal/controller/labpool"
 	"github.com/labforge/labforge/internal/controller/labtemplate"
 	"github.com/labforge/labforge/internal/hostcluster"
+	"github.com/labforge/labforge/internal/labprobe"
+	"github.com/labforge/labforge/internal/simulator"
+	"github.com/labforge/labforge/internal/ssa"
 )
 
 // Options configures the manager.
@@ -39,7 +53,21 @@ type Options struct {
 	// restart a manager or run two at once); controller-runtime refuses duplicate
 	// controller names otherwise, because they would share metrics.
 	SkipControllerNameValidation bool
+	// OperatorNamespace is where the operator runs: the only namespace allowed to reach a
+	// lab's API from inside the host cluster.
+	OperatorNamespace string
+	// ProbeInterval is how often a booting lab is asked whether its bootstrap finished.
+	ProbeInterval time.Duration
+	// Simulator, when set, runs the simulated VM backend in the manager and points the
+	// readiness probe at it: for labforge dev and tests only, never in production.
+	Simulator *simulator.Options
+	// Clock is the controllers' clock; the real one if nil. Tests move a fake one to make
+	// claims expire without waiting.
+	Clock clock.PassiveClock
 }
+
+// DefaultOperatorNamespace is where the operator runs when nothing else says so.
+const DefaultOperatorNamespace = "labforge-system"
 
 // LeaderElectionID is the name of the leader election Lease.
 const LeaderElectionID = "labforge.labforge.dev"
@@ -70,6 +98,11 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			// managedFields are never read by labforge and are most of the bytes of many
 			// objects: dropping them keeps the cache small at thousands of labs.
 			DefaultTransform: cache.TransformStripManagedFields(),
+			// Only labforge's own objects of these kinds are cached: a host cluster's other
+			// Secrets and ConfigMaps are none of its business and would cost memory.
+			ByObject: managedOnly(&corev1.Secret{}, &corev1.ConfigMap{}, &corev1.Service{},
+				&corev1.ResourceQuota{}, &corev1.LimitRange{}, &networkingv1.NetworkPolicy{},
+				&kubevirtv1.VirtualMachine{}, &kubevirtv1.VirtualMachineInstance{}),
 		},
 	})
 	if err != nil {
@@ -82,6 +115,48 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the %s controller: %w", labtemplate.ControllerName, err)
 	}
+	if opts.OperatorNamespace == "" {
+		opts.OperatorNamespace = DefaultOperatorNamespace
+	}
+	var prober labprobe.Prober = &labprobe.HTTPSProber{}
+	if opts.Simulator != nil {
+		sim := simulator.New(*opts.Simulator)
+		if err := sim.SetupWithManager(mgr); err != nil {
+			return nil, fmt.Errorf("setting up the simulated VM backend: %w", err)
+		}
+		// The operator's real probe runs against the simulated labs: only the dialer differs.
+		prober = &labprobe.HTTPSProber{Dialer: sim.Dialer()}
+	}
+	if err := (&labenvironment.Reconciler{
+		Client:            mgr.GetClient(),
+		APIReader:         mgr.GetAPIReader(),
+		Recorder:          mgr.GetEventRecorder(labenvironment.ControllerName),
+		Applier:           ssa.NewApplier(mgr.GetClient(), "labforge-"+labenvironment.ControllerName),
+		Prober:            prober,
+		Host:              opts.Host,
+		OperatorNamespace: opts.OperatorNamespace,
+		ProbeInterval:     opts.ProbeInterval,
+		Clock:             opts.Clock,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the %s controller: %w", labenvironment.ControllerName, err)
+	}
+	if err := (&labpool.Reconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder(labpool.ControllerName),
+		Clock:    opts.Clock,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the %s controller: %w", labpool.ControllerName, err)
+	}
+	if err := (&labclaim.Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder(labclaim.ControllerName),
+		Applier:   ssa.NewApplier(mgr.GetClient(), "labforge-"+labclaim.ControllerName),
+		Host:      opts.Host,
+		Clock:     opts.Clock,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the %s controller: %w", labclaim.ControllerName, err)
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("adding the health check: %w", err)
 	}
@@ -89,4 +164,14 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("adding the readiness check: %w", err)
 	}
 	return mgr, nil
+}
+
+// managedOnly restricts the cache of each kind to objects labelled as labforge's.
+func managedOnly(objs ...client.Object) map[client.Object]cache.ByObject {
+	selector := labels.SelectorFromSet(labels.Set{labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue})
+	out := make(map[client.Object]cache.ByObject, len(objs))
+	for _, o := range objs {
+		out[o] = cache.ByObject{Label: selector}
+	}
+	return out
 }

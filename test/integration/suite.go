@@ -9,12 +9,16 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
+	"time"
 
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 
 	"github.com/labforge/labforge/internal/controlplane"
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/manager"
+	"github.com/labforge/labforge/internal/simulator"
 )
 
 // RepoRoot is the repository's top directory.
@@ -52,10 +56,19 @@ func StartControlPlane(ctx context.Context) (*controlplane.ControlPlane, error) 
 // StartManager runs labforge's manager with every controller against cfg until the
 // returned stop function is called; stop waits for the manager to exit.
 func StartManager(cfg *rest.Config) (stop func(), err error) {
+	return StartManagerWithClock(cfg, nil)
+}
+
+// StartManagerWithClock is StartManager with the controllers' clock given.
+func StartManagerWithClock(cfg *rest.Config, clk clock.PassiveClock) (stop func(), err error) {
 	mgr, err := manager.New(cfg, manager.Options{
+		Clock:       clk,
 		MetricsAddr: "0", ProbeAddr: "0", Host: hostcluster.Default(),
 		// Suites restart the manager, and later ones run two at once.
 		SkipControllerNameValidation: true,
+		// Simulated labs boot at once and answer the probe as soon as they run.
+		ProbeInterval: 100 * time.Millisecond,
+		Simulator:     &simulator.Options{},
 	})
 	if err != nil {
 		return nil, err
@@ -67,4 +80,28 @@ func StartManager(cfg *rest.Config) (stop func(), err error) {
 		cancel()
 		<-done
 	}, nil
+}
+
+// OffsetClock is the real clock moved by an offset a test can change: it lets a claim
+// expire without waiting, while everything else keeps real time.
+type OffsetClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+// Now returns the real time plus the offset.
+func (c *OffsetClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+// Since returns the time elapsed since t on this clock.
+func (c *OffsetClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+
+// Set sets the offset.
+func (c *OffsetClock) Set(offset time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset = offset
 }

@@ -9,7 +9,9 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/labforge/labforge/internal/controlplane"
 	"github.com/labforge/labforge/internal/manager"
@@ -20,6 +22,8 @@ var (
 	cp          *controlplane.ControlPlane
 	k8s         client.Client
 	stopManager func()
+	// clk is the controllers' clock: real time, moved forward by the expiry story.
+	clk = &integration.OffsetClock{}
 )
 
 func TestControllers(t *testing.T) {
@@ -30,13 +34,14 @@ func TestControllers(t *testing.T) {
 }
 
 var _ = BeforeSuite(func(ctx context.Context) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	var err error
 	cp, err = integration.StartControlPlane(context.Background())
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(cp.Stop)
 	k8s, err = client.New(cp.RESTConfig(), client.Options{Scheme: manager.NewScheme()})
 	Expect(err).NotTo(HaveOccurred())
-	stopManager, err = integration.StartManager(cp.RESTConfig())
+	stopManager, err = integration.StartManagerWithClock(cp.RESTConfig(), clk)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() {
 		if stopManager != nil {

@@ -1,0 +1,265 @@
+package controllers_test
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/lab"
+)
+
+const studentKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIlYq0c6HkW6u3uC9B3iJ9Xw2lqWlq3S0sJ7B2nL3f2m alice@laptop"
+
+func newPool(name, template string, replicas int32) *labforgev1alpha1.LabPool {
+	return &labforgev1alpha1.LabPool{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: labforgev1alpha1.LabPoolSpec{
+			TemplateRef: labforgev1alpha1.LocalObjectReference{Name: template}, Replicas: replicas,
+			MaxBooting: 5, MaxLabs: 100, ClaimNamespaceSelector: &metav1.LabelSelector{},
+			UpdateStrategy: labforgev1alpha1.PoolUpdateStrategy{Type: labforgev1alpha1.RollingUpdate},
+		},
+	}
+}
+
+func newClaim(ns, name, pool string) *labforgev1alpha1.LabClaim {
+	return &labforgev1alpha1.LabClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: labforgev1alpha1.LabClaimSpec{
+			PoolRef: &labforgev1alpha1.LocalObjectReference{Name: pool},
+			SSH:     labforgev1alpha1.SSHAccess{AuthorizedKeys: []string{studentKey}},
+		},
+	}
+}
+
+func claimCondition(ctx context.Context, ns, name, conditionType string) func(Gomega) metav1.Condition {
+	return func(g Gomega) metav1.Condition {
+		var c labforgev1alpha1.LabClaim
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &c)).To(Succeed())
+		cond := meta.FindStatusCondition(c.Status.Conditions, conditionType)
+		g.Expect(cond).NotTo(BeNil(), "no %s condition yet", conditionType)
+		return *cond
+	}
+}
+
+func poolStatus(ctx context.Context, name string) func(Gomega) labforgev1alpha1.LabPoolStatus {
+	return func(g Gomega) labforgev1alpha1.LabPoolStatus {
+		var p labforgev1alpha1.LabPool
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, &p)).To(Succeed())
+		return p.Status
+	}
+}
+
+func createNamespace(ctx context.Context, name string, labels map[string]string) {
+	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}})).To(Succeed())
+}
+
+var _ = Describe("A student claiming a lab", func() {
+	It("from a warm pool gets a lab at once, with a kubeconfig that expires with the claim", func(ctx context.Context) {
+		Expect(k8s.Create(ctx, newTemplate("claim-warm", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, newPool("warm", "claim-warm", 2))).To(Succeed())
+		Eventually(poolStatus(ctx, "warm")).Should(HaveField("ReadyReplicas", int32(2)))
+
+		createNamespace(ctx, "students-warm", nil)
+		claim := newClaim("students-warm", "alice", "warm")
+		claim.Spec.SSH.GenerateKeyPair = true
+		claim.Spec.Duration = &metav1.Duration{Duration: time.Hour}
+		Expect(k8s.Create(ctx, claim)).To(Succeed())
+		Eventually(claimCondition(ctx, "students-warm", "alice", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
+
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(claim), claim)).To(Succeed())
+		st := claim.Status
+		Expect(st.LaunchType).To(Equal(labforgev1alpha1.LaunchWarm))
+		Expect(st.Lab).To(HavePrefix("warm-"))
+		Expect(st.SSH).NotTo(BeNil())
+		Expect(st.SSH.Command).To(Equal(fmt.Sprintf("ssh -p %d ubuntu@127.0.0.1", st.SSH.Port)))
+		Expect(st.APIServerURL).To(MatchRegexp(`^https://127\.0\.0\.1:3\d{4}$`))
+		Expect(st.KubeconfigSecretName).To(Equal("alice-kubeconfig"))
+		Expect(st.SSHKeySecretName).To(Equal("alice-ssh"))
+		Expect(st.ExpiresAt.Sub(st.BoundTime.Time)).To(Equal(time.Hour))
+
+		By("handing over a kubeconfig whose CA is the lab's and whose certificate expires with the claim")
+		var kubeconfig corev1.Secret
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "students-warm", Name: "alice-kubeconfig"}, &kubeconfig)).To(Succeed())
+		cfg, err := clientcmd.Load(kubeconfig.Data["value"])
+		Expect(err).NotTo(HaveOccurred())
+		var pkiSecret corev1.Secret
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(st.Lab), Name: lab.PKISecret}, &pkiSecret)).To(Succeed())
+		cluster := cfg.Clusters[cfg.Contexts[cfg.CurrentContext].Cluster]
+		Expect(cluster.CertificateAuthorityData).To(Equal(pkiSecret.Data[lab.PKICACert]))
+		Expect(cluster.Server).To(Equal(st.APIServerURL))
+		block, _ := pem.Decode(cfg.AuthInfos[cfg.Contexts[cfg.CurrentContext].AuthInfo].ClientCertificateData)
+		cert, err := x509.ParseCertificate(block.Bytes)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cert.NotAfter.Unix()).To(Equal(st.ExpiresAt.Unix()))
+		Expect(cert.Subject.Organization).To(Equal([]string{"kubeadm:cluster-admins"}))
+
+		By("opening SSH and the API on NodePorts only now, and putting the student's keys in the VMs")
+		var access corev1.Service
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(st.Lab), Name: "lab-access"}, &access)).To(Succeed())
+		Expect(access.Spec.Type).To(Equal(corev1.ServiceTypeNodePort))
+		var keys corev1.Secret
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(st.Lab), Name: lab.AccessCredentialsSecret}, &keys)).To(Succeed())
+		Expect(keys.Data).To(HaveLen(2))
+		var sshSecret corev1.Secret
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "students-warm", Name: "alice-ssh"}, &sshSecret)).To(Succeed())
+		Expect(sshSecret.Type).To(Equal(corev1.SecretTypeSSHAuth))
+		var pubs []string
+		for _, v := range keys.Data {
+			pubs = append(pubs, string(v))
+		}
+		Expect(pubs).To(ContainElement(string(sshSecret.Data["ssh-publickey"])))
+
+		By("keeping the other warm lab closed and refilling the pool")
+		var envs labforgev1alpha1.LabEnvironmentList
+		Expect(k8s.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: "warm"})).To(Succeed())
+		for _, env := range envs.Items {
+			if env.Name != st.Lab {
+				Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(env.Name), Name: "lab-access"}, &corev1.Service{}))).To(BeTrue())
+			}
+		}
+		Eventually(poolStatus(ctx, "warm")).Should(And(HaveField("ReadyReplicas", int32(2)), HaveField("BoundReplicas", int32(1))))
+
+		By("deleting the lab and the Secrets when the claim is released")
+		Expect(k8s.Delete(ctx, claim)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: st.Lab}, &labforgev1alpha1.LabEnvironment{}))
+		}).WithTimeout(60 * time.Second).Should(BeTrue())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: "students-warm", Name: "alice-kubeconfig"}, &corev1.Secret{}))
+		}).Should(BeTrue())
+	})
+
+	It("from an empty pool waits in line, then gets the lab the pool boots for it", func(ctx context.Context) {
+		Expect(k8s.Create(ctx, newTemplate("claim-empty", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		pool := newPool("empty", "claim-empty", 0)
+		Expect(k8s.Create(ctx, pool)).To(Succeed())
+		createNamespace(ctx, "students-empty", nil)
+		Expect(k8s.Create(ctx, newClaim("students-empty", "bob", "empty"))).To(Succeed())
+		Eventually(claimCondition(ctx, "students-empty", "bob", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
+		var c labforgev1alpha1.LabClaim
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "students-empty", Name: "bob"}, &c)).To(Succeed())
+		Expect(c.Status.LaunchType).To(Equal(labforgev1alpha1.LaunchCold))
+		Eventually(poolStatus(ctx, "empty")).Should(And(HaveField("BoundReplicas", int32(1)), HaveField("Replicas", int32(0)), HaveField("WaitingClaims", int32(0))))
+	})
+
+	It("by the dozen: 30 claims at once on a pool of 10 are all served, 10 warm, no lab twice", func(ctx context.Context) {
+		Expect(k8s.Create(ctx, newTemplate("claim-burst", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		pool := newPool("burst", "claim-burst", 10)
+		pool.Spec.MaxBooting = 10
+		Expect(k8s.Create(ctx, pool)).To(Succeed())
+		Eventually(poolStatus(ctx, "burst")).WithTimeout(60 * time.Second).Should(HaveField("ReadyReplicas", int32(10)))
+		createNamespace(ctx, "students-burst", nil)
+
+		var wg sync.WaitGroup
+		for i := range 30 {
+			wg.Add(1)
+			go func() {
+				defer GinkgoRecover()
+				defer wg.Done()
+				Expect(k8s.Create(ctx, newClaim("students-burst", fmt.Sprintf("s%02d", i), "burst"))).To(Succeed())
+			}()
+		}
+		wg.Wait()
+		Eventually(func(g Gomega) {
+			var claims labforgev1alpha1.LabClaimList
+			g.Expect(k8s.List(ctx, &claims, client.InNamespace("students-burst"))).To(Succeed())
+			g.Expect(claims.Items).To(HaveLen(30))
+			for _, c := range claims.Items {
+				g.Expect(meta.IsStatusConditionTrue(c.Status.Conditions, "Ready")).To(BeTrue(), "claim %s not ready", c.Name)
+			}
+		}).WithTimeout(90 * time.Second).Should(Succeed())
+
+		var claims labforgev1alpha1.LabClaimList
+		Expect(k8s.List(ctx, &claims, client.InNamespace("students-burst"))).To(Succeed())
+		labs := map[string]string{}
+		warm := 0
+		for _, c := range claims.Items {
+			Expect(labs).NotTo(HaveKey(c.Status.Lab), "lab %s bound to %s and %s", c.Status.Lab, labs[c.Status.Lab], c.Name)
+			labs[c.Status.Lab] = c.Name
+			if c.Status.LaunchType == labforgev1alpha1.LaunchWarm {
+				warm++
+			}
+			var env labforgev1alpha1.LabEnvironment
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: c.Status.Lab}, &env)).To(Succeed())
+			Expect(env.Spec.ClaimRef.UID).To(Equal(c.UID))
+		}
+		Expect(warm).To(Equal(10))
+		Eventually(poolStatus(ctx, "burst")).WithTimeout(60 * time.Second).Should(And(
+			HaveField("ReadyReplicas", int32(10)), HaveField("BoundReplicas", int32(30)), HaveField("WaitingClaims", int32(0))))
+	})
+
+	It("from a namespace the pool does not admit is refused, with no lab taken", func(ctx context.Context) {
+		Expect(k8s.Create(ctx, newTemplate("claim-closed", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		pool := newPool("closed", "claim-closed", 1)
+		pool.Spec.ClaimNamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"labs": "allowed"}}
+		Expect(k8s.Create(ctx, pool)).To(Succeed())
+		Eventually(poolStatus(ctx, "closed")).Should(HaveField("ReadyReplicas", int32(1)))
+		createNamespace(ctx, "outsiders", nil)
+		Expect(k8s.Create(ctx, newClaim("outsiders", "mallory", "closed"))).To(Succeed())
+		Eventually(claimCondition(ctx, "outsiders", "mallory", "Ready")).Should(And(
+			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", "NamespaceNotAllowed"),
+			HaveField("Message", "LabPool closed does not admit claims from namespace outsiders")))
+		Eventually(claimCondition(ctx, "outsiders", "mallory", "Stalled")).Should(HaveField("Status", metav1.ConditionTrue))
+		Consistently(poolStatus(ctx, "closed")).WithTimeout(time.Second).Should(HaveField("BoundReplicas", int32(0)))
+	})
+
+	It("with a key the API accepts but is not a real key is told so", func(ctx context.Context) {
+		Expect(k8s.Create(ctx, newTemplate("claim-key", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, newPool("key", "claim-key", 1))).To(Succeed())
+		createNamespace(ctx, "students-key", nil)
+		claim := newClaim("students-key", "carol", "key")
+		claim.Spec.SSH.AuthorizedKeys = []string{"ssh-ed25519 AAAAnotbase64key carol"}
+		Expect(k8s.Create(ctx, claim)).To(Succeed())
+		Eventually(claimCondition(ctx, "students-key", "carol", "Ready")).Should(And(
+			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", "InvalidSSHKey")))
+	})
+
+	It("that outlives its duration has its lab deleted and stays, Expired; an extension moves the expiry first", func(ctx context.Context) {
+		Expect(k8s.Create(ctx, newTemplate("claim-expiry", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, newPool("expiry", "claim-expiry", 1))).To(Succeed())
+		createNamespace(ctx, "students-expiry", nil)
+		claim := newClaim("students-expiry", "dave", "expiry")
+		claim.Spec.Duration = &metav1.Duration{Duration: time.Hour}
+		Expect(k8s.Create(ctx, claim)).To(Succeed())
+		Eventually(claimCondition(ctx, "students-expiry", "dave", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(claim), claim)).To(Succeed())
+		labName, bound := claim.Status.Lab, claim.Status.BoundTime.Time
+
+		By("extending the claim to 3h re-issues the kubeconfig")
+		patch := client.MergeFrom(claim.DeepCopy())
+		claim.Spec.Duration = &metav1.Duration{Duration: 3 * time.Hour}
+		Expect(k8s.Patch(ctx, claim, patch)).To(Succeed())
+		Eventually(func(g Gomega) {
+			var s corev1.Secret
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "students-expiry", Name: "dave-kubeconfig"}, &s)).To(Succeed())
+			g.Expect(s.Annotations["labforge.dev/expires-at"]).To(Equal(bound.Add(3 * time.Hour).UTC().Format(time.RFC3339)))
+		}).Should(Succeed())
+
+		By("moving the clock past the expiry")
+		clk.Set(4 * time.Hour)
+		DeferCleanup(func() { clk.Set(0) })
+		patch = client.MergeFrom(claim.DeepCopy())
+		claim.Annotations = map[string]string{"nudge": "1"}
+		Expect(k8s.Patch(ctx, claim, patch)).To(Succeed())
+		Eventually(claimCondition(ctx, "students-expiry", "dave", "Expired")).Should(HaveField("Status", metav1.ConditionTrue))
+		Eventually(claimCondition(ctx, "students-expiry", "dave", "Ready")).Should(HaveField("Reason", "Expired"))
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: labName}, &labforgev1alpha1.LabEnvironment{}))
+		}).WithTimeout(60 * time.Second).Should(BeTrue())
+		Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: "students-expiry", Name: "dave-kubeconfig"}, &corev1.Secret{}))).To(BeTrue())
+		clk.Set(0)
+	})
+})

@@ -1,0 +1,237 @@
+package controllers_test
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"strconv"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/simulator"
+)
+
+func newEnvironment(name, template string) *labforgev1alpha1.LabEnvironment {
+	return &labforgev1alpha1.LabEnvironment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       labforgev1alpha1.LabEnvironmentSpec{TemplateRef: labforgev1alpha1.LocalObjectReference{Name: template}},
+	}
+}
+
+// envCondition returns one condition of the environment, once its status caught up with
+// its generation.
+func envCondition(ctx context.Context, name, conditionType string) func(Gomega) metav1.Condition {
+	return func(g Gomega) metav1.Condition {
+		var env labforgev1alpha1.LabEnvironment
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, &env)).To(Succeed())
+		g.Expect(env.Status.ObservedGeneration).To(Equal(env.Generation))
+		c := meta.FindStatusCondition(env.Status.Conditions, conditionType)
+		g.Expect(c).NotTo(BeNil(), "no %s condition yet", conditionType)
+		return *c
+	}
+}
+
+// namesIn lists the names of the objects of list in the lab namespace of env.
+func namesIn(ctx context.Context, env string, list client.ObjectList) []string {
+	Expect(k8s.List(ctx, list, client.InNamespace(lab.Namespace(env)))).To(Succeed())
+	items, err := meta.ExtractList(list)
+	Expect(err).NotTo(HaveOccurred())
+	var names []string
+	for _, o := range items {
+		names = append(names, o.(client.Object).GetName())
+	}
+	sort.Strings(names)
+	return names
+}
+
+func rv(o client.Object) int64 {
+	n, err := strconv.ParseInt(o.GetResourceVersion(), 10, 64)
+	Expect(err).NotTo(HaveOccurred())
+	return n
+}
+
+var _ = Describe("A LabEnvironment", func() {
+	It("becomes a namespace of guarded VMs that the lab itself reports Ready", func(ctx context.Context) {
+		Expect(k8s.Create(ctx, newTemplate("env-basic", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, newEnvironment("basic", "env-basic"))).To(Succeed())
+		Eventually(envCondition(ctx, "basic", labforgev1alpha1.ConditionReady)).Should(And(
+			HaveField("Status", metav1.ConditionTrue), HaveField("Reason", "LabReady")))
+
+		var env labforgev1alpha1.LabEnvironment
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: "basic"}, &env)).To(Succeed())
+		for _, t := range []string{"VMsScheduled", "VMsRunning", "APIReachable", "BootstrapComplete", "Ready"} {
+			Expect(meta.IsStatusConditionTrue(env.Status.Conditions, t)).To(BeTrue(), "condition %s", t)
+		}
+		Expect(env.Status.Namespace).To(Equal("lab-basic"))
+		Expect(env.Status.TemplateGeneration).To(Equal(int64(1)))
+		Expect(env.Status.ReadyTime).NotTo(BeNil())
+		Expect(env.Finalizers).To(Equal([]string{"labforge.dev/environment"}))
+
+		By("holding exactly the lab's objects")
+		var ns corev1.Namespace
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: "lab-basic"}, &ns)).To(Succeed())
+		Expect(ns.Labels).To(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "privileged"))
+		Expect(metav1.IsControlledBy(&ns, &env)).To(BeTrue())
+		Expect(namesIn(ctx, "basic", &corev1.SecretList{})).To(Equal([]string{"cloud-init-control-plane", "cloud-init-worker-1", "lab-pki", "ssh-authorized-keys"}))
+		Expect(namesIn(ctx, "basic", &networkingv1.NetworkPolicyList{})).To(Equal([]string{
+			"allow-dns", "allow-internet-egress", "allow-lab-internal", "allow-operator-probe", "allow-student-access", "default-deny"}))
+		Expect(namesIn(ctx, "basic", &corev1.ResourceQuotaList{})).To(Equal([]string{"lab-quota"}))
+		Expect(namesIn(ctx, "basic", &corev1.LimitRangeList{})).To(Equal([]string{"lab-limits"}))
+		Expect(namesIn(ctx, "basic", &corev1.ServiceList{})).To(Equal([]string{"lab-api"}))
+		Expect(namesIn(ctx, "basic", &kubevirtv1.VirtualMachineList{})).To(Equal([]string{"control-plane", "worker-1"}))
+		Expect(namesIn(ctx, "basic", &kubevirtv1.VirtualMachineInstanceList{})).To(Equal([]string{"control-plane", "worker-1"}))
+
+		By("guarding the namespace before the first VM existed")
+		var vms kubevirtv1.VirtualMachineList
+		Expect(k8s.List(ctx, &vms, client.InNamespace("lab-basic"))).To(Succeed())
+		firstVM := rv(&vms.Items[0])
+		for _, vm := range vms.Items {
+			firstVM = min(firstVM, rv(&vm))
+		}
+		var policies networkingv1.NetworkPolicyList
+		Expect(k8s.List(ctx, &policies, client.InNamespace("lab-basic"))).To(Succeed())
+		for _, p := range policies.Items {
+			Expect(rv(&p)).To(BeNumerically("<", firstVM), "policy %s was written after a VM", p.Name)
+		}
+		var quota corev1.ResourceQuota
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "lab-basic", Name: "lab-quota"}, &quota)).To(Succeed())
+		Expect(rv(&quota)).To(BeNumerically("<", firstVM))
+
+		By("keeping every secret out of the VM specs")
+		var pkiSecret corev1.Secret
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "lab-basic", Name: lab.PKISecret}, &pkiSecret)).To(Succeed())
+		vmJSON, err := json.Marshal(vms.Items)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(vmJSON)).NotTo(ContainSubstring(string(pkiSecret.Data[lab.PKIBootstrapToken])))
+		Expect(string(vmJSON)).NotTo(ContainSubstring("PRIVATE KEY"))
+		Expect(string(vmJSON)).NotTo(ContainSubstring("BEGIN CERTIFICATE"))
+
+		By("telling the story in events")
+		Eventually(eventReasons(ctx, "LabEnvironment", "basic")).Should(ConsistOf("Normal/MintedPKI", "Normal/LabReady"))
+	})
+
+	It("repairs drift: a deleted policy, an edited quota and a deleted VM come back", func(ctx context.Context) {
+		Expect(k8s.Create(ctx, newTemplate("env-drift", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, newEnvironment("drift", "env-drift"))).To(Succeed())
+		Eventually(envCondition(ctx, "drift", labforgev1alpha1.ConditionReady)).Should(HaveField("Status", metav1.ConditionTrue))
+
+		deny := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "lab-drift", Name: "default-deny"}}
+		Expect(k8s.Delete(ctx, deny)).To(Succeed())
+		var quota corev1.ResourceQuota
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "lab-drift", Name: "lab-quota"}, &quota)).To(Succeed())
+		quota.Spec.Hard[corev1.ResourceServicesNodePorts] = resource.MustParse("50")
+		Expect(k8s.Update(ctx, &quota)).To(Succeed())
+		worker := &kubevirtv1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{Namespace: "lab-drift", Name: "worker-1"}}
+		Expect(k8s.Delete(ctx, worker)).To(Succeed())
+
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(deny), deny)).To(Succeed())
+			g.Expect(deny.Spec.PolicyTypes).To(ConsistOf(networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress))
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&quota), &quota)).To(Succeed())
+			g.Expect(quota.Spec.Hard.Name(corev1.ResourceServicesNodePorts, resource.DecimalSI).Value()).To(Equal(int64(2)))
+			var vm kubevirtv1.VirtualMachine
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(worker), &vm)).To(Succeed())
+			g.Expect(vm.DeletionTimestamp).To(BeNil())
+		}).Should(Succeed())
+	})
+
+	It("is not touched by an edit of its template", func(ctx context.Context) {
+		t := newTemplate("env-edit", "v1.36.3", "10.200.0.0/16")
+		Expect(k8s.Create(ctx, t)).To(Succeed())
+		Expect(k8s.Create(ctx, newEnvironment("edit", "env-edit"))).To(Succeed())
+		Eventually(envCondition(ctx, "edit", labforgev1alpha1.ConditionReady)).Should(HaveField("Status", metav1.ConditionTrue))
+		var before kubevirtv1.VirtualMachine
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "lab-edit", Name: "worker-1"}, &before)).To(Succeed())
+
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(t), t)).To(Succeed())
+		t.Spec.Workers.Memory = resource.MustParse("3Gi")
+		t.Spec.Workers.Count = 2
+		Expect(k8s.Update(ctx, t)).To(Succeed())
+		Eventually(readyCondition(ctx, "env-edit")).Should(HaveField("ObservedGeneration", int64(2)))
+
+		// Nudge the lab (a label change is an event) and let it reconcile.
+		var env labforgev1alpha1.LabEnvironment
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: "edit"}, &env)).To(Succeed())
+		patch := client.MergeFrom(env.DeepCopy())
+		env.Labels = map[string]string{"nudge": "1"}
+		Expect(k8s.Patch(ctx, &env, patch)).To(Succeed())
+		Consistently(func(g Gomega) {
+			var vm kubevirtv1.VirtualMachine
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "lab-edit", Name: "worker-1"}, &vm)).To(Succeed())
+			g.Expect(vm.ResourceVersion).To(Equal(before.ResourceVersion))
+			g.Expect(namesIn(ctx, "edit", &kubevirtv1.VirtualMachineList{})).To(Equal([]string{"control-plane", "worker-1"}))
+		}).WithTimeout(2 * 1e9).Should(Succeed())
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: "edit"}, &env)).To(Succeed())
+		Expect(env.Status.TemplateGeneration).To(Equal(int64(1)))
+	})
+
+	It("with a template labforge cannot build says why, creates nothing, and builds once fixed", func(ctx context.Context) {
+		t := newTemplate("env-bad", "v1.29.1", "10.200.0.0/16")
+		Expect(k8s.Create(ctx, t)).To(Succeed())
+		Expect(k8s.Create(ctx, newEnvironment("bad", "env-bad"))).To(Succeed())
+		Eventually(envCondition(ctx, "bad", labforgev1alpha1.ConditionReady)).Should(And(
+			HaveField("Status", metav1.ConditionFalse),
+			HaveField("Reason", "InvalidTemplate"),
+			HaveField("Message", "LabTemplate env-bad cannot be built: kubernetesVersion v1.29.1 is not supported: labforge builds labs of v1.31 to v1.37"),
+		))
+		Eventually(envCondition(ctx, "bad", labforgev1alpha1.ConditionStalled)).Should(HaveField("Status", metav1.ConditionTrue))
+		Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: "lab-bad"}, &corev1.Namespace{}))).To(BeTrue())
+		Eventually(eventReasons(ctx, "LabEnvironment", "bad")).Should(ContainElement("Warning/InvalidTemplate"))
+
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(t), t)).To(Succeed())
+		t.Spec.KubernetesVersion = "v1.36.3"
+		Expect(k8s.Update(ctx, t)).To(Succeed())
+		Eventually(envCondition(ctx, "bad", labforgev1alpha1.ConditionReady)).Should(HaveField("Status", metav1.ConditionTrue))
+		Eventually(func(g Gomega) *metav1.Condition {
+			var env labforgev1alpha1.LabEnvironment
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: "bad"}, &env)).To(Succeed())
+			return meta.FindStatusCondition(env.Status.Conditions, labforgev1alpha1.ConditionStalled)
+		}).Should(BeNil())
+	})
+
+	It("whose bootstrap fails shows the lab's own message", func(ctx context.Context) {
+		Expect(k8s.Create(ctx, newTemplate("env-fail", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		env := newEnvironment("fail", "env-fail")
+		env.Annotations = map[string]string{simulator.BootstrapFailureAnnotation: "scenario: coredns patch failed"}
+		Expect(k8s.Create(ctx, env)).To(Succeed())
+		Eventually(envCondition(ctx, "fail", labforgev1alpha1.ConditionReady)).Should(And(
+			HaveField("Status", metav1.ConditionFalse),
+			HaveField("Reason", "BootstrapFailed"),
+			HaveField("Message", "The lab's bootstrap failed: scenario: coredns patch failed"),
+		))
+		Eventually(envCondition(ctx, "fail", "BootstrapComplete")).Should(HaveField("Status", metav1.ConditionFalse))
+		Eventually(eventReasons(ctx, "LabEnvironment", "fail")).Should(ContainElement("Warning/BootstrapFailed"))
+	})
+
+	It("when deleted, takes its namespace and every object it made with it", func(ctx context.Context) {
+		Expect(k8s.Create(ctx, newTemplate("env-gone", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		env := newEnvironment("gone", "env-gone")
+		Expect(k8s.Create(ctx, env)).To(Succeed())
+		Eventually(envCondition(ctx, "gone", labforgev1alpha1.ConditionReady)).Should(HaveField("Status", metav1.ConditionTrue))
+
+		Expect(k8s.Delete(ctx, env)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: "gone"}, &labforgev1alpha1.LabEnvironment{}))
+		}).WithTimeout(60 * 1e9).Should(BeTrue())
+		Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: "lab-gone"}, &corev1.Namespace{}))).To(BeTrue())
+		selector := client.MatchingLabels{labforgev1alpha1.LabelEnvironment: "gone"}
+		for _, list := range []client.ObjectList{
+			&corev1.SecretList{}, &corev1.ConfigMapList{}, &corev1.ServiceList{}, &networkingv1.NetworkPolicyList{},
+			&corev1.ResourceQuotaList{}, &corev1.LimitRangeList{}, &kubevirtv1.VirtualMachineList{}, &kubevirtv1.VirtualMachineInstanceList{},
+		} {
+			Expect(k8s.List(ctx, list, selector)).To(Succeed())
+			Expect(meta.LenList(list)).To(BeZero(), "%T left behind", list)
+		}
+	})
+})
