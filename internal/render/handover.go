@@ -75,7 +75,7 @@ func claimObjectMeta(claim *labforgev1alpha1.LabClaim, name string, annotations 
 		Name:      name,
 		Namespace: claim.Namespace,
 		Labels: map[string]string{
-			labforgev1alpha1.LabelManagedBy:       labforgev1alpha1.ManagedByValue,
+			labforgev1alpha1.LabelManagedBy:        labforgev1alpha1.ManagedByValue,
 			labforgev1alpha1.LabelPrefix + "claim": claim.Name,
 		},
 		Annotations: annotations,

@@ -185,4 +185,3 @@ func coldLabName(claim *labforgev1alpha1.LabClaim) string {
 	sum := sha256.Sum256([]byte(claim.UID))
 	return "claim-" + hex.EncodeToString(sum[:])[:12]
 }
-

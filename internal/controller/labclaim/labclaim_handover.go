@@ -29,8 +29,10 @@ type handover struct {
 	sshKeySecret     string
 }
 
-func kubeconfigSecret(c *labforgev1alpha1.LabClaim) string { return render.KubeconfigSecretName(c.Name) }
-func sshSecret(c *labforgev1alpha1.LabClaim) string        { return render.SSHKeySecretName(c.Name) }
+func kubeconfigSecret(c *labforgev1alpha1.LabClaim) string {
+	return render.KubeconfigSecretName(c.Name)
+}
+func sshSecret(c *labforgev1alpha1.LabClaim) string { return render.SSHKeySecretName(c.Name) }
 
 // handOver exposes the bound lab to its student, at claim time only: the NodePorts, the
 // student's public keys in the VMs, and a kubeconfig whose certificate expires with the
