@@ -97,7 +97,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		Host:        hostcluster.Default(),
 		// A simulated lab answers as soon as it boots; probing often keeps the demo snappy.
 		ProbeInterval: 200 * time.Millisecond,
-		Simulator:     &simulator.Options{BootDelay: opts.BootDelay},
+		Simulator:     simulator.New(simulator.Options{BootDelay: opts.BootDelay}),
 	})
 	if err != nil {
 		return err

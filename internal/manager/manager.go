@@ -4,10 +4,13 @@
 package manager
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"time"
 
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -58,9 +61,12 @@ type Options struct {
 	OperatorNamespace string
 	// ProbeInterval is how often a booting lab is asked whether its bootstrap finished.
 	ProbeInterval time.Duration
-	// Simulator, when set, runs the simulated VM backend in the manager and points the
+	// Simulator, when set, runs this simulated VM backend in the manager and points the
 	// readiness probe at it: for labforge dev and tests only, never in production.
-	Simulator *simulator.Options
+	Simulator *simulator.Simulator
+	// ProbeDialer, when set, is how the readiness probe reaches lab APIs (a second
+	// manager in a test reaches the labs of another manager's simulator through it).
+	ProbeDialer func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Clock is the controllers' clock; the real one if nil. Tests move a fake one to make
 	// claims expire without waiting.
 	Clock clock.PassiveClock
@@ -93,7 +99,12 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
 		// Lets a new leader take over at once when the old one exits cleanly.
 		LeaderElectionReleaseOnCancel: true,
-		Controller:                    config.Controller{SkipNameValidation: &opts.SkipControllerNameValidation},
+		Controller: config.Controller{
+			SkipNameValidation: &opts.SkipControllerNameValidation,
+			// controller-runtime v0.24.1's priority queue can deadlock on shutdown
+			// (kubernetes-sigs/controller-runtime#3538, fixed after this release).
+			UsePriorityQueue: ptr.To(false),
+		},
 		Cache: cache.Options{
 			// managedFields are never read by labforge and are most of the bytes of many
 			// objects: dropping them keeps the cache small at thousands of labs.
@@ -118,15 +129,18 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if opts.OperatorNamespace == "" {
 		opts.OperatorNamespace = DefaultOperatorNamespace
 	}
-	var prober labprobe.Prober = &labprobe.HTTPSProber{}
+	dialer := opts.ProbeDialer
 	if opts.Simulator != nil {
-		sim := simulator.New(*opts.Simulator)
-		if err := sim.SetupWithManager(mgr); err != nil {
+		if err := opts.Simulator.SetupWithManager(mgr); err != nil {
 			return nil, fmt.Errorf("setting up the simulated VM backend: %w", err)
 		}
-		// The operator's real probe runs against the simulated labs: only the dialer differs.
-		prober = &labprobe.HTTPSProber{Dialer: sim.Dialer()}
+		if dialer == nil {
+			// The operator's real probe runs against the simulated labs: only the dialer
+			// differs.
+			dialer = opts.Simulator.Dialer()
+		}
 	}
+	var prober labprobe.Prober = &labprobe.HTTPSProber{Dialer: dialer}
 	if err := (&labenvironment.Reconciler{
 		Client:            mgr.GetClient(),
 		APIReader:         mgr.GetAPIReader(),

@@ -31,8 +31,11 @@ func Namespace(l Lab) *corev1.Namespace {
 }
 
 // ResourceQuota bounds what the lab namespace can hold to what the template describes:
-// its VMs' launcher pods, its two Services with at most two NodePorts (SSH and API, added
-// at claim time), its Secrets, and no volumes or load balancers.
+// the CPU and memory of its VMs exactly, and twice the objects it needs (VMs, Secrets,
+// Services, NodePorts): quota admission charges a create before the create can fail, so
+// two operators racing to create the same object (or a retried create) are charged twice
+// until kube-controller-manager recounts, and an exact fit would refuse the lab's own
+// objects meanwhile. No volumes, no load balancers.
 func ResourceQuota(l Lab) *corev1.ResourceQuota {
 	nodes := l.Nodes()
 	var vcpus int64
@@ -43,6 +46,7 @@ func ResourceQuota(l Lab) *corev1.ResourceQuota {
 		memory.Add(VMOverhead)
 	}
 	count := int64(len(nodes))
+	const headroom = 2
 	return &corev1.ResourceQuota{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ResourceQuota"},
 		ObjectMeta: l.objectMeta("lab-quota", nil),
@@ -51,15 +55,15 @@ func ResourceQuota(l Lab) *corev1.ResourceQuota {
 			corev1.ResourcePods:                   *resource.NewQuantity(2*count, resource.DecimalSI),
 			corev1.ResourceRequestsCPU:            *resource.NewQuantity(vcpus, resource.DecimalSI),
 			corev1.ResourceRequestsMemory:         memory,
-			corev1.ResourceServices:               *resource.NewQuantity(3, resource.DecimalSI),
-			corev1.ResourceServicesNodePorts:      *resource.NewQuantity(2, resource.DecimalSI),
+			corev1.ResourceServices:               *resource.NewQuantity(2*headroom, resource.DecimalSI),
+			corev1.ResourceServicesNodePorts:      *resource.NewQuantity(2*headroom, resource.DecimalSI),
 			corev1.ResourceServicesLoadBalancers:  *resource.NewQuantity(0, resource.DecimalSI),
 			corev1.ResourcePersistentVolumeClaims: *resource.NewQuantity(0, resource.DecimalSI),
 			// PKI, access credentials and one cloud-init Secret per VM.
-			corev1.ResourceSecrets:                      *resource.NewQuantity(2+count, resource.DecimalSI),
-			corev1.ResourceConfigMaps:                   *resource.NewQuantity(4, resource.DecimalSI),
-			"count/virtualmachines.kubevirt.io":         *resource.NewQuantity(count, resource.DecimalSI),
-			"count/virtualmachineinstances.kubevirt.io": *resource.NewQuantity(count, resource.DecimalSI),
+			corev1.ResourceSecrets:                      *resource.NewQuantity(headroom*(2+count), resource.DecimalSI),
+			corev1.ResourceConfigMaps:                   *resource.NewQuantity(headroom*2, resource.DecimalSI),
+			"count/virtualmachines.kubevirt.io":         *resource.NewQuantity(headroom*count, resource.DecimalSI),
+			"count/virtualmachineinstances.kubevirt.io": *resource.NewQuantity(headroom*count, resource.DecimalSI),
 		}},
 	}
 }

@@ -105,13 +105,13 @@ func TestResourceQuota(t *testing.T) {
 		want    map[corev1.ResourceName]string
 	}{
 		"single node": {workers: 0, want: map[corev1.ResourceName]string{
-			"pods": "2", "requests.cpu": "2", "requests.memory": "2560Mi", "services.nodeports": "2", "secrets": "3",
-			"count/virtualmachines.kubevirt.io": "1",
+			"pods": "2", "requests.cpu": "2", "requests.memory": "2560Mi", "services.nodeports": "4", "secrets": "6",
+			"count/virtualmachines.kubevirt.io": "2",
 		}},
 		"three workers": {workers: 3, want: map[corev1.ResourceName]string{
 			// 2 + 3*2 vCPUs; 2Gi + 3*1536Mi + 4*512Mi.
-			"pods": "8", "requests.cpu": "8", "requests.memory": "8704Mi", "services.nodeports": "2", "secrets": "6",
-			"count/virtualmachines.kubevirt.io": "4",
+			"pods": "8", "requests.cpu": "8", "requests.memory": "8704Mi", "services.nodeports": "4", "secrets": "12",
+			"count/virtualmachines.kubevirt.io": "8",
 		}},
 	}
 	for name, tc := range tests {

@@ -28,6 +28,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -112,7 +113,13 @@ func (s *Simulator) SetupWithManager(mgr ctrl.Manager) error {
 		// observe comes first: it must see every event, also those filtered out after.
 		For(&kubevirtv1.VirtualMachine{}, builder.WithPredicates(s.observe(kindVM), hasLab)).
 		Owns(&kubevirtv1.VirtualMachineInstance{}, builder.WithPredicates(s.observe(kindVMI))).
-		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		WithOptions(controller.Options{
+			MaxConcurrentReconciles: workers,
+			// controller-runtime v0.24.1's priority queue can deadlock on shutdown
+			// (kubernetes-sigs/controller-runtime#3538, fixed by #3540), holding a manager
+			// stop for its whole grace period; tests stop managers often.
+			UsePriorityQueue: ptr.To(false),
+		}).
 		Complete(s)
 }
 

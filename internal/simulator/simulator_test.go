@@ -384,7 +384,6 @@ func TestManyLabs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("creates many labs")
 	}
-	ctx := context.Background()
 	const n = 50
 	run := startSimulator(t, simulator.Options{})
 	labs := make([]testLab, n)
@@ -411,7 +410,6 @@ func TestManyLabs(t *testing.T) {
 	if got := simulator.ServedLabs(run.sim); got < n {
 		t.Errorf("%d lab APIs served, want at least %d", got, n)
 	}
-	_ = ctx
 }
 
 func vmiCondition(cs []kubevirtv1.VirtualMachineInstanceCondition, t kubevirtv1.VirtualMachineInstanceConditionType, s corev1.ConditionStatus) bool {

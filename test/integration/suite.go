@@ -6,6 +6,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -53,22 +54,39 @@ func StartControlPlane(ctx context.Context) (*controlplane.ControlPlane, error) 
 	return controlplane.Start(ctx, controlplane.Options{BinDir: BinDir(), CRDPaths: CRDPaths()})
 }
 
-// StartManager runs labforge's manager with every controller against cfg until the
-// returned stop function is called; stop waits for the manager to exit.
+// StartManager runs labforge's manager with every controller and a simulated VM backend
+// against cfg until the returned stop function is called; stop waits for the manager to
+// exit.
 func StartManager(cfg *rest.Config) (stop func(), err error) {
-	return StartManagerWithClock(cfg, nil)
+	stop, _, err = StartSimulatedManager(cfg, nil)
+	return stop, err
 }
 
-// StartManagerWithClock is StartManager with the controllers' clock given.
-func StartManagerWithClock(cfg *rest.Config, clk clock.PassiveClock) (stop func(), err error) {
+// StartSimulatedManager is StartManager with the controllers' clock given, returning the
+// simulator too, so that a second operator can reach its labs (StartOperator).
+func StartSimulatedManager(cfg *rest.Config, clk clock.PassiveClock) (stop func(), sim *simulator.Simulator, err error) {
+	sim = simulator.New(simulator.Options{})
+	stop, err = startManager(cfg, clk, sim, nil)
+	return stop, sim, err
+}
+
+// StartOperator runs a second operator process's worth of controllers, with no VM backend
+// of its own (a cluster has one KubeVirt), probing the labs of sim.
+func StartOperator(cfg *rest.Config, clk clock.PassiveClock, sim *simulator.Simulator) (stop func(), err error) {
+	return startManager(cfg, clk, nil, sim.Dialer())
+}
+
+func startManager(cfg *rest.Config, clk clock.PassiveClock, sim *simulator.Simulator,
+	dialer func(ctx context.Context, network, addr string) (net.Conn, error)) (func(), error) {
 	mgr, err := manager.New(cfg, manager.Options{
 		Clock:       clk,
+		ProbeDialer: dialer,
 		MetricsAddr: "0", ProbeAddr: "0", Host: hostcluster.Default(),
-		// Suites restart the manager, and later ones run two at once.
+		// Suites restart the manager, and some run two at once.
 		SkipControllerNameValidation: true,
 		// Simulated labs boot at once and answer the probe as soon as they run.
 		ProbeInterval: 100 * time.Millisecond,
-		Simulator:     &simulator.Options{},
+		Simulator:     sim,
 	})
 	if err != nil {
 		return nil, err

@@ -4,10 +4,9 @@ package labpool
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"math/big"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -131,11 +130,17 @@ func (r *Reconciler) act(ctx context.Context, s *scope) error {
 		log.Info("Deleted labs of LabPool", "labs", deleted)
 	}
 	created := 0
-	for i := int32(0); i < s.plan.Create && s.template != nil; i++ {
-		env := r.newLab(s)
+	if s.template == nil {
+		return errors.Join(errs...)
+	}
+	for _, name := range freeNames(s, int(s.plan.Create)) {
+		env := r.newLab(s, name)
 		r.Expectations.ExpectCreations(s.pool.Name, env.Name)
 		if err := r.Client.Create(ctx, env); err != nil {
-			r.Expectations.Observed(s.pool.Name, nil) // lapses the failed expectation at once
+			if apierrors.IsAlreadyExists(err) {
+				// Another manager (or a pass the cache has not caught up with) made it.
+				continue
+			}
 			errs = append(errs, fmt.Errorf("creating a lab for LabPool %s: %w", s.pool.Name, err))
 			break
 		}
@@ -149,12 +154,31 @@ func (r *Reconciler) act(ctx context.Context, s *scope) error {
 	return errors.Join(errs...)
 }
 
+// freeNames returns n lab names <pool>-<ordinal>, the lowest ordinals no lab of the pool
+// holds. Names are deterministic, like a StatefulSet's: two managers that see the same
+// pool pick the same names, so their creates collide (AlreadyExists) instead of
+// over-filling the pool.
+func freeNames(s *scope, n int) []string {
+	used := map[string]bool{}
+	for _, env := range s.envs {
+		used[env.Name] = true
+	}
+	names := make([]string, 0, n)
+	for i := 0; len(names) < n; i++ {
+		name := s.pool.Name + "-" + strconv.Itoa(i)
+		if !used[name] {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
 // newLab returns a new LabEnvironment of the pool. It carries the environment finalizer
 // from birth, which saves the environment controller a write.
-func (r *Reconciler) newLab(s *scope) *labforgev1alpha1.LabEnvironment {
+func (r *Reconciler) newLab(s *scope, name string) *labforgev1alpha1.LabEnvironment {
 	return &labforgev1alpha1.LabEnvironment{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: s.pool.Name + "-" + randomSuffix(),
+			Name: name,
 			Labels: map[string]string{
 				labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue,
 				labforgev1alpha1.LabelPool:      s.pool.Name,
@@ -167,21 +191,6 @@ func (r *Reconciler) newLab(s *scope) *labforgev1alpha1.LabEnvironment {
 			PoolRef:     &labforgev1alpha1.LocalObjectReference{Name: s.pool.Name},
 		},
 	}
-}
-
-// randomSuffix returns 5 characters of [a-z0-9], like generateName, but chosen here so the
-// name is known before the create (expectations track names).
-func randomSuffix() string {
-	const alphabet = "bcdfghjklmnpqrstvwxz2456789"
-	b := make([]byte, 5)
-	for i := range b {
-		n, err := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
-		if err != nil {
-			panic(err) // crypto/rand never fails on Linux
-		}
-		b[i] = alphabet[n.Int64()]
-	}
-	return string(b)
 }
 
 // SetupWithManager registers the controller, its indexes and its watches.

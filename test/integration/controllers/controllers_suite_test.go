@@ -15,6 +15,7 @@ import (
 
 	"github.com/labforge/labforge/internal/controlplane"
 	"github.com/labforge/labforge/internal/manager"
+	"github.com/labforge/labforge/internal/simulator"
 	"github.com/labforge/labforge/test/integration"
 )
 
@@ -22,6 +23,8 @@ var (
 	cp          *controlplane.ControlPlane
 	k8s         client.Client
 	stopManager func()
+	// sim is the first manager's simulated VM backend: the cluster's one "KubeVirt".
+	sim *simulator.Simulator
 	// clk is the controllers' clock: real time, moved forward by the expiry story.
 	clk = &integration.OffsetClock{}
 )
@@ -41,7 +44,7 @@ var _ = BeforeSuite(func(ctx context.Context) {
 	DeferCleanup(cp.Stop)
 	k8s, err = client.New(cp.RESTConfig(), client.Options{Scheme: manager.NewScheme()})
 	Expect(err).NotTo(HaveOccurred())
-	stopManager, err = integration.StartManagerWithClock(cp.RESTConfig(), clk)
+	stopManager, sim, err = integration.StartSimulatedManager(cp.RESTConfig(), clk)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() {
 		if stopManager != nil {

@@ -19,6 +19,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/test/integration"
 )
 
 const studentKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIlYq0c6HkW6u3uC9B3iJ9Xw2lqWlq3S0sJ7B2nL3f2m alice@laptop"
@@ -82,7 +83,7 @@ var _ = Describe("A student claiming a lab", func() {
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(claim), claim)).To(Succeed())
 		st := claim.Status
 		Expect(st.LaunchType).To(Equal(labforgev1alpha1.LaunchWarm))
-		Expect(st.Lab).To(HavePrefix("warm-"))
+		Expect(st.Lab).To(MatchRegexp(`^warm-[01]$`))
 		Expect(st.SSH).NotTo(BeNil())
 		Expect(st.SSH.Command).To(Equal(fmt.Sprintf("ssh -p %d ubuntu@127.0.0.1", st.SSH.Port)))
 		Expect(st.APIServerURL).To(MatchRegexp(`^https://127\.0\.0\.1:3\d{4}$`))
@@ -261,5 +262,50 @@ var _ = Describe("A student claiming a lab", func() {
 		}).WithTimeout(60 * time.Second).Should(BeTrue())
 		Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: "students-expiry", Name: "dave-kubeconfig"}, &corev1.Secret{}))).To(BeTrue())
 		clk.Set(0)
+	})
+})
+
+var _ = Describe("Two managers running at once", func() {
+	It("never bind one lab to two claims", func(ctx context.Context) {
+		second, err := integration.StartOperator(cp.RESTConfig(), clk, sim)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(second)
+
+		Expect(k8s.Create(ctx, newTemplate("claim-twice", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		pool := newPool("twice", "claim-twice", 8)
+		pool.Spec.MaxBooting = 8
+		Expect(k8s.Create(ctx, pool)).To(Succeed())
+		Eventually(poolStatus(ctx, "twice")).WithTimeout(60 * time.Second).Should(HaveField("ReadyReplicas", BeNumerically(">=", 8)))
+		createNamespace(ctx, "students-twice", nil)
+
+		var wg sync.WaitGroup
+		for i := range 20 {
+			wg.Add(1)
+			go func() {
+				defer GinkgoRecover()
+				defer wg.Done()
+				Expect(k8s.Create(ctx, newClaim("students-twice", fmt.Sprintf("t%02d", i), "twice"))).To(Succeed())
+			}()
+		}
+		wg.Wait()
+		Eventually(func(g Gomega) {
+			var claims labforgev1alpha1.LabClaimList
+			g.Expect(k8s.List(ctx, &claims, client.InNamespace("students-twice"))).To(Succeed())
+			for _, c := range claims.Items {
+				g.Expect(meta.IsStatusConditionTrue(c.Status.Conditions, "Ready")).To(BeTrue(), "claim %s not ready", c.Name)
+			}
+		}).WithTimeout(90 * time.Second).Should(Succeed())
+
+		var claims labforgev1alpha1.LabClaimList
+		Expect(k8s.List(ctx, &claims, client.InNamespace("students-twice"))).To(Succeed())
+		seen := map[string]string{}
+		for _, c := range claims.Items {
+			Expect(seen).NotTo(HaveKey(c.Status.Lab), "lab %s bound to %s and %s", c.Status.Lab, seen[c.Status.Lab], c.Name)
+			seen[c.Status.Lab] = c.Name
+			var env labforgev1alpha1.LabEnvironment
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: c.Status.Lab}, &env)).To(Succeed())
+			Expect(env.Spec.ClaimRef.UID).To(Equal(c.UID))
+		}
+		Expect(seen).To(HaveLen(20))
 	})
 })

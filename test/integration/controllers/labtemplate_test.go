@@ -97,7 +97,7 @@ var _ = Describe("An admin writing LabTemplates", func() {
 
 		stopManager()
 		var err error
-		stopManager, err = integration.StartManagerWithClock(cp.RESTConfig(), clk)
+		stopManager, sim, err = integration.StartSimulatedManager(cp.RESTConfig(), clk)
 		Expect(err).NotTo(HaveOccurred())
 
 		// A template created after the restart proves the new manager has reconciled.

@@ -1,0 +1,94 @@
+package labclaim
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+)
+
+func TestSetStatus(t *testing.T) {
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	bound := &labforgev1alpha1.LabEnvironment{ObjectMeta: metav1.ObjectMeta{Name: "pool-abcde"}}
+	type cond struct{ Status, Reason string }
+	tests := map[string]struct {
+		scope       scope
+		succeeded   bool
+		want        map[string]cond
+		wantLab     string
+		wantCommand string
+		wantQueue   int32
+	}{
+		"waiting in line": {
+			scope:     scope{pendingReason: labforgev1alpha1.ReasonWaitingForLab, pendingMessage: "number 3 in line", queuePosition: 3},
+			succeeded: true,
+			want:      map[string]cond{"Bound": {"False", "NotBound"}, "Ready": {"Unknown", "WaitingForLab"}},
+			wantQueue: 3,
+		},
+		"refused": {
+			scope:     scope{refusedReason: ReasonNamespaceNotAllowed, refusedMessage: "no"},
+			succeeded: true,
+			want:      map[string]cond{"Bound": {"False", "NotBound"}, "Ready": {"False", "NamespaceNotAllowed"}, "Stalled": {"True", "NamespaceNotAllowed"}},
+		},
+		"bound, lab booting": {
+			scope:     scope{env: bound, boundNow: true, launch: labforgev1alpha1.LaunchCold, duration: time.Hour},
+			succeeded: true,
+			want:      map[string]cond{"Bound": {"True", "Bound"}, "Ready": {"Unknown", "LabBooting"}},
+			wantLab:   "pool-abcde",
+		},
+		"handed over": {
+			scope: scope{env: bound, boundNow: true, launch: labforgev1alpha1.LaunchWarm, duration: time.Hour,
+				handover: &handover{host: "labs.example.com", sshPort: 30022, apiPort: 30443, sshUser: "ubuntu"}},
+			succeeded:   true,
+			want:        map[string]cond{"Bound": {"True", "Bound"}, "Ready": {"True", "LabReady"}},
+			wantLab:     "pool-abcde",
+			wantCommand: "ssh -p 30022 ubuntu@labs.example.com",
+		},
+		"handover failed": {
+			scope:     scope{env: bound, boundNow: true, duration: time.Hour},
+			succeeded: false,
+			want:      map[string]cond{"Bound": {"True", "Bound"}, "Ready": {"Unknown", "HandoverFailed"}},
+			wantLab:   "pool-abcde",
+		},
+		"expired": {
+			scope:     scope{expired: true, duration: time.Hour},
+			succeeded: true,
+			want:      map[string]cond{"Expired": {"True", "Expired"}, "Ready": {"False", "Expired"}},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := tc.scope
+			s.now = now
+			s.claim = &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "alice", Generation: 1}}
+			setStatus(&s, tc.succeeded)
+			st := s.claim.Status
+			got := map[string]cond{}
+			for _, c := range st.Conditions {
+				got[c.Type] = cond{string(c.Status), c.Reason}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("conditions (-want +got):\n%s", diff)
+			}
+			if st.Lab != tc.wantLab || st.QueuePosition != tc.wantQueue {
+				t.Errorf("lab %q queue %d, want %q %d", st.Lab, st.QueuePosition, tc.wantLab, tc.wantQueue)
+			}
+			gotCommand := ""
+			if st.SSH != nil {
+				gotCommand = st.SSH.Command
+			}
+			if gotCommand != tc.wantCommand {
+				t.Errorf("ssh command %q, want %q", gotCommand, tc.wantCommand)
+			}
+			if tc.wantLab != "" && (st.ExpiresAt == nil || !st.ExpiresAt.Time.Equal(now.Add(time.Hour))) {
+				t.Errorf("expiresAt %v, want %v", st.ExpiresAt, now.Add(time.Hour))
+			}
+			if tc.wantCommand != "" && (st.APIServerURL != "https://labs.example.com:30443" || st.KubeconfigSecretName != "alice-kubeconfig" || st.ReadyTime == nil) {
+				t.Errorf("handover status %+v", st)
+			}
+		})
+	}
+}

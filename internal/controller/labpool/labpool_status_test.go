@@ -1,0 +1,154 @@
+package labpool
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+)
+
+var statusT0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+type labSpec struct {
+	name    string
+	age     time.Duration // created statusT0 + age
+	gen     int64
+	ready   bool
+	failed  bool
+	bound   bool
+	deleted bool
+}
+
+func env(l labSpec) *labforgev1alpha1.LabEnvironment {
+	e := &labforgev1alpha1.LabEnvironment{ObjectMeta: metav1.ObjectMeta{Name: l.name, CreationTimestamp: metav1.NewTime(statusT0.Add(l.age))}}
+	e.Status.TemplateGeneration = l.gen
+	if l.ready {
+		rt := metav1.NewTime(statusT0.Add(l.age + time.Minute))
+		e.Status.ReadyTime = &rt
+		e.Status.Conditions = []metav1.Condition{{Type: "Ready", Status: "True"}}
+	}
+	if l.failed {
+		e.Status.Conditions = []metav1.Condition{{Type: "Ready", Status: "False"}, {Type: "Stalled", Status: "True"}}
+	}
+	if l.bound {
+		e.Spec.ClaimRef = &labforgev1alpha1.ClaimReference{Namespace: "ns", Name: "c", UID: "u"}
+	}
+	if l.deleted {
+		now := metav1.NewTime(statusT0)
+		e.DeletionTimestamp = &now
+	}
+	return e
+}
+
+func TestStateOf(t *testing.T) {
+	tests := map[string]struct {
+		lab  labSpec
+		want LabState
+	}{
+		"booting":                 {lab: labSpec{}, want: StateBooting},
+		"ready":                   {lab: labSpec{ready: true}, want: StateReady},
+		"failed":                  {lab: labSpec{failed: true}, want: StateFailed},
+		"bound beats ready":       {lab: labSpec{ready: true, bound: true}, want: StateBound},
+		"bound beats failed":      {lab: labSpec{failed: true, bound: true}, want: StateBound},
+		"deleting beats anything": {lab: labSpec{ready: true, bound: true, deleted: true}, want: StateDeleting},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := stateOf(env(tc.lab)); got != tc.want {
+				t.Errorf("stateOf() = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestFailureEvidence(t *testing.T) {
+	tests := map[string]struct {
+		labs []labSpec
+		want []string
+	}{
+		"no failures": {labs: []labSpec{{name: "a", gen: 2, ready: true}}},
+		"failures in a row": {labs: []labSpec{
+			{name: "a", gen: 2, ready: true},
+			{name: "b", age: time.Hour, gen: 2, failed: true},
+			{name: "c", age: 2 * time.Hour, gen: 2, failed: true},
+		}, want: []string{"b", "c"}},
+		"a later success clears earlier failures": {labs: []labSpec{
+			{name: "b", gen: 2, failed: true},
+			{name: "a", age: time.Hour, gen: 2, ready: true, bound: true},
+			{name: "c", age: 2 * time.Hour, gen: 2, failed: true},
+		}, want: []string{"c"}},
+		"failures of an older template do not count": {labs: []labSpec{
+			{name: "old", gen: 1, failed: true},
+			{name: "new", age: time.Hour, gen: 2, failed: true},
+		}, want: []string{"new"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var envs []*labforgev1alpha1.LabEnvironment
+			for _, l := range tc.labs {
+				envs = append(envs, env(l))
+			}
+			var got []string
+			for _, e := range envs {
+				if failureEvidence(envs, 2)[e.Name] {
+					got = append(got, e.Name)
+				}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("evidence (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSetStatus(t *testing.T) {
+	type cond struct{ Status, Reason string }
+	tests := map[string]struct {
+		scope scope
+		want  map[string]cond
+	}{
+		"warm": {
+			scope: scope{plan: Plan{Counts: Counts{Ready: 3, Booting: 1, Bound: 2}}},
+			want:  map[string]cond{"Ready": {"True", "Warm"}},
+		},
+		"filling": {
+			scope: scope{plan: Plan{Counts: Counts{Ready: 1, Booting: 2, Waiting: 4}}},
+			want:  map[string]cond{"Ready": {"Unknown", "Filling"}},
+		},
+		"template missing": {
+			scope: scope{problemReason: ReasonTemplateNotFound, problemMessage: "LabTemplate t does not exist"},
+			want:  map[string]cond{"Ready": {"False", "TemplateNotFound"}, "Stalled": {"True", "TemplateNotFound"}},
+		},
+		"circuit open": {
+			scope: scope{circuitOpen: true, evidence: 3, template: &labforgev1alpha1.LabTemplate{ObjectMeta: metav1.ObjectMeta{Generation: 4}}},
+			want:  map[string]cond{"Ready": {"False", "RepeatedBootFailures"}, "Stalled": {"True", "RepeatedBootFailures"}},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := tc.scope
+			s.pool = &labforgev1alpha1.LabPool{ObjectMeta: metav1.ObjectMeta{Name: "p", Generation: 2}}
+			s.pool.Spec.Replicas = 3
+			s.pool.Spec.TemplateRef.Name = "t"
+			setStatus(&s, true)
+			got := map[string]cond{}
+			for _, c := range s.pool.Status.Conditions {
+				got[c.Type] = cond{string(c.Status), c.Reason}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("conditions (-want +got):\n%s", diff)
+			}
+			st := s.pool.Status
+			c := s.plan.Counts
+			if st.Replicas != c.Ready+c.Booting || st.ReadyReplicas != c.Ready || st.BoundReplicas != c.Bound || st.WaitingClaims != c.Waiting {
+				t.Errorf("counts %+v do not match the plan's %+v", st, c)
+			}
+			if st.Selector != "labforge.dev/pool=p" || st.ObservedGeneration != 2 {
+				t.Errorf("selector %q, observedGeneration %d", st.Selector, st.ObservedGeneration)
+			}
+		})
+	}
+}
