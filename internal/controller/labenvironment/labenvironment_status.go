@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
@@ -37,6 +39,13 @@ const (
 	ReasonBootTimeout          = "BootTimeout"
 	ReasonLabReady             = "LabReady"
 )
+
+var bootFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "labforge_lab_boot_failures_total",
+	Help: "Labs that failed to become Ready, by template and reason (BootstrapFailed, BootTimeout, VMsNotRunning).",
+}, []string{"template", "reason"})
+
+func init() { metrics.Registry.MustRegister(bootFailures) }
 
 // terminalReasons are the Ready=False reasons retrying cannot fix.
 var terminalReasons = map[string]bool{
@@ -210,6 +219,9 @@ func (r *Reconciler) recordTransitions(ctx context.Context, before, after *labfo
 		log.Info("LabEnvironment became Ready", "took", took.String())
 	case now.Status == metav1.ConditionFalse:
 		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, now.Reason, "Provision", "%s", now.Message)
+		if now.Reason != ReasonInvalidTemplate && now.Reason != ReasonTemplateNotFound {
+			bootFailures.WithLabelValues(after.Spec.TemplateRef.Name, now.Reason).Inc()
+		}
 		log.Info("LabEnvironment failed", "reason", now.Reason, "message", now.Message)
 	}
 }

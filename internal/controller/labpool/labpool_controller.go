@@ -75,8 +75,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	if !pool.DeletionTimestamp.IsZero() {
+		recordGauges(pool.Name, Counts{}, true)
 		return ctrl.Result{}, r.reconcileDelete(ctx, s)
 	}
+	recordGauges(pool.Name, s.plan.Counts, false)
 	if !controllerutil.ContainsFinalizer(pool, Finalizer) {
 		patch := client.MergeFrom(pool.DeepCopy())
 		controllerutil.AddFinalizer(pool, Finalizer)

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -13,6 +16,24 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 )
+
+var poolLabs = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "labforge_pool_labs",
+	Help: "Labs of a LabPool by state: ready and booting (unclaimed), bound, failed; and claims waiting.",
+}, []string{"pool", "state"})
+
+func init() { metrics.Registry.MustRegister(poolLabs) }
+
+// recordGauges publishes the pool's counts; a deleted pool's series are dropped.
+func recordGauges(pool string, c Counts, deleted bool) {
+	if deleted {
+		poolLabs.DeletePartialMatch(prometheus.Labels{"pool": pool})
+		return
+	}
+	for state, n := range map[string]int32{"ready": c.Ready, "booting": c.Booting, "bound": c.Bound, "failed": c.Failed, "waiting": c.Waiting} {
+		poolLabs.WithLabelValues(pool, state).Set(float64(n))
+	}
+}
 
 // Condition reasons of a LabPool.
 const (

@@ -309,3 +309,72 @@ var _ = Describe("Two managers running at once", func() {
 		Expect(seen).To(HaveLen(20))
 	})
 })
+
+var _ = Describe("A claim that names a template", func() {
+	It("gets a lab booted just for it, named after the claim, in no pool", func(ctx context.Context) {
+		Expect(k8s.Create(ctx, newTemplate("claim-cold", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		createNamespace(ctx, "students-cold", nil)
+		claim := &labforgev1alpha1.LabClaim{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "students-cold", Name: "erin"},
+			Spec: labforgev1alpha1.LabClaimSpec{
+				TemplateRef: &labforgev1alpha1.LocalObjectReference{Name: "claim-cold"},
+				SSH:         labforgev1alpha1.SSHAccess{GenerateKeyPair: true},
+			},
+		}
+		Expect(k8s.Create(ctx, claim)).To(Succeed())
+		Eventually(claimCondition(ctx, "students-cold", "erin", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(claim), claim)).To(Succeed())
+		Expect(claim.Status.LaunchType).To(Equal(labforgev1alpha1.LaunchCold))
+		Expect(claim.Status.Lab).To(MatchRegexp(`^claim-[0-9a-f]{12}$`))
+		// The template's default lifetime.
+		Expect(claim.Status.ExpiresAt.Sub(claim.Status.BoundTime.Time)).To(Equal(2 * time.Hour))
+		var env labforgev1alpha1.LabEnvironment
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: claim.Status.Lab}, &env)).To(Succeed())
+		Expect(env.Spec.PoolRef).To(BeNil())
+		Expect(env.Spec.ClaimRef.UID).To(Equal(claim.UID))
+	})
+})
+
+var _ = Describe("An admin changing a pool's template", func() {
+	It("gets the warm labs replaced while the claimed one is left alone", func(ctx context.Context) {
+		tmpl := newTemplate("claim-update", "v1.36.3", "10.200.0.0/16")
+		Expect(k8s.Create(ctx, tmpl)).To(Succeed())
+		Expect(k8s.Create(ctx, newPool("update", "claim-update", 2))).To(Succeed())
+		Eventually(poolStatus(ctx, "update")).Should(HaveField("ReadyReplicas", int32(2)))
+		createNamespace(ctx, "students-update", nil)
+		Expect(k8s.Create(ctx, newClaim("students-update", "frank", "update"))).To(Succeed())
+		Eventually(claimCondition(ctx, "students-update", "frank", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
+		Eventually(poolStatus(ctx, "update")).Should(And(HaveField("ReadyReplicas", int32(2)), HaveField("BoundReplicas", int32(1))))
+		var claim labforgev1alpha1.LabClaim
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "students-update", Name: "frank"}, &claim)).To(Succeed())
+		var bound labforgev1alpha1.LabEnvironment
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: claim.Status.Lab}, &bound)).To(Succeed())
+
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(tmpl), tmpl)).To(Succeed())
+		patch := client.MergeFrom(tmpl.DeepCopy())
+		tmpl.Spec.Description = "Version two of the exercise"
+		Expect(k8s.Patch(ctx, tmpl, patch)).To(Succeed())
+
+		Eventually(func(g Gomega) {
+			var envs labforgev1alpha1.LabEnvironmentList
+			g.Expect(k8s.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: "update"})).To(Succeed())
+			ready := 0
+			for _, env := range envs.Items {
+				if env.Spec.ClaimRef != nil {
+					continue
+				}
+				g.Expect(env.Status.TemplateGeneration).To(Equal(int64(2)), "lab %s still runs generation %d", env.Name, env.Status.TemplateGeneration)
+				if meta.IsStatusConditionTrue(env.Status.Conditions, "Ready") && env.DeletionTimestamp.IsZero() {
+					ready++
+				}
+			}
+			g.Expect(ready).To(Equal(2))
+		}).WithTimeout(60 * time.Second).Should(Succeed())
+
+		var after labforgev1alpha1.LabEnvironment
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&bound), &after)).To(Succeed())
+		Expect(after.UID).To(Equal(bound.UID))
+		Expect(after.Status.TemplateGeneration).To(Equal(int64(1)))
+		Expect(meta.IsStatusConditionTrue(after.Status.Conditions, "Ready")).To(BeTrue())
+	})
+})
