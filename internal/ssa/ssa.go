@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"sync"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
@@ -114,4 +115,20 @@ func (a *Applier) remember(ns, key, value string) {
 		a.entries++
 	}
 	m[key] = value
+}
+
+// ApplyCurrent reads the object desired names from reader (the cache) into holder, an
+// empty object of the same type, and applies desired over it.
+func (a *Applier) ApplyCurrent(ctx context.Context, reader client.Reader, desired, holder client.Object) error {
+	err := reader.Get(ctx, client.ObjectKeyFromObject(desired), holder)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading %s %s/%s: %w", desired.GetObjectKind().GroupVersionKind().Kind, desired.GetNamespace(), desired.GetName(), err)
+	}
+	// A missing object must reach Apply as a nil interface, not a typed nil.
+	var current client.Object
+	if err == nil {
+		current = holder
+	}
+	_, err = a.Apply(ctx, desired, current)
+	return err
 }

@@ -269,10 +269,12 @@ func (r *Reconciler) tryBind(ctx context.Context, s *scope, candidate *labforgev
 		err := r.Client.Update(ctx, env)
 		if err == nil {
 			s.env, s.boundNow = env, true
-			// Warm: the lab was already there (booted before the claim came). Timestamps have
-			// second precision, so a lab born in the claim's own second counts as cold.
+			// Warm: the claim was served by a lab that was Ready before it came, either
+			// because it never had to wait in line, or because the lab is older than the
+			// claim (timestamps have second precision: a claim that waited behind others
+			// that jumped the line still took a lab the pool had before it came).
 			s.launch = labforgev1alpha1.LaunchCold
-			if env.CreationTimestamp.Before(&s.claim.CreationTimestamp) {
+			if s.claim.Status.QueuePosition == 0 || env.CreationTimestamp.Before(&s.claim.CreationTimestamp) {
 				s.launch = labforgev1alpha1.LaunchWarm
 			}
 			bindsTotal.WithLabelValues(s.claim.Spec.PoolRef.Name, "bound").Inc()

@@ -89,7 +89,7 @@ func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
 		h.sshKeySecret = sshSecret(s.claim)
 	}
 	authorized := render.AuthorizedKeysFor(l, keys)
-	if err := r.applyObserved(ctx, authorized, &corev1.Secret{}); err != nil {
+	if err := r.Applier.ApplyCurrent(ctx, r.Client, authorized, &corev1.Secret{}); err != nil {
 		return err
 	}
 	if err := r.ensureKubeconfig(ctx, s, h); err != nil {
@@ -168,19 +168,5 @@ func (r *Reconciler) ensureKubeconfig(ctx context.Context, s *scope, h *handover
 		observed = current
 	}
 	_, err = r.Applier.Apply(ctx, secret, observed)
-	return err
-}
-
-// applyObserved reads the current object into holder and applies desired over it.
-func (r *Reconciler) applyObserved(ctx context.Context, desired, holder client.Object) error {
-	err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), holder)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("reading %s/%s: %w", desired.GetNamespace(), desired.GetName(), err)
-	}
-	var current client.Object
-	if err == nil {
-		current = holder
-	}
-	_, err = r.Applier.Apply(ctx, desired, current)
 	return err
 }

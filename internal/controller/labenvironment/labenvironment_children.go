@@ -310,19 +310,10 @@ func (r *Reconciler) nextCheck(s *scope) ctrl.Result {
 	return ctrl.Result{RequeueAfter: wait}
 }
 
-// applyNamespaced reads the current object into holder and applies desired over it.
+// applyNamespaced applies desired over the object the cache holds (holder is an empty
+// object of the same type).
 func (r *Reconciler) applyNamespaced(ctx context.Context, desired, holder client.Object) error {
-	err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), holder)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("reading %s %s/%s: %w", desired.GetObjectKind().GroupVersionKind().Kind, desired.GetNamespace(), desired.GetName(), err)
-	}
-	// A nil holder must reach the applier as a nil interface, not a typed nil.
-	var current client.Object
-	if err == nil {
-		current = holder
-	}
-	_, err = r.Applier.Apply(ctx, desired, current)
-	return err
+	return r.Applier.ApplyCurrent(ctx, r.Client, desired, holder)
 }
 
 // createOnce creates obj unless it exists: for objects whose content is fixed at birth or
