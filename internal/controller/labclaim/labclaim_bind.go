@@ -180,9 +180,17 @@ func (r *Reconciler) expire(ctx context.Context, s *scope) error {
 		}
 	}
 	// The kubeconfig's certificate has expired too; the key pair unlocks nothing any more.
+	// Only the claim's own Secrets go, never one that merely has the name.
 	for _, name := range []string{kubeconfigSecret(s.claim), sshSecret(s.claim)} {
-		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: s.claim.Namespace, Name: name}}
-		if err := r.Client.Delete(ctx, secret); client.IgnoreNotFound(err) != nil {
+		secret := &corev1.Secret{}
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: s.claim.Namespace, Name: name}, secret)
+		if apierrors.IsNotFound(err) || (err == nil && !metav1.IsControlledBy(secret, s.claim)) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading Secret %s/%s: %w", s.claim.Namespace, name, err)
+		}
+		if err := r.Client.Delete(ctx, secret, client.Preconditions{UID: &secret.UID}); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting Secret %s/%s: %w", s.claim.Namespace, name, err)
 		}
 	}

@@ -82,7 +82,7 @@ func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
 	}
 	if s.claim.Spec.SSH.GenerateKeyPair {
 		pub, err := r.ensureKeyPair(ctx, s)
-		if err != nil {
+		if err != nil || s.refusedReason != "" {
 			return err
 		}
 		keys = append(keys, pub)
@@ -92,7 +92,7 @@ func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
 	if err := r.Applier.ApplyCurrent(ctx, r.Client, authorized, &corev1.Secret{}); err != nil {
 		return err
 	}
-	if err := r.ensureKubeconfig(ctx, s, h); err != nil {
+	if err := r.ensureKubeconfig(ctx, s, h); err != nil || s.refusedReason != "" {
 		return err
 	}
 	s.handover = h
@@ -123,7 +123,9 @@ func (r *Reconciler) ensureKeyPair(ctx context.Context, s *scope) (string, error
 		return "", fmt.Errorf("reading Secret %s: %w", key, err)
 	}
 	if !metav1.IsControlledBy(secret, s.claim) {
-		return "", fmt.Errorf("secret %s exists and does not belong to LabClaim %s", key, s.claim.Name)
+		s.refusedReason = ReasonSecretConflict
+		s.refusedMessage = fmt.Sprintf("Secret %s exists and does not belong to this claim; delete or rename it", key)
+		return "", nil
 	}
 	return string(secret.Data["ssh-publickey"]), nil
 }
@@ -135,11 +137,23 @@ func (r *Reconciler) ensureKubeconfig(ctx context.Context, s *scope, h *handover
 	key := client.ObjectKey{Namespace: s.claim.Namespace, Name: kubeconfigSecret(s.claim)}
 	current := &corev1.Secret{}
 	err := r.Client.Get(ctx, key, current)
+	if apierrors.IsNotFound(err) {
+		// The cache holds only labforge's Secrets: ask the API server whether a Secret of
+		// the student's own holds the name, before writing over it.
+		err = r.APIReader.Get(ctx, key, current)
+	}
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reading Secret %s: %w", key, err)
 	}
+	exists := err == nil
+	if exists && !metav1.IsControlledBy(current, s.claim) {
+		// Never take over a Secret the student (or anyone) made: say so instead.
+		s.refusedReason = ReasonSecretConflict
+		s.refusedMessage = fmt.Sprintf("Secret %s exists and does not belong to this claim; delete or rename it", key)
+		return nil
+	}
 	want := render.KubeconfigSecret(s.claim, s.env.Name, expiresAt, nil)
-	if err == nil && metav1.IsControlledBy(current, s.claim) &&
+	if exists &&
 		current.Annotations[render.AnnotationExpiresAt] == want.Annotations[render.AnnotationExpiresAt] &&
 		current.Annotations[render.AnnotationLab] == s.env.Name && len(current.Data[render.KubeconfigKey]) > 0 {
 		return nil
@@ -164,7 +178,7 @@ func (r *Reconciler) ensureKubeconfig(ctx context.Context, s *scope, h *handover
 	}
 	secret := render.KubeconfigSecret(s.claim, s.env.Name, expiresAt, kubeconfig)
 	var observed client.Object
-	if err == nil && current.Name != "" {
+	if exists {
 		observed = current
 	}
 	_, err = r.Applier.Apply(ctx, secret, observed)

@@ -24,6 +24,7 @@ const (
 	ReasonNamespaceNotAllowed = "NamespaceNotAllowed"
 	ReasonDurationTooLong     = "DurationTooLong"
 	ReasonInvalidSSHKey       = "InvalidSSHKey"
+	ReasonSecretConflict      = "SecretConflict"
 	ReasonLabLost             = "LabLost"
 	ReasonLabBooting          = "LabBooting"
 	ReasonLabReady            = "LabReady"

@@ -378,3 +378,20 @@ var _ = Describe("An admin changing a pool's template", func() {
 		Expect(meta.IsStatusConditionTrue(after.Status.Conditions, "Ready")).To(BeTrue())
 	})
 })
+
+var _ = Describe("A claim whose Secret name is taken", func() {
+	It("is refused and never takes over the student's own Secret", func(ctx context.Context) {
+		Expect(k8s.Create(ctx, newTemplate("claim-taken", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, newPool("taken", "claim-taken", 1))).To(Succeed())
+		createNamespace(ctx, "students-taken", nil)
+		mine := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "students-taken", Name: "grace-kubeconfig"},
+			StringData: map[string]string{"value": "my own kubeconfig"}}
+		Expect(k8s.Create(ctx, mine)).To(Succeed())
+		Expect(k8s.Create(ctx, newClaim("students-taken", "grace", "taken"))).To(Succeed())
+		Eventually(claimCondition(ctx, "students-taken", "grace", "Ready")).Should(And(
+			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", "SecretConflict"),
+			HaveField("Message", "Secret students-taken/grace-kubeconfig exists and does not belong to this claim; delete or rename it")))
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(mine), mine)).To(Succeed())
+		Expect(string(mine.Data["value"])).To(Equal("my own kubeconfig"))
+	})
+})
