@@ -10,6 +10,8 @@ declare -A need=(
 	# internal/render/cloudinit checks the generated user-data and bootstrap scripts with these.
 	[cloud-init]=cloud-init
 	[shellcheck]=shellcheck
+	# internal/pki checks generated SSH keys with the real OpenSSH.
+	[ssh-keygen]=openssh-client
 )
 
 missing=()
