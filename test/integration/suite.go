@@ -54,16 +54,10 @@ func StartControlPlane(ctx context.Context) (*controlplane.ControlPlane, error) 
 	return controlplane.Start(ctx, controlplane.Options{BinDir: BinDir(), CRDPaths: CRDPaths()})
 }
 
-// StartManager runs labforge's manager with every controller and a simulated VM backend
-// against cfg until the returned stop function is called; stop waits for the manager to
-// exit.
-func StartManager(cfg *rest.Config) (stop func(), err error) {
-	stop, _, err = StartSimulatedManager(cfg, nil)
-	return stop, err
-}
-
-// StartSimulatedManager is StartManager with the controllers' clock given, returning the
-// simulator too, so that a second operator can reach its labs (StartOperator).
+// StartSimulatedManager runs labforge's manager with every controller and a simulated VM
+// backend against cfg, with the controllers' clock given, until the returned stop function
+// is called (stop waits for the manager to exit). It returns the simulator too, so that a
+// second operator can reach its labs (StartOperator).
 func StartSimulatedManager(cfg *rest.Config, clk clock.PassiveClock) (stop func(), sim *simulator.Simulator, err error) {
 	sim = simulator.New(simulator.Options{})
 	stop, err = startManager(cfg, clk, sim, nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -110,7 +111,7 @@ func (r *Reconciler) reconcileTemplate(ctx context.Context, s *scope) (bool, err
 	}
 	if problems := labtemplate.Check(&tmpl.Spec, r.Host); len(problems) > 0 {
 		s.templateReason = ReasonInvalidTemplate
-		s.templateMessage = fmt.Sprintf("LabTemplate %s cannot be built: %s", tmpl.Name, joinProblems(problems))
+		s.templateMessage = fmt.Sprintf("LabTemplate %s cannot be built: %s", tmpl.Name, strings.Join(problems, "; "))
 		return false, nil
 	}
 	spec := tmpl.Spec.DeepCopy()
@@ -143,11 +144,11 @@ func (r *Reconciler) reconcileNamespace(ctx context.Context, s *scope, l render.
 func (r *Reconciler) reconcileGuards(ctx context.Context, l render.Lab) error {
 	var errs []error
 	quota := render.ResourceQuota(l)
-	errs = append(errs, r.applyNamespaced(ctx, quota, &corev1.ResourceQuota{}))
+	errs = append(errs, r.Applier.ApplyCurrent(ctx, r.Client, quota, &corev1.ResourceQuota{}))
 	limits := render.LimitRange(l)
-	errs = append(errs, r.applyNamespaced(ctx, limits, &corev1.LimitRange{}))
+	errs = append(errs, r.Applier.ApplyCurrent(ctx, r.Client, limits, &corev1.LimitRange{}))
 	for _, p := range render.NetworkPolicies(l) {
-		errs = append(errs, r.applyNamespaced(ctx, p, &networkingv1.NetworkPolicy{}))
+		errs = append(errs, r.Applier.ApplyCurrent(ctx, r.Client, p, &networkingv1.NetworkPolicy{}))
 	}
 	return errors.Join(errs...)
 }
@@ -251,15 +252,15 @@ func (r *Reconciler) reconcileMachines(ctx context.Context, s *scope, l render.L
 			errs = append(errs, fmt.Errorf("rendering the user-data of %s/%s: %w", l.Namespace(), n.Name, err))
 			continue
 		}
-		errs = append(errs, r.applyNamespaced(ctx, render.UserDataSecret(l, n.Name, userData), &corev1.Secret{}))
+		errs = append(errs, r.Applier.ApplyCurrent(ctx, r.Client, render.UserDataSecret(l, n.Name, userData), &corev1.Secret{}))
 	}
-	errs = append(errs, r.applyNamespaced(ctx, render.APIService(l), &corev1.Service{}))
+	errs = append(errs, r.Applier.ApplyCurrent(ctx, r.Client, render.APIService(l), &corev1.Service{}))
 	if err := errors.Join(errs...); err != nil {
 		// Never boot a VM whose user-data is missing or stale.
 		return err
 	}
 	for _, vm := range render.VirtualMachines(l) {
-		errs = append(errs, r.applyNamespaced(ctx, vm, &kubevirtv1.VirtualMachine{}))
+		errs = append(errs, r.Applier.ApplyCurrent(ctx, r.Client, vm, &kubevirtv1.VirtualMachine{}))
 	}
 	s.vms = nodes
 	return errors.Join(errs...)
@@ -308,12 +309,6 @@ func (r *Reconciler) nextCheck(s *scope) ctrl.Result {
 		wait = r.ProbeInterval
 	}
 	return ctrl.Result{RequeueAfter: wait}
-}
-
-// applyNamespaced applies desired over the object the cache holds (holder is an empty
-// object of the same type).
-func (r *Reconciler) applyNamespaced(ctx context.Context, desired, holder client.Object) error {
-	return r.Applier.ApplyCurrent(ctx, r.Client, desired, holder)
 }
 
 // createOnce creates obj unless it exists: for objects whose content is fixed at birth or

@@ -202,8 +202,6 @@ func allRunning(s *scope) bool {
 	return true
 }
 
-func joinProblems(problems []string) string { return strings.Join(problems, "; ") }
-
 // recordTransitions emits one event per change of the Ready condition, never one per pass.
 func (r *Reconciler) recordTransitions(ctx context.Context, before, after *labforgev1alpha1.LabEnvironment) {
 	was := meta.FindStatusCondition(before.Status.Conditions, labforgev1alpha1.ConditionReady)
