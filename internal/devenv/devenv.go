@@ -81,16 +81,6 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}()
 
 	kubeconfig := KubeconfigPath(opts.StateDir)
-	data, err := os.ReadFile(cp.KubeconfigPath())
-	if err != nil {
-		return fmt.Errorf("reading the admin kubeconfig: %w", err)
-	}
-	if err := os.WriteFile(kubeconfig, data, 0o600); err != nil {
-		return fmt.Errorf("writing %s: %w", kubeconfig, err)
-	}
-	// A kubeconfig left behind would point at a dead API server.
-	defer os.Remove(kubeconfig)
-
 	mgr, err := manager.New(cp.RESTConfig(), manager.Options{
 		MetricsAddr: opts.MetricsAddr,
 		ProbeAddr:   "0",
@@ -114,6 +104,16 @@ Control-plane logs are in %s. Press Ctrl-C to stop everything.
 
 `, kubeconfig, filepath.Join(cpDir, "logs"))
 	}
+	// The kubeconfig comes last: once it exists, everything above is done and said.
+	data, err := os.ReadFile(cp.KubeconfigPath())
+	if err != nil {
+		return fmt.Errorf("reading the admin kubeconfig: %w", err)
+	}
+	if err := os.WriteFile(kubeconfig, data, 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", kubeconfig, err)
+	}
+	// A kubeconfig left behind would point at a dead API server.
+	defer os.Remove(kubeconfig)
 	log.Info("Starting the manager")
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running the manager: %w", err)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,16 +35,34 @@ var _ = BeforeSuite(func(ctx context.Context) {
 	Expect(err).NotTo(HaveOccurred(), string(out))
 }, NodeTimeout(5*time.Minute))
 
+// output collects a child's output; the child writes while the test reads.
+type output struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.Write(p)
+}
+
+func (o *output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
+}
+
 // run starts `labforge dev` on stateDir and waits for its kubeconfig.
-func run(stateDir string) (*exec.Cmd, *bytes.Buffer) {
-	var out bytes.Buffer
+func run(stateDir string) (*exec.Cmd, *output) {
+	out := &output{}
 	cmd := exec.Command(labforgeBin, "dev", "--state-dir", stateDir, "--bin-dir", integration.BinDir())
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = out, out
 	Expect(cmd.Start()).To(Succeed())
 	DeferCleanup(func() { _ = cmd.Process.Kill() })
 	Eventually(func() error { _, err := os.Stat(filepath.Join(stateDir, "kubeconfig")); return err }).
 		WithTimeout(90*time.Second).WithPolling(200*time.Millisecond).Should(Succeed(), func() string { return out.String() })
-	return cmd, &out
+	return cmd, out
 }
 
 // processesUsing lists the pids whose command line mentions dir.
@@ -71,7 +90,7 @@ var _ = Describe("labforge dev", func() {
 		stateDir := GinkgoT().TempDir()
 		cmd, out := run(stateDir)
 		kubeconfig := filepath.Join(stateDir, "kubeconfig")
-		Expect(out.String()).To(ContainSubstring("export KUBECONFIG=" + kubeconfig))
+		Eventually(out.String).Should(ContainSubstring("export KUBECONFIG=" + kubeconfig))
 		Expect(processesUsing(stateDir)).To(HaveLen(4), "labforge dev, etcd, kube-apiserver, kube-controller-manager")
 
 		By("serving the samples, with the LabTemplate controller running")
