@@ -9,26 +9,40 @@ import (
 	"path/filepath"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/labforge/labforge/internal/devenv"
+	"github.com/labforge/labforge/internal/hostcluster"
+	"github.com/labforge/labforge/internal/manager"
+	"github.com/labforge/labforge/internal/simulator"
 )
 
 const usage = `labforge is labforge's developer command.
 
 Usage:
-  labforge dev [flags]   run labforge locally on an embedded control plane until Ctrl-C
+  labforge dev [flags]        run labforge locally on an embedded control plane until Ctrl-C
+  labforge operator [flags]   run the operator with simulated VMs against an existing API
+                              server (benchmarks and fault tests start, kill and restart it)
 
-Run "labforge dev -h" for the flags.
+Run "labforge <command> -h" for the flags.
 `
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] != "dev" {
+	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
-	os.Exit(dev(os.Args[2:]))
+	switch os.Args[1] {
+	case "dev":
+		os.Exit(dev(os.Args[2:]))
+	case "operator":
+		os.Exit(operator(os.Args[2:]))
+	default:
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
 }
 
 func dev(args []string) int {
@@ -45,6 +59,47 @@ func dev(args []string) int {
 
 	if err := devenv.Run(ctrl.SetupSignalHandler(), opts); err != nil {
 		fmt.Fprintf(os.Stderr, "labforge dev: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// operator runs the same manager as `labforge dev` (every controller and the simulated VM
+// backend) against the API server of --kubeconfig, as its own process: what the benchmarks
+// measure and what the fault tests kill.
+func operator(args []string) int {
+	fs := flag.NewFlagSet("labforge operator", flag.ExitOnError)
+	var kubeconfig string
+	var bootDelay time.Duration
+	opts := manager.Options{Host: hostcluster.Default()}
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "Kubeconfig of the API server to run against (required).")
+	fs.DurationVar(&bootDelay, "boot-delay", 0, "How long a simulated VM takes to boot (0 boots at once).")
+	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", "0", `Address of the manager's metrics endpoint; "0" turns it off.`)
+	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", "0", `Address of /healthz and /readyz; "0" turns them off.`)
+	fs.BoolVar(&opts.LeaderElection, "leader-elect", false, "Elect a leader among several operators.")
+	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "kube-system", "Namespace of the leader election Lease.")
+	fs.DurationVar(&opts.ProbeInterval, "probe-interval", 100*time.Millisecond, "How often a booting lab is asked whether its bootstrap finished.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	_ = fs.Parse(args)
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if kubeconfig == "" {
+		fmt.Fprintln(os.Stderr, "labforge operator: --kubeconfig is required")
+		return 2
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "labforge operator: %v\n", err)
+		return 1
+	}
+	opts.Simulator = simulator.New(simulator.Options{BootDelay: bootDelay})
+	mgr, err := manager.New(cfg, opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "labforge operator: %v\n", err)
+		return 1
+	}
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		fmt.Fprintf(os.Stderr, "labforge operator: %v\n", err)
 		return 1
 	}
 	return 0
