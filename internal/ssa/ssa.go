@@ -1,7 +1,13 @@
 // Package ssa writes objects with server-side apply, sending the full desired state under
-// one field manager, and remembers what it applied so that an unchanged object is never
-// sent again: an idle resync of a thousand labs must cost no API write (Cluster API's
-// SSA cache does the same).
+// one field manager, and never sends an object that already says what we would send: an
+// idle resync of a thousand labs, and a restart of the operator, must cost no API write.
+//
+// Two checks keep requests away: a memory of what was applied to which resourceVersion
+// (Cluster API's SSA cache: the cheap path while the process lives), and, for an object
+// this process has not applied (after a restart) or that changed since, a comparison of the
+// desired object with the observed one (Covers): every field we would send already holds
+// the value we would send. An edit by anyone else to one of those fields fails the
+// comparison, so drift is still repaired.
 package ssa
 
 import (
@@ -61,8 +67,19 @@ func (a *Applier) Apply(ctx context.Context, desired client.Object, current clie
 	}
 	key := gvk.String() + "/" + desired.GetName()
 
-	if current != nil && a.seen(ns, key, current.GetResourceVersion()+"/"+hash) {
-		return false, nil
+	if current != nil {
+		seenKey := current.GetResourceVersion() + "/" + hash
+		if a.seen(ns, key, seenKey) {
+			return false, nil
+		}
+		covered, err := covers(body, current)
+		if err != nil {
+			return false, fmt.Errorf("comparing %s %s/%s: %w", gvk.Kind, desired.GetNamespace(), desired.GetName(), err)
+		}
+		if covered {
+			a.remember(ns, key, seenKey)
+			return false, nil
+		}
 	}
 
 	u := &unstructured.Unstructured{}

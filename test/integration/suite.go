@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -117,3 +118,39 @@ func (c *OffsetClock) Set(offset time.Duration) {
 	defer c.mu.Unlock()
 	c.offset = offset
 }
+
+// WriteRecorder records the mutating requests (anything but GET, LIST and WATCH) sent
+// through the rest.Configs it wraps: what a manager writes, counted at the client.
+type WriteRecorder struct {
+	mu     sync.Mutex
+	writes []string
+}
+
+// Wrap returns a copy of cfg whose requests are recorded.
+func (w *WriteRecorder) Wrap(cfg *rest.Config) *rest.Config {
+	out := rest.CopyConfig(cfg)
+	out.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+			if req.Method != http.MethodGet && req.Method != http.MethodHead {
+				w.mu.Lock()
+				w.writes = append(w.writes, req.Method+" "+req.URL.Path)
+				w.mu.Unlock()
+			}
+			return rt.RoundTrip(req)
+		})
+	})
+	return out
+}
+
+// Writes returns the requests recorded so far, as "METHOD path", and forgets them.
+func (w *WriteRecorder) Writes() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.writes
+	w.writes = nil
+	return out
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sort"
 	"strconv"
+	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -20,6 +21,7 @@ import (
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/simulator"
+	"github.com/labforge/labforge/test/integration"
 )
 
 func newEnvironment(name, template string) *labforgev1alpha1.LabEnvironment {
@@ -53,6 +55,33 @@ func namesIn(ctx context.Context, env string, list client.ObjectList) []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// versionsOf maps every object of a lab (the LabEnvironment, its namespace and what is in
+// it) to its resourceVersion. KubeVirt's VMIs and the quota are left out: their status is
+// written by the simulated KubeVirt and by kube-controller-manager, not the operator.
+func versionsOf(ctx context.Context, env string) map[string]string {
+	out := map[string]string{}
+	var e labforgev1alpha1.LabEnvironment
+	Expect(k8s.Get(ctx, client.ObjectKey{Name: env}, &e)).To(Succeed())
+	out["LabEnvironment/"+env] = e.ResourceVersion
+	var ns corev1.Namespace
+	Expect(k8s.Get(ctx, client.ObjectKey{Name: lab.Namespace(env)}, &ns)).To(Succeed())
+	out["Namespace/"+ns.Name] = ns.ResourceVersion
+	for kind, list := range map[string]client.ObjectList{
+		"Secret": &corev1.SecretList{}, "ConfigMap": &corev1.ConfigMapList{}, "Service": &corev1.ServiceList{},
+		"LimitRange": &corev1.LimitRangeList{}, "NetworkPolicy": &networkingv1.NetworkPolicyList{},
+		"VirtualMachine": &kubevirtv1.VirtualMachineList{},
+	} {
+		Expect(k8s.List(ctx, list, client.InNamespace(lab.Namespace(env)))).To(Succeed())
+		items, err := meta.ExtractList(list)
+		Expect(err).NotTo(HaveOccurred())
+		for _, o := range items {
+			obj := o.(client.Object)
+			out[kind+"/"+obj.GetName()] = obj.GetResourceVersion()
+		}
+	}
+	return out
 }
 
 func rv(o client.Object) int64 {
@@ -118,6 +147,33 @@ var _ = Describe("A LabEnvironment", func() {
 
 		By("telling the story in events")
 		Eventually(eventReasons(ctx, "LabEnvironment", "basic")).Should(ConsistOf("Normal/MintedPKI", "Normal/LabReady"))
+	})
+
+	It("costs no API write when the operator restarts and finds it Ready", func(ctx context.Context) {
+		Expect(k8s.Create(ctx, newTemplate("env-steady", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, newEnvironment("steady", "env-steady"))).To(Succeed())
+		Eventually(envCondition(ctx, "steady", labforgev1alpha1.ConditionReady)).Should(HaveField("Status", metav1.ConditionTrue))
+		before := versionsOf(ctx, "steady")
+
+		stopManager()
+		var writes integration.WriteRecorder
+		var err error
+		stopManager, sim, err = integration.StartSimulatedManager(writes.Wrap(cp.RESTConfig()), clk)
+		Expect(err).NotTo(HaveOccurred())
+
+		// A lab created after the restart and Ready proves the new manager has synced and
+		// worked through its queue, in which the steady lab came first.
+		Expect(k8s.Create(ctx, newEnvironment("after-restart", "env-steady"))).To(Succeed())
+		Eventually(envCondition(ctx, "after-restart", labforgev1alpha1.ConditionReady)).Should(HaveField("Status", metav1.ConditionTrue))
+		Expect(versionsOf(ctx, "steady")).To(Equal(before))
+		// No-op applies leave resourceVersions alone but are still requests: count them.
+		var steady []string
+		for _, w := range writes.Writes() {
+			if strings.Contains(w, "lab-steady") || strings.Contains(w, "labenvironments/steady") {
+				steady = append(steady, w)
+			}
+		}
+		Expect(steady).To(BeEmpty())
 	})
 
 	It("repairs drift: a deleted policy, an edited quota and a deleted VM come back", func(ctx context.Context) {
