@@ -25,6 +25,9 @@ const (
 	LabelRole = "labforge.dev/role"
 	// LabelNode is the name of a VM, on the VM's pod template, so Services can select it.
 	LabelNode = "labforge.dev/node"
+	// LabelUserData marks a cloud-init Secret; its value is the VM's name. The operator
+	// never reads these Secrets back, so its cache keeps their metadata only.
+	LabelUserData = "labforge.dev/user-data"
 )
 
 // ControlPlaneVM is the name of the control-plane VirtualMachine.

@@ -34,6 +34,7 @@ import (
 	"github.com/labforge/labforge/internal/controller/labpool"
 	"github.com/labforge/labforge/internal/controller/labtemplate"
 	"github.com/labforge/labforge/internal/hostcluster"
+	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/labprobe"
 	"github.com/labforge/labforge/internal/simulator"
 	"github.com/labforge/labforge/internal/ssa"
@@ -185,7 +186,27 @@ func managedOnly(objs ...client.Object) map[client.Object]cache.ByObject {
 	selector := labels.SelectorFromSet(labels.Set{labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue})
 	out := make(map[client.Object]cache.ByObject, len(objs))
 	for _, o := range objs {
-		out[o] = cache.ByObject{Label: selector}
+		by := cache.ByObject{Label: selector}
+		if _, ok := o.(*corev1.Secret); ok {
+			by.Transform = dropUserData
+		}
+		out[o] = by
 	}
 	return out
+}
+
+// dropUserData keeps only the metadata of cloud-init Secrets in the cache (and, like every
+// cached object, none of its managedFields). They are written once and never read back,
+// and at 17-26 KB each they would be most of the cache of a thousand labs.
+func dropUserData(in any) (any, error) {
+	s, ok := in.(*corev1.Secret)
+	if !ok {
+		return in, nil
+	}
+	s.ManagedFields = nil
+	if _, ok := s.Labels[lab.LabelUserData]; ok {
+		s.Data = nil
+		s.StringData = nil
+	}
+	return s, nil
 }

@@ -222,3 +222,27 @@ func TestTemplateSnapshotRoundTrip(t *testing.T) {
 		t.Errorf("snapshot round trip (-want +got):\n%s", diff)
 	}
 }
+
+// A VM reads its user-data once: the Secret is immutable and labelled so that the
+// operator's cache can keep its metadata only.
+func TestUserDataSecret(t *testing.T) {
+	l := testLab(1)
+	in := []byte("#cloud-config\n")
+	s := UserDataSecret(l, "worker-1", in)
+	if s.Name != "cloud-init-worker-1" || s.Namespace != l.Namespace() {
+		t.Errorf("name = %s/%s, want %s/cloud-init-worker-1", s.Namespace, s.Name, l.Namespace())
+	}
+	if s.Immutable == nil || !*s.Immutable {
+		t.Error("the user-data Secret is not immutable")
+	}
+	if got := s.Labels[lab.LabelUserData]; got != "worker-1" {
+		t.Errorf("label %s = %q, want worker-1", lab.LabelUserData, got)
+	}
+	if got := s.Labels[labforgev1alpha1.LabelManagedBy]; got != labforgev1alpha1.ManagedByValue {
+		t.Errorf("label %s = %q, want %s", labforgev1alpha1.LabelManagedBy, got, labforgev1alpha1.ManagedByValue)
+	}
+	in[0] = 'X'
+	if string(s.Data[lab.UserDataKey]) != "#cloud-config\n" {
+		t.Error("the Secret aliases the input's bytes")
+	}
+}

@@ -52,12 +52,14 @@ func PKIFromSecret(s *corev1.Secret) (PKI, error) {
 	}, nil
 }
 
-// UserDataSecret returns the cloud-init Secret of the VM named vm.
+// UserDataSecret returns the cloud-init Secret of the VM named vm. It is immutable: a VM
+// reads its user-data once, at first boot, so nothing may change under it.
 func UserDataSecret(l Lab, vm string, userData []byte) *corev1.Secret {
 	return &corev1.Secret{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		ObjectMeta: l.objectMeta(lab.UserDataSecret(vm), map[string]string{lab.LabelNode: vm}),
+		ObjectMeta: l.objectMeta(lab.UserDataSecret(vm), map[string]string{lab.LabelUserData: vm}),
 		Type:       corev1.SecretTypeOpaque,
+		Immutable:  ptr.To(true),
 		Data:       map[string][]byte{lab.UserDataKey: clone(userData)},
 	}
 }

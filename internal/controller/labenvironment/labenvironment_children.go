@@ -227,13 +227,24 @@ func (r *Reconciler) reconcileMachines(ctx context.Context, s *scope, l render.L
 	if err := r.createOnce(ctx, render.AccessCredentialsSecret(l, nil), &corev1.Secret{}); err != nil {
 		return err
 	}
-	ca, err := pki.ParseKeyPair(material.CACert, material.CAKey)
-	if err != nil {
-		return fmt.Errorf("reading the CA of LabEnvironment %s: %w", s.env.Name, err)
-	}
 	var errs []error
 	nodes := l.Nodes()
 	for _, n := range nodes {
+		// A VM reads its user-data at first boot only: the Secret is written once and
+		// immutable, so an existing one is never rendered or compared again (the cache
+		// holds its metadata only: manager.dropUserData).
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: l.Namespace(), Name: lab.UserDataSecret(n.Name)}, &corev1.Secret{})
+		if err == nil {
+			continue
+		}
+		if !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("reading the user-data Secret of %s/%s: %w", l.Namespace(), n.Name, err))
+			continue
+		}
+		ca, err := pki.ParseKeyPair(material.CACert, material.CAKey)
+		if err != nil {
+			return fmt.Errorf("reading the CA of LabEnvironment %s: %w", s.env.Name, err)
+		}
 		in := cloudinit.Input{
 			Environment:    s.env.Name,
 			Template:       *s.template,
@@ -252,7 +263,9 @@ func (r *Reconciler) reconcileMachines(ctx context.Context, s *scope, l render.L
 			errs = append(errs, fmt.Errorf("rendering the user-data of %s/%s: %w", l.Namespace(), n.Name, err))
 			continue
 		}
-		errs = append(errs, r.Applier.ApplyCurrent(ctx, r.Client, render.UserDataSecret(l, n.Name, userData), &corev1.Secret{}))
+		if err := r.Client.Create(ctx, render.UserDataSecret(l, n.Name, userData)); err != nil && !apierrors.IsAlreadyExists(err) {
+			errs = append(errs, fmt.Errorf("creating the user-data Secret of %s/%s: %w", l.Namespace(), n.Name, err))
+		}
 	}
 	errs = append(errs, r.Applier.ApplyCurrent(ctx, r.Client, render.APIService(l), &corev1.Service{}))
 	if err := errors.Join(errs...); err != nil {
