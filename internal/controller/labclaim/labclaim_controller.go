@@ -12,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,11 +32,16 @@ import (
 // ControllerName names the controller in logs, events, metrics and as the field manager.
 const ControllerName = "labclaim"
 
-// Finalizer holds a LabClaim until its lab is being deleted.
+// Finalizer is the finalizer earlier labforge versions put on LabClaims; it is removed
+// when found. A claim carries none: see releaseLabsOf.
 const Finalizer = "labforge.dev/claim"
 
 // EnvClaimIndex indexes LabEnvironments by the UID of the claim they are bound to.
 const EnvClaimIndex = "spec.claimRef.uid"
+
+// EnvClaimNameIndex indexes LabEnvironments by the namespace/name of the claim they are
+// bound to: what is left to find a lab by once its claim is gone.
+const EnvClaimNameIndex = "spec.claimRef.name"
 
 // Reconciler serves LabClaims.
 type Reconciler struct {
@@ -61,7 +68,14 @@ type Reconciler struct {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	claim := &labforgev1alpha1.LabClaim{}
 	if err := r.Client.Get(ctx, req.NamespacedName, claim); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			return ctrl.Result{}, r.releaseLabsOf(ctx, req.NamespacedName, "")
+		}
+		return ctrl.Result{}, err
+	}
+	// Labs of an earlier claim of the same name, deleted while the operator was away.
+	if err := r.releaseLabsOf(ctx, req.NamespacedName, claim.UID); err != nil {
+		return ctrl.Result{}, err
 	}
 	s := &scope{claim: claim, now: r.Clock.Now()}
 	if err := r.findLab(ctx, s); err != nil {
@@ -69,13 +83,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if !claim.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, s)
-	}
-	if !controllerutil.ContainsFinalizer(claim, Finalizer) {
-		patch := client.MergeFrom(claim.DeepCopy())
-		controllerutil.AddFinalizer(claim, Finalizer)
-		if err := r.Client.Patch(ctx, claim, patch); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer to LabClaim %s/%s: %w", claim.Namespace, claim.Name, err)
-		}
 	}
 	result, err := r.reconcileNormal(ctx, s)
 	if statusErr := r.writeStatus(ctx, s, err == nil); statusErr != nil {
@@ -87,8 +94,49 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return result, nil
 }
 
-// reconcileDelete deletes the claim's lab; the lab's own finalizer tears it down. The
-// claim's Secrets go with the claim (owner references).
+// releaseLabsOf deletes the labs bound to a claim named key that no longer exists: every
+// lab bound to that name but not to the claim the cache holds (cached, "" if none).
+//
+// A LabClaim has no finalizer: deleting one is instant for its student and can never hang
+// on a stopped operator, and it saves a write on every claim. Its lab goes here instead: at
+// once through the claim's delete event, and after a restart through the labs' own events,
+// which name their claim. Before deleting, the claim is read from the API server, by UID:
+// a lab bound by another operator may name a claim this cache has not seen yet, and a new
+// claim of the same name is not the lab's claim. The lab's own finalizer tears it down;
+// the claim's Secrets go with the claim (owner references).
+func (r *Reconciler) releaseLabsOf(ctx context.Context, key client.ObjectKey, cached types.UID) error {
+	var envs labforgev1alpha1.LabEnvironmentList
+	if err := r.Client.List(ctx, &envs, client.MatchingFields{EnvClaimNameIndex: key.String()}); err != nil {
+		return fmt.Errorf("listing the labs of LabClaim %s: %w", key, err)
+	}
+	var live *labforgev1alpha1.LabClaim
+	var errs []error
+	for i := range envs.Items {
+		env := &envs.Items[i]
+		if !env.DeletionTimestamp.IsZero() || env.Spec.ClaimRef.UID == cached {
+			continue
+		}
+		if live == nil {
+			live = &labforgev1alpha1.LabClaim{}
+			if err := r.APIReader.Get(ctx, key, live); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("reading LabClaim %s: %w", key, err)
+			}
+		}
+		if live.UID == env.Spec.ClaimRef.UID {
+			continue
+		}
+		if err := r.Client.Delete(ctx, env, client.Preconditions{UID: &env.UID}); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, fmt.Errorf("deleting LabEnvironment %s of deleted LabClaim %s: %w", env.Name, key, err))
+			continue
+		}
+		ctrl.LoggerFrom(ctx).Info("Deleted the lab of a deleted LabClaim", "lab", env.Name)
+	}
+	return errors.Join(errs...)
+}
+
+// reconcileDelete deletes the lab of a claim held in deletion by someone else's finalizer
+// (and removes the finalizer earlier labforge versions added). The lab's own finalizer
+// tears it down; the claim's Secrets go with the claim (owner references).
 func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) error {
 	if s.env != nil && s.env.DeletionTimestamp.IsZero() {
 		if err := r.Client.Delete(ctx, s.env); client.IgnoreNotFound(err) != nil {
@@ -120,6 +168,14 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return nil
 	}); err != nil {
 		return fmt.Errorf("indexing LabEnvironments by claim: %w", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabEnvironment{}, EnvClaimNameIndex, func(o client.Object) []string {
+		if ref := o.(*labforgev1alpha1.LabEnvironment).Spec.ClaimRef; ref != nil {
+			return []string{client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}.String()}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing LabEnvironments by claim name: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).

@@ -120,18 +120,22 @@ func setStatus(s *scope, succeeded bool) {
 func (r *Reconciler) recordTransitions(ctx context.Context, before *labforgev1alpha1.LabClaim, s *scope) {
 	after := s.claim
 	log := ctrl.LoggerFrom(ctx)
-	if s.boundNow {
-		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, "Bound", "Bind", "Bound to lab %s (%s)", s.env.Name, s.launch)
-		log.Info("Bound LabClaim", "lab", s.env.Name, "launch", s.launch)
-	}
 	was := meta.FindStatusCondition(before.Status.Conditions, labforgev1alpha1.ConditionReady)
 	now := meta.FindStatusCondition(after.Status.Conditions, labforgev1alpha1.ConditionReady)
+	handedOver := now != nil && now.Status == metav1.ConditionTrue && before.Status.ReadyTime == nil
+	if s.boundNow {
+		log.Info("Bound LabClaim", "lab", s.env.Name, "launch", s.launch)
+		// A warm lab is bound and handed over in one pass: one event tells both.
+		if !handedOver {
+			r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, "Bound", "Bind", "Bound to lab %s (%s)", s.env.Name, s.launch)
+		}
+	}
 	if now == nil || (was != nil && was.Status == now.Status && was.Reason == now.Reason) {
 		return
 	}
 	switch {
-	case now.Status == metav1.ConditionTrue && before.Status.ReadyTime == nil:
-		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, "HandedOver", "Handover", "Lab %s is ready: %s", after.Status.Lab, after.Status.SSH.Command)
+	case handedOver:
+		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, "HandedOver", "Handover", "Lab %s (%s) is ready: %s", after.Status.Lab, after.Status.LaunchType, after.Status.SSH.Command)
 		template := ""
 		if s.template != nil {
 			template = s.template.Name

@@ -133,8 +133,13 @@ var _ = Describe("A student claiming a lab", func() {
 		}
 		Eventually(poolStatus(ctx, "warm")).Should(And(HaveField("ReadyReplicas", int32(2)), HaveField("BoundReplicas", int32(1))))
 
+		By("telling the student in one event, with no finalizer to hold the claim")
+		Eventually(eventReasons(ctx, "LabClaim", "alice")).Should(Equal([]string{"Normal/HandedOver"}))
+		Expect(claim.Finalizers).To(BeEmpty())
+
 		By("deleting the lab and the Secrets when the claim is released")
 		Expect(k8s.Delete(ctx, claim)).To(Succeed())
+		Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(claim), claim))).To(BeTrue(), "the claim is gone at once")
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: st.Lab}, &labforgev1alpha1.LabEnvironment{}))
 		}).WithTimeout(60 * time.Second).Should(BeTrue())
@@ -262,6 +267,39 @@ var _ = Describe("A student claiming a lab", func() {
 		}).WithTimeout(60 * time.Second).Should(BeTrue())
 		Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: "students-expiry", Name: "dave-kubeconfig"}, &corev1.Secret{}))).To(BeTrue())
 		clk.Set(0)
+	})
+})
+
+var _ = Describe("A claim deleted while the operator is down", func() {
+	It("has its lab deleted when the operator is back, and a new claim of the same name keeps its own", func(ctx context.Context) {
+		Expect(k8s.Create(ctx, newTemplate("claim-down", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, newPool("down", "claim-down", 2))).To(Succeed())
+		Eventually(poolStatus(ctx, "down")).Should(HaveField("ReadyReplicas", int32(2)))
+		createNamespace(ctx, "students-down", nil)
+		Expect(k8s.Create(ctx, newClaim("students-down", "bob", "down"))).To(Succeed())
+		Eventually(claimCondition(ctx, "students-down", "bob", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
+		var first labforgev1alpha1.LabClaim
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "students-down", Name: "bob"}, &first)).To(Succeed())
+
+		stopManager()
+		Expect(k8s.Delete(ctx, &first)).To(Succeed())
+		// The same student claims again under the same name before the operator is back.
+		Expect(k8s.Create(ctx, newClaim("students-down", "bob", "down"))).To(Succeed())
+		var err error
+		stopManager, sim, err = integration.StartSimulatedManager(cp.RESTConfig(), clk)
+		Expect(err).NotTo(HaveOccurred())
+
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: first.Status.Lab}, &labforgev1alpha1.LabEnvironment{}))
+		}).WithTimeout(60 * time.Second).Should(BeTrue())
+		Eventually(claimCondition(ctx, "students-down", "bob", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
+		var second labforgev1alpha1.LabClaim
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "students-down", Name: "bob"}, &second)).To(Succeed())
+		Expect(second.Status.Lab).NotTo(Equal(first.Status.Lab))
+		var env labforgev1alpha1.LabEnvironment
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: second.Status.Lab}, &env)).To(Succeed())
+		Expect(env.Spec.ClaimRef.UID).To(Equal(second.UID))
+		Expect(env.DeletionTimestamp).To(BeNil())
 	})
 })
 
