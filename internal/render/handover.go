@@ -31,9 +31,12 @@ func AccessServiceFor(l Lab) *corev1.Service {
 		Spec: corev1.ServiceSpec{
 			Type:     corev1.ServiceTypeNodePort,
 			Selector: controlPlaneSelector(l),
-			// Cluster: any node forwards; the lab's policies admit traffic from outside the
-			// host's ranges, and SNAT to a node address stays outside them.
-			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyCluster,
+			// Local: the student's source address reaches the VM unchanged. With Cluster,
+			// kube-proxy masquerades NodePort traffic to a node address, which the lab's
+			// allow-student-access policy refuses (it admits sources outside the host's
+			// pod, service and node ranges only), and a lab VM dialling another lab's
+			// NodePort would arrive as a node and be let in.
+			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
 			Ports: []corev1.ServicePort{
 				{Name: PortSSH, Protocol: corev1.ProtocolTCP, Port: lab.SSHPort, TargetPort: intOrString(lab.SSHPort)},
 				{Name: PortAPI, Protocol: corev1.ProtocolTCP, Port: lab.APIPort, TargetPort: intOrString(lab.APIPort)},

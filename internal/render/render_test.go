@@ -2,6 +2,7 @@ package render
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -244,5 +245,28 @@ func TestUserDataSecret(t *testing.T) {
 	in[0] = 'X'
 	if string(s.Data[lab.UserDataKey]) != "#cloud-config\n" {
 		t.Error("the Secret aliases the input's bytes")
+	}
+}
+
+// The student's address must reach the VM unchanged: the lab's policies admit SSH and
+// the API from outside the host's ranges only, and a masqueraded source is a node's.
+func TestAccessService(t *testing.T) {
+	l := testLab(1)
+	svc := AccessServiceFor(l)
+	if svc.Namespace != l.Namespace() || svc.Spec.Type != corev1.ServiceTypeNodePort {
+		t.Fatalf("service %s/%s of type %s, want a NodePort Service in %s", svc.Namespace, svc.Name, svc.Spec.Type, l.Namespace())
+	}
+	if svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal {
+		t.Errorf("externalTrafficPolicy = %s, want Local", svc.Spec.ExternalTrafficPolicy)
+	}
+	var ports []string
+	for _, p := range svc.Spec.Ports {
+		ports = append(ports, fmt.Sprintf("%s:%d", p.Name, p.Port))
+	}
+	if diff := cmp.Diff([]string{"ssh:22", "api:6443"}, ports); diff != "" {
+		t.Errorf("ports (-want +got):\n%s", diff)
+	}
+	if got := svc.Spec.Selector[lab.LabelNode]; got != lab.ControlPlaneVM {
+		t.Errorf("selector %v does not pick the control-plane VM", svc.Spec.Selector)
 	}
 }
