@@ -61,6 +61,10 @@ controlplane: ## Build etcd, kube-apiserver, kube-controller-manager and kubeadm
 test: verify-generated verify-fmt vet controlplane ## Unit and integration tests on a real control plane.
 	$(GO) test $(TEST_FLAGS) ./...
 
+.PHONY: test-reliability
+test-reliability: controlplane ## The integration suites' long variants (a crash after every write of a claim...).
+	LABFORGE_RELIABILITY=1 $(GO) test -p 1 -count=1 -timeout 90m ./test/integration/...
+
 .PHONY: dev
 dev: build controlplane ## Run labforge locally on an embedded control plane with simulated VMs.
 	$(BIN)/labforge dev --state-dir $(STATE_DIR)

@@ -71,6 +71,11 @@ type Options struct {
 	// Clock is the controllers' clock; the real one if nil. Tests move a fake one to make
 	// claims expire without waiting.
 	Clock clock.PassiveClock
+	// WrapClient, when set, wraps the client every controller (and a Simulator run in this
+	// manager) reads and writes through. For tests only, never in production: the crash
+	// suite counts the operator's writes and stops the manager after one of them, and
+	// makes the pool controller's reads lag behind its writes.
+	WrapClient func(client.Client) client.Client
 }
 
 // DefaultOperatorNamespace is where the operator runs when nothing else says so.
@@ -100,6 +105,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
 		// Lets a new leader take over at once when the old one exits cleanly.
 		LeaderElectionReleaseOnCancel: true,
+		NewClient:                     newClient(opts.WrapClient),
 		Controller: config.Controller{
 			SkipNameValidation: &opts.SkipControllerNameValidation,
 			// controller-runtime v0.24.1's priority queue can deadlock on shutdown
@@ -179,6 +185,20 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("adding the readiness check: %w", err)
 	}
 	return mgr, nil
+}
+
+// newClient returns controller-runtime's own client constructor, wrapped by wrap when set.
+func newClient(wrap func(client.Client) client.Client) client.NewClientFunc {
+	if wrap == nil {
+		return client.New
+	}
+	return func(cfg *rest.Config, options client.Options) (client.Client, error) {
+		c, err := client.New(cfg, options)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(c), nil
+	}
 }
 
 // managedOnly restricts the cache of each kind to objects labelled as labforge's.

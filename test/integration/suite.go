@@ -6,7 +6,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,9 +13,18 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/controlplane"
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/manager"
@@ -61,30 +69,71 @@ func StartControlPlane(ctx context.Context) (*controlplane.ControlPlane, error) 
 // second operator can reach its labs (StartOperator).
 func StartSimulatedManager(cfg *rest.Config, clk clock.PassiveClock) (stop func(), sim *simulator.Simulator, err error) {
 	sim = simulator.New(simulator.Options{})
-	stop, err = startManager(cfg, clk, sim, nil)
+	stop, err = StartManager(context.Background(), cfg, manager.Options{Clock: clk, Simulator: sim})
 	return stop, sim, err
 }
 
 // StartOperator runs a second operator process's worth of controllers, with no VM backend
 // of its own (a cluster has one KubeVirt), probing the labs of sim.
 func StartOperator(cfg *rest.Config, clk clock.PassiveClock, sim *simulator.Simulator) (stop func(), err error) {
-	return startManager(cfg, clk, nil, sim.Dialer())
+	return StartManager(context.Background(), cfg, manager.Options{Clock: clk, ProbeDialer: sim.Dialer()})
 }
 
-func startManager(cfg *rest.Config, clk clock.PassiveClock, sim *simulator.Simulator,
-	dialer func(ctx context.Context, network, addr string) (net.Conn, error)) (func(), error) {
-	mgr, err := manager.New(cfg, manager.Options{
-		Clock:       clk,
-		ProbeDialer: dialer,
-		MetricsAddr: "0", ProbeAddr: "0", Host: hostcluster.Default(),
-		// Suites restart the manager, and some run two at once.
-		SkipControllerNameValidation: true,
+// StartManager runs labforge's manager with opts, completed with the suites' defaults (no
+// metrics or health servers, the default host network when opts.Host has no pod ranges,
+// several managers per process, a 100ms probe interval when none is set), until ctx is cancelled or stop is called. stop waits for the
+// manager to exit, whichever ended it.
+func StartManager(ctx context.Context, cfg *rest.Config, opts manager.Options) (stop func(), err error) {
+	opts.MetricsAddr, opts.ProbeAddr = "0", "0"
+	if opts.Host.PodCIDRs == nil {
+		opts.Host = hostcluster.Default()
+	}
+	// Suites restart the manager, and some run two at once.
+	opts.SkipControllerNameValidation = true
+	if opts.ProbeInterval == 0 {
 		// Simulated labs boot at once and answer the probe as soon as they run.
-		ProbeInterval: 100 * time.Millisecond,
-		Simulator:     sim,
-	})
+		opts.ProbeInterval = 100 * time.Millisecond
+	}
+	mgr, err := manager.New(cfg, opts)
 	if err != nil {
 		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return func() {
+		cancel()
+		<-done
+	}, nil
+}
+
+// StartSimulator runs the simulated VM backend alone, in a manager with its own client,
+// until stop is called (stop waits for it to exit). Operators started with
+// ProbeDialer: sim.Dialer() probe its labs. A suite that wraps the operator's client
+// (manager.Options.WrapClient) to count the operator's writes never sees the simulator's.
+func StartSimulator(cfg *rest.Config, opts simulator.Options) (stop func(), sim *simulator.Simulator, err error) {
+	managedBy := labels.SelectorFromSet(labels.Set{labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  manager.NewScheme(),
+		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:  "0",
+		GracefulShutdownTimeout: ptr.To(10 * time.Second),
+		Controller:              config.Controller{SkipNameValidation: ptr.To(true)},
+		// As the operator's manager caches them: only labforge's VMs and VMIs.
+		Cache: cache.Options{
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				&kubevirtv1.VirtualMachine{}:         {Label: managedBy},
+				&kubevirtv1.VirtualMachineInstance{}: {Label: managedBy},
+			},
+		},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating the simulator's manager: %w", err)
+	}
+	sim = simulator.New(opts)
+	if err := sim.SetupWithManager(mgr); err != nil {
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -92,7 +141,7 @@ func startManager(cfg *rest.Config, clk clock.PassiveClock, sim *simulator.Simul
 	return func() {
 		cancel()
 		<-done
-	}, nil
+	}, sim, nil
 }
 
 // OffsetClock is the real clock moved by an offset a test can change: it lets a claim

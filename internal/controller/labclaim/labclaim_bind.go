@@ -76,6 +76,10 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 		if err := r.bind(ctx, s); err != nil || s.env == nil {
 			return ctrl.Result{}, err
 		}
+	} else if s.claim.Status.LaunchType == "" {
+		// Bound by an earlier pass whose status write never happened (the operator died
+		// right after the bind, or the write failed): say how, as that pass would have.
+		s.launch = launchType(s.claim, s.env)
 	}
 	if !meta.IsStatusConditionTrue(s.env.Status.Conditions, labforgev1alpha1.ConditionReady) {
 		return ctrl.Result{}, nil
@@ -277,14 +281,7 @@ func (r *Reconciler) tryBind(ctx context.Context, s *scope, candidate *labforgev
 		err := r.Client.Update(ctx, env)
 		if err == nil {
 			s.env, s.boundNow = env, true
-			// Warm: the claim was served by a lab that was Ready before it came, either
-			// because it never had to wait in line, or because the lab is older than the
-			// claim (timestamps have second precision: a claim that waited behind others
-			// that jumped the line still took a lab the pool had before it came).
-			s.launch = labforgev1alpha1.LaunchCold
-			if s.claim.Status.QueuePosition == 0 || env.CreationTimestamp.Before(&s.claim.CreationTimestamp) {
-				s.launch = labforgev1alpha1.LaunchWarm
-			}
+			s.launch = launchType(s.claim, env)
 			bindsTotal.WithLabelValues(s.claim.Spec.PoolRef.Name, "bound").Inc()
 			return true, nil
 		}
@@ -301,6 +298,21 @@ func (r *Reconciler) tryBind(ctx context.Context, s *scope, candidate *labforgev
 		}
 	}
 	return false, nil
+}
+
+// launchType says how env served claim. A lab booted for a template claim is Cold. A
+// pool's lab is Warm when it was Ready before the claim came: the claim never had to wait
+// in line, or the lab is older than the claim (timestamps have second precision: a claim
+// that waited behind others that jumped the line still took a lab the pool had before it
+// came).
+func launchType(claim *labforgev1alpha1.LabClaim, env *labforgev1alpha1.LabEnvironment) labforgev1alpha1.LaunchType {
+	if claim.Spec.TemplateRef != nil {
+		return labforgev1alpha1.LaunchCold
+	}
+	if claim.Status.QueuePosition == 0 || env.CreationTimestamp.Before(&claim.CreationTimestamp) {
+		return labforgev1alpha1.LaunchWarm
+	}
+	return labforgev1alpha1.LaunchCold
 }
 
 // bindCold creates a lab for a claim that names a template. The lab is born bound.

@@ -66,7 +66,7 @@ func setStatus(s *scope, succeeded bool) {
 			t := metav1.NewTime(s.now)
 			st.BoundTime = &t
 		}
-		if s.boundNow {
+		if s.launch != "" && (s.boundNow || st.LaunchType == "") {
 			st.LaunchType = s.launch
 		}
 		exp := metav1.NewTime(s.expiresAt())

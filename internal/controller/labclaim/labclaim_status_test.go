@@ -21,6 +21,9 @@ func TestSetStatus(t *testing.T) {
 		wantLab     string
 		wantCommand string
 		wantQueue   int32
+		// before is the claim's status before the pass; wantLaunch its launch type after.
+		before     labforgev1alpha1.LabClaimStatus
+		wantLaunch labforgev1alpha1.LaunchType
 	}{
 		"waiting in line": {
 			scope:     scope{pendingReason: labforgev1alpha1.ReasonWaitingForLab, pendingMessage: "number 3 in line", queuePosition: 3},
@@ -34,10 +37,26 @@ func TestSetStatus(t *testing.T) {
 			want:      map[string]cond{"Bound": {"False", "NotBound"}, "Ready": {"False", "NamespaceNotAllowed"}, "Stalled": {"True", "NamespaceNotAllowed"}},
 		},
 		"bound, lab booting": {
-			scope:     scope{env: bound, boundNow: true, launch: labforgev1alpha1.LaunchCold, duration: time.Hour},
-			succeeded: true,
-			want:      map[string]cond{"Bound": {"True", "Bound"}, "Ready": {"Unknown", "LabBooting"}},
-			wantLab:   "pool-abcde",
+			scope:      scope{env: bound, boundNow: true, launch: labforgev1alpha1.LaunchCold, duration: time.Hour},
+			succeeded:  true,
+			want:       map[string]cond{"Bound": {"True", "Bound"}, "Ready": {"Unknown", "LabBooting"}},
+			wantLab:    "pool-abcde",
+			wantLaunch: labforgev1alpha1.LaunchCold,
+		},
+		"bound by a pass that died before its status write": {
+			scope:      scope{env: bound, launch: labforgev1alpha1.LaunchWarm, duration: time.Hour},
+			succeeded:  true,
+			want:       map[string]cond{"Bound": {"True", "Bound"}, "Ready": {"Unknown", "LabBooting"}},
+			wantLab:    "pool-abcde",
+			wantLaunch: labforgev1alpha1.LaunchWarm,
+		},
+		"bound earlier: the launch type stays": {
+			scope:      scope{env: bound, duration: time.Hour},
+			succeeded:  true,
+			before:     labforgev1alpha1.LabClaimStatus{Lab: "pool-abcde", LaunchType: labforgev1alpha1.LaunchCold, BoundTime: &metav1.Time{Time: now}},
+			want:       map[string]cond{"Bound": {"True", "Bound"}, "Ready": {"Unknown", "LabBooting"}},
+			wantLab:    "pool-abcde",
+			wantLaunch: labforgev1alpha1.LaunchCold,
 		},
 		"handed over": {
 			scope: scope{env: bound, boundNow: true, launch: labforgev1alpha1.LaunchWarm, duration: time.Hour,
@@ -46,6 +65,7 @@ func TestSetStatus(t *testing.T) {
 			want:        map[string]cond{"Bound": {"True", "Bound"}, "Ready": {"True", "LabReady"}},
 			wantLab:     "pool-abcde",
 			wantCommand: "ssh -p 30022 ubuntu@labs.example.com",
+			wantLaunch:  labforgev1alpha1.LaunchWarm,
 		},
 		"handover failed": {
 			scope:     scope{env: bound, boundNow: true, duration: time.Hour},
@@ -63,9 +83,12 @@ func TestSetStatus(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := tc.scope
 			s.now = now
-			s.claim = &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "alice", Generation: 1}}
+			s.claim = &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "alice", Generation: 1}, Status: tc.before}
 			setStatus(&s, tc.succeeded)
 			st := s.claim.Status
+			if st.LaunchType != tc.wantLaunch {
+				t.Errorf("launch type %q, want %q", st.LaunchType, tc.wantLaunch)
+			}
 			got := map[string]cond{}
 			for _, c := range st.Conditions {
 				got[c.Type] = cond{string(c.Status), c.Reason}

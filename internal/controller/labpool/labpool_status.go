@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
@@ -96,7 +97,7 @@ func (r *Reconciler) observe(ctx context.Context, pool *labforgev1alpha1.LabPool
 	}
 	r.Expectations.Observed(pool.Name, live)
 
-	waiting, err := r.waitingClaims(ctx, pool)
+	waiting, err := r.waitingClaims(ctx, pool, s.envs)
 	if err != nil {
 		return nil, err
 	}
@@ -131,22 +132,36 @@ func (r *Reconciler) observe(ctx context.Context, pool *labforgev1alpha1.LabPool
 	return s, nil
 }
 
-// waitingClaims counts the pool's claims that wait for a lab: not bound, not refused, not
-// ended.
-func (r *Reconciler) waitingClaims(ctx context.Context, pool *labforgev1alpha1.LabPool) (int32, error) {
+// waitingClaims counts the pool's claims that wait for a lab (countWaiting).
+func (r *Reconciler) waitingClaims(ctx context.Context, pool *labforgev1alpha1.LabPool, labs []*labforgev1alpha1.LabEnvironment) (int32, error) {
 	var claims labforgev1alpha1.LabClaimList
 	if err := r.Client.List(ctx, &claims, client.MatchingFields{ClaimPoolIndex: pool.Name}); err != nil {
 		return 0, fmt.Errorf("listing the claims of LabPool %s: %w", pool.Name, err)
 	}
+	return countWaiting(claims.Items, labs), nil
+}
+
+// countWaiting counts the claims that wait for a lab: not bound, not refused, not ended.
+// A claim that one of labs is bound to does not wait, whatever its status says: the claim
+// controller writes a bind into the lab first and into the claim's status after (and may
+// die in between), and counting the claim as waiting while its lab counts as bound would
+// boot one lab too many.
+func countWaiting(claims []labforgev1alpha1.LabClaim, labs []*labforgev1alpha1.LabEnvironment) int32 {
+	bound := make(map[types.UID]bool, len(labs))
+	for _, env := range labs {
+		if ref := env.Spec.ClaimRef; ref != nil {
+			bound[ref.UID] = true
+		}
+	}
 	var n int32
-	for _, c := range claims.Items {
-		if c.DeletionTimestamp.IsZero() && c.Status.Lab == "" &&
+	for _, c := range claims {
+		if c.DeletionTimestamp.IsZero() && c.Status.Lab == "" && !bound[c.UID] &&
 			!meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionStalled) &&
 			!meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionExpired) {
 			n++
 		}
 	}
-	return n, nil
+	return n
 }
 
 // stateOf classifies a lab for the pool's arithmetic.

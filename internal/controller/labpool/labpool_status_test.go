@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 )
@@ -148,6 +149,51 @@ func TestSetStatus(t *testing.T) {
 			}
 			if st.Selector != "labforge.dev/pool=p" || st.ObservedGeneration != 2 {
 				t.Errorf("selector %q, observedGeneration %d", st.Selector, st.ObservedGeneration)
+			}
+		})
+	}
+}
+
+func TestCountWaiting(t *testing.T) {
+	claim := func(uid, lab string, conditions ...string) labforgev1alpha1.LabClaim {
+		c := labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "c-" + uid, UID: types.UID(uid)}}
+		c.Status.Lab = lab
+		for _, t := range conditions {
+			c.Status.Conditions = append(c.Status.Conditions, metav1.Condition{Type: t, Status: metav1.ConditionTrue})
+		}
+		return c
+	}
+	boundTo := func(name, uid string) *labforgev1alpha1.LabEnvironment {
+		e := env(labSpec{name: name, ready: true})
+		e.Spec.ClaimRef = &labforgev1alpha1.ClaimReference{Namespace: "ns", Name: "c-" + uid, UID: types.UID(uid)}
+		return e
+	}
+	deleting := claim("d", "")
+	now := metav1.NewTime(statusT0)
+	deleting.DeletionTimestamp = &now
+	tests := map[string]struct {
+		claims []labforgev1alpha1.LabClaim
+		labs   []*labforgev1alpha1.LabEnvironment
+		want   int32
+	}{
+		"a claim with no lab waits":           {claims: []labforgev1alpha1.LabClaim{claim("a", "")}, labs: []*labforgev1alpha1.LabEnvironment{env(labSpec{name: "p-0", ready: true})}, want: 1},
+		"a claim whose status names its lab":  {claims: []labforgev1alpha1.LabClaim{claim("a", "p-0")}, labs: []*labforgev1alpha1.LabEnvironment{boundTo("p-0", "a")}},
+		"bound, its status not written yet":   {claims: []labforgev1alpha1.LabClaim{claim("a", "")}, labs: []*labforgev1alpha1.LabEnvironment{boundTo("p-0", "a")}},
+		"a lab bound to an earlier namesake":  {claims: []labforgev1alpha1.LabClaim{claim("b", "")}, labs: []*labforgev1alpha1.LabEnvironment{boundTo("p-0", "a")}, want: 1},
+		"refused":                             {claims: []labforgev1alpha1.LabClaim{claim("a", "", "Stalled")}},
+		"expired, its lab gone":               {claims: []labforgev1alpha1.LabClaim{claim("a", "p-0", "Expired")}},
+		"expired before its status named one": {claims: []labforgev1alpha1.LabClaim{claim("a", "", "Expired")}},
+		"being deleted":                       {claims: []labforgev1alpha1.LabClaim{deleting}},
+		"two waiting, one bound unwritten": {
+			claims: []labforgev1alpha1.LabClaim{claim("a", ""), claim("b", ""), claim("c", "")},
+			labs:   []*labforgev1alpha1.LabEnvironment{boundTo("p-0", "b"), env(labSpec{name: "p-1"})},
+			want:   2,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := countWaiting(tc.claims, tc.labs); got != tc.want {
+				t.Errorf("countWaiting = %d, want %d", got, tc.want)
 			}
 		})
 	}
