@@ -12,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -36,6 +38,10 @@ const Finalizer = "labforge.dev/claim"
 
 // EnvClaimIndex indexes LabEnvironments by the UID of the claim they are bound to.
 const EnvClaimIndex = "spec.claimRef.uid"
+
+// EnvClaimKeyIndex indexes LabEnvironments by "namespace/name" of the claim they are bound
+// to, so that the labs of a claim that is gone can be found.
+const EnvClaimKeyIndex = "spec.claimRef.key"
 
 // Reconciler serves LabClaims.
 type Reconciler struct {
@@ -62,7 +68,13 @@ type Reconciler struct {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	claim := &labforgev1alpha1.LabClaim{}
 	if err := r.Client.Get(ctx, req.NamespacedName, claim); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			return ctrl.Result{}, r.deleteOrphanedLabs(ctx, req.NamespacedName, "")
+		}
+		return ctrl.Result{}, err
+	}
+	if err := r.deleteOrphanedLabs(ctx, req.NamespacedName, claim.UID); err != nil {
+		return ctrl.Result{}, err
 	}
 	s := &scope{claim: claim, now: r.Clock.Now()}
 	if err := r.findLab(ctx, s); err != nil {
@@ -105,6 +117,42 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) error {
 	return client.IgnoreNotFound(r.Client.Patch(ctx, s.claim, patch))
 }
 
+// deleteOrphanedLabs deletes the labs bound to a claim of this name that no longer exists:
+// one deleted without the claim's finalizer (a student may remove it: the claim is theirs
+// to edit), or one replaced by a new claim of the same name. Without this a student could
+// hold any number of labs, and their NodePorts, forever. uid is the claim that exists now,
+// empty if none. The cache can lag behind a bind made by another operator process, so the
+// API server has the last word on whether the bound claim is gone.
+func (r *Reconciler) deleteOrphanedLabs(ctx context.Context, key client.ObjectKey, uid types.UID) error {
+	var envs labforgev1alpha1.LabEnvironmentList
+	if err := r.Client.List(ctx, &envs, client.MatchingFields{EnvClaimKeyIndex: key.String()}); err != nil {
+		return fmt.Errorf("listing the labs bound to LabClaim %s: %w", key, err)
+	}
+	var live *labforgev1alpha1.LabClaim
+	for i := range envs.Items {
+		env := &envs.Items[i]
+		ref := env.Spec.ClaimRef
+		if ref == nil || ref.UID == uid || !env.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if live == nil {
+			live = &labforgev1alpha1.LabClaim{}
+			if err := r.APIReader.Get(ctx, key, live); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("reading LabClaim %s: %w", key, err)
+			}
+		}
+		if live.UID == ref.UID {
+			continue // the cache has not seen the claim yet
+		}
+		if err := r.Client.Delete(ctx, env, client.Preconditions{UID: &env.UID}); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting LabEnvironment %s, whose LabClaim %s is gone: %w", env.Name, key, err)
+		}
+		ctrl.LoggerFrom(ctx).Info("Deleted a lab whose LabClaim is gone", "lab", env.Name, "claimUID", ref.UID)
+		r.Recorder.Eventf(env, nil, corev1.EventTypeNormal, "ClaimGone", "Delete", "LabClaim %s (UID %s) is gone; its lab is deleted", key, ref.UID)
+	}
+	return nil
+}
+
 // SetupWithManager registers the controller, its index and its watches. It needs the
 // LabClaim pool index the LabPool controller registers.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -121,6 +169,14 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return nil
 	}); err != nil {
 		return fmt.Errorf("indexing LabEnvironments by claim: %w", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabEnvironment{}, EnvClaimKeyIndex, func(o client.Object) []string {
+		if ref := o.(*labforgev1alpha1.LabEnvironment).Spec.ClaimRef; ref != nil {
+			return []string{client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}.String()}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing LabEnvironments by claim name: %w", err)
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabClaim{}, claimNodePortWaitIndex, waitingForNodePorts); err != nil {
 		return fmt.Errorf("indexing LabClaims waiting for NodePorts: %w", err)
