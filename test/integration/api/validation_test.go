@@ -274,6 +274,15 @@ var _ = Describe("Invalid labforge objects", func() {
 			`spec.templateRef.name: Invalid value: "": spec.templateRef.name in body should be at least 1 chars long`),
 		Entry("pool: a template name over 63 characters", set(pool("p"), "templateRef.name", strings.Repeat("t", 64)),
 			`spec.templateRef.name: Too long: may not be more than 63 bytes`),
+		Entry("pool: a namespace selector with an operator that does not exist", set(pool("p"), "claimNamespaceSelector", map[string]any{
+			"matchExpressions": []any{map[string]any{"key": "team", "operator": "Like", "values": []any{"a"}}}}),
+			`spec.claimNamespaceSelector: Invalid value: claimNamespaceSelector.matchExpressions: the operator must be In or NotIn with values, or Exists or DoesNotExist without values`),
+		Entry("pool: a namespace selector with In and no values", set(pool("p"), "claimNamespaceSelector", map[string]any{
+			"matchExpressions": []any{map[string]any{"key": "team", "operator": "In"}}}),
+			`spec.claimNamespaceSelector: Invalid value: claimNamespaceSelector.matchExpressions: the operator must be In or NotIn with values, or Exists or DoesNotExist without values`),
+		Entry("pool: a namespace selector with Exists and values", set(pool("p"), "claimNamespaceSelector", map[string]any{
+			"matchExpressions": []any{map[string]any{"key": "team", "operator": "Exists", "values": []any{"a"}}}}),
+			`spec.claimNamespaceSelector: Invalid value: claimNamespaceSelector.matchExpressions: the operator must be In or NotIn with values, or Exists or DoesNotExist without values`),
 		Entry("pool: a template in another namespace", set(pool("p"), "templateRef.namespace", "kube-system"),
 			`unknown field "spec.templateRef.namespace"`),
 
