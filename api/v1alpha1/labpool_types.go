@@ -59,6 +59,7 @@ type LabPoolSpec struct {
 
 	// ClaimNamespaceSelector selects the namespaces whose LabClaims may use this pool. Unset
 	// admits no namespace; an empty selector ({}) admits every namespace.
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn'] ? (has(e.values) && size(e.values) > 0) : (e.operator in ['Exists', 'DoesNotExist'] && (!has(e.values) || size(e.values) == 0)))",message="claimNamespaceSelector.matchExpressions: the operator must be In or NotIn with values, or Exists or DoesNotExist without values"
 	// +optional
 	ClaimNamespaceSelector *metav1.LabelSelector `json:"claimNamespaceSelector,omitempty"`
 

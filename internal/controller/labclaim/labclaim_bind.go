@@ -87,7 +87,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 	if err := r.handOver(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{RequeueAfter: s.expiresAt().Sub(s.now)}, nil
+	return ctrl.Result{RequeueAfter: s.requeueAfter()}, nil
 }
 
 // resolve finds the claim's pool or template, checks the claim may use it, and settles its

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -33,7 +34,7 @@ import (
 const ControllerName = "labclaim"
 
 // Finalizer is the finalizer earlier labforge versions put on LabClaims; it is removed
-// when found. A claim carries none: see releaseLabsOf.
+// when found. A claim carries none: see deleteOrphanedLabs.
 const Finalizer = "labforge.dev/claim"
 
 // EnvClaimIndex indexes LabEnvironments by the UID of the claim they are bound to.
@@ -69,12 +70,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	claim := &labforgev1alpha1.LabClaim{}
 	if err := r.Client.Get(ctx, req.NamespacedName, claim); err != nil {
 		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, r.releaseLabsOf(ctx, req.NamespacedName, "")
+			return ctrl.Result{}, r.deleteOrphanedLabs(ctx, req.NamespacedName, "")
 		}
 		return ctrl.Result{}, err
 	}
 	// Labs of an earlier claim of the same name, deleted while the operator was away.
-	if err := r.releaseLabsOf(ctx, req.NamespacedName, claim.UID); err != nil {
+	if err := r.deleteOrphanedLabs(ctx, req.NamespacedName, claim.UID); err != nil {
 		return ctrl.Result{}, err
 	}
 	s := &scope{claim: claim, now: r.Clock.Now()}
@@ -94,46 +95,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return result, nil
 }
 
-// releaseLabsOf deletes the labs bound to a claim named key that no longer exists: every
-// lab bound to that name but not to the claim the cache holds (cached, "" if none).
-//
-// A LabClaim has no finalizer: deleting one is instant for its student and can never hang
-// on a stopped operator, and it saves a write on every claim. Its lab goes here instead: at
-// once through the claim's delete event, and after a restart through the labs' own events,
-// which name their claim. Before deleting, the claim is read from the API server, by UID:
-// a lab bound by another operator may name a claim this cache has not seen yet, and a new
-// claim of the same name is not the lab's claim. The lab's own finalizer tears it down;
-// the claim's Secrets go with the claim (owner references).
-func (r *Reconciler) releaseLabsOf(ctx context.Context, key client.ObjectKey, cached types.UID) error {
-	var envs labforgev1alpha1.LabEnvironmentList
-	if err := r.Client.List(ctx, &envs, client.MatchingFields{EnvClaimNameIndex: key.String()}); err != nil {
-		return fmt.Errorf("listing the labs of LabClaim %s: %w", key, err)
-	}
-	var live *labforgev1alpha1.LabClaim
-	var errs []error
-	for i := range envs.Items {
-		env := &envs.Items[i]
-		if !env.DeletionTimestamp.IsZero() || env.Spec.ClaimRef.UID == cached {
-			continue
-		}
-		if live == nil {
-			live = &labforgev1alpha1.LabClaim{}
-			if err := r.APIReader.Get(ctx, key, live); client.IgnoreNotFound(err) != nil {
-				return fmt.Errorf("reading LabClaim %s: %w", key, err)
-			}
-		}
-		if live.UID == env.Spec.ClaimRef.UID {
-			continue
-		}
-		if err := r.Client.Delete(ctx, env, client.Preconditions{UID: &env.UID}); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("deleting LabEnvironment %s of deleted LabClaim %s: %w", env.Name, key, err))
-			continue
-		}
-		ctrl.LoggerFrom(ctx).Info("Deleted the lab of a deleted LabClaim", "lab", env.Name)
-	}
-	return errors.Join(errs...)
-}
-
 // reconcileDelete deletes the lab of a claim held in deletion by someone else's finalizer
 // (and removes the finalizer earlier labforge versions added). The lab's own finalizer
 // tears it down; the claim's Secrets go with the claim (owner references).
@@ -150,6 +111,48 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) error {
 	patch := client.MergeFrom(s.claim.DeepCopy())
 	controllerutil.RemoveFinalizer(s.claim, Finalizer)
 	return client.IgnoreNotFound(r.Client.Patch(ctx, s.claim, patch))
+}
+
+// deleteOrphanedLabs deletes the labs bound to a claim of this name that no longer exists,
+// or was replaced by a new claim of the same name; uid is the claim the cache holds now,
+// empty if none.
+//
+// A LabClaim has no finalizer: deleting one is instant for its student and can never hang
+// on a stopped operator, and it saves a write on every claim. Its lab goes here instead: at
+// once through the claim's delete event, and after a restart through the labs' own events,
+// which name their claim. (A finalizer would not be enough anyway: students may edit their
+// claims, so they could remove it and keep the lab and its NodePorts forever.) The cache
+// can lag behind a bind made by another operator process, so the API server has the last
+// word on whether the bound claim is gone. The lab's own finalizer tears it down; the
+// claim's Secrets go with the claim (owner references).
+func (r *Reconciler) deleteOrphanedLabs(ctx context.Context, key client.ObjectKey, uid types.UID) error {
+	var envs labforgev1alpha1.LabEnvironmentList
+	if err := r.Client.List(ctx, &envs, client.MatchingFields{EnvClaimNameIndex: key.String()}); err != nil {
+		return fmt.Errorf("listing the labs bound to LabClaim %s: %w", key, err)
+	}
+	var live *labforgev1alpha1.LabClaim
+	for i := range envs.Items {
+		env := &envs.Items[i]
+		ref := env.Spec.ClaimRef
+		if ref == nil || ref.UID == uid || !env.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if live == nil {
+			live = &labforgev1alpha1.LabClaim{}
+			if err := r.APIReader.Get(ctx, key, live); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("reading LabClaim %s: %w", key, err)
+			}
+		}
+		if live.UID == ref.UID {
+			continue // the cache has not seen the claim yet
+		}
+		if err := r.Client.Delete(ctx, env, client.Preconditions{UID: &env.UID}); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting LabEnvironment %s, whose LabClaim %s is gone: %w", env.Name, key, err)
+		}
+		ctrl.LoggerFrom(ctx).Info("Deleted a lab whose LabClaim is gone", "lab", env.Name, "claimUID", ref.UID)
+		r.Recorder.Eventf(env, nil, corev1.EventTypeNormal, "ClaimGone", "Delete", "LabClaim %s (UID %s) is gone; its lab is deleted", key, ref.UID)
+	}
+	return nil
 }
 
 // SetupWithManager registers the controller, its index and its watches. It needs the
@@ -177,12 +180,18 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing LabEnvironments by claim name: %w", err)
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabClaim{}, claimNodePortWaitIndex, waitingForNodePorts); err != nil {
+		return fmt.Errorf("indexing LabClaims waiting for NodePorts: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&labforgev1alpha1.LabClaim{}).
 		Owns(&corev1.Secret{}).
 		Watches(&labforgev1alpha1.LabEnvironment{}, handler.EnqueueRequestsFromMapFunc(r.claimsOfLab)).
 		Watches(&labforgev1alpha1.LabPool{}, handler.EnqueueRequestsFromMapFunc(r.waitingClaimsOfPool)).
+		// Freed NodePorts: a lab's Service deleted, or a lab gone with its namespace.
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.nodePortWaiters), builder.WithPredicates(nodePortServiceDeleted())).
+		Watches(&labforgev1alpha1.LabEnvironment{}, handler.EnqueueRequestsFromMapFunc(r.nodePortWaiters), builder.WithPredicates(onlyDeletes())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 }

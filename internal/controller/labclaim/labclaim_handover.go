@@ -2,14 +2,22 @@ package labclaim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
@@ -53,6 +61,12 @@ func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
 		return fmt.Errorf("reading Service %s/%s: %w", svc.Namespace, svc.Name, err)
 	}
 	applied, err := r.Applier.Apply(ctx, svc, observed)
+	if nodePortsExhausted(err) {
+		// Not an error of labforge's nor of the student's: the host has no NodePorts left.
+		// The claim waits, and is woken when a lab's Service goes (nodePortWaiters).
+		s.pendingReason, s.pendingMessage = ReasonNodePortsExhausted, nodePortsExhaustedMessage(err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -183,4 +197,89 @@ func (r *Reconciler) ensureKubeconfig(ctx context.Context, s *scope, h *handover
 	}
 	_, err = r.Applier.Apply(ctx, secret, observed)
 	return err
+}
+
+// NodePortRetryInterval is how often a claim waiting for NodePorts tries again on its own.
+// Ports freed by labforge's own labs wake it at once (nodePortWaiters); this retry is for
+// ports freed by Services of others, which labforge does not watch.
+const NodePortRetryInterval = time.Minute
+
+// claimNodePortWaitIndex indexes LabClaims waiting for NodePorts, so that a freed port
+// wakes exactly those.
+const claimNodePortWaitIndex = "status.waitingForNodePorts"
+
+// nodePortAllocationFailure is how kube-apiserver words a NodePort range with no room left
+// for a Service's ports (an InternalError, HTTP 500, from its port allocator).
+const nodePortAllocationFailure = "failed to allocate a nodePort: range is full"
+
+// nodePortsExhausted says whether err is the API server refusing a Service because its
+// NodePort range is full.
+func nodePortsExhausted(err error) bool {
+	return err != nil && apierrors.IsInternalError(err) && strings.Contains(err.Error(), nodePortAllocationFailure)
+}
+
+// nodePortsExhaustedMessage tells the student and the admin what the claim waits for, in
+// the API server's own words.
+func nodePortsExhaustedMessage(err error) string {
+	said := nodePortAllocationFailure
+	var status apierrors.APIStatus
+	if errors.As(err, &status) && status.Status().Message != "" {
+		said = status.Status().Message
+	}
+	return fmt.Sprintf("The host cluster's NodePort range (kube-apiserver --service-node-port-range) has no 2 free ports for the lab's SSH and API (%s); "+
+		"the claim waits until another lab releases its ports", said)
+}
+
+// requeueAfter is when the claim must be looked at again without any event: at its expiry,
+// and sooner while it waits for NodePorts.
+func (s *scope) requeueAfter() time.Duration {
+	after := s.expiresAt().Sub(s.now)
+	if s.pendingReason == ReasonNodePortsExhausted && after > NodePortRetryInterval {
+		after = NodePortRetryInterval
+	}
+	return after
+}
+
+// waitingForNodePorts is the claimNodePortWaitIndex extractor.
+func waitingForNodePorts(o client.Object) []string {
+	c := meta.FindStatusCondition(o.(*labforgev1alpha1.LabClaim).Status.Conditions, labforgev1alpha1.ConditionReady)
+	if c != nil && c.Reason == ReasonNodePortsExhausted {
+		return []string{"true"}
+	}
+	return nil
+}
+
+// nodePortWaiters wakes every claim waiting for NodePorts. It runs when a lab's Service is
+// deleted (its ports are free once the API server has released them) and when a lab is
+// gone for good (its namespace, and every port in it, certainly released), so that a retry
+// racing the release still gets a second chance without polling.
+func (r *Reconciler) nodePortWaiters(ctx context.Context, _ client.Object) []reconcile.Request {
+	var claims labforgev1alpha1.LabClaimList
+	if err := r.Client.List(ctx, &claims, client.MatchingFields{claimNodePortWaitIndex: "true"}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the LabClaims waiting for NodePorts")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(claims.Items))
+	for _, c := range claims.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
+	}
+	return reqs
+}
+
+// onlyDeletes lets only deletions through: nothing else frees a port.
+func onlyDeletes() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		UpdateFunc:  func(event.UpdateEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return true },
+	}
+}
+
+// nodePortServiceDeleted lets through deletions of NodePort Services only.
+func nodePortServiceDeleted() predicate.Predicate {
+	return predicate.And(onlyDeletes(), predicate.NewPredicateFuncs(func(o client.Object) bool {
+		svc, ok := o.(*corev1.Service)
+		return ok && svc.Spec.Type == corev1.ServiceTypeNodePort
+	}))
 }

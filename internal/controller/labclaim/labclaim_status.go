@@ -32,6 +32,9 @@ const (
 	ReasonNotBound            = "NotBound"
 	ReasonExpired             = "Expired"
 	ReasonProvisioningFailed  = "HandoverFailed"
+	// ReasonNodePortsExhausted: the lab is bound and Ready, but the host cluster's NodePort
+	// range has no room for its SSH and API ports; the claim waits for ports to be freed.
+	ReasonNodePortsExhausted = "NodePortsExhausted"
 )
 
 var (
@@ -96,6 +99,11 @@ func setStatus(s *scope, succeeded bool) {
 		set(labforgev1alpha1.ConditionStalled, metav1.ConditionTrue, s.refusedReason, s.refusedMessage)
 	case s.pendingReason != "":
 		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, s.pendingReason, s.pendingMessage)
+		if s.pendingReason == ReasonNodePortsExhausted {
+			// The lab has no ports of its own now: never point the student at ports that
+			// may already be another lab's.
+			st.SSH, st.APIServerURL = nil, ""
+		}
 	case !succeeded:
 		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, ReasonProvisioningFailed, "Handing the lab over failed; retrying")
 	case s.handover != nil:
@@ -141,6 +149,10 @@ func (r *Reconciler) recordTransitions(ctx context.Context, before *labforgev1al
 			template = s.template.Name
 		}
 		claimReadySeconds.WithLabelValues(template, string(after.Status.LaunchType)).Observe(after.Status.ReadyTime.Sub(after.CreationTimestamp.Time).Seconds())
+	case now.Reason == ReasonNodePortsExhausted:
+		// Once per wait: the condition does not change while the claim keeps waiting.
+		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, ReasonNodePortsExhausted, "Handover", "%s", now.Message)
+		log.Info("LabClaim waits for NodePorts", "lab", after.Status.Lab)
 	case now.Reason == ReasonExpired:
 		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, ReasonExpired, "Expire", "The claim expired; lab %s was deleted", after.Status.Lab)
 	case now.Status == metav1.ConditionFalse:

@@ -15,14 +15,15 @@ func TestSetStatus(t *testing.T) {
 	bound := &labforgev1alpha1.LabEnvironment{ObjectMeta: metav1.ObjectMeta{Name: "pool-abcde"}}
 	type cond struct{ Status, Reason string }
 	tests := map[string]struct {
-		scope       scope
+		scope scope
+		// before is the claim's status before the pass, if it had one.
+		before      *labforgev1alpha1.LabClaimStatus
 		succeeded   bool
 		want        map[string]cond
 		wantLab     string
 		wantCommand string
 		wantQueue   int32
-		// before is the claim's status before the pass; wantLaunch its launch type after.
-		before     labforgev1alpha1.LabClaimStatus
+		// wantLaunch is the claim's launch type after the pass.
 		wantLaunch labforgev1alpha1.LaunchType
 	}{
 		"waiting in line": {
@@ -53,7 +54,7 @@ func TestSetStatus(t *testing.T) {
 		"bound earlier: the launch type stays": {
 			scope:      scope{env: bound, duration: time.Hour},
 			succeeded:  true,
-			before:     labforgev1alpha1.LabClaimStatus{Lab: "pool-abcde", LaunchType: labforgev1alpha1.LaunchCold, BoundTime: &metav1.Time{Time: now}},
+			before:     &labforgev1alpha1.LabClaimStatus{Lab: "pool-abcde", LaunchType: labforgev1alpha1.LaunchCold, BoundTime: &metav1.Time{Time: now}},
 			want:       map[string]cond{"Bound": {"True", "Bound"}, "Ready": {"Unknown", "LabBooting"}},
 			wantLab:    "pool-abcde",
 			wantLaunch: labforgev1alpha1.LaunchCold,
@@ -73,6 +74,21 @@ func TestSetStatus(t *testing.T) {
 			want:      map[string]cond{"Bound": {"True", "Bound"}, "Ready": {"Unknown", "HandoverFailed"}},
 			wantLab:   "pool-abcde",
 		},
+		"bound and Ready, but no NodePorts free": {
+			scope: scope{env: bound, boundNow: true, launch: labforgev1alpha1.LaunchWarm, duration: time.Hour,
+				pendingReason: ReasonNodePortsExhausted, pendingMessage: "range is full"},
+			succeeded:  true,
+			want:       map[string]cond{"Bound": {"True", "Bound"}, "Ready": {"Unknown", "NodePortsExhausted"}},
+			wantLab:    "pool-abcde",
+			wantLaunch: labforgev1alpha1.LaunchWarm,
+		},
+		"lost its NodePorts after a handover: the old ports are not shown any more": {
+			scope:     scope{env: bound, duration: time.Hour, pendingReason: ReasonNodePortsExhausted, pendingMessage: "range is full"},
+			before:    &labforgev1alpha1.LabClaimStatus{Lab: "pool-abcde", SSH: &labforgev1alpha1.SSHEndpoint{Port: 30022, Command: "ssh -p 30022 ubuntu@labs.example.com"}, APIServerURL: "https://labs.example.com:30443"},
+			succeeded: true,
+			want:      map[string]cond{"Bound": {"True", "Bound"}, "Ready": {"Unknown", "NodePortsExhausted"}},
+			wantLab:   "pool-abcde",
+		},
 		"expired": {
 			scope:     scope{expired: true, duration: time.Hour},
 			succeeded: true,
@@ -83,7 +99,10 @@ func TestSetStatus(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := tc.scope
 			s.now = now
-			s.claim = &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "alice", Generation: 1}, Status: tc.before}
+			s.claim = &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "alice", Generation: 1}}
+			if tc.before != nil {
+				s.claim.Status = *tc.before.DeepCopy()
+			}
 			setStatus(&s, tc.succeeded)
 			st := s.claim.Status
 			if st.LaunchType != tc.wantLaunch {
@@ -108,6 +127,9 @@ func TestSetStatus(t *testing.T) {
 			}
 			if tc.wantLab != "" && (st.ExpiresAt == nil || !st.ExpiresAt.Time.Equal(now.Add(time.Hour))) {
 				t.Errorf("expiresAt %v, want %v", st.ExpiresAt, now.Add(time.Hour))
+			}
+			if tc.wantCommand == "" && st.APIServerURL != "" {
+				t.Errorf("apiServerURL %q without a handover", st.APIServerURL)
 			}
 			if tc.wantCommand != "" && (st.APIServerURL != "https://labs.example.com:30443" || st.KubeconfigSecretName != "alice-kubeconfig" || st.ReadyTime == nil) {
 				t.Errorf("handover status %+v", st)

@@ -1,0 +1,99 @@
+package labclaim
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+)
+
+// TestDeleteOrphanedLabs covers the decisions the integration story cannot provoke at
+// will: a cache that has not seen a claim another operator just bound must never cost
+// that claim its lab. The fake clients stand in for the cache and the API server only to
+// disagree on purpose.
+func TestDeleteOrphanedLabs(t *testing.T) {
+	key := client.ObjectKey{Namespace: "students", Name: "alice"}
+	bound := func(name string, uid types.UID) *labforgev1alpha1.LabEnvironment {
+		return &labforgev1alpha1.LabEnvironment{
+			ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(name + "-uid")},
+			Spec: labforgev1alpha1.LabEnvironmentSpec{
+				TemplateRef: labforgev1alpha1.LocalObjectReference{Name: "t"},
+				ClaimRef:    &labforgev1alpha1.ClaimReference{Namespace: key.Namespace, Name: key.Name, UID: uid},
+			},
+		}
+	}
+	claim := func(uid types.UID) *labforgev1alpha1.LabClaim {
+		return &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, UID: uid}}
+	}
+	tests := map[string]struct {
+		envs []*labforgev1alpha1.LabEnvironment
+		// cached is the claim's UID as the cache has it ("" for none); live is the claim
+		// the API server has, if any.
+		cached    types.UID
+		live      *labforgev1alpha1.LabClaim
+		wantKept  []string
+		wantEvent bool
+	}{
+		"the claim is gone everywhere: its lab goes": {
+			envs: []*labforgev1alpha1.LabEnvironment{bound("lab-a", "old")}, wantEvent: true,
+		},
+		"a new claim of the same name: the old claim's lab goes, the new one's stays": {
+			envs:   []*labforgev1alpha1.LabEnvironment{bound("lab-a", "old"), bound("lab-b", "new")},
+			cached: "new", live: claim("new"), wantKept: []string{"lab-b"}, wantEvent: true,
+		},
+		"the cache has not seen the claim yet: the lab stays": {
+			envs: []*labforgev1alpha1.LabEnvironment{bound("lab-a", "fresh")}, live: claim("fresh"), wantKept: []string{"lab-a"},
+		},
+		"the claim exists: nothing to do": {
+			envs: []*labforgev1alpha1.LabEnvironment{bound("lab-a", "same")}, cached: "same", live: claim("same"), wantKept: []string{"lab-a"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			scheme := runtime.NewScheme()
+			if err := labforgev1alpha1.AddToScheme(scheme); err != nil {
+				t.Fatal(err)
+			}
+			index := func(o client.Object) []string {
+				ref := o.(*labforgev1alpha1.LabEnvironment).Spec.ClaimRef
+				return []string{client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}.String()}
+			}
+			var objs []client.Object
+			for _, e := range tc.envs {
+				objs = append(objs, e)
+			}
+			cache := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithIndex(&labforgev1alpha1.LabEnvironment{}, EnvClaimNameIndex, index).Build()
+			apiServer := fake.NewClientBuilder().WithScheme(scheme)
+			if tc.live != nil {
+				apiServer = apiServer.WithObjects(tc.live)
+			}
+			recorder := events.NewFakeRecorder(10)
+			r := &Reconciler{Client: cache, APIReader: apiServer.Build(), Recorder: recorder}
+			if err := r.deleteOrphanedLabs(context.Background(), key, tc.cached); err != nil {
+				t.Fatal(err)
+			}
+			var left labforgev1alpha1.LabEnvironmentList
+			if err := cache.List(context.Background(), &left); err != nil {
+				t.Fatal(err)
+			}
+			var kept []string
+			for _, e := range left.Items {
+				kept = append(kept, e.Name)
+			}
+			if diff := cmp.Diff(tc.wantKept, kept); diff != "" {
+				t.Errorf("labs left (-want +got):\n%s", diff)
+			}
+			if got := len(recorder.Events) > 0; got != tc.wantEvent {
+				t.Errorf("event recorded: %v, want %v", got, tc.wantEvent)
+			}
+		})
+	}
+}
