@@ -88,8 +88,15 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 func (r *Reconciler) reconcileTemplate(ctx context.Context, s *scope) (bool, error) {
 	snapshot := &corev1.ConfigMap{}
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespaceOf(s.env), Name: render.TemplateSnapshot}, snapshot)
+	owned := false
+	if err == nil {
+		var adoptErr error
+		if owned, adoptErr = r.claimChild(ctx, s.env, snapshot); adoptErr != nil {
+			return false, adoptErr
+		}
+	}
 	switch {
-	case err == nil && ownedBy(snapshot, s.env):
+	case owned:
 		spec, gen, err := render.TemplateFromSnapshot(snapshot)
 		if err != nil {
 			return false, err
@@ -133,7 +140,11 @@ func (r *Reconciler) reconcileNamespace(ctx context.Context, s *scope, l render.
 		s.namespaceTerminating = true
 		return false, nil
 	}
-	if !ownedBy(ns, s.env) {
+	owned, err := r.claimChild(ctx, s.env, ns)
+	if err != nil {
+		return false, err
+	}
+	if !owned {
 		return false, fmt.Errorf("namespace %s exists and does not belong to LabEnvironment %s", l.Namespace(), s.env.Name)
 	}
 	_, err = r.Applier.Apply(ctx, render.Namespace(l), ns)
@@ -159,7 +170,7 @@ func (r *Reconciler) reconcileSnapshot(ctx context.Context, s *scope, l render.L
 	if err != nil {
 		return err
 	}
-	return r.createOnce(ctx, cm, &corev1.ConfigMap{})
+	return r.createOnce(ctx, s.env, cm, &corev1.ConfigMap{})
 }
 
 // reconcilePKI returns the lab's key material, minting it the first time. The Secret is
@@ -188,7 +199,9 @@ func (r *Reconciler) reconcilePKI(ctx context.Context, s *scope, l render.Lab) (
 	if err != nil {
 		return render.PKI{}, fmt.Errorf("reading Secret %s: %w", key, err)
 	}
-	if !ownedBy(secret, s.env) {
+	if owned, err := r.claimChild(ctx, s.env, secret); err != nil {
+		return render.PKI{}, err
+	} else if !owned {
 		return render.PKI{}, fmt.Errorf("secret %s does not belong to LabEnvironment %s", key, s.env.Name)
 	}
 	return render.PKIFromSecret(secret)
@@ -224,7 +237,7 @@ func (r *Reconciler) mintPKI(s *scope) (render.PKI, error) {
 // reconcileMachines writes the access-credentials Secret, the cloud-init Secrets, the API
 // Service and the VMs.
 func (r *Reconciler) reconcileMachines(ctx context.Context, s *scope, l render.Lab, material render.PKI) error {
-	if err := r.createOnce(ctx, render.AccessCredentialsSecret(l, nil), &corev1.Secret{}); err != nil {
+	if err := r.createOnce(ctx, s.env, render.AccessCredentialsSecret(l, nil), &corev1.Secret{}); err != nil {
 		return err
 	}
 	ca, err := pki.ParseKeyPair(material.CACert, material.CAKey)
@@ -312,11 +325,16 @@ func (r *Reconciler) nextCheck(s *scope) ctrl.Result {
 }
 
 // createOnce creates obj unless it exists: for objects whose content is fixed at birth or
-// written by someone else later (the access-credentials Secret, at claim time).
-func (r *Reconciler) createOnce(ctx context.Context, desired, holder client.Object) error {
+// written by someone else later (the access-credentials Secret, at claim time). One that
+// exists must be env's (or an orphan labelled as env's, adopted here).
+func (r *Reconciler) createOnce(ctx context.Context, env *labforgev1alpha1.LabEnvironment, desired, holder client.Object) error {
 	err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), holder)
 	if err == nil {
-		return nil
+		owned, err := r.claimChild(ctx, env, holder)
+		if err == nil && !owned {
+			err = fmt.Errorf("%s/%s exists and does not belong to LabEnvironment %s", desired.GetNamespace(), desired.GetName(), env.Name)
+		}
+		return err
 	}
 	if !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reading %s/%s: %w", desired.GetNamespace(), desired.GetName(), err)
