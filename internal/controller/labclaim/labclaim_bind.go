@@ -274,6 +274,9 @@ func (r *Reconciler) tryBind(ctx context.Context, s *scope, candidate *labforgev
 			return false, nil
 		}
 		env.Spec.ClaimRef = &labforgev1alpha1.ClaimReference{Namespace: s.claim.Namespace, Name: s.claim.Name, UID: s.claim.UID}
+		// The lab leaves its pool in the same write: deleting the pool must not take a
+		// student's lab with it.
+		env.OwnerReferences = withoutPool(env.OwnerReferences)
 		err := r.Client.Update(ctx, env)
 		if err == nil {
 			s.env, s.boundNow = env, true
@@ -301,6 +304,17 @@ func (r *Reconciler) tryBind(ctx context.Context, s *scope, candidate *labforgev
 		}
 	}
 	return false, nil
+}
+
+// withoutPool returns refs without the owner reference of a LabPool.
+func withoutPool(refs []metav1.OwnerReference) []metav1.OwnerReference {
+	kept := make([]metav1.OwnerReference, 0, len(refs))
+	for _, r := range refs {
+		if r.Kind != "LabPool" || r.APIVersion != labforgev1alpha1.GroupVersion.String() {
+			kept = append(kept, r)
+		}
+	}
+	return kept
 }
 
 // bindCold creates a lab for a claim that names a template. The lab is born bound.
