@@ -77,6 +77,13 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 			return ctrl.Result{}, err
 		}
 	}
+	if c := meta.FindStatusCondition(s.env.Status.Conditions, labforgev1alpha1.ConditionReady); c != nil &&
+		c.Status == metav1.ConditionFalse && c.Reason == labenvironment.ReasonNamespaceLost {
+		// The lab's namespace was deleted under the student: the lab is gone for good.
+		s.refusedReason = ReasonLabLost
+		s.refusedMessage = fmt.Sprintf("Lab %s was lost: its namespace was deleted while the claim held it", s.env.Name)
+		return ctrl.Result{}, nil
+	}
 	if !meta.IsStatusConditionTrue(s.env.Status.Conditions, labforgev1alpha1.ConditionReady) {
 		return ctrl.Result{}, nil
 	}

@@ -41,9 +41,17 @@ type scope struct {
 	templateReason, templateMessage string
 
 	namespaceTerminating bool
-	provisioned          bool
-	vms                  []render.Node
-	vmis                 map[string]*kubevirtv1.VirtualMachineInstance
+	// namespaceLost: the namespace of a lab already handed to a claim was deleted (by
+	// hand); such a lab is reported lost, never rebuilt behind the student's back.
+	namespaceLost bool
+	// rebuilt: the namespace is younger than the lab's last Ready (it was deleted by hand
+	// and is being built again), so that Ready no longer holds for the new lab, whose boot
+	// started when namespaceCreated.
+	rebuilt          bool
+	namespaceCreated time.Time
+	provisioned      bool
+	vms              []render.Node
+	vmis             map[string]*kubevirtv1.VirtualMachineInstance
 
 	probed   bool
 	probe    labprobe.Result
@@ -126,17 +134,28 @@ func (r *Reconciler) reconcileTemplate(ctx context.Context, s *scope) (bool, err
 	return true, nil
 }
 
+// reconcileNamespace creates the lab's namespace, or finds it. A namespace deleted by hand
+// is waited for and built again, unless the lab was handed to a claim: then it is lost.
 func (r *Reconciler) reconcileNamespace(ctx context.Context, s *scope, l render.Lab) (bool, error) {
 	ns := &corev1.Namespace{}
 	err := r.Client.Get(ctx, client.ObjectKey{Name: l.Namespace()}, ns)
-	if apierrors.IsNotFound(err) {
+	switch {
+	case apierrors.IsNotFound(err):
+		if handedOver(s.env) {
+			s.namespaceLost = true
+			return false, nil
+		}
+		s.rebuilt, s.namespaceCreated = s.env.Status.ReadyTime != nil, s.now
 		_, err := r.Applier.Apply(ctx, render.Namespace(l), nil)
 		return err == nil, err
-	}
-	if err != nil {
+	case err != nil:
 		return false, fmt.Errorf("reading namespace %s: %w", l.Namespace(), err)
 	}
 	if !ns.DeletionTimestamp.IsZero() {
+		if handedOver(s.env) && belongsTo(ns, s.env) {
+			s.namespaceLost = true
+			return false, nil
+		}
 		s.namespaceTerminating = true
 		return false, nil
 	}
@@ -147,8 +166,17 @@ func (r *Reconciler) reconcileNamespace(ctx context.Context, s *scope, l render.
 	if !owned {
 		return false, fmt.Errorf("namespace %s exists and does not belong to LabEnvironment %s", l.Namespace(), s.env.Name)
 	}
+	s.namespaceCreated = ns.CreationTimestamp.Time
+	if ready := s.env.Status.ReadyTime; ready != nil && ns.CreationTimestamp.After(ready.Time) {
+		s.rebuilt = true
+	}
 	_, err = r.Applier.Apply(ctx, render.Namespace(l), ns)
 	return err == nil, err
+}
+
+// handedOver says whether the lab was Ready when a claim took it: the student has it.
+func handedOver(env *labforgev1alpha1.LabEnvironment) bool {
+	return env.Spec.ClaimRef != nil && env.Status.ReadyTime != nil
 }
 
 // reconcileGuards writes what confines the lab before anything runs in it.
@@ -295,7 +323,7 @@ func (r *Reconciler) observeMachines(ctx context.Context, s *scope, l render.Lab
 // probeLab asks the lab whether its bootstrap finished, once all its VMs run. A lab that
 // said so once stays bootstrapped: a student may break its API server on purpose.
 func (r *Reconciler) probeLab(ctx context.Context, s *scope, material render.PKI) {
-	if bootstrapDone(s.env) || !allRunning(s) {
+	if bootstrapDone(s) || !allRunning(s) {
 		return
 	}
 	s.probed = true
@@ -310,10 +338,10 @@ func (r *Reconciler) probeLab(ctx context.Context, s *scope, material render.PKI
 // nextCheck says when to look again without an event: the next probe of a booting lab,
 // or the boot deadline.
 func (r *Reconciler) nextCheck(s *scope) ctrl.Result {
-	if bootstrapDone(s.env) || bootstrapSucceeded(s) || bootstrapFailed(s) {
+	if bootstrapDone(s) || bootstrapSucceeded(s) || bootstrapFailed(s) {
 		return ctrl.Result{}
 	}
-	deadline := s.env.CreationTimestamp.Add(s.template.BootTimeout.Duration)
+	deadline := s.bootStarted().Add(s.template.BootTimeout.Duration)
 	wait := deadline.Sub(s.now)
 	if wait <= 0 {
 		return ctrl.Result{}
@@ -343,6 +371,15 @@ func (r *Reconciler) createOnce(ctx context.Context, env *labforgev1alpha1.LabEn
 		return fmt.Errorf("creating %s/%s: %w", desired.GetNamespace(), desired.GetName(), err)
 	}
 	return nil
+}
+
+// bootStarted is when the lab's boot began, which its boot timeout counts from: its
+// creation, or for a lab being rebuilt, the creation of its new namespace.
+func (s *scope) bootStarted() time.Time {
+	if s.rebuilt && !s.namespaceCreated.IsZero() {
+		return s.namespaceCreated
+	}
+	return s.env.CreationTimestamp.Time
 }
 
 func namespaceOf(env *labforgev1alpha1.LabEnvironment) string { return lab.Namespace(env.Name) }
