@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -90,6 +91,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // reconcileDelete deletes the claim's lab; the lab's own finalizer tears it down. The
 // claim's Secrets go with the claim (owner references).
 func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) error {
+	if s.env == nil {
+		if err := r.findUncachedLab(ctx, s); err != nil {
+			return err
+		}
+	}
 	if s.env != nil && s.env.DeletionTimestamp.IsZero() {
 		if err := r.Client.Delete(ctx, s.env); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting LabEnvironment %s of LabClaim %s/%s: %w", s.env.Name, s.claim.Namespace, s.claim.Name, err)
@@ -102,6 +108,35 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) error {
 	patch := client.MergeFrom(s.claim.DeepCopy())
 	controllerutil.RemoveFinalizer(s.claim, Finalizer)
 	return client.IgnoreNotFound(r.Client.Patch(ctx, s.claim, patch))
+}
+
+// findUncachedLab asks the API server for the lab a deleted claim may hold that the cache
+// does not show yet: a lab created or bound a moment before the claim was deleted. It
+// knows where to look: the lab the claim's status names, and a templateRef claim's lab,
+// whose name derives from the claim. Without this, such a lab would outlive its claim
+// until the orphan sweep found it.
+func (r *Reconciler) findUncachedLab(ctx context.Context, s *scope) error {
+	var names []string
+	if s.claim.Status.Lab != "" {
+		names = append(names, s.claim.Status.Lab)
+	}
+	if s.claim.Spec.TemplateRef != nil {
+		names = append(names, coldLabName(s.claim))
+	}
+	for _, name := range names {
+		env := &labforgev1alpha1.LabEnvironment{}
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Name: name}, env); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return fmt.Errorf("reading LabEnvironment %s of deleted LabClaim %s/%s: %w", name, s.claim.Namespace, s.claim.Name, err)
+		}
+		if ref := env.Spec.ClaimRef; ref != nil && ref.UID == s.claim.UID {
+			s.env = env
+			return nil
+		}
+	}
+	return nil
 }
 
 // SetupWithManager registers the controller, its index and its watches. It needs the
