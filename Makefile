@@ -95,7 +95,7 @@ install: ## Install the CRDs into the cluster of the current kubeconfig.
 	kubectl apply --server-side -k config/crd
 
 .PHONY: uninstall
-uninstall: ## Remove the CRDs (and with them every labforge object).
+uninstall: ## Remove the CRDs and every lab with them; the operator must run (docs/operations.md).
 	kubectl delete --ignore-not-found -k config/crd
 
 .PHONY: deploy
@@ -104,7 +104,7 @@ deploy: ## Deploy the operator (CRDs, RBAC, manager) with image $(IMG).
 	kubectl -n labforge-system set image deployment/labforge-controller-manager manager=$(IMG)
 
 .PHONY: undeploy
-undeploy: ## Remove the operator.
+undeploy: uninstall ## Remove every lab, then the operator: its finalizers need it running.
 	kubectl delete --ignore-not-found -k config/default
 
 .PHONY: build-installer

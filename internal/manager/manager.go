@@ -33,6 +33,7 @@ import (
 	"github.com/labforge/labforge/internal/controller/labenvironment"
 	"github.com/labforge/labforge/internal/controller/labpool"
 	"github.com/labforge/labforge/internal/controller/labtemplate"
+	"github.com/labforge/labforge/internal/controller/orphans"
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/labprobe"
@@ -177,6 +178,14 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Clock:     opts.Clock,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the %s controller: %w", labclaim.ControllerName, err)
+	}
+	// After the LabClaim controller: the sweep uses its index of labs by claim.
+	if err := (&orphans.Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder(orphans.ControllerName),
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the %s controllers: %w", orphans.ControllerName, err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("adding the health check: %w", err)

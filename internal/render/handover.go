@@ -72,14 +72,17 @@ const (
 	AnnotationLab       = "labforge.dev/lab"
 )
 
+// LabelClaim names the LabClaim a Secret in the claim's namespace belongs to.
+const LabelClaim = labforgev1alpha1.LabelPrefix + "claim"
+
 // claimObjectMeta is the metadata of a Secret a claim owns in its namespace.
 func claimObjectMeta(claim *labforgev1alpha1.LabClaim, name string, annotations map[string]string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Name:      name,
 		Namespace: claim.Namespace,
 		Labels: map[string]string{
-			labforgev1alpha1.LabelManagedBy:        labforgev1alpha1.ManagedByValue,
-			labforgev1alpha1.LabelPrefix + "claim": claim.Name,
+			labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue,
+			LabelClaim:                      claim.Name,
 		},
 		Annotations: annotations,
 		OwnerReferences: []metav1.OwnerReference{{

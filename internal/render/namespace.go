@@ -25,7 +25,7 @@ func Namespace(l Lab) *corev1.Namespace {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            l.Namespace(),
 			Labels:          labels,
-			OwnerReferences: []metav1.OwnerReference{l.ownerReference()},
+			OwnerReferences: []metav1.OwnerReference{l.OwnerReference()},
 		},
 	}
 }

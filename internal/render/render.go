@@ -7,11 +7,11 @@ package render
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/ownership"
 )
 
 // Lab is what every renderer takes.
@@ -43,17 +43,10 @@ func (l Lab) Labels() map[string]string {
 	return labels
 }
 
-// ownerReference makes the LabEnvironment the controlling owner, so that garbage
+// OwnerReference makes the LabEnvironment the controlling owner, so that garbage
 // collection removes anything the namespace deletion did not.
-func (l Lab) ownerReference() metav1.OwnerReference {
-	return metav1.OwnerReference{
-		APIVersion:         labforgev1alpha1.GroupVersion.String(),
-		Kind:               "LabEnvironment",
-		Name:               l.Env.Name,
-		UID:                l.Env.UID,
-		Controller:         ptr.To(true),
-		BlockOwnerDeletion: ptr.To(true),
-	}
+func (l Lab) OwnerReference() metav1.OwnerReference {
+	return ownership.ControllerReference("LabEnvironment", l.Env)
 }
 
 // objectMeta returns the metadata of a namespaced object of the lab.
@@ -66,7 +59,7 @@ func (l Lab) objectMeta(name string, extraLabels map[string]string) metav1.Objec
 		Name:            name,
 		Namespace:       l.Namespace(),
 		Labels:          labels,
-		OwnerReferences: []metav1.OwnerReference{l.ownerReference()},
+		OwnerReferences: []metav1.OwnerReference{l.OwnerReference()},
 	}
 }
 

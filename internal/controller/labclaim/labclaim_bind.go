@@ -81,6 +81,13 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 		// right after the bind, or the write failed): say how, as that pass would have.
 		s.launch = launchType(s.claim, s.env)
 	}
+	if c := meta.FindStatusCondition(s.env.Status.Conditions, labforgev1alpha1.ConditionReady); c != nil &&
+		c.Status == metav1.ConditionFalse && c.Reason == labenvironment.ReasonNamespaceLost {
+		// The lab's namespace was deleted under the student: the lab is gone for good.
+		s.refusedReason = ReasonLabLost
+		s.refusedMessage = fmt.Sprintf("Lab %s was lost: its namespace was deleted while the claim held it", s.env.Name)
+		return ctrl.Result{}, nil
+	}
 	if !meta.IsStatusConditionTrue(s.env.Status.Conditions, labforgev1alpha1.ConditionReady) {
 		return ctrl.Result{}, nil
 	}
@@ -278,6 +285,9 @@ func (r *Reconciler) tryBind(ctx context.Context, s *scope, candidate *labforgev
 			return false, nil
 		}
 		env.Spec.ClaimRef = &labforgev1alpha1.ClaimReference{Namespace: s.claim.Namespace, Name: s.claim.Name, UID: s.claim.UID}
+		// The lab leaves its pool in the same write: deleting the pool must not take a
+		// student's lab with it.
+		env.OwnerReferences = withoutPool(env.OwnerReferences)
 		err := r.Client.Update(ctx, env)
 		if err == nil {
 			s.env, s.boundNow = env, true
@@ -313,6 +323,17 @@ func launchType(claim *labforgev1alpha1.LabClaim, env *labforgev1alpha1.LabEnvir
 		return labforgev1alpha1.LaunchWarm
 	}
 	return labforgev1alpha1.LaunchCold
+}
+
+// withoutPool returns refs without the owner reference of a LabPool.
+func withoutPool(refs []metav1.OwnerReference) []metav1.OwnerReference {
+	kept := make([]metav1.OwnerReference, 0, len(refs))
+	for _, r := range refs {
+		if r.Kind != "LabPool" || r.APIVersion != labforgev1alpha1.GroupVersion.String() {
+			kept = append(kept, r)
+		}
+	}
+	return kept
 }
 
 // bindCold creates a lab for a claim that names a template. The lab is born bound.

@@ -99,6 +99,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // (and removes the finalizer earlier labforge versions added). The lab's own finalizer
 // tears it down; the claim's Secrets go with the claim (owner references).
 func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) error {
+	if s.env == nil {
+		if err := r.findUncachedLab(ctx, s); err != nil {
+			return err
+		}
+	}
 	if s.env != nil && s.env.DeletionTimestamp.IsZero() {
 		if err := r.Client.Delete(ctx, s.env); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting LabEnvironment %s of LabClaim %s/%s: %w", s.env.Name, s.claim.Namespace, s.claim.Name, err)
@@ -151,6 +156,35 @@ func (r *Reconciler) deleteOrphanedLabs(ctx context.Context, key client.ObjectKe
 		}
 		ctrl.LoggerFrom(ctx).Info("Deleted a lab whose LabClaim is gone", "lab", env.Name, "claimUID", ref.UID)
 		r.Recorder.Eventf(env, nil, corev1.EventTypeNormal, "ClaimGone", "Delete", "LabClaim %s (UID %s) is gone; its lab is deleted", key, ref.UID)
+	}
+	return nil
+}
+
+// findUncachedLab asks the API server for the lab a deleted claim may hold that the cache
+// does not show yet: a lab created or bound a moment before the claim was deleted. It
+// knows where to look: the lab the claim's status names, and a templateRef claim's lab,
+// whose name derives from the claim. Without this, such a lab would outlive its claim
+// until the orphan sweep found it.
+func (r *Reconciler) findUncachedLab(ctx context.Context, s *scope) error {
+	var names []string
+	if s.claim.Status.Lab != "" {
+		names = append(names, s.claim.Status.Lab)
+	}
+	if s.claim.Spec.TemplateRef != nil {
+		names = append(names, coldLabName(s.claim))
+	}
+	for _, name := range names {
+		env := &labforgev1alpha1.LabEnvironment{}
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Name: name}, env); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return fmt.Errorf("reading LabEnvironment %s of deleted LabClaim %s/%s: %w", name, s.claim.Namespace, s.claim.Name, err)
+		}
+		if ref := env.Spec.ClaimRef; ref != nil && ref.UID == s.claim.UID {
+			s.env = env
+			return nil
+		}
 	}
 	return nil
 }

@@ -137,9 +137,15 @@ func (r *Reconciler) ensureKeyPair(ctx context.Context, s *scope) (string, error
 		return "", fmt.Errorf("reading Secret %s: %w", key, err)
 	}
 	if !metav1.IsControlledBy(secret, s.claim) {
-		s.refusedReason = ReasonSecretConflict
-		s.refusedMessage = fmt.Sprintf("Secret %s exists and does not belong to this claim; delete or rename it", key)
-		return "", nil
+		adopted, err := r.adoptSecret(ctx, s, secret, r.keyPairProven)
+		if err != nil {
+			return "", err
+		}
+		if !adopted {
+			s.refusedReason = ReasonSecretConflict
+			s.refusedMessage = fmt.Sprintf("Secret %s exists and does not belong to this claim; delete or rename it", key)
+			return "", nil
+		}
 	}
 	return string(secret.Data["ssh-publickey"]), nil
 }
@@ -161,10 +167,16 @@ func (r *Reconciler) ensureKubeconfig(ctx context.Context, s *scope, h *handover
 	}
 	exists := err == nil
 	if exists && !metav1.IsControlledBy(current, s.claim) {
-		// Never take over a Secret the student (or anyone) made: say so instead.
-		s.refusedReason = ReasonSecretConflict
-		s.refusedMessage = fmt.Sprintf("Secret %s exists and does not belong to this claim; delete or rename it", key)
-		return nil
+		adopted, err := r.adoptSecret(ctx, s, current, r.kubeconfigProven)
+		if err != nil {
+			return err
+		}
+		if !adopted {
+			// Never take over a Secret the student (or anyone) made: say so instead.
+			s.refusedReason = ReasonSecretConflict
+			s.refusedMessage = fmt.Sprintf("Secret %s exists and does not belong to this claim; delete or rename it", key)
+			return nil
+		}
 	}
 	want := render.KubeconfigSecret(s.claim, s.env.Name, expiresAt, nil)
 	if exists &&
@@ -180,7 +192,7 @@ func (r *Reconciler) ensureKubeconfig(ctx context.Context, s *scope, h *handover
 	if err != nil {
 		return fmt.Errorf("reading the CA of lab %s: %w", s.env.Name, err)
 	}
-	user := "student:" + s.claim.Namespace + ":" + s.claim.Name
+	user := studentUser(s.claim)
 	cert, err := ca.IssueClient(user, []string{StudentGroup}, s.now.Add(-pki.ClockSkew), expiresAt.Time, nil)
 	if err != nil {
 		return fmt.Errorf("minting the kubeconfig of LabClaim %s/%s: %w", s.claim.Namespace, s.claim.Name, err)

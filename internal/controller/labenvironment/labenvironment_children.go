@@ -41,9 +41,17 @@ type scope struct {
 	templateReason, templateMessage string
 
 	namespaceTerminating bool
-	provisioned          bool
-	vms                  []render.Node
-	vmis                 map[string]*kubevirtv1.VirtualMachineInstance
+	// namespaceLost: the namespace of a lab already handed to a claim was deleted (by
+	// hand); such a lab is reported lost, never rebuilt behind the student's back.
+	namespaceLost bool
+	// rebuilt: the namespace is younger than the lab's last Ready (it was deleted by hand
+	// and is being built again), so that Ready no longer holds for the new lab, whose boot
+	// started when namespaceCreated.
+	rebuilt          bool
+	namespaceCreated time.Time
+	provisioned      bool
+	vms              []render.Node
+	vmis             map[string]*kubevirtv1.VirtualMachineInstance
 
 	probed   bool
 	probe    labprobe.Result
@@ -88,8 +96,15 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 func (r *Reconciler) reconcileTemplate(ctx context.Context, s *scope) (bool, error) {
 	snapshot := &corev1.ConfigMap{}
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespaceOf(s.env), Name: render.TemplateSnapshot}, snapshot)
+	owned := false
+	if err == nil {
+		var adoptErr error
+		if owned, adoptErr = r.claimChild(ctx, s.env, snapshot); adoptErr != nil {
+			return false, adoptErr
+		}
+	}
 	switch {
-	case err == nil && ownedBy(snapshot, s.env):
+	case owned:
 		spec, gen, err := render.TemplateFromSnapshot(snapshot)
 		if err != nil {
 			return false, err
@@ -119,25 +134,49 @@ func (r *Reconciler) reconcileTemplate(ctx context.Context, s *scope) (bool, err
 	return true, nil
 }
 
+// reconcileNamespace creates the lab's namespace, or finds it. A namespace deleted by hand
+// is waited for and built again, unless the lab was handed to a claim: then it is lost.
 func (r *Reconciler) reconcileNamespace(ctx context.Context, s *scope, l render.Lab) (bool, error) {
 	ns := &corev1.Namespace{}
 	err := r.Client.Get(ctx, client.ObjectKey{Name: l.Namespace()}, ns)
-	if apierrors.IsNotFound(err) {
+	switch {
+	case apierrors.IsNotFound(err):
+		if handedOver(s.env) {
+			s.namespaceLost = true
+			return false, nil
+		}
+		s.rebuilt, s.namespaceCreated = s.env.Status.ReadyTime != nil, s.now
 		_, err := r.Applier.Apply(ctx, render.Namespace(l), nil)
 		return err == nil, err
-	}
-	if err != nil {
+	case err != nil:
 		return false, fmt.Errorf("reading namespace %s: %w", l.Namespace(), err)
 	}
 	if !ns.DeletionTimestamp.IsZero() {
+		if handedOver(s.env) && belongsTo(ns, s.env) {
+			s.namespaceLost = true
+			return false, nil
+		}
 		s.namespaceTerminating = true
 		return false, nil
 	}
-	if !ownedBy(ns, s.env) {
+	owned, err := r.claimChild(ctx, s.env, ns)
+	if err != nil {
+		return false, err
+	}
+	if !owned {
 		return false, fmt.Errorf("namespace %s exists and does not belong to LabEnvironment %s", l.Namespace(), s.env.Name)
+	}
+	s.namespaceCreated = ns.CreationTimestamp.Time
+	if ready := s.env.Status.ReadyTime; ready != nil && ns.CreationTimestamp.After(ready.Time) {
+		s.rebuilt = true
 	}
 	_, err = r.Applier.Apply(ctx, render.Namespace(l), ns)
 	return err == nil, err
+}
+
+// handedOver says whether the lab was Ready when a claim took it: the student has it.
+func handedOver(env *labforgev1alpha1.LabEnvironment) bool {
+	return env.Spec.ClaimRef != nil && env.Status.ReadyTime != nil
 }
 
 // reconcileGuards writes what confines the lab before anything runs in it.
@@ -159,7 +198,7 @@ func (r *Reconciler) reconcileSnapshot(ctx context.Context, s *scope, l render.L
 	if err != nil {
 		return err
 	}
-	return r.createOnce(ctx, cm, &corev1.ConfigMap{})
+	return r.createOnce(ctx, s.env, cm, &corev1.ConfigMap{})
 }
 
 // reconcilePKI returns the lab's key material, minting it the first time. The Secret is
@@ -188,7 +227,9 @@ func (r *Reconciler) reconcilePKI(ctx context.Context, s *scope, l render.Lab) (
 	if err != nil {
 		return render.PKI{}, fmt.Errorf("reading Secret %s: %w", key, err)
 	}
-	if !ownedBy(secret, s.env) {
+	if owned, err := r.claimChild(ctx, s.env, secret); err != nil {
+		return render.PKI{}, err
+	} else if !owned {
 		return render.PKI{}, fmt.Errorf("secret %s does not belong to LabEnvironment %s", key, s.env.Name)
 	}
 	return render.PKIFromSecret(secret)
@@ -224,7 +265,7 @@ func (r *Reconciler) mintPKI(s *scope) (render.PKI, error) {
 // reconcileMachines writes the access-credentials Secret, the cloud-init Secrets, the API
 // Service and the VMs.
 func (r *Reconciler) reconcileMachines(ctx context.Context, s *scope, l render.Lab, material render.PKI) error {
-	if err := r.createOnce(ctx, render.AccessCredentialsSecret(l, nil), &corev1.Secret{}); err != nil {
+	if err := r.createOnce(ctx, s.env, render.AccessCredentialsSecret(l, nil), &corev1.Secret{}); err != nil {
 		return err
 	}
 	var errs []error
@@ -295,7 +336,7 @@ func (r *Reconciler) observeMachines(ctx context.Context, s *scope, l render.Lab
 // probeLab asks the lab whether its bootstrap finished, once all its VMs run. A lab that
 // said so once stays bootstrapped: a student may break its API server on purpose.
 func (r *Reconciler) probeLab(ctx context.Context, s *scope, material render.PKI) {
-	if bootstrapDone(s.env) || !allRunning(s) {
+	if bootstrapDone(s) || !allRunning(s) {
 		return
 	}
 	s.probed = true
@@ -310,10 +351,10 @@ func (r *Reconciler) probeLab(ctx context.Context, s *scope, material render.PKI
 // nextCheck says when to look again without an event: the next probe of a booting lab,
 // or the boot deadline.
 func (r *Reconciler) nextCheck(s *scope) ctrl.Result {
-	if bootstrapDone(s.env) || bootstrapSucceeded(s) || bootstrapFailed(s) {
+	if bootstrapDone(s) || bootstrapSucceeded(s) || bootstrapFailed(s) {
 		return ctrl.Result{}
 	}
-	deadline := s.env.CreationTimestamp.Add(s.template.BootTimeout.Duration)
+	deadline := s.bootStarted().Add(s.template.BootTimeout.Duration)
 	wait := deadline.Sub(s.now)
 	if wait <= 0 {
 		return ctrl.Result{}
@@ -325,11 +366,16 @@ func (r *Reconciler) nextCheck(s *scope) ctrl.Result {
 }
 
 // createOnce creates obj unless it exists: for objects whose content is fixed at birth or
-// written by someone else later (the access-credentials Secret, at claim time).
-func (r *Reconciler) createOnce(ctx context.Context, desired, holder client.Object) error {
+// written by someone else later (the access-credentials Secret, at claim time). One that
+// exists must be env's (or an orphan labelled as env's, adopted here).
+func (r *Reconciler) createOnce(ctx context.Context, env *labforgev1alpha1.LabEnvironment, desired, holder client.Object) error {
 	err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), holder)
 	if err == nil {
-		return nil
+		owned, err := r.claimChild(ctx, env, holder)
+		if err == nil && !owned {
+			err = fmt.Errorf("%s/%s exists and does not belong to LabEnvironment %s", desired.GetNamespace(), desired.GetName(), env.Name)
+		}
+		return err
 	}
 	if !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reading %s/%s: %w", desired.GetNamespace(), desired.GetName(), err)
@@ -338,6 +384,15 @@ func (r *Reconciler) createOnce(ctx context.Context, desired, holder client.Obje
 		return fmt.Errorf("creating %s/%s: %w", desired.GetNamespace(), desired.GetName(), err)
 	}
 	return nil
+}
+
+// bootStarted is when the lab's boot began, which its boot timeout counts from: its
+// creation, or for a lab being rebuilt, the creation of its new namespace.
+func (s *scope) bootStarted() time.Time {
+	if s.rebuilt && !s.namespaceCreated.IsZero() {
+		return s.namespaceCreated
+	}
+	return s.env.CreationTimestamp.Time
 }
 
 func namespaceOf(env *labforgev1alpha1.LabEnvironment) string { return lab.Namespace(env.Name) }

@@ -121,8 +121,9 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, env *labforgev1alpha1.
 	case err != nil:
 		return ctrl.Result{}, fmt.Errorf("reading namespace of LabEnvironment %s: %w", env.Name, err)
 	}
-	if !ownedBy(ns, env) {
-		// Never delete a namespace labforge does not own, whatever its name.
+	if !belongsTo(ns, env) {
+		// Never delete a namespace labforge does not own, whatever its name. An orphan
+		// labelled as this lab's (a restore that dropped owner references) is its own.
 		patch := client.MergeFrom(env.DeepCopy())
 		controllerutil.RemoveFinalizer(env, Finalizer)
 		return ctrl.Result{}, client.IgnoreNotFound(r.Client.Patch(ctx, env, patch))

@@ -22,6 +22,10 @@ const (
 	ReasonTemplateNotFound     = "TemplateNotFound"
 	ReasonInvalidTemplate      = "InvalidTemplate"
 	ReasonNamespaceTerminating = "NamespaceTerminating"
+	// ReasonNamespaceLost: the namespace of a lab a claim holds was deleted. The lab is
+	// not rebuilt (a student's lab is never replaced behind their back); its claim says
+	// LabLost, and the LabEnvironment goes when the claim does.
+	ReasonNamespaceLost        = "NamespaceLost"
 	ReasonProvisioning         = "Provisioning"
 	ReasonProvisioningFailed   = "ProvisioningFailed"
 	ReasonWaitingForScheduling = "WaitingForScheduling"
@@ -50,12 +54,23 @@ func init() { metrics.Registry.MustRegister(bootFailures) }
 // terminalReasons are the Ready=False reasons retrying cannot fix.
 var terminalReasons = map[string]bool{
 	ReasonTemplateNotFound: true, ReasonInvalidTemplate: true, ReasonBootstrapFailed: true, ReasonBootTimeout: true,
+	ReasonNamespaceLost: true,
+}
+
+// notBootFailures are the Ready=False reasons that say nothing about how labs of a
+// template boot, and so are not counted as boot failures.
+var notBootFailures = map[string]bool{
+	ReasonInvalidTemplate: true, ReasonTemplateNotFound: true, ReasonNamespaceLost: true,
 }
 
 // setStatus computes the whole status from what this pass observed.
 func setStatus(s *scope, succeeded bool) {
 	st := &s.env.Status
 	st.Namespace = namespaceOf(s.env)
+	if s.rebuilt {
+		// A lab built again in a new namespace has to prove itself Ready again.
+		st.ReadyTime = nil
+	}
 	if s.template != nil && s.templateGeneration > 0 {
 		st.TemplateGeneration = s.templateGeneration
 	}
@@ -125,7 +140,7 @@ func setMachineConditions(s *scope, set setter) {
 
 func setProbeConditions(s *scope, set setter) {
 	switch {
-	case bootstrapDone(s.env):
+	case bootstrapDone(s):
 		// Reported once by the lab; what a student does to the lab later is theirs.
 		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionTrue, ReasonReached, "The operator reached the lab API and verified it against the lab's CA")
 		set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionTrue, ReasonBootstrapComplete, "The lab reported that its bootstrap finished")
@@ -154,13 +169,16 @@ func readiness(s *scope, succeeded bool) (metav1.ConditionStatus, string, string
 	switch {
 	case s.templateReason != "":
 		return metav1.ConditionFalse, s.templateReason, s.templateMessage
+	case s.namespaceLost:
+		return metav1.ConditionFalse, ReasonNamespaceLost, fmt.Sprintf("Namespace %s was deleted while LabClaim %s/%s held the lab; a claimed lab is never rebuilt",
+			namespaceOf(s.env), s.env.Spec.ClaimRef.Namespace, s.env.Spec.ClaimRef.Name)
 	case s.namespaceTerminating:
 		return metav1.ConditionUnknown, ReasonNamespaceTerminating, fmt.Sprintf("Namespace %s is being deleted; the lab is rebuilt once it is gone", namespaceOf(s.env))
 	case !succeeded:
 		return metav1.ConditionUnknown, ReasonProvisioningFailed, "Writing the lab's objects failed; retrying"
 	case bootstrapFailed(s):
 		return metav1.ConditionFalse, ReasonBootstrapFailed, "The lab's bootstrap failed: " + s.probe.Message
-	case bootstrapDone(s.env) || bootstrapSucceeded(s):
+	case bootstrapDone(s) || bootstrapSucceeded(s):
 		if allRunning(s) {
 			return metav1.ConditionTrue, ReasonLabReady, "The lab is ready"
 		}
@@ -174,8 +192,9 @@ func readiness(s *scope, succeeded bool) (metav1.ConditionStatus, string, string
 	}
 }
 
-// bootstrapDone: the lab reported a finished bootstrap on an earlier pass.
-func bootstrapDone(env *labforgev1alpha1.LabEnvironment) bool { return env.Status.ReadyTime != nil }
+// bootstrapDone: the lab reported a finished bootstrap on an earlier pass, and it is still
+// the same lab (its namespace was not built again since).
+func bootstrapDone(s *scope) bool { return s.env.Status.ReadyTime != nil && !s.rebuilt }
 
 func bootstrapSucceeded(s *scope) bool {
 	return s.probed && s.probeErr == nil && s.probe.Phase == lab.MarkerPhaseComplete
@@ -186,7 +205,7 @@ func bootstrapFailed(s *scope) bool {
 }
 
 func timedOut(s *scope) bool {
-	return s.template != nil && !s.now.Before(s.env.CreationTimestamp.Add(s.template.BootTimeout.Duration))
+	return s.template != nil && !s.now.Before(s.bootStarted().Add(s.template.BootTimeout.Duration))
 }
 
 func allRunning(s *scope) bool {
@@ -217,7 +236,7 @@ func (r *Reconciler) recordTransitions(ctx context.Context, before, after *labfo
 		log.Info("LabEnvironment became Ready", "took", took.String())
 	case now.Status == metav1.ConditionFalse:
 		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, now.Reason, "Provision", "%s", now.Message)
-		if now.Reason != ReasonInvalidTemplate && now.Reason != ReasonTemplateNotFound {
+		if !notBootFailures[now.Reason] {
 			bootFailures.WithLabelValues(after.Spec.TemplateRef.Name, now.Reason).Inc()
 		}
 		log.Info("LabEnvironment failed", "reason", now.Reason, "message", now.Message)

@@ -106,6 +106,45 @@ func TestSetStatus(t *testing.T) {
 				"VMsRunning": {"Unknown", "Booting"}, "APIReachable": {"True", "Reached"}, "BootstrapComplete": {"True", "BootstrapComplete"}},
 			wantReady: true,
 		},
+		"lab rebuilt after its namespace was deleted, past the first boot's deadline": {
+			scope: func() *scope {
+				s := testScope(late, kubevirtv1.Scheduled)
+				t := metav1.NewTime(soon)
+				s.env.Status.ReadyTime = &t
+				s.rebuilt, s.namespaceCreated = true, late.Add(-time.Minute)
+				return s
+			}(),
+			succeeded: true,
+			want: map[string]cond{"Ready": {"Unknown", "Booting"}, "VMsScheduled": {"Unknown", "WaitingForScheduling"},
+				"VMsRunning": {"Unknown", "Booting"}, "APIReachable": {"Unknown", "WaitingForVMs"}, "BootstrapComplete": {"Unknown", "WaitingForVMs"}},
+		},
+		"rebuilt lab whose new boot timed out": {
+			scope: func() *scope {
+				s := testScope(late.Add(20*time.Minute), kubevirtv1.Scheduled)
+				t := metav1.NewTime(soon)
+				s.env.Status.ReadyTime = &t
+				s.rebuilt, s.namespaceCreated = true, late
+				return s
+			}(),
+			succeeded: true,
+			want: map[string]cond{"Ready": {"False", "BootTimeout"}, "Stalled": {"True", "BootTimeout"}, "VMsScheduled": {"Unknown", "WaitingForScheduling"},
+				"VMsRunning": {"Unknown", "Booting"}, "APIReachable": {"Unknown", "WaitingForVMs"}, "BootstrapComplete": {"Unknown", "WaitingForVMs"}},
+		},
+		"claimed lab whose namespace was deleted": {
+			scope: func() *scope {
+				s := testScope(late)
+				t := metav1.NewTime(soon)
+				s.env.Status.ReadyTime = &t
+				s.env.Spec.ClaimRef = &labforgev1alpha1.ClaimReference{Namespace: "students", Name: "alice", UID: "u"}
+				s.provisioned, s.namespaceLost = false, true
+				return s
+			}(),
+			succeeded: true,
+			want: map[string]cond{"Ready": {"False", "NamespaceLost"}, "Stalled": {"True", "NamespaceLost"},
+				"VMsScheduled": {"Unknown", "Provisioning"}, "VMsRunning": {"Unknown", "Provisioning"},
+				"APIReachable": {"True", "Reached"}, "BootstrapComplete": {"True", "BootstrapComplete"}},
+			wantReady: true,
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

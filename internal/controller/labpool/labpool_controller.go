@@ -25,6 +25,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/controller/labenvironment"
+	"github.com/labforge/labforge/internal/ownership"
 )
 
 // ControllerName names the controller in logs, events and metrics.
@@ -59,7 +60,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=labforge.dev,resources=labpools,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=labforge.dev,resources=labpools/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=labforge.dev,resources=labpools/finalizers,verbs=update
-// +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments,verbs=get;list;watch;create;delete;patch
 // +kubebuilder:rbac:groups=labforge.dev,resources=labclaims,verbs=get;list;watch
 // +kubebuilder:rbac:groups=labforge.dev,resources=labtemplates,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -86,7 +87,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, fmt.Errorf("adding finalizer to LabPool %s: %w", pool.Name, err)
 		}
 	}
-	actErr := r.act(ctx, s)
+	actErr := errors.Join(r.reconcileOwnership(ctx, s), r.act(ctx, s))
 	if err := r.writeStatus(ctx, s, actErr == nil); err != nil {
 		actErr = errors.Join(actErr, err)
 	}
@@ -175,12 +176,14 @@ func freeNames(s *scope, n int) []string {
 	return names
 }
 
-// newLab returns a new LabEnvironment of the pool. It carries the environment finalizer
-// from birth, which saves the environment controller a write.
+// newLab returns a new LabEnvironment of the pool, controlled by the pool until a claim
+// takes it. It carries the environment finalizer from birth, which saves the environment
+// controller a write.
 func (r *Reconciler) newLab(s *scope, name string) *labforgev1alpha1.LabEnvironment {
 	return &labforgev1alpha1.LabEnvironment{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: name,
+			Name:            name,
+			OwnerReferences: []metav1.OwnerReference{ownership.ControllerReference("LabPool", s.pool)},
 			Labels: map[string]string{
 				labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue,
 				labforgev1alpha1.LabelPool:      s.pool.Name,

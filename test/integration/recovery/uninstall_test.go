@@ -1,0 +1,106 @@
+package recovery_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/test/integration"
+)
+
+var labforgeCRDs = []string{"labtemplates.labforge.dev", "labpools.labforge.dev", "labenvironments.labforge.dev", "labclaims.labforge.dev"}
+
+// crds returns the labforge CRDs that exist, with whether each is being deleted.
+func crds(ctx context.Context) func(Gomega) map[string]bool {
+	scheme := runtime.NewScheme()
+	Expect(apiextensionsv1.AddToScheme(scheme)).To(Succeed())
+	c, err := client.New(cp.RESTConfig(), client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	return func(g Gomega) map[string]bool {
+		out := map[string]bool{}
+		for _, name := range labforgeCRDs {
+			crd := &apiextensionsv1.CustomResourceDefinition{}
+			err := c.Get(ctx, client.ObjectKey{Name: name}, crd)
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			g.Expect(err).NotTo(HaveOccurred())
+			out[name] = !crd.DeletionTimestamp.IsZero()
+		}
+		return out
+	}
+}
+
+// reinstall puts the CRDs back as `make install` does and restarts the operator, whose
+// informers lost their kinds, for the stories that follow.
+func reinstall(ctx context.Context) {
+	stopManager()
+	kubectl(ctx, "apply", "--server-side", "-k", "config/crd")
+	kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd/labtemplates.labforge.dev",
+		"crd/labpools.labforge.dev", "crd/labenvironments.labforge.dev", "crd/labclaims.labforge.dev")
+	startManager()
+}
+
+// withLabs creates a pool with a warm lab, a claim on it and a claim with a lab of its own,
+// and waits until both claims are Ready.
+func withLabs(ctx context.Context, template, students string) {
+	GinkgoHelper()
+	Expect(k8s.Create(ctx, newTemplate(template))).To(Succeed())
+	Expect(k8s.Create(ctx, newPool(template, template, 1))).To(Succeed())
+	createNamespace(ctx, students)
+	Expect(k8s.Create(ctx, newClaim(students, "alice", template))).To(Succeed())
+	Expect(k8s.Create(ctx, newColdClaim(students, "erin", template))).To(Succeed())
+	Eventually(claimReady(ctx, students, "alice")).Should(HaveField("Status", metav1.ConditionTrue))
+	Eventually(claimReady(ctx, students, "erin")).Should(HaveField("Status", metav1.ConditionTrue))
+	Eventually(poolStatus(ctx, template)).Should(HaveField("ReadyReplicas", int32(1)))
+}
+
+var _ = Describe("An admin uninstalling labforge with claims present", func() {
+	It("with the operator running, deletes the CRDs (make uninstall) and every lab with them", func(ctx context.Context) {
+		DeferCleanup(reinstall)
+		withLabs(ctx, "uninstall", "students-uninstall")
+		Expect(labforgeObjects(ctx, Default, everything)).NotTo(BeEmpty())
+
+		// What `make uninstall` runs; kubectl waits until the CRDs are gone.
+		kubectl(ctx, "delete", "--ignore-not-found", "--timeout=120s", "-k", "config/crd")
+		Eventually(crds(ctx)).Should(BeEmpty())
+		Eventually(leftovers(ctx, everything)).WithTimeout(60 * time.Second).Should(BeEmpty())
+	})
+
+	It("with the operator gone, leaves the CRDs waiting on finalizers until hack/strip-finalizers.sh removes them", func(ctx context.Context) {
+		DeferCleanup(reinstall)
+		withLabs(ctx, "uninstall-late", "students-uninstall-late")
+		stopManager()
+
+		kubectl(ctx, "delete", "--ignore-not-found", "--wait=false", "-k", "config/crd")
+		// Templates carry no finalizer; the kinds that do wait, Terminating.
+		stuck := map[string]bool{"labpools.labforge.dev": true, "labenvironments.labforge.dev": true, "labclaims.labforge.dev": true}
+		Eventually(crds(ctx)).Should(Equal(stuck))
+		Consistently(crds(ctx)).Should(Equal(stuck))
+		Consistently(func(g Gomega) {
+			for _, name := range []string{"alice", "erin"} {
+				c := get(ctx, g, client.ObjectKey{Namespace: "students-uninstall-late", Name: name}, &labforgev1alpha1.LabClaim{})
+				g.Expect(c.DeletionTimestamp).NotTo(BeNil())
+				g.Expect(c.Finalizers).To(Equal([]string{"labforge.dev/claim"}))
+			}
+		}).Should(Succeed())
+
+		cmd := exec.CommandContext(ctx, "bash", "hack/strip-finalizers.sh")
+		cmd.Dir = integration.RepoRoot()
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+cp.KubeconfigPath())
+		out, err := cmd.CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		Eventually(crds(ctx)).WithTimeout(60 * time.Second).Should(BeEmpty())
+		Eventually(leftovers(ctx, everything)).WithTimeout(60 * time.Second).Should(BeEmpty())
+	})
+})
