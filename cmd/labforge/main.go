@@ -72,16 +72,20 @@ func operator(args []string) int {
 	var kubeconfig string
 	var bootDelay time.Duration
 	opts := manager.Options{Host: hostcluster.Default()}
+	var qps float64
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Kubeconfig of the API server to run against (required).")
 	fs.DurationVar(&bootDelay, "boot-delay", 0, "How long a simulated VM takes to boot (0 boots at once).")
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", "0", `Address of the manager's metrics endpoint; "0" turns it off.`)
 	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", "0", `Address of /healthz and /readyz; "0" turns them off.`)
 	fs.BoolVar(&opts.LeaderElection, "leader-elect", false, "Elect a leader among several operators.")
 	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "kube-system", "Namespace of the leader election Lease.")
+	fs.Float64Var(&qps, "kube-api-qps", manager.DefaultClientQPS, "Requests per second the operator may send to the API server.")
+	fs.IntVar(&opts.ClientBurst, "kube-api-burst", manager.DefaultClientBurst, "Requests the operator may send at once above --kube-api-qps.")
 	fs.DurationVar(&opts.ProbeInterval, "probe-interval", 100*time.Millisecond, "How often a booting lab is asked whether its bootstrap finished.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	_ = fs.Parse(args)
+	opts.ClientQPS = float32(qps)
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	if kubeconfig == "" {
 		fmt.Fprintln(os.Stderr, "labforge operator: --kubeconfig is required")

@@ -23,17 +23,21 @@ func envOr(key, fallback string) string {
 
 func main() {
 	var opts manager.Options
+	var qps float64
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", `Address of the metrics endpoint; "0" turns it off.`)
 	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", `Address of the /healthz and /readyz endpoints; "0" turns them off.`)
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", false, "Elect a leader, so that only one of several replicas acts at a time.")
 	flag.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the manager's own).")
 	flag.StringVar(&opts.OperatorNamespace, "operator-namespace", envOr("POD_NAMESPACE", manager.DefaultOperatorNamespace), "Namespace the operator runs in: the only one allowed to reach lab APIs from inside the cluster.")
+	flag.Float64Var(&qps, "kube-api-qps", manager.DefaultClientQPS, "Requests per second the operator may send to the API server.")
+	flag.IntVar(&opts.ClientBurst, "kube-api-burst", manager.DefaultClientBurst, "Requests the operator may send at once above --kube-api-qps.")
 	flag.DurationVar(&opts.ProbeInterval, "probe-interval", 5*time.Second, "How often a booting lab is asked whether its bootstrap finished.")
 	var host hostcluster.Flags
 	host.Bind(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	opts.ClientQPS = float32(qps)
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 	var err error

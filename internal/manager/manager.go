@@ -69,6 +69,12 @@ type Options struct {
 	// ProbeDialer, when set, is how the readiness probe reaches lab APIs (a second
 	// manager in a test reaches the labs of another manager's simulator through it).
 	ProbeDialer func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ClientQPS and ClientBurst bound the operator's requests to the API server. Zero keeps
+	// what cfg says, or DefaultClientQPS and DefaultClientBurst when cfg says nothing
+	// (client-go's own default, 5 requests a second, would throttle a pool of a hundred
+	// labs to minutes: each lab costs about 30 writes).
+	ClientQPS   float32
+	ClientBurst int
 	// Clock is the controllers' clock; the real one if nil. Tests move a fake one to make
 	// claims expire without waiting.
 	Clock clock.PassiveClock
@@ -78,6 +84,13 @@ type Options struct {
 	// makes the pool controller's reads lag behind its writes.
 	WrapClient func(client.Client) client.Client
 }
+
+// Client rate limits when neither the options nor the rest config set one. The API server
+// protects itself with priority and fairness; these only keep a runaway loop in check.
+const (
+	DefaultClientQPS   = 200
+	DefaultClientBurst = 400
+)
 
 // DefaultOperatorNamespace is where the operator runs when nothing else says so.
 const DefaultOperatorNamespace = "labforge-system"
@@ -97,6 +110,7 @@ func NewScheme() *runtime.Scheme {
 
 // New returns a manager with every labforge controller registered, not yet started.
 func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	cfg = rateLimited(cfg, opts)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  NewScheme(),
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
@@ -208,6 +222,25 @@ func newClient(wrap func(client.Client) client.Client) client.NewClientFunc {
 		}
 		return wrap(c), nil
 	}
+}
+
+// rateLimited returns a copy of cfg with the client rate limits opts ask for (see
+// Options.ClientQPS).
+func rateLimited(cfg *rest.Config, opts Options) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	switch {
+	case opts.ClientQPS > 0:
+		cfg.QPS = opts.ClientQPS
+	case cfg.QPS == 0:
+		cfg.QPS = DefaultClientQPS
+	}
+	switch {
+	case opts.ClientBurst > 0:
+		cfg.Burst = opts.ClientBurst
+	case cfg.Burst == 0:
+		cfg.Burst = DefaultClientBurst
+	}
+	return cfg
 }
 
 // managedOnly restricts the cache of each kind to objects labelled as labforge's.

@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/labforge/labforge/internal/lab"
 )
@@ -38,6 +39,33 @@ func TestDropUserData(t *testing.T) {
 			}
 			if s.Name != "s" || len(s.Labels) != len(tc.labels) {
 				t.Errorf("metadata changed: %+v", s.ObjectMeta)
+			}
+		})
+	}
+}
+
+func TestClientRateLimits(t *testing.T) {
+	tests := map[string]struct {
+		cfg       rest.Config
+		opts      Options
+		wantQPS   float32
+		wantBurst int
+	}{
+		"a kubeconfig says nothing: labforge's defaults, not client-go's 5 a second": {
+			wantQPS: DefaultClientQPS, wantBurst: DefaultClientBurst,
+		},
+		"the config's own limits stay": {cfg: rest.Config{QPS: 1000, Burst: 2000}, wantQPS: 1000, wantBurst: 2000},
+		"the flags win":                {cfg: rest.Config{QPS: 1000, Burst: 2000}, opts: Options{ClientQPS: 50, ClientBurst: 60}, wantQPS: 50, wantBurst: 60},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			cfg := tc.cfg
+			got := rateLimited(&cfg, tc.opts)
+			if got.QPS != tc.wantQPS || got.Burst != tc.wantBurst {
+				t.Errorf("QPS %v burst %d, want %v and %d", got.QPS, got.Burst, tc.wantQPS, tc.wantBurst)
+			}
+			if cfg.QPS != tc.cfg.QPS || cfg.Burst != tc.cfg.Burst {
+				t.Error("the caller's config was changed")
 			}
 		})
 	}
