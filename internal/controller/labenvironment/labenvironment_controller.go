@@ -19,6 +19,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -59,6 +60,9 @@ type Reconciler struct {
 	ProbeInterval time.Duration
 	// Rand is the source of key material; crypto/rand if nil.
 	Rand io.Reader
+	// MaxConcurrentReconciles is how many labs are worked on at once; 8 if zero. A pass
+	// is mostly waiting on API round trips, so a pool fills in parallel.
+	MaxConcurrentReconciles int
 }
 
 // +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments,verbs=get;list;watch;update;patch
@@ -146,6 +150,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
+	if r.MaxConcurrentReconciles == 0 {
+		r.MaxConcurrentReconciles = 8
+	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabEnvironment{}, templateRefIndex,
 		func(o client.Object) []string {
 			return []string{o.(*labforgev1alpha1.LabEnvironment).Spec.TemplateRef.Name}
@@ -171,6 +178,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&kubevirtv1.VirtualMachine{}).
 		Watches(&kubevirtv1.VirtualMachineInstance{}, byEnvLabel).
 		Watches(&labforgev1alpha1.LabTemplate{}, handler.EnqueueRequestsFromMapFunc(r.environmentsOfTemplate)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 }
 
