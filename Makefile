@@ -61,6 +61,11 @@ controlplane: ## Build etcd, kube-apiserver, kube-controller-manager and kubeadm
 test: verify-generated verify-fmt vet controlplane ## Unit and integration tests on a real control plane.
 	$(GO) test $(TEST_FLAGS) ./...
 
+.PHONY: bench
+bench: controlplane ## Run the benchmarks (BENCH=<scenario> for one); results and images in bench/.
+	$(GO) build -o $(BIN)/labforge ./cmd/labforge
+	$(GO) run ./test/bench -out bench/results.json -labforge $(BIN)/labforge $(if $(BENCH),-scenario $(BENCH))
+
 .PHONY: dev
 dev: build controlplane ## Run labforge locally on an embedded control plane with simulated VMs.
 	$(BIN)/labforge dev --state-dir $(STATE_DIR)
