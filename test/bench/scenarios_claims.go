@@ -130,7 +130,9 @@ func (h *harness) prepare(ctx context.Context, r *scenarioResult, pool poolSpec)
 	if err := e.createPool(ctx, pool); err != nil {
 		return e, err
 	}
-	if err := e.waitPoolReady(ctx, pool.name, int(pool.replicas), 15*time.Minute); err != nil {
+	// Filling 1,000 labs takes a while on a busy 2-core machine.
+	timeout := 10*time.Minute + time.Duration(pool.replicas)*3*time.Second
+	if err := e.waitPoolReady(ctx, pool.name, int(pool.replicas), timeout); err != nil {
 		return e, err
 	}
 	if _, err := e.settle(ctx, 2*time.Second, 5*time.Minute, nil); err != nil {

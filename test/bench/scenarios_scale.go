@@ -134,7 +134,7 @@ func (h *harness) runScale(ctx context.Context, r *scenarioResult, p scaleParams
 				return err
 			}
 			h.logf("scaling to %d labs", n)
-			if err := e.waitPoolReady(ctx, p.pool.name, int(n), 45*time.Minute); err != nil {
+			if err := e.waitPoolReady(ctx, p.pool.name, int(n), 10*time.Minute+time.Duration(n)*3*time.Second); err != nil {
 				return err
 			}
 		}

@@ -85,6 +85,25 @@ func niceStep(span float64, n int) float64 {
 	return 10 * p
 }
 
+// step125 rounds v (> 0) to a 1, 2 or 5 times a power of ten: up, or down.
+func step125(v float64, up bool) float64 {
+	p := math.Pow(10, math.Floor(math.Log10(v)))
+	if up {
+		for _, m := range []float64{1, 2, 5, 10} {
+			if m*p >= v*0.999 {
+				return m * p
+			}
+		}
+		return 10 * p
+	}
+	for _, m := range []float64{5, 2, 1} {
+		if m*p <= v*1.001 {
+			return m * p
+		}
+	}
+	return p
+}
+
 // niceCeil rounds v up to a multiple of a nice step.
 func niceCeil(v float64) float64 {
 	if v <= 0 {
@@ -95,10 +114,16 @@ func niceCeil(v float64) float64 {
 }
 
 func label(v float64) string {
-	if v >= 1 && v == math.Trunc(v) {
+	switch {
+	case math.IsInf(v, 1):
+		return "never"
+	case v >= 100 || v == math.Trunc(v):
 		return fmt.Sprintf("%.0f", v)
+	case v >= 1:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%g", math.Round(v*1000)/1000)
 	}
-	return fmt.Sprintf("%g", math.Round(v*1000)/1000)
 }
 
 type svgDoc struct {
@@ -186,7 +211,7 @@ func drawLatency(path, title string, ss []series, targets []vline) error {
 	}
 	x := axis{lo: 0, hi: niceCeil(hi), from: plotLeft, to: plotRight}
 	if lo > 0 && hi/lo > 30 {
-		x = axis{lo: math.Pow(10, math.Floor(math.Log10(lo))), hi: math.Pow(10, math.Ceil(math.Log10(hi))), log: true, from: plotLeft, to: plotRight}
+		x = axis{lo: step125(lo, false), hi: step125(hi, true), log: true, from: plotLeft, to: plotRight}
 	}
 	const bins = 50
 	edge := func(i int) float64 {
@@ -211,7 +236,7 @@ func drawLatency(path, title string, ss []series, targets []vline) error {
 		}
 	}
 	legendHeight := 18 * len(ss)
-	d := newSVG(600+legendHeight, title)
+	d := newSVG(610+legendHeight, title)
 	hist := axis{lo: 0, hi: niceCeil(float64(maxCount)), from: 250, to: 50}
 	d.frame(x, hist, "", "claims per bin")
 	for i := range ss {
@@ -262,7 +287,7 @@ func drawLatency(path, title string, ss []series, targets []vline) error {
 		if never > 0 {
 			legend += fmt.Sprintf(", %d never finished", never)
 		}
-		ly := 580 + float64(i*18)
+		ly := 600 + float64(i*18)
 		d.line(plotLeft, ly-4, plotLeft+24, ly-4, palette[i%len(palette)], 3, "")
 		d.text(plotLeft+30, ly, "start", 12, legend)
 	}
