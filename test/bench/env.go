@@ -54,7 +54,9 @@ func (h *harness) logf(format string, args ...any) {
 // env is one scenario's world: a fresh control plane, the operator as a child process,
 // the harness's client and its watches.
 type env struct {
-	h      *harness
+	h *harness
+	// r is the scenario's result; close adds what the operator's logs tell.
+	r      *scenarioResult
 	name   string
 	logDir string
 	cp     *controlplane.ControlPlane
@@ -86,7 +88,8 @@ type env struct {
 
 // startEnv starts a control plane, installs the sample template and the student
 // namespace, starts the harness's watches and the operator.
-func (h *harness) startEnv(ctx context.Context, name string) (e *env, err error) {
+func (h *harness) startEnv(ctx context.Context, r *scenarioResult) (e *env, err error) {
+	name := r.Name
 	logDir := filepath.Join(h.logRoot, name)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
@@ -95,7 +98,7 @@ func (h *harness) startEnv(ctx context.Context, name string) (e *env, err error)
 	if err != nil {
 		return nil, err
 	}
-	e = &env{h: h, name: name, logDir: logDir, lastScrape: map[int]operatorMetrics{}, workersUp: map[int]bool{}}
+	e = &env{h: h, r: r, name: name, logDir: logDir, lastScrape: map[int]operatorMetrics{}, workersUp: map[int]bool{}}
 	e.claims = newClaimTracker(&e.changed)
 	e.labs = newLabTracker(&e.changed)
 	e.vms = newVMTracker(&e.changed)
@@ -558,6 +561,15 @@ func (e *env) doClose() {
 		if err := e.op.stop(10 * time.Second); err != nil {
 			e.h.logf("stopping the operator: %v", err)
 		}
+		// client-go logs a request it held back for over a second: the operator's own
+		// client-side rate limit, not the API server, was slowing it down.
+		logs, _ := filepath.Glob(filepath.Join(e.logDir, "operator-*.log"))
+		throttled := 0
+		for _, l := range logs {
+			throttled += countInFile(l, "client-side throttling")
+		}
+		e.r.Figures = append(e.r.Figures, newFigure("operator log: requests held by client-side throttling over 1s", float64(throttled), "count").
+			note("client-go's own rate limiter (the rest.Config QPS), logged at most about once a second"))
 	}
 	if e.cancelCache != nil {
 		e.cancelCache()

@@ -123,7 +123,7 @@ func waitReleased(ctx context.Context, e *env, names map[string]bool, pool strin
 
 // prepare starts a scenario's env with one pool filled and the operator idle.
 func (h *harness) prepare(ctx context.Context, r *scenarioResult, pool poolSpec) (*env, error) {
-	e, err := h.startEnv(ctx, r.Name)
+	e, err := h.startEnv(ctx, r)
 	if err != nil {
 		return e, err
 	}

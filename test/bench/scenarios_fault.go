@@ -26,7 +26,7 @@ func (h *harness) runCold(ctx context.Context, r *scenarioResult, p coldParams) 
 	r.Parameters["claimRef"] = "templateRef (no pool): each claim boots its own lab"
 	r.Parameters["release"] = "each claim is deleted once Ready and its timings read, before the next is created"
 	r.Parameters["readinessSignal"] = "the moment the harness first saw the last VMI of the lab Running (the simulated lab reports its bootstrap complete once every VM runs)"
-	e, err := h.startEnv(ctx, r.Name)
+	e, err := h.startEnv(ctx, r)
 	defer e.close()
 	if err != nil {
 		return err

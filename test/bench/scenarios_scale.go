@@ -21,7 +21,7 @@ type fillParams struct {
 // runFill: a pool created empty, until every lab is Ready.
 func (h *harness) runFill(ctx context.Context, r *scenarioResult, p fillParams) error {
 	r.Parameters = map[string]any{"pool": p.pool.params(), "template": claimParams()["template"], "bootDelay": h.bootDelay.String()}
-	e, err := h.startEnv(ctx, r.Name)
+	e, err := h.startEnv(ctx, r)
 	defer e.close()
 	if err != nil {
 		return err

@@ -252,7 +252,7 @@ func drawLatency(path, title string, ss []series, targets []vline) error {
 	}
 	d.vlines(x, hist.to, hist.from, targets)
 	cdf := axis{lo: 0, hi: 1, from: 540, to: 300}
-	unit := "claim -> Ready (ms)"
+	unit := "latency (ms)"
 	if x.log {
 		unit += ", log scale"
 	}
