@@ -60,6 +60,7 @@ type env struct {
 	name   string
 	logDir string
 	cp     *controlplane.ControlPlane
+	cpLog  *os.File
 	c      client.Client
 	// apiREST reads the API server's /metrics.
 	apiREST rest.Interface
@@ -103,10 +104,10 @@ func (h *harness) startEnv(ctx context.Context, r *scenarioResult) (e *env, err 
 	e.labs = newLabTracker(&e.changed)
 	e.vms = newVMTracker(&e.changed)
 	e.pools = newPoolTracker(&e.changed)
+	e.cpLog = cpLog
 	defer func() {
 		if err != nil {
 			e.close()
-			cpLog.Close()
 		}
 	}()
 	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
@@ -579,5 +580,8 @@ func (e *env) doClose() {
 		if err := e.cp.Stop(); err != nil {
 			e.h.logf("stopping the control plane: %v", err)
 		}
+	}
+	if e.cpLog != nil {
+		_ = e.cpLog.Close()
 	}
 }
