@@ -570,7 +570,7 @@ func (e *env) doClose() {
 			throttled += countInFile(l, "client-side throttling")
 		}
 		e.r.Figures = append(e.r.Figures, newFigure("operator log: requests held by client-side throttling over 1s", float64(throttled), "count").
-			note("client-go's own rate limiter (the rest.Config QPS), logged at most about once a second"))
+			note("client-go logs only waits over 1 s, so 0 does not mean the limit was never hit"))
 	}
 	if e.cancelCache != nil {
 		e.cancelCache()
