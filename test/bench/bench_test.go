@@ -183,3 +183,29 @@ func TestDecimateKeepsExtremes(t *testing.T) {
 		t.Errorf("first or last point lost")
 	}
 }
+
+func TestWriteMarkdown(t *testing.T) {
+	r := &results{Machine: machine{CPUs: 2, CPUModel: "cpu", Kernel: "6.1", GoVersion: "go1.26", Date: "2026-01-01T00:00:00Z"},
+		Scenarios: []*scenarioResult{{
+			Name: "serial", Description: "200 claims", Seconds: 90,
+			Figures: []figure{newFigure("claim -> Ready p50", 12, "ms").want("<=", 20), newFigure("claim -> Ready p99", inf, "ms").want("<=", 60),
+				newFigure("cold fallbacks", 0, "count")},
+			Windows: []apiWindow{{Name: "claims", Seconds: 80, MutatingRequests: 1000, HarnessWrites: 400, ByResource: map[string]float64{"APPLY secrets": 600, "POST labforge.dev/labclaims": 200}}},
+			Images:  []string{"serial-latency.svg"},
+		}},
+	}
+	var b strings.Builder
+	writeMarkdown(&b, r)
+	for _, want := range []string{
+		"### serial\n\n200 claims. 90 s",
+		"| claim -> Ready p50 | 12 ms | <= 20 | yes |",
+		"| claim -> Ready p99 | n/a | <= 60 | no |",
+		"| cold fallbacks | 0 count |  |  |",
+		"Window *claims* (80.0 s): 1000 mutating requests, 400 from the harness, 0 conflicts. Top: APPLY secrets 600, POST labforge.dev/labclaims 200.",
+		"![serial-latency.svg](../bench/serial-latency.svg)",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, b.String())
+		}
+	}
+}

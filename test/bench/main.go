@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -90,8 +91,23 @@ func run(args []string, stdout io.Writer) int {
 	logs := fs.String("logs", "", "Directory for the control-plane and operator logs (default: a new temporary directory, removed after a run without failures).")
 	seed := fs.Uint64("seed", 1, "Seed of the sustained scenario's arrivals.")
 	bootDelay := fs.Duration("boot-delay", 0, "Boot delay of the simulated VMs.")
+	markdown := fs.String("markdown", "", "Print the results file given as Markdown tables (for docs/performance.md) and run nothing.")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *markdown != "" {
+		data, err := os.ReadFile(*markdown)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			return 1
+		}
+		var res results
+		if err := json.Unmarshal(data, &res); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", *markdown, err)
+			return 1
+		}
+		writeMarkdown(stdout, &res)
+		return 0
 	}
 	all := scenarios(*seed)
 	selected := all

@@ -349,3 +349,46 @@ func topEntries(m map[string]float64, n int) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// writeMarkdown renders a results file as the tables of docs/performance.md's results
+// section: one table per scenario, figures with their targets.
+func writeMarkdown(w io.Writer, r *results) {
+	m := r.Machine
+	fmt.Fprintf(w, "Run of %s on %d CPUs (%s), %.0f GiB, kernel %s, %s; load average %.1f at the start.\n",
+		m.Date, m.CPUs, m.CPUModel, float64(m.MemoryBytes)/(1<<30), m.Kernel, m.GoVersion, m.LoadAverage)
+	for _, s := range r.Scenarios {
+		desc := s.Description
+		if desc != "" {
+			desc = strings.ToUpper(desc[:1]) + desc[1:]
+		}
+		fmt.Fprintf(w, "\n### %s\n\n%s. %.0f s, load average %.1f -> %.1f.", s.Name, desc, s.Seconds, s.LoadAverage[0], s.LoadAverage[1])
+		if s.Error != "" {
+			fmt.Fprintf(w, " **Did not finish**: %s", s.Error)
+		}
+		fmt.Fprint(w, "\n\n| figure | value | target | met |\n| --- | --- | --- | --- |\n")
+		for _, f := range s.Figures {
+			value, tgt, met := "n/a", "", ""
+			if f.Value != nil {
+				value = formatValue(*f.Value) + " " + f.Unit
+			}
+			if f.Target != nil {
+				tgt = f.Target.Op + " " + formatValue(f.Target.Value)
+				met = "no"
+				if *f.Met {
+					met = "yes"
+				}
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", f.Name, value, tgt, met)
+		}
+		for _, win := range s.Windows {
+			fmt.Fprintf(w, "\nWindow *%s* (%.1f s): %.0f mutating requests, %.0f from the harness, %.0f conflicts. Top: %s.\n",
+				win.Name, win.Seconds, win.MutatingRequests, win.HarnessWrites, win.Conflicts, topEntries(win.ByResource, 8))
+		}
+		for _, img := range s.Images {
+			fmt.Fprintf(w, "\n![%s](../bench/%s)\n", img, img)
+		}
+		for _, n := range s.Notes {
+			fmt.Fprintf(w, "\nNote: %s\n", n)
+		}
+	}
+}
