@@ -203,11 +203,12 @@ func drawLatency(path, title string, ss []series, targets []vline) error {
 			}
 		}
 	}
-	for _, t := range targets {
-		hi = math.Max(hi, t.x)
-	}
 	if math.IsInf(lo, 1) {
-		lo, hi = 0, 1
+		lo, hi = 1, 1
+	}
+	// The targets are on the axis too: how far off they are is the point of the picture.
+	for _, t := range targets {
+		lo, hi = math.Min(lo, t.x), math.Max(hi, t.x)
 	}
 	x := axis{lo: 0, hi: niceCeil(hi), from: plotLeft, to: plotRight}
 	if lo > 0 && hi/lo > 30 {
