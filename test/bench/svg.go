@@ -283,8 +283,14 @@ func drawLatency(path, title string, ss []series, targets []vline) error {
 				never++
 			}
 		}
-		legend := fmt.Sprintf("%s: n=%d, p50 %s ms, p99 %s ms, max %s ms", s.name, len(sorted),
-			label(percentile(sorted, 0.5)), label(percentile(sorted, 0.99)), label(percentile(sorted, 1)))
+		msLabel := func(v float64) string {
+			if math.IsInf(v, 1) {
+				return "never"
+			}
+			return label(v) + " ms"
+		}
+		legend := fmt.Sprintf("%s: n=%d, p50 %s, p99 %s, max %s", s.name, len(sorted),
+			msLabel(percentile(sorted, 0.5)), msLabel(percentile(sorted, 0.99)), msLabel(percentile(sorted, 1)))
 		if never > 0 {
 			legend += fmt.Sprintf(", %d never finished", never)
 		}

@@ -155,9 +155,10 @@ type claimView struct {
 	labs                            []string
 }
 
-// latency is claim -> Ready; +Inf when it never became Ready.
+// latency is claim -> Ready; +Inf when it did not become Ready within readyDeadline (a
+// Ready event can still come after the harness gave up on the claim and deleted it).
 func (c claimView) latency() float64 {
-	if c.readyAt.IsZero() || c.t0.IsZero() {
+	if c.readyAt.IsZero() || c.t0.IsZero() || c.readyAt.Sub(c.t0) > readyDeadline {
 		return inf
 	}
 	return ms(c.readyAt.Sub(c.t0))
