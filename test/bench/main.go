@@ -144,6 +144,30 @@ func run(args []string, stdout io.Writer) int {
 	defer stop()
 
 	res := &results{Schema: schemaVersion, Machine: readMachine(time.Now())}
+	// A partial run replaces its scenarios in the results file and keeps the others: each
+	// entry carries its own start time and load.
+	kept := map[string]*scenarioResult{}
+	if len(selected) < len(all) {
+		kept = previousResults(*out)
+	}
+	for _, s := range selected {
+		delete(kept, s.name)
+	}
+	ordered := func() []*scenarioResult {
+		ran := map[string]*scenarioResult{}
+		for _, r := range res.Scenarios {
+			ran[r.Name] = r
+		}
+		var out []*scenarioResult
+		for _, s := range all {
+			if r := ran[s.name]; r != nil {
+				out = append(out, r)
+			} else if r := kept[s.name]; r != nil {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
 	fmt.Fprintf(stdout, "labforge bench: %d scenario(s) on %d CPUs (%s), load %.1f; logs in %s\n",
 		len(selected), res.Machine.CPUs, res.Machine.CPUModel, res.Machine.LoadAverage, logRoot)
 	failed := false
@@ -151,7 +175,7 @@ func run(args []string, stdout io.Writer) int {
 		r := runScenario(ctx, h, s)
 		res.Scenarios = append(res.Scenarios, r)
 		printSummary(stdout, r)
-		if err := writeResults(*out, res); err != nil {
+		if err := writeResults(*out, &results{Schema: res.Schema, Machine: res.Machine, Scenarios: ordered()}); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: writing %s: %v\n", *out, err)
 			return 1
 		}
@@ -194,6 +218,24 @@ func runScenario(ctx context.Context, h *harness, s scenario) *scenarioResult {
 		r.Windows = []apiWindow{}
 	}
 	return r
+}
+
+// previousResults reads the scenarios of an earlier results file of this schema, by name;
+// none when there is no such file.
+func previousResults(path string) map[string]*scenarioResult {
+	out := map[string]*scenarioResult{}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return out
+	}
+	var prev results
+	if json.Unmarshal(data, &prev) != nil || prev.Schema != schemaVersion {
+		return out
+	}
+	for _, r := range prev.Scenarios {
+		out[r.Name] = r
+	}
+	return out
 }
 
 func findScenario(all []scenario, name string) (scenario, bool) {
