@@ -65,6 +65,11 @@ test: verify-generated verify-fmt vet controlplane ## Unit and integration tests
 test-reliability: controlplane ## The integration suites' long variants (a crash after every write of a claim...).
 	LABFORGE_RELIABILITY=1 $(GO) test -p 1 -count=1 -timeout 90m ./test/integration/...
 
+.PHONY: bench
+bench: controlplane ## Run the benchmarks (BENCH=<scenario> for one); results and images in bench/.
+	$(GO) build -o $(BIN)/labforge ./cmd/labforge
+	$(GO) run ./test/bench -out bench/results.json -labforge $(BIN)/labforge $(if $(BENCH),-scenario $(BENCH))
+
 .PHONY: dev
 dev: build controlplane ## Run labforge locally on an embedded control plane with simulated VMs.
 	$(BIN)/labforge dev --state-dir $(STATE_DIR)

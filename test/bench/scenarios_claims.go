@@ -1,0 +1,504 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+)
+
+// readyDeadline is how long a claim may take to become Ready before the harness counts it
+// as never Ready.
+const readyDeadline = 60 * time.Second
+
+// claimParams are the parameters every claim scenario records.
+func claimParams() map[string]any {
+	return map[string]any{
+		"claim":         "the sample claim: ssh.generateKeyPair true, duration 1h, in namespace " + studentNamespace,
+		"template":      "config/samples/labtemplate.yaml (a control plane and 1 worker: 2 VMs per lab)",
+		"readyDeadline": readyDeadline.String(),
+	}
+}
+
+// serialClaims creates n claims one after another, each waited Ready (up to readyDeadline)
+// and, when release is set, deleted before the next is created. It returns their names.
+func serialClaims(ctx context.Context, e *env, prefix, pool, template string, n int, release bool) (map[string]bool, error) {
+	names := map[string]bool{}
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("%s-%04d", prefix, i)
+		names[name] = true
+		r := e.createClaim(ctx, name, pool, template)
+		if r.createErr != nil {
+			e.h.logf("creating claim %s: %v", name, r.createErr)
+			continue
+		}
+		if _, err := e.awaitReady(ctx, r, readyDeadline); err != nil {
+			return names, err
+		}
+		if release {
+			if err := e.deleteClaim(ctx, name); err != nil {
+				return names, fmt.Errorf("deleting claim %s: %w", name, err)
+			}
+		}
+		if (i+1)%50 == 0 && i+1 < n {
+			e.h.logf("%d/%d claims", i+1, n)
+		}
+	}
+	return names, nil
+}
+
+// claimOutcome counts what happened to a set of claims.
+type claimOutcome struct {
+	latencies                    []float64 // ms, +Inf for never Ready
+	ready, never, cold, failures int
+	first, last                  time.Time // earliest t0, latest readyAt
+}
+
+func outcome(views []claimView) claimOutcome {
+	var o claimOutcome
+	for _, v := range views {
+		if v.createErr != nil {
+			o.failures++
+			continue
+		}
+		l := v.latency()
+		o.latencies = append(o.latencies, l)
+		if math.IsInf(l, 1) {
+			o.never++
+		} else {
+			o.ready++
+			if v.readyAt.After(o.last) {
+				o.last = v.readyAt
+			}
+		}
+		if o.first.IsZero() || v.t0.Before(o.first) {
+			o.first = v.t0
+		}
+		if v.launch == labforgev1alpha1.LaunchCold {
+			o.cold++
+		}
+	}
+	return o
+}
+
+// countFigures are the claim counts every claim scenario reports.
+func (o claimOutcome) countFigures() []figure {
+	return []figure{
+		newFigure("claims Ready", float64(o.ready), "count"),
+		newFigure("claims never Ready (within the deadline)", float64(o.never), "count"),
+		newFigure("claim creates refused by the API server", float64(o.failures), "count"),
+	}
+}
+
+// perClaim divides a window's counts by n claims.
+func perClaim(w apiWindow, n int, suffix string) []figure {
+	d := float64(max(n, 1))
+	reconciles := 0.0
+	for _, v := range w.Reconciles {
+		reconciles += v
+	}
+	return []figure{
+		newFigure("mutating API requests per claim"+suffix, w.MutatingRequests/d, "per claim"),
+		newFigure("409 conflicts per claim"+suffix, w.Conflicts/d, "per claim"),
+		newFigure("operator writes per claim"+suffix, operatorWrites(w)/d, "per claim").note("the operator's own client, rest_client_requests_total"),
+		newFigure("reconciles per claim"+suffix, reconciles/d, "per claim"),
+	}
+}
+
+// waitReleased waits until every named claim is gone and the pool is back to its warm
+// target with nothing booting or being deleted.
+func waitReleased(ctx context.Context, e *env, names map[string]bool, pool string, replicas int) error {
+	return e.waitFor(ctx, 5*time.Minute, "released claims gone and LabPool "+pool+" refilled", func() bool {
+		gone := e.claims.count(func(r *claimRec) bool { return names[r.name] && (!r.deletedAt.IsZero() || r.createErr != nil) })
+		o := e.labs.occupancy(pool)
+		return gone == len(names) && o.count[labReady] >= replicas && o.count[labBooting] == 0 && o.count[labDeleting] == 0
+	}, func() string { return e.describePool(pool) })
+}
+
+// prepare starts a scenario's env with one pool filled and the operator idle.
+func (h *harness) prepare(ctx context.Context, r *scenarioResult, pool poolSpec) (*env, error) {
+	e, err := h.startEnv(ctx, r)
+	if err != nil {
+		return e, err
+	}
+	if err := e.createPool(ctx, pool); err != nil {
+		return e, err
+	}
+	// Filling 1,000 labs takes a while on a busy 2-core machine.
+	timeout := 10*time.Minute + time.Duration(pool.replicas)*3*time.Second
+	if err := e.waitPoolReady(ctx, pool.name, int(pool.replicas), timeout); err != nil {
+		return e, err
+	}
+	if _, err := e.settle(ctx, 2*time.Second, 5*time.Minute, nil); err != nil {
+		return e, err
+	}
+	return e, nil
+}
+
+// latencyImage draws a latency image next to results.json and lists it in r.
+func (h *harness) latencyImage(r *scenarioResult, file, title string, ss []series, targets []vline) {
+	if err := drawLatency(filepath.Join(h.outDir, file), title, ss, targets); err != nil {
+		r.Notes = append(r.Notes, "drawing "+file+": "+err.Error())
+		return
+	}
+	r.Images = append(r.Images, file)
+}
+
+// serialParams configures the serial scenario.
+type serialParams struct {
+	pool   poolSpec
+	claims int
+}
+
+// runSerial: a warm pool, claims one after another, each released once Ready.
+func (h *harness) runSerial(ctx context.Context, r *scenarioResult, p serialParams) error {
+	r.Parameters = claimParams()
+	r.Parameters["pool"], r.Parameters["claims"] = p.pool.params(), p.claims
+	r.Parameters["release"] = "each claim is deleted as soon as it is Ready, before the next is created; the pool refills meanwhile"
+	e, err := h.prepare(ctx, r, p.pool)
+	defer e.close()
+	if err != nil {
+		return err
+	}
+	w, err := e.begin(ctx, "claims and refill")
+	if err != nil {
+		return err
+	}
+	names, err := serialClaims(ctx, e, "serial", p.pool.name, "", p.claims, true)
+	if err != nil {
+		return err
+	}
+	o := outcome(e.claims.snapshot(names))
+	r.Figures = append(latencyFigures("claim -> Ready", o.latencies, 20, 60), o.countFigures()...)
+	r.Figures = append(r.Figures, newFigure("cold fallbacks", float64(o.cold), "count"))
+	h.latencyImage(r, "serial-latency.svg", fmt.Sprintf("serial warm claims: %d claims one after another, pool of %d", p.claims, p.pool.replicas),
+		[]series{{name: "claim -> Ready", values: o.latencies}}, []vline{{"target p50 20 ms", 20}, {"target p99 60 ms", 60}})
+
+	if err := waitReleased(ctx, e, names, p.pool.name, int(p.pool.replicas)); err != nil {
+		return err
+	}
+	if _, err := e.settle(ctx, 2*time.Second, 5*time.Minute, nil); err != nil {
+		return err
+	}
+	win, err := e.end(ctx, w)
+	r.Windows = append(r.Windows, win)
+	r.Figures = append(r.Figures, perClaim(win, p.claims, " (claim, release and refill)")...)
+	return err
+}
+
+// burstParams configures the burst scenario.
+type burstParams struct {
+	pool            poolSpec
+	claims, clients int
+}
+
+// createBurst creates claims from clients goroutines at once; each creates its share one
+// after another. It returns the claims' names once every Create returned.
+func createBurst(ctx context.Context, e *env, prefix, pool string, claims, clients int) map[string]bool {
+	names := map[string]bool{}
+	for i := 0; i < claims; i++ {
+		names[fmt.Sprintf("%s-%04d", prefix, i)] = true
+	}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := 0; g < clients; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := g; i < claims; i += clients {
+				e.createClaim(ctx, fmt.Sprintf("%s-%04d", prefix, i), pool, "")
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return names
+}
+
+// runBurst: a warm pool, many claims at once.
+func (h *harness) runBurst(ctx context.Context, r *scenarioResult, p burstParams) error {
+	r.Parameters = claimParams()
+	r.Parameters["pool"], r.Parameters["claims"], r.Parameters["clients"] = p.pool.params(), p.claims, p.clients
+	r.Parameters["release"] = "claims are kept; the pool refills behind them"
+	e, err := h.prepare(ctx, r, p.pool)
+	defer e.close()
+	if err != nil {
+		return err
+	}
+	w, err := e.begin(ctx, "burst and refill")
+	if err != nil {
+		return err
+	}
+	names := createBurst(ctx, e, "burst", p.pool.name, p.claims, p.clients)
+	err = e.waitFor(ctx, readyDeadline, "every burst claim Ready", func() bool {
+		return e.claims.count(func(c *claimRec) bool { return names[c.name] && (!c.readyAt.IsZero() || c.createErr != nil) }) == len(names)
+	}, nil)
+	if err != nil && e.op.failure() != nil {
+		return err
+	}
+	o := outcome(e.claims.snapshot(names))
+	r.Figures = latencyFigures("claim -> Ready", o.latencies, 0, 300)
+	all := inf
+	if o.never == 0 && o.failures == 0 {
+		all = ms(o.last.Sub(o.first))
+	}
+	r.Figures = append(r.Figures, newFigure("first create -> all Ready", all, "ms").want("<=", 400),
+		newFigure("cold fallbacks", float64(o.cold), "count").want("==", 0))
+	r.Figures = append(r.Figures, o.countFigures()...)
+	h.latencyImage(r, "burst-latency.svg", fmt.Sprintf("burst: %d claims at once from %d clients, pool of %d", p.claims, p.clients, p.pool.replicas),
+		[]series{{name: "claim -> Ready", values: o.latencies}}, []vline{{"target p99 300 ms", 300}, {"target all Ready 400 ms", 400}})
+
+	if err := e.waitPoolReady(ctx, p.pool.name, int(p.pool.replicas), 5*time.Minute); err != nil {
+		return err
+	}
+	if _, err := e.settle(ctx, 2*time.Second, 5*time.Minute, nil); err != nil {
+		return err
+	}
+	win, err := e.end(ctx, w)
+	r.Windows = append(r.Windows, win)
+	r.Figures = append(r.Figures, perClaim(win, p.claims, " (claim and refill)")...)
+	return err
+}
+
+// sustainedParams configures the sustained scenario.
+type sustainedParams struct {
+	pool     poolSpec
+	rate     float64 // claims per second
+	duration time.Duration
+	dwell    time.Duration
+	seed     uint64
+	windows  time.Duration
+}
+
+// arrivals draws a Poisson process: exponential gaps at rate, until duration.
+func arrivals(seed uint64, rate float64, duration time.Duration) []time.Duration {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	var out []time.Duration
+	t := 0.0
+	for {
+		t += rng.ExpFloat64() / rate
+		at := time.Duration(t * float64(time.Second))
+		if at >= duration {
+			return out
+		}
+		out = append(out, at)
+	}
+}
+
+// runSustained: Poisson arrivals for a while, each claim released after a dwell, while
+// the pool refills.
+func (h *harness) runSustained(ctx context.Context, r *scenarioResult, p sustainedParams) error {
+	plan := arrivals(p.seed, p.rate, p.duration)
+	r.Parameters = claimParams()
+	r.Parameters["pool"], r.Parameters["rate"], r.Parameters["duration"] = p.pool.params(), p.rate, p.duration.String()
+	r.Parameters["seed"], r.Parameters["arrivals"], r.Parameters["dwell"] = p.seed, len(plan), p.dwell.String()
+	r.Parameters["release"] = "each claim is deleted " + p.dwell.String() + " after it is Ready (or after the deadline)"
+	e, err := h.prepare(ctx, r, p.pool)
+	defer e.close()
+	if err != nil {
+		return err
+	}
+	w, err := e.begin(ctx, "arrivals, releases and refill")
+	if err != nil {
+		return err
+	}
+	e.labs.record(p.pool.name)
+	start := time.Now()
+	h.logf("%d arrivals over %s (seed %d)", len(plan), p.duration, p.seed)
+	var wg sync.WaitGroup
+	names := map[string]bool{}
+	var maxLag time.Duration
+	for i, at := range plan {
+		if d := time.Until(start.Add(at)); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-e.op.failed():
+				return e.op.failure()
+			}
+		}
+		maxLag = max(maxLag, time.Since(start.Add(at)))
+		name := fmt.Sprintf("sustained-%05d", i)
+		names[name] = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := e.createClaim(ctx, name, p.pool.name, "")
+			if c.createErr != nil {
+				return
+			}
+			if ok, err := e.awaitReady(ctx, c, readyDeadline); err != nil {
+				return
+			} else if ok {
+				select {
+				case <-time.After(p.dwell):
+				case <-ctx.Done():
+					return
+				}
+			}
+			_ = e.deleteClaim(ctx, name)
+		}()
+		if (i+1)%500 == 0 {
+			h.logf("%d/%d arrivals; %s", i+1, len(plan), e.describePool(p.pool.name))
+		}
+	}
+	arrivalsEnd := time.Now()
+	wg.Wait()
+	if e.op.failure() != nil {
+		return e.op.failure()
+	}
+	views := e.claims.snapshot(names)
+	o := outcome(views)
+	rate := 0.0
+	if o.ready > 0 {
+		rate = float64(o.ready) / o.last.Sub(o.first).Seconds()
+	}
+	r.Figures = []figure{
+		newFigure("offered rate", float64(len(plan))/p.duration.Seconds(), "per second").note("arrivals drawn / duration"),
+		newFigure("achieved rate", rate, "per second").want(">=", p.rate).note("claims Ready / (last Ready - first create)"),
+		newFigure("max arrival lag", ms(maxLag), "ms").note("how late the harness issued an arrival"),
+	}
+	r.Figures = append(r.Figures, latencyFigures("claim -> Ready", o.latencies, 0, 0)...)
+	var perWindow []series
+	var p50s []float64
+	for from := time.Duration(0); from < p.duration; from += p.windows {
+		var ls []float64
+		for _, v := range views {
+			if off := v.t0.Sub(start); v.createErr == nil && off >= from && off < from+p.windows {
+				ls = append(ls, v.latency())
+			}
+		}
+		sort.Float64s(ls)
+		p50 := percentile(ls, 0.5)
+		p50s = append(p50s, p50)
+		name := fmt.Sprintf("%.0f-%.0fs", from.Seconds(), (from + p.windows).Seconds())
+		r.Figures = append(r.Figures, newFigure("claim -> Ready p50, arrivals "+name, p50, "ms"))
+		perWindow = append(perWindow, series{name: "arrivals " + name, values: ls})
+	}
+	lo, hi := math.Inf(1), 0.0
+	for _, v := range p50s {
+		lo, hi = math.Min(lo, v), math.Max(hi, v)
+	}
+	r.Figures = append(r.Figures, newFigure("p50 spread across windows (max / min)", hi/lo, "ratio").note("1 is perfectly flat"))
+
+	timeline := e.labs.stopRecording(p.pool.name)
+	minReady := math.MaxInt
+	for _, s := range timeline {
+		if !s.at.After(arrivalsEnd) {
+			minReady = min(minReady, s.count[labReady])
+		}
+	}
+	r.Figures = append(r.Figures,
+		newFigure("fewest Ready unclaimed labs during arrivals", float64(minReady), "count"),
+		newFigure("pool drained", boolValue(minReady == 0), "bool").want("==", 0).note("1 if the pool had no Ready unclaimed lab at some moment"),
+		newFigure("cold fallbacks", float64(o.cold), "count"))
+	r.Figures = append(r.Figures, o.countFigures()...)
+	h.latencyImage(r, "sustained-latency.svg", fmt.Sprintf("sustained: Poisson %.0f/s for %s, dwell %s, pool of %d (one curve per %s of arrivals)",
+		p.rate, p.duration, p.dwell, p.pool.replicas, p.windows), perWindow, nil)
+	t0 := float64(start.UnixNano()) / 1e9
+	if err := drawTimeline(filepath.Join(h.outDir, "sustained-occupancy.svg"),
+		fmt.Sprintf("sustained: labs of the pool (%d warm) while claims arrive at %.0f/s", p.pool.replicas, p.rate), "labs",
+		occupancyLines(timeline, t0), []vline{{"arrivals start", 0}, {"arrivals end", arrivalsEnd.Sub(start).Seconds()}}); err != nil {
+		r.Notes = append(r.Notes, "drawing sustained-occupancy.svg: "+err.Error())
+	} else {
+		r.Images = append(r.Images, "sustained-occupancy.svg")
+	}
+
+	if err := waitReleased(ctx, e, names, p.pool.name, int(p.pool.replicas)); err != nil {
+		r.Notes = append(r.Notes, "after the run: "+err.Error())
+	} else if _, err := e.settle(ctx, 2*time.Second, 5*time.Minute, nil); err != nil {
+		r.Notes = append(r.Notes, "after the run: "+err.Error())
+	}
+	win, err := e.end(ctx, w)
+	r.Windows = append(r.Windows, win)
+	r.Figures = append(r.Figures, perClaim(win, len(plan), " (claim, release and refill)")...)
+	return err
+}
+
+// apiCostParams configures the api-cost scenario.
+type apiCostParams struct {
+	claims int
+	// refillPool is the pool of the second phase; the first phase's pool has replicas and
+	// maxLabs equal to claims, so that nothing refills.
+	refillPool poolSpec
+}
+
+// runAPICost: what a warm claim costs the API server, first on the claim path alone (a
+// pool that cannot refill), then with release and refill.
+func (h *harness) runAPICost(ctx context.Context, r *scenarioResult, p apiCostParams) error {
+	n := int32(p.claims)
+	path := poolSpec{name: "path", replicas: n, maxBooting: n, maxLab: n}
+	r.Parameters = claimParams()
+	r.Parameters["claims"], r.Parameters["claimPathPool"], r.Parameters["refillPool"] = p.claims, path.params(), p.refillPool.params()
+	r.Parameters["phases"] = "claim path: claims one after another on a full pool with maxLabs = claims (nothing refills), kept; " +
+		"with refill: claims one after another, each deleted once Ready, until the pool is full again"
+	e, err := h.prepare(ctx, r, path)
+	defer e.close()
+	if err != nil {
+		return err
+	}
+	w, err := e.begin(ctx, "claim path")
+	if err != nil {
+		return err
+	}
+	names, err := serialClaims(ctx, e, "path", path.name, "", p.claims, false)
+	if err != nil {
+		return err
+	}
+	if _, err := e.settle(ctx, 3*time.Second, 5*time.Minute, nil); err != nil {
+		return err
+	}
+	win, err := e.end(ctx, w)
+	if err != nil {
+		return err
+	}
+	r.Windows = append(r.Windows, win)
+	o := outcome(e.claims.snapshot(names))
+	figs := perClaim(win, p.claims, " (claim path)")
+	figs[0] = figs[0].want("<=", 8)
+	figs[1] = figs[1].want("<=", 0.1)
+	r.Figures = append(r.Figures, figs...)
+	r.Figures = append(r.Figures, newFigure("claims Ready (claim path)", float64(o.ready), "count"),
+		newFigure("harness writes per claim (claim path)", win.HarnessWrites/float64(p.claims), "per claim").note("the claim's create"))
+
+	if err := e.createPool(ctx, p.refillPool); err != nil {
+		return err
+	}
+	if err := e.waitPoolReady(ctx, p.refillPool.name, int(p.refillPool.replicas), 5*time.Minute); err != nil {
+		return err
+	}
+	if _, err := e.settle(ctx, 2*time.Second, 5*time.Minute, nil); err != nil {
+		return err
+	}
+	if w, err = e.begin(ctx, "with refill"); err != nil {
+		return err
+	}
+	if names, err = serialClaims(ctx, e, "refill", p.refillPool.name, "", p.claims, true); err != nil {
+		return err
+	}
+	if err := waitReleased(ctx, e, names, p.refillPool.name, int(p.refillPool.replicas)); err != nil {
+		return err
+	}
+	if _, err := e.settle(ctx, 3*time.Second, 5*time.Minute, nil); err != nil {
+		return err
+	}
+	if win, err = e.end(ctx, w); err != nil {
+		return err
+	}
+	r.Windows = append(r.Windows, win)
+	o = outcome(e.claims.snapshot(names))
+	figs = perClaim(win, p.claims, " (with refill)")
+	figs[1] = figs[1].want("<=", 0.1)
+	r.Figures = append(r.Figures, figs...)
+	r.Figures = append(r.Figures, newFigure("claims Ready (with refill)", float64(o.ready), "count"),
+		newFigure("harness writes per claim (with refill)", win.HarnessWrites/float64(p.claims), "per claim").note("the claim's create and delete"))
+	return nil
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+)
+
+const mib = 1 << 20
+
+// fillParams configures the fill scenario.
+type fillParams struct {
+	pool poolSpec
+}
+
+// runFill: a pool created empty, until every lab is Ready.
+func (h *harness) runFill(ctx context.Context, r *scenarioResult, p fillParams) error {
+	r.Parameters = map[string]any{"pool": p.pool.params(), "template": claimParams()["template"], "bootDelay": h.bootDelay.String()}
+	e, err := h.startEnv(ctx, r)
+	defer e.close()
+	if err != nil {
+		return err
+	}
+	if _, err := e.settle(ctx, 2*time.Second, 2*time.Minute, nil); err != nil {
+		return err
+	}
+	w, err := e.begin(ctx, "fill")
+	if err != nil {
+		return err
+	}
+	e.labs.record(p.pool.name)
+	start := time.Now()
+	if err := e.createPool(ctx, p.pool); err != nil {
+		return err
+	}
+	n := int(p.pool.replicas)
+	fillErr := e.waitPoolReady(ctx, p.pool.name, n, 10*time.Minute)
+	if fillErr != nil && e.op.failure() != nil {
+		return fillErr
+	}
+	statusErr := e.waitFor(ctx, time.Minute, "LabPool status readyReplicas", func() bool {
+		return !e.pools.readySince(p.pool.name, p.pool.replicas).IsZero()
+	}, nil)
+	timeline := e.labs.stopRecording(p.pool.name)
+	firstReady, allReady := inf, inf
+	for _, s := range timeline {
+		if s.count[labReady] >= 1 && firstReady == inf {
+			firstReady = s.at.Sub(start).Seconds()
+		}
+		if s.count[labReady] >= n && allReady == inf {
+			allReady = s.at.Sub(start).Seconds()
+		}
+	}
+	statusReady := inf
+	if statusErr == nil {
+		statusReady = e.pools.readySince(p.pool.name, p.pool.replicas).Sub(start).Seconds()
+	}
+	r.Figures = []figure{
+		newFigure("pool created -> all labs Ready", allReady, "s").want("<=", 5).note("as the harness's LabEnvironment watch saw them"),
+		newFigure("pool created -> status.readyReplicas = replicas", statusReady, "s"),
+		newFigure("pool created -> first lab Ready", firstReady, "s"),
+	}
+	if fillErr != nil {
+		r.Notes = append(r.Notes, fillErr.Error())
+	}
+	if err := drawTimeline(filepath.Join(h.outDir, "fill-occupancy.svg"),
+		fmt.Sprintf("fill: a pool of %d from empty (maxBooting %d, boot delay %s)", p.pool.replicas, p.pool.maxBooting, h.bootDelay), "labs",
+		occupancyLines(timeline, float64(start.UnixNano())/1e9)[:2], []vline{{"pool created", 0}}); err != nil {
+		r.Notes = append(r.Notes, "drawing fill-occupancy.svg: "+err.Error())
+	} else {
+		r.Images = append(r.Images, "fill-occupancy.svg")
+	}
+	if _, err := e.settle(ctx, 2*time.Second, 5*time.Minute, nil); err != nil {
+		return err
+	}
+	win, err := e.end(ctx, w)
+	r.Windows = append(r.Windows, win)
+	r.Figures = append(r.Figures,
+		newFigure("mutating API requests per lab", win.MutatingRequests/float64(n), "per lab").note("all told: operator, kube-controller-manager, harness"),
+		newFigure("operator writes per lab", operatorWrites(win)/float64(n), "per lab"))
+	return err
+}
+
+// memory reads the operator's memory: RSS and Go heap from its metrics, peak RSS from /proc.
+func (e *env) memory(ctx context.Context) (rss, heapAlloc, heapInuse, peak float64, err error) {
+	m, _, err := e.scrape(ctx)
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	rss = m.set.sum("process_resident_memory_bytes", nil)
+	heapAlloc = m.set.sum("go_memstats_heap_alloc_bytes", nil)
+	heapInuse = m.set.sum("go_memstats_heap_inuse_bytes", nil)
+	if p := e.op.current(); p != nil {
+		_, peak, _ = procStatus(p.cmd.Process.Pid)
+	}
+	return rss, heapAlloc, heapInuse, peak, nil
+}
+
+// scaleParams configures the scale scenario.
+type scaleParams struct {
+	pool  poolSpec
+	steps []int32
+}
+
+// setReplicas scales a pool.
+func (e *env) setReplicas(ctx context.Context, pool string, replicas int32) error {
+	p := &labforgev1alpha1.LabPool{}
+	if err := e.c.Get(ctx, client.ObjectKey{Name: pool}, p); err != nil {
+		return err
+	}
+	patch := client.MergeFrom(p.DeepCopy())
+	p.Spec.Replicas = replicas
+	return e.c.Patch(ctx, p, patch)
+}
+
+// runScale: the operator's memory once it settled at each number of Ready labs.
+func (h *harness) runScale(ctx context.Context, r *scenarioResult, p scaleParams) error {
+	p.pool.replicas = p.steps[0]
+	r.Parameters = map[string]any{"pool": p.pool.params(), "steps": p.steps, "template": claimParams()["template"],
+		"settle": "no queued or running reconcile and reconcile counts unchanged for 3s before reading"}
+	e, err := h.prepare(ctx, r, p.pool)
+	defer e.close()
+	if err != nil {
+		return err
+	}
+	for i, n := range p.steps {
+		if i > 0 {
+			if err := e.setReplicas(ctx, p.pool.name, n); err != nil {
+				return err
+			}
+			h.logf("scaling to %d labs", n)
+			if err := e.waitPoolReady(ctx, p.pool.name, int(n), 10*time.Minute+time.Duration(n)*3*time.Second); err != nil {
+				return err
+			}
+		}
+		if _, err := e.settle(ctx, 3*time.Second, 10*time.Minute, nil); err != nil {
+			return err
+		}
+		rss, alloc, inuse, peak, err := e.memory(ctx)
+		if err != nil {
+			return err
+		}
+		at := fmt.Sprintf(" at %d labs", n)
+		rssFig := newFigure("operator RSS"+at, rss/mib, "MiB")
+		if i == len(p.steps)-1 {
+			rssFig = rssFig.want("<=", 150)
+		}
+		r.Figures = append(r.Figures, rssFig,
+			newFigure("Go heap in use"+at, inuse/mib, "MiB"),
+			newFigure("Go heap allocated"+at, alloc/mib, "MiB"),
+			newFigure("peak RSS up to"+at[3:], peak/mib, "MiB").note("VmHWM of /proc"))
+		h.logf("%d labs: RSS %.0f MiB, heap in use %.0f MiB", n, rss/mib, inuse/mib)
+	}
+	return nil
+}
+
+// idleParams configures the idle-resync scenario.
+type idleParams struct {
+	pool poolSpec
+}
+
+// runIdleResync: many Ready labs, the operator restarted; what its first pass writes and
+// how long it takes.
+func (h *harness) runIdleResync(ctx context.Context, r *scenarioResult, p idleParams) error {
+	r.Parameters = map[string]any{"pool": p.pool.params(), "template": claimParams()["template"],
+		"restart": "SIGTERM, then a new operator process at once",
+		"passEnd": "every controller started its workers, no queued or running reconcile, every LabEnvironment reconciled, counts unchanged for 3s"}
+	e, err := h.prepare(ctx, r, p.pool)
+	defer e.close()
+	if err != nil {
+		return err
+	}
+	if err := e.op.stop(30 * time.Second); err != nil {
+		return err
+	}
+	w, err := e.begin(ctx, "restart and resync")
+	if err != nil {
+		return err
+	}
+	proc, err := e.op.start(ctx)
+	if err != nil {
+		return err
+	}
+	metricsUp := time.Since(proc.started)
+	labs := float64(p.pool.replicas)
+	settled, settleErr := e.settle(ctx, 3*time.Second, 30*time.Minute, func(m operatorMetrics) bool {
+		return m.reconcilesOf("labenvironment") >= labs
+	})
+	pass := inf
+	if settleErr == nil {
+		pass = settled.Sub(proc.started).Seconds()
+	} else if e.op.failure() != nil || ctx.Err() != nil {
+		return settleErr
+	} else {
+		// A pass that never ends is a result too: what it wrote so far is still counted.
+		r.Notes = append(r.Notes, "the pass did not end: "+settleErr.Error())
+	}
+	win, err := e.end(ctx, w)
+	r.Windows = append(r.Windows, win)
+	reconciles := 0.0
+	for _, v := range win.Reconciles {
+		reconciles += v
+	}
+	r.Figures = []figure{
+		newFigure("mutating API requests during the resync", win.MutatingRequests, "count").want("==", 0).note("all clients; leases excluded"),
+		newFigure("operator writes during the resync", operatorWrites(win), "count"),
+		newFigure("resync pass (process start -> idle)", pass, "s").want("<=", 5),
+		newFigure("process start -> metrics served", metricsUp.Seconds(), "s"),
+		newFigure("reconciles in the pass", reconciles, "count"),
+	}
+	return err
+}
