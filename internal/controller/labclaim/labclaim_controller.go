@@ -139,7 +139,9 @@ func (r *Reconciler) deleteOrphanedLabs(ctx context.Context, key client.ObjectKe
 	for i := range envs.Items {
 		env := &envs.Items[i]
 		ref := env.Spec.ClaimRef
-		if ref == nil || ref.UID == uid || !env.DeletionTimestamp.IsZero() {
+		// Only what labforge made: an admin's hand-made lab is the admin's to end.
+		if ref == nil || ref.UID == uid || !env.DeletionTimestamp.IsZero() ||
+			env.Labels[labforgev1alpha1.LabelManagedBy] != labforgev1alpha1.ManagedByValue {
 			continue
 		}
 		if live == nil {

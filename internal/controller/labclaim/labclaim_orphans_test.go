@@ -23,12 +23,18 @@ func TestDeleteOrphanedLabs(t *testing.T) {
 	key := client.ObjectKey{Namespace: "students", Name: "alice"}
 	bound := func(name string, uid types.UID) *labforgev1alpha1.LabEnvironment {
 		return &labforgev1alpha1.LabEnvironment{
-			ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(name + "-uid")},
+			ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(name + "-uid"),
+				Labels: map[string]string{labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue}},
 			Spec: labforgev1alpha1.LabEnvironmentSpec{
 				TemplateRef: labforgev1alpha1.LocalObjectReference{Name: "t"},
 				ClaimRef:    &labforgev1alpha1.ClaimReference{Namespace: key.Namespace, Name: key.Name, UID: uid},
 			},
 		}
+	}
+	handMade := func(name string, uid types.UID) *labforgev1alpha1.LabEnvironment {
+		env := bound(name, uid)
+		env.Labels = nil
+		return env
 	}
 	claim := func(uid types.UID) *labforgev1alpha1.LabClaim {
 		return &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, UID: uid}}
@@ -51,6 +57,9 @@ func TestDeleteOrphanedLabs(t *testing.T) {
 		},
 		"the cache has not seen the claim yet: the lab stays": {
 			envs: []*labforgev1alpha1.LabEnvironment{bound("lab-a", "fresh")}, live: claim("fresh"), wantKept: []string{"lab-a"},
+		},
+		"a lab labforge did not make: the admin's to end": {
+			envs: []*labforgev1alpha1.LabEnvironment{handMade("lab-a", "old")}, wantKept: []string{"lab-a"},
 		},
 		"the claim exists: nothing to do": {
 			envs: []*labforgev1alpha1.LabEnvironment{bound("lab-a", "same")}, cached: "same", live: claim("same"), wantKept: []string{"lab-a"},

@@ -274,8 +274,15 @@ func (r *Reconciler) reconcileMachines(ctx context.Context, s *scope, l render.L
 		// A VM reads its user-data at first boot only: the Secret is written once and
 		// immutable, so an existing one is never rendered or compared again (the cache
 		// holds its metadata only: manager.dropUserData).
-		err := r.Client.Get(ctx, client.ObjectKey{Namespace: l.Namespace(), Name: lab.UserDataSecret(n.Name)}, &corev1.Secret{})
+		existing := &corev1.Secret{}
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: l.Namespace(), Name: lab.UserDataSecret(n.Name)}, existing)
 		if err == nil {
+			// It must be the lab's, or an orphan labelled as the lab's (adopted here).
+			if owned, err := r.claimChild(ctx, s.env, existing); err != nil {
+				errs = append(errs, err)
+			} else if !owned {
+				errs = append(errs, fmt.Errorf("%s/%s exists and does not belong to LabEnvironment %s", existing.Namespace, existing.Name, s.env.Name))
+			}
 			continue
 		}
 		if !apierrors.IsNotFound(err) {

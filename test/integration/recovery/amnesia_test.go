@@ -73,7 +73,8 @@ var _ = Describe("An admin restoring labforge's objects from a backup that kept 
 		Eventually(func(g Gomega) {
 			g.Expect(get(ctx, g, client.ObjectKey{Name: pool}, &labforgev1alpha1.LabPool{}).Finalizers).To(Equal([]string{"labforge.dev/pool"}))
 			for _, c := range []*labforgev1alpha1.LabClaim{alice, erin} {
-				g.Expect(get(ctx, g, client.ObjectKeyFromObject(c), &labforgev1alpha1.LabClaim{}).Finalizers).To(Equal([]string{"labforge.dev/claim"}), c.Name)
+				// A claim has no finalizer (decision 17), and is not given one.
+				g.Expect(get(ctx, g, client.ObjectKeyFromObject(c), &labforgev1alpha1.LabClaim{}).Finalizers).To(BeEmpty(), c.Name)
 				for _, s := range []string{c.Name + "-kubeconfig", c.Name + "-ssh"} {
 					secret := get(ctx, g, client.ObjectKey{Namespace: students, Name: s}, &corev1.Secret{})
 					g.Expect(secret.OwnerReferences).To(Equal(controllerRef("LabClaim", c.Name, c.UID)), s)

@@ -83,15 +83,17 @@ var _ = Describe("An admin uninstalling labforge with claims present", func() {
 		stopManager()
 
 		kubectl(ctx, "delete", "--ignore-not-found", "--wait=false", "-k", "config/crd")
-		// Templates carry no finalizer; the kinds that do wait, Terminating.
-		stuck := map[string]bool{"labpools.labforge.dev": true, "labenvironments.labforge.dev": true, "labclaims.labforge.dev": true}
+		// Templates and claims carry no finalizer and go; the kinds that do wait, Terminating.
+		stuck := map[string]bool{"labpools.labforge.dev": true, "labenvironments.labforge.dev": true}
 		Eventually(crds(ctx)).Should(Equal(stuck))
 		Consistently(crds(ctx)).Should(Equal(stuck))
 		Consistently(func(g Gomega) {
-			for _, name := range []string{"alice", "erin"} {
-				c := get(ctx, g, client.ObjectKey{Namespace: "students-uninstall-late", Name: name}, &labforgev1alpha1.LabClaim{})
-				g.Expect(c.DeletionTimestamp).NotTo(BeNil())
-				g.Expect(c.Finalizers).To(Equal([]string{"labforge.dev/claim"}))
+			var envs labforgev1alpha1.LabEnvironmentList
+			g.Expect(k8s.List(ctx, &envs)).To(Succeed())
+			g.Expect(envs.Items).NotTo(BeEmpty())
+			for _, env := range envs.Items {
+				g.Expect(env.DeletionTimestamp).NotTo(BeNil(), env.Name)
+				g.Expect(env.Finalizers).To(Equal([]string{"labforge.dev/environment"}), env.Name)
 			}
 		}).Should(Succeed())
 
