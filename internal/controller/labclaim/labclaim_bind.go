@@ -52,9 +52,41 @@ func (r *Reconciler) findLab(ctx context.Context, s *scope) error {
 		ref := envs.Items[i].Spec.ClaimRef
 		if ref.Namespace == s.claim.Namespace && ref.Name == s.claim.Name {
 			s.env = &envs.Items[i]
+			r.binds.Delete(s.claim.UID)
 			return nil
 		}
 	}
+	return r.findLaggingLab(ctx, s)
+}
+
+// findLaggingLab asks the API server for a lab the cache does not show bound to the claim
+// yet, but which may be: the lab this process bound the claim to (remembered in r.binds
+// until the cache shows the bind), or the lab the claim's status names. The LabEnvironment
+// cache can lag behind the claim cache and behind this process's own writes (a watch
+// re-established after an API server restart replays them late); trusting it would bind
+// the claim to a second lab, or declare its lab lost.
+func (r *Reconciler) findLaggingLab(ctx context.Context, s *scope) error {
+	name := s.claim.Status.Lab
+	if v, ok := r.binds.Load(s.claim.UID); ok {
+		name = v.(string)
+	} else if name == "" || meta.IsStatusConditionTrue(s.claim.Status.Conditions, labforgev1alpha1.ConditionExpired) ||
+		meta.IsStatusConditionTrue(s.claim.Status.Conditions, labforgev1alpha1.ConditionStalled) {
+		// Never bound, or done with its lab: nothing to look for.
+		return nil
+	}
+	env := &labforgev1alpha1.LabEnvironment{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: name}, env); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.binds.Delete(s.claim.UID)
+			return nil
+		}
+		return fmt.Errorf("reading LabEnvironment %s of LabClaim %s/%s: %w", name, s.claim.Namespace, s.claim.Name, err)
+	}
+	if ref := env.Spec.ClaimRef; ref != nil && ref.UID == s.claim.UID {
+		s.env = env
+		return nil
+	}
+	r.binds.Delete(s.claim.UID)
 	return nil
 }
 
@@ -263,8 +295,7 @@ func (r *Reconciler) placeInLine(ctx context.Context, claim *labforgev1alpha1.La
 	}
 	position := 0
 	for _, c := range claims.Items {
-		if c.UID == claim.UID || c.Status.Lab != "" || !c.DeletionTimestamp.IsZero() ||
-			meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionStalled) {
+		if c.UID == claim.UID || !inLine(&c) {
 			continue
 		}
 		if c.CreationTimestamp.Before(&claim.CreationTimestamp) ||
@@ -290,6 +321,7 @@ func (r *Reconciler) tryBind(ctx context.Context, s *scope, candidate *labforgev
 		env.OwnerReferences = withoutPool(env.OwnerReferences)
 		err := r.Client.Update(ctx, env)
 		if err == nil {
+			r.binds.Store(s.claim.UID, env.Name)
 			s.env, s.boundNow = env, true
 			s.launch = launchType(s.claim, env)
 			bindsTotal.WithLabelValues(s.claim.Spec.PoolRef.Name, "bound").Inc()
@@ -354,11 +386,14 @@ func (r *Reconciler) bindCold(ctx context.Context, s *scope) error {
 	}
 	if err := r.Client.Create(ctx, env); err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			// Created by an earlier pass the cache has not shown yet.
+			// Created by an earlier pass the cache has not shown yet: remember it, so the
+			// next pass asks the API server for it (findLaggingLab).
+			r.binds.Store(s.claim.UID, env.Name)
 			return nil
 		}
 		return fmt.Errorf("creating a lab for LabClaim %s/%s: %w", s.claim.Namespace, s.claim.Name, err)
 	}
+	r.binds.Store(s.claim.UID, env.Name)
 	s.env, s.boundNow, s.launch = env, true, labforgev1alpha1.LaunchCold
 	return nil
 }

@@ -9,10 +9,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -21,7 +23,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
@@ -54,6 +58,10 @@ type Reconciler struct {
 	Clock     clock.PassiveClock
 	// MaxConcurrentReconciles is how many claims are worked on at once; 4 if zero.
 	MaxConcurrentReconciles int
+
+	// binds remembers, by claim UID, the lab this process bound each claim to, until the
+	// LabEnvironment cache shows the bind (see findLaggingLab).
+	binds sync.Map
 }
 
 // +kubebuilder:rbac:groups=labforge.dev,resources=labclaims,verbs=get;list;watch;update;patch
@@ -225,6 +233,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Secret{}).
 		Watches(&labforgev1alpha1.LabEnvironment{}, handler.EnqueueRequestsFromMapFunc(r.claimsOfLab)).
 		Watches(&labforgev1alpha1.LabPool{}, handler.EnqueueRequestsFromMapFunc(r.waitingClaimsOfPool)).
+		// A claim leaving the line (bound, refused or deleted) moves those behind it up.
+		Watches(&labforgev1alpha1.LabClaim{}, handler.EnqueueRequestsFromMapFunc(r.claimsBehind), builder.WithPredicates(leftTheLine())).
 		// Freed NodePorts: a lab's Service deleted, or a lab gone with its namespace.
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.nodePortWaiters), builder.WithPredicates(nodePortServiceDeleted())).
 		Watches(&labforgev1alpha1.LabEnvironment{}, handler.EnqueueRequestsFromMapFunc(r.nodePortWaiters), builder.WithPredicates(onlyDeletes())).
@@ -245,6 +255,41 @@ func (r *Reconciler) claimsOfLab(ctx context.Context, o client.Object) []reconci
 		reqs = append(reqs, r.waitingClaims(ctx, env.Spec.PoolRef.Name)...)
 	}
 	return reqs
+}
+
+// claimsBehind wakes the claims waiting on the pool of a claim that left the line. Their
+// place in line counts the claims before them that still wait, as the cache shows them: a
+// claim whose bind reached the LabEnvironment cache before its own status did would
+// otherwise be counted as waiting by the last pass of those behind it, and hold them
+// back for good.
+func (r *Reconciler) claimsBehind(ctx context.Context, o client.Object) []reconcile.Request {
+	if ref := o.(*labforgev1alpha1.LabClaim).Spec.PoolRef; ref != nil {
+		return r.waitingClaims(ctx, ref.Name)
+	}
+	return nil
+}
+
+// inLine says whether a claim waits for a lab of its pool (what placeInLine counts).
+func inLine(c *labforgev1alpha1.LabClaim) bool {
+	return c.Spec.PoolRef != nil && c.Status.Lab == "" && c.DeletionTimestamp.IsZero() &&
+		!meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionStalled)
+}
+
+// leftTheLine lets through the events of a claim of a pool that stops waiting.
+func leftTheLine() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		DeleteFunc: func(e event.DeleteEvent) bool {
+			c, ok := e.Object.(*labforgev1alpha1.LabClaim)
+			return ok && c.Spec.PoolRef != nil
+		},
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			old, okOld := e.ObjectOld.(*labforgev1alpha1.LabClaim)
+			c, okNew := e.ObjectNew.(*labforgev1alpha1.LabClaim)
+			return okOld && okNew && inLine(old) && !inLine(c)
+		},
+	}
 }
 
 func (r *Reconciler) waitingClaimsOfPool(ctx context.Context, o client.Object) []reconcile.Request {

@@ -1,0 +1,110 @@
+package labclaim
+
+import (
+	"context"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+)
+
+// TestFindLabWithALaggingCache covers what an API server restart provokes only by chance:
+// a LabEnvironment cache that has not yet seen a bind must neither make the claim take a
+// second lab nor have its lab declared lost. The fake clients stand in for the cache and
+// the API server only to disagree on purpose.
+func TestFindLabWithALaggingCache(t *testing.T) {
+	const uid = types.UID("claim-uid")
+	env := func(name string, claimUID types.UID) *labforgev1alpha1.LabEnvironment {
+		e := &labforgev1alpha1.LabEnvironment{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       labforgev1alpha1.LabEnvironmentSpec{TemplateRef: labforgev1alpha1.LocalObjectReference{Name: "t"}},
+		}
+		if claimUID != "" {
+			e.Spec.ClaimRef = &labforgev1alpha1.ClaimReference{Namespace: "students", Name: "alice", UID: claimUID}
+		}
+		return e
+	}
+	tests := map[string]struct {
+		// cached is the lab as the cache has it; live as the API server has it.
+		cached, live *labforgev1alpha1.LabEnvironment
+		// remembered: this process bound the claim to lab-a; statusLab: the claim's
+		// status names it; terminal: the claim is Expired.
+		remembered, terminal bool
+		statusLab            string
+		want                 string
+		wantRemembered       bool
+	}{
+		"the cache shows the bind": {
+			cached: env("lab-a", uid), live: env("lab-a", uid), remembered: true, want: "lab-a",
+		},
+		"this process bound it, the cache has not seen it": {
+			cached: env("lab-a", ""), live: env("lab-a", uid), remembered: true, want: "lab-a", wantRemembered: true,
+		},
+		"the status names it, the cache has not seen it": {
+			cached: env("lab-a", ""), live: env("lab-a", uid), statusLab: "lab-a", want: "lab-a",
+		},
+		"the remembered lab went to another claim": {
+			cached: env("lab-a", ""), live: env("lab-a", "other"), remembered: true,
+		},
+		"the lab the status names is gone": {
+			statusLab: "lab-a",
+		},
+		"never bound: the API server is not asked": {
+			// The API server would answer; an unbound claim must not cost a read.
+			live: env("lab-a", uid),
+		},
+		"an expired claim: its lab is not looked for": {
+			live: env("lab-a", uid), statusLab: "lab-a", terminal: true,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			scheme := runtime.NewScheme()
+			if err := labforgev1alpha1.AddToScheme(scheme); err != nil {
+				t.Fatal(err)
+			}
+			index := func(o client.Object) []string {
+				if ref := o.(*labforgev1alpha1.LabEnvironment).Spec.ClaimRef; ref != nil {
+					return []string{string(ref.UID)}
+				}
+				return nil
+			}
+			cache := fake.NewClientBuilder().WithScheme(scheme).WithIndex(&labforgev1alpha1.LabEnvironment{}, EnvClaimIndex, index)
+			if tc.cached != nil {
+				cache = cache.WithObjects(tc.cached)
+			}
+			apiServer := fake.NewClientBuilder().WithScheme(scheme)
+			if tc.live != nil {
+				apiServer = apiServer.WithObjects(tc.live)
+			}
+			r := &Reconciler{Client: cache.Build(), APIReader: apiServer.Build()}
+			if tc.remembered {
+				r.binds.Store(uid, "lab-a")
+			}
+			claim := &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "students", Name: "alice", UID: uid}}
+			claim.Status.Lab = tc.statusLab
+			if tc.terminal {
+				claim.Status.Conditions = []metav1.Condition{{Type: labforgev1alpha1.ConditionExpired, Status: metav1.ConditionTrue, Reason: ReasonExpired}}
+			}
+			s := &scope{claim: claim}
+			if err := r.findLab(context.Background(), s); err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if s.env != nil {
+				got = s.env.Name
+			}
+			if got != tc.want {
+				t.Errorf("found lab %q, want %q", got, tc.want)
+			}
+			if _, remembered := r.binds.Load(uid); remembered != tc.wantRemembered {
+				t.Errorf("bind remembered: %v, want %v", remembered, tc.wantRemembered)
+			}
+		})
+	}
+}
