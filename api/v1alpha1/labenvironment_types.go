@@ -67,6 +67,13 @@ type LabEnvironmentStatus struct {
 	// +optional
 	Namespace string `json:"namespace,omitempty"`
 
+	// NamespaceUID is the UID of the namespace the lab was built in. A namespace of the
+	// lab's name with another UID was deleted and created again: the lab is a new one
+	// that must prove itself Ready again. (A UID, not a timestamp: the operator's and the
+	// API server's clocks need not agree.)
+	// +optional
+	NamespaceUID types.UID `json:"namespaceUID,omitempty"`
+
 	// TemplateGeneration is the generation of the LabTemplate the lab was built from.
 	// +optional
 	TemplateGeneration int64 `json:"templateGeneration,omitempty"`

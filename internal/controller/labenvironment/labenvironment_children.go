@@ -11,6 +11,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -44,14 +45,16 @@ type scope struct {
 	// namespaceLost: the namespace of a lab already handed to a claim was deleted (by
 	// hand); such a lab is reported lost, never rebuilt behind the student's back.
 	namespaceLost bool
-	// rebuilt: the namespace is younger than the lab's last Ready (it was deleted by hand
-	// and is being built again), so that Ready no longer holds for the new lab, whose boot
-	// started when namespaceCreated.
+	// rebuilt: the namespace is not the one the lab became Ready in (it was deleted by
+	// hand and is being built again), so that Ready no longer holds for the new lab, whose
+	// boot started when namespaceCreated.
 	rebuilt          bool
 	namespaceCreated time.Time
-	provisioned      bool
-	vms              []render.Node
-	vmis             map[string]*kubevirtv1.VirtualMachineInstance
+	// namespaceUID is the UID of the lab's namespace as this pass found or created it.
+	namespaceUID types.UID
+	provisioned  bool
+	vms          []render.Node
+	vmis         map[string]*kubevirtv1.VirtualMachineInstance
 
 	probed   bool
 	probe    labprobe.Result
@@ -146,7 +149,9 @@ func (r *Reconciler) reconcileNamespace(ctx context.Context, s *scope, l render.
 			return false, nil
 		}
 		s.rebuilt, s.namespaceCreated = s.env.Status.ReadyTime != nil, s.now
-		_, err := r.Applier.Apply(ctx, render.Namespace(l), nil)
+		created := render.Namespace(l)
+		_, err := r.Applier.Apply(ctx, created, nil)
+		s.namespaceUID = created.UID
 		return err == nil, err
 	case err != nil:
 		return false, fmt.Errorf("reading namespace %s: %w", l.Namespace(), err)
@@ -166,9 +171,15 @@ func (r *Reconciler) reconcileNamespace(ctx context.Context, s *scope, l render.
 	if !owned {
 		return false, fmt.Errorf("namespace %s exists and does not belong to LabEnvironment %s", l.Namespace(), s.env.Name)
 	}
-	s.namespaceCreated = ns.CreationTimestamp.Time
-	if ready := s.env.Status.ReadyTime; ready != nil && ns.CreationTimestamp.After(ready.Time) {
-		s.rebuilt = true
+	s.namespaceCreated, s.namespaceUID = ns.CreationTimestamp.Time, ns.UID
+	if ready := s.env.Status.ReadyTime; ready != nil {
+		if was := s.env.Status.NamespaceUID; was != "" {
+			s.rebuilt = ns.UID != was
+		} else {
+			// A lab that became Ready before status.namespaceUID existed: its namespace
+			// was built again if it is younger than that Ready.
+			s.rebuilt = ns.CreationTimestamp.After(ready.Time)
+		}
 	}
 	_, err = r.Applier.Apply(ctx, render.Namespace(l), ns)
 	return err == nil, err

@@ -67,6 +67,9 @@ var notBootFailures = map[string]bool{
 func setStatus(s *scope, succeeded bool) {
 	st := &s.env.Status
 	st.Namespace = namespaceOf(s.env)
+	if s.namespaceUID != "" {
+		st.NamespaceUID = s.namespaceUID
+	}
 	if s.rebuilt {
 		// A lab built again in a new namespace has to prove itself Ready again.
 		st.ReadyTime = nil
