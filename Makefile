@@ -101,7 +101,7 @@ install: ## Install the CRDs into the cluster of the current kubeconfig.
 
 .PHONY: uninstall
 uninstall: ## Remove the CRDs and every lab with them; the operator must run (docs/operations.md).
-	kubectl delete --ignore-not-found -k config/crd
+	bash hack/uninstall.sh
 
 .PHONY: deploy
 deploy: ## Deploy the operator (CRDs, RBAC, manager) with image $(IMG).

@@ -4,7 +4,7 @@
 # operator is gone and cannot finish deleting them (an uninstall in the wrong order: see
 # docs/operations.md). Without the operator nothing else would: CRD deletion waits on them
 # forever. Once they are gone, kube-controller-manager's garbage collector removes each lab
-# namespace (owned by its LabEnvironment) and each claim's Secrets (owned by the claim).
+# namespace (owned by its LabEnvironment); the claims' Secrets, which it may miss, go here.
 # Uses kubectl's current context, or $KUBECONFIG.
 set -euo pipefail
 patch='{"metadata":{"finalizers":null}}'
@@ -22,3 +22,5 @@ for kind in labpools.labforge.dev labenvironments.labforge.dev; do
 		kubectl patch "$obj" --type=merge -p "$patch"
 	done
 done
+# The claims' CRD went with the uninstall (claims have no finalizer): sweep their Secrets.
+bash "$(dirname "$0")/sweep-claim-secrets.sh"

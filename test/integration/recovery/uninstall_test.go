@@ -72,7 +72,7 @@ var _ = Describe("An admin uninstalling labforge with claims present", func() {
 		Expect(labforgeObjects(ctx, Default, everything)).NotTo(BeEmpty())
 
 		// What `make uninstall` runs; kubectl waits until the CRDs are gone.
-		kubectl(ctx, "delete", "--ignore-not-found", "--timeout=120s", "-k", "config/crd")
+		script(ctx, "hack/uninstall.sh", "--timeout=120s")
 		Eventually(crds(ctx)).Should(BeEmpty())
 		Eventually(leftovers(ctx, everything)).WithTimeout(60 * time.Second).Should(BeEmpty())
 	})
@@ -97,12 +97,19 @@ var _ = Describe("An admin uninstalling labforge with claims present", func() {
 			}
 		}).Should(Succeed())
 
-		cmd := exec.CommandContext(ctx, "bash", "hack/strip-finalizers.sh")
-		cmd.Dir = integration.RepoRoot()
-		cmd.Env = append(os.Environ(), "KUBECONFIG="+cp.KubeconfigPath())
-		out, err := cmd.CombinedOutput()
-		Expect(err).NotTo(HaveOccurred(), string(out))
+		script(ctx, "hack/strip-finalizers.sh")
 		Eventually(crds(ctx)).WithTimeout(60 * time.Second).Should(BeEmpty())
 		Eventually(leftovers(ctx, everything)).WithTimeout(60 * time.Second).Should(BeEmpty())
 	})
 })
+
+// script runs one of the repository's scripts against the suite's control plane.
+func script(ctx context.Context, path string, args ...string) {
+	GinkgoHelper()
+	cmd := exec.CommandContext(ctx, "bash", append([]string{path}, args...)...)
+	cmd.Dir = integration.RepoRoot()
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+cp.KubeconfigPath())
+	out, err := cmd.CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), string(out))
+	GinkgoWriter.Printf("%s: %s\n", path, out)
+}
