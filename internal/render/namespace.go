@@ -31,11 +31,16 @@ func Namespace(l Lab) *corev1.Namespace {
 }
 
 // ResourceQuota bounds what the lab namespace can hold to what the template describes:
-// the CPU and memory of its VMs exactly, and twice the objects it needs (VMs, Secrets,
-// Services, NodePorts): quota admission charges a create before the create can fail, so
-// two operators racing to create the same object (or a retried create) are charged twice
-// until kube-controller-manager recounts, and an exact fit would refuse the lab's own
-// objects meanwhile. No volumes, no load balancers.
+// the CPU and memory of its VMs exactly, twice the VMs and NodePorts it needs (quota
+// admission charges a create before the create can fail, so two operators racing to create
+// the same object, or a retried create, are charged twice until kube-controller-manager
+// recounts, and an exact fit would refuse the lab's own objects meanwhile), no volumes and
+// no load balancers.
+//
+// It counts only what costs the host: compute, VMs and host ports. Every create of a kind
+// the quota counts is one more write (admission charges it to the quota's status), and
+// only labforge writes Secrets, ConfigMaps and Services in a lab namespace; counting them
+// cost about 8 writes per lab and guarded nothing.
 func ResourceQuota(l Lab) *corev1.ResourceQuota {
 	nodes := l.Nodes()
 	var vcpus int64
@@ -55,15 +60,10 @@ func ResourceQuota(l Lab) *corev1.ResourceQuota {
 			corev1.ResourcePods:                   *resource.NewQuantity(2*count, resource.DecimalSI),
 			corev1.ResourceRequestsCPU:            *resource.NewQuantity(vcpus, resource.DecimalSI),
 			corev1.ResourceRequestsMemory:         memory,
-			corev1.ResourceServices:               *resource.NewQuantity(2*headroom, resource.DecimalSI),
 			corev1.ResourceServicesNodePorts:      *resource.NewQuantity(2*headroom, resource.DecimalSI),
 			corev1.ResourceServicesLoadBalancers:  *resource.NewQuantity(0, resource.DecimalSI),
 			corev1.ResourcePersistentVolumeClaims: *resource.NewQuantity(0, resource.DecimalSI),
-			// PKI, access credentials and one cloud-init Secret per VM.
-			corev1.ResourceSecrets:                      *resource.NewQuantity(headroom*(2+count), resource.DecimalSI),
-			corev1.ResourceConfigMaps:                   *resource.NewQuantity(headroom*2, resource.DecimalSI),
-			"count/virtualmachines.kubevirt.io":         *resource.NewQuantity(headroom*count, resource.DecimalSI),
-			"count/virtualmachineinstances.kubevirt.io": *resource.NewQuantity(headroom*count, resource.DecimalSI),
+			"count/virtualmachines.kubevirt.io":   *resource.NewQuantity(headroom*count, resource.DecimalSI),
 		}},
 	}
 }

@@ -106,21 +106,20 @@ func TestResourceQuota(t *testing.T) {
 		want    map[corev1.ResourceName]string
 	}{
 		"single node": {workers: 0, want: map[corev1.ResourceName]string{
-			"pods": "2", "requests.cpu": "2", "requests.memory": "2560Mi", "services.nodeports": "4", "secrets": "6",
-			"count/virtualmachines.kubevirt.io": "2",
+			"pods": "2", "requests.cpu": "2", "requests.memory": "2560Mi", "services.nodeports": "4",
+			"services.loadbalancers": "0", "persistentvolumeclaims": "0", "count/virtualmachines.kubevirt.io": "2",
 		}},
 		"three workers": {workers: 3, want: map[corev1.ResourceName]string{
 			// 2 + 3*2 vCPUs; 2Gi + 3*1536Mi + 4*512Mi.
-			"pods": "8", "requests.cpu": "8", "requests.memory": "8704Mi", "services.nodeports": "4", "secrets": "12",
-			"count/virtualmachines.kubevirt.io": "8",
+			"pods": "8", "requests.cpu": "8", "requests.memory": "8704Mi", "services.nodeports": "4",
+			"services.loadbalancers": "0", "persistentvolumeclaims": "0", "count/virtualmachines.kubevirt.io": "8",
 		}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			q := ResourceQuota(testLab(tc.workers))
 			got := map[corev1.ResourceName]string{}
-			for k := range tc.want {
-				v := q.Spec.Hard[k]
+			for k, v := range q.Spec.Hard {
 				got[k] = v.String()
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
