@@ -200,6 +200,12 @@ func (s *Simulator) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	case modeRun:
 		if vmi == nil {
 			created, err := s.createVMI(ctx, &vm)
+			if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+				// The lab is being torn down: its VMs go with their namespace, whose
+				// deletion took the VMI first. Retrying would only be refused again.
+				log.V(1).Info("Not starting a VM whose namespace is terminating")
+				return ctrl.Result{}, nil
+			}
 			if err != nil {
 				return ctrl.Result{}, err
 			}
