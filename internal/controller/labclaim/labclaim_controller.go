@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -62,6 +63,9 @@ type Reconciler struct {
 	// binds remembers, by claim UID, the lab this process bound each claim to, until the
 	// LabEnvironment cache shows the bind (see findLaggingLab).
 	binds sync.Map
+	// boundStatus remembers, by claim UID, the claims whose bind this process wrote into
+	// their status, until the LabClaim cache shows it (see cacheLags).
+	boundStatus sync.Map
 }
 
 // +kubebuilder:rbac:groups=labforge.dev,resources=labclaims,verbs=get;list;watch;update;patch
@@ -81,6 +85,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, r.deleteOrphanedLabs(ctx, req.NamespacedName, "")
 		}
 		return ctrl.Result{}, err
+	}
+	if r.cacheLags(claim) {
+		// The event of the status write brings the claim back, as written.
+		ctrl.LoggerFrom(ctx).V(1).Info("Waiting for the cache to show the claim's bound status")
+		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
 	// Labs of an earlier claim of the same name, deleted while the operator was away.
 	if err := r.deleteOrphanedLabs(ctx, req.NamespacedName, claim.UID); err != nil {
@@ -311,6 +320,21 @@ func (r *Reconciler) waitingClaims(ctx context.Context, pool string) []reconcile
 	return reqs
 }
 
+// cacheLags says whether the cache holds the claim as it was before this process wrote
+// its bound status. A pass on such a claim would take the bind for new: mint the kubeconfig
+// again with an expiry counted from now, and write both again. Its own status write wakes
+// the claim right after (and the claim's Secrets too), often before the cache has it.
+func (r *Reconciler) cacheLags(claim *labforgev1alpha1.LabClaim) bool {
+	if _, written := r.boundStatus.Load(claim.UID); !written {
+		return false
+	}
+	if claim.Status.BoundTime == nil {
+		return true
+	}
+	r.boundStatus.Delete(claim.UID)
+	return false
+}
+
 // writeStatus computes the status and writes it when it changed.
 func (r *Reconciler) writeStatus(ctx context.Context, s *scope, succeeded bool) error {
 	before := s.claim.DeepCopy()
@@ -320,6 +344,9 @@ func (r *Reconciler) writeStatus(ctx context.Context, s *scope, succeeded bool) 
 	}
 	if err := r.Client.Status().Patch(ctx, s.claim, client.MergeFrom(before)); err != nil {
 		return client.IgnoreNotFound(fmt.Errorf("patching LabClaim %s/%s status: %w", s.claim.Namespace, s.claim.Name, err))
+	}
+	if before.Status.BoundTime == nil && s.claim.Status.BoundTime != nil {
+		r.boundStatus.Store(s.claim.UID, struct{}{})
 	}
 	r.recordTransitions(ctx, before, s)
 	return nil

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -44,7 +45,8 @@ func sshSecret(c *labforgev1alpha1.LabClaim) string { return render.SSHKeySecret
 
 // handOver exposes the bound lab to its student, at claim time only: the NodePorts, the
 // student's public keys in the VMs, and a kubeconfig whose certificate expires with the
-// claim (re-minted when the expiry moves).
+// claim (re-minted when the expiry moves). The NodePorts and the keys do not depend on
+// each other and are written at once; the kubeconfig needs the API's NodePort.
 func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
 	l := render.Lab{Env: s.env}
 	h := &handover{host: r.Host.PublicAddress, sshUser: "ubuntu"}
@@ -52,26 +54,31 @@ func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
 		h.sshUser = s.template.Spec.SSHUser
 	}
 
-	svc := render.AccessServiceFor(l)
-	current := &corev1.Service{}
-	var observed client.Object
-	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(svc), current); err == nil {
-		observed = current
-	} else if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("reading Service %s/%s: %w", svc.Namespace, svc.Name, err)
-	}
-	applied, err := r.Applier.Apply(ctx, svc, observed)
-	if nodePortsExhausted(err) {
-		// Not an error of labforge's nor of the student's: the host has no NodePorts left.
-		// The claim waits, and is woken when a lab's Service goes (nodePortWaiters).
-		s.pendingReason, s.pendingMessage = ReasonNodePortsExhausted, nodePortsExhaustedMessage(err)
-		return nil
-	}
-	if err != nil {
+	var svc *corev1.Service
+	var exhausted error
+	// The keys' half works on its own copy of the scope, for what it refuses.
+	keys := *s
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		svc, err = r.exposeLab(gctx, l)
+		if nodePortsExhausted(err) {
+			exhausted, err = err, nil
+		}
+		return err
+	})
+	g.Go(func() error { return r.installKeys(gctx, &keys, l, h) })
+	if err := g.Wait(); err != nil {
 		return err
 	}
-	if !applied {
-		svc = current
+	if keys.refusedReason != "" {
+		s.refusedReason, s.refusedMessage = keys.refusedReason, keys.refusedMessage
+		return nil
+	}
+	if exhausted != nil {
+		// Not an error of labforge's nor of the student's: the host has no NodePorts left.
+		// The claim waits, and is woken when a lab's Service goes (nodePortWaiters).
+		s.pendingReason, s.pendingMessage = ReasonNodePortsExhausted, nodePortsExhaustedMessage(exhausted)
+		return nil
 	}
 	for _, p := range svc.Spec.Ports {
 		switch p.Name {
@@ -84,7 +91,37 @@ func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
 	if h.sshPort == 0 || h.apiPort == 0 {
 		return fmt.Errorf("service %s/%s has no NodePorts allocated yet", svc.Namespace, svc.Name)
 	}
+	if err := r.ensureKubeconfig(ctx, s, h); err != nil || s.refusedReason != "" {
+		return err
+	}
+	s.handover = h
+	return nil
+}
 
+// exposeLab applies the lab's NodePort Service and returns it as the API server has it.
+func (r *Reconciler) exposeLab(ctx context.Context, l render.Lab) (*corev1.Service, error) {
+	svc := render.AccessServiceFor(l)
+	current := &corev1.Service{}
+	var observed client.Object
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(svc), current); err == nil {
+		observed = current
+	} else if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("reading Service %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	applied, err := r.Applier.Apply(ctx, svc, observed)
+	if err != nil {
+		return nil, err
+	}
+	if !applied {
+		return current, nil
+	}
+	return svc, nil
+}
+
+// installKeys puts the student's public keys, and the public half of the key pair it
+// generates for the claim if asked to, into the lab's access credentials. A key it cannot
+// accept refuses the claim (s.refusedReason).
+func (r *Reconciler) installKeys(ctx context.Context, s *scope, l render.Lab, h *handover) error {
 	keys := make([]string, 0, len(s.claim.Spec.SSH.AuthorizedKeys)+1)
 	for _, k := range s.claim.Spec.SSH.AuthorizedKeys {
 		normalized, err := pki.ParseAuthorizedKey(k)
@@ -102,15 +139,7 @@ func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
 		keys = append(keys, pub)
 		h.sshKeySecret = sshSecret(s.claim)
 	}
-	authorized := render.AuthorizedKeysFor(l, keys)
-	if err := r.Applier.ApplyCurrent(ctx, r.Client, authorized, &corev1.Secret{}); err != nil {
-		return err
-	}
-	if err := r.ensureKubeconfig(ctx, s, h); err != nil || s.refusedReason != "" {
-		return err
-	}
-	s.handover = h
-	return nil
+	return r.Applier.ApplyCurrent(ctx, r.Client, render.AuthorizedKeysFor(l, keys), &corev1.Secret{})
 }
 
 // ensureKeyPair returns the public half of the claim's generated key pair, generating it
@@ -158,8 +187,18 @@ func (r *Reconciler) ensureKubeconfig(ctx context.Context, s *scope, h *handover
 	current := &corev1.Secret{}
 	err := r.Client.Get(ctx, key, current)
 	if apierrors.IsNotFound(err) {
-		// The cache holds only labforge's Secrets: ask the API server whether a Secret of
-		// the student's own holds the name, before writing over it.
+		// The cache holds only labforge's Secrets, so a Secret of the student's own may
+		// hold the name: create, which never writes over one, and look only if one is there.
+		secret, mintErr := r.mintKubeconfig(ctx, s, h, expiresAt)
+		if mintErr != nil {
+			return mintErr
+		}
+		if createErr := r.Client.Create(ctx, secret); !apierrors.IsAlreadyExists(createErr) {
+			if createErr != nil {
+				return fmt.Errorf("creating Secret %s: %w", key, createErr)
+			}
+			return nil
+		}
 		err = r.APIReader.Get(ctx, key, current)
 	}
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -184,31 +223,40 @@ func (r *Reconciler) ensureKubeconfig(ctx context.Context, s *scope, h *handover
 		current.Annotations[render.AnnotationLab] == s.env.Name && len(current.Data[render.KubeconfigKey]) > 0 {
 		return nil
 	}
-	pkiSecret := &corev1.Secret{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(s.env.Name), Name: lab.PKISecret}, pkiSecret); err != nil {
-		return fmt.Errorf("reading the PKI of lab %s: %w", s.env.Name, err)
-	}
-	ca, err := pki.ParseKeyPair(pkiSecret.Data[lab.PKICACert], pkiSecret.Data[lab.PKICAKey])
-	if err != nil {
-		return fmt.Errorf("reading the CA of lab %s: %w", s.env.Name, err)
-	}
-	user := studentUser(s.claim)
-	cert, err := ca.IssueClient(user, []string{StudentGroup}, s.now.Add(-pki.ClockSkew), expiresAt.Time, nil)
-	if err != nil {
-		return fmt.Errorf("minting the kubeconfig of LabClaim %s/%s: %w", s.claim.Namespace, s.claim.Name, err)
-	}
-	server := "https://" + net.JoinHostPort(h.host, strconv.Itoa(int(h.apiPort)))
-	kubeconfig, err := pki.Kubeconfig(s.env.Name, server, pkiSecret.Data[lab.PKICACert], user, cert)
+	secret, err := r.mintKubeconfig(ctx, s, h, expiresAt)
 	if err != nil {
 		return err
 	}
-	secret := render.KubeconfigSecret(s.claim, s.env.Name, expiresAt, kubeconfig)
 	var observed client.Object
 	if exists {
 		observed = current
 	}
 	_, err = r.Applier.Apply(ctx, secret, observed)
 	return err
+}
+
+// mintKubeconfig returns the claim's kubeconfig Secret: a client certificate from the
+// lab's CA for the student's user, expiring with the claim.
+func (r *Reconciler) mintKubeconfig(ctx context.Context, s *scope, h *handover, expiresAt metav1.Time) (*corev1.Secret, error) {
+	pkiSecret := &corev1.Secret{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(s.env.Name), Name: lab.PKISecret}, pkiSecret); err != nil {
+		return nil, fmt.Errorf("reading the PKI of lab %s: %w", s.env.Name, err)
+	}
+	ca, err := pki.ParseKeyPair(pkiSecret.Data[lab.PKICACert], pkiSecret.Data[lab.PKICAKey])
+	if err != nil {
+		return nil, fmt.Errorf("reading the CA of lab %s: %w", s.env.Name, err)
+	}
+	user := studentUser(s.claim)
+	cert, err := ca.IssueClient(user, []string{StudentGroup}, s.now.Add(-pki.ClockSkew), expiresAt.Time, nil)
+	if err != nil {
+		return nil, fmt.Errorf("minting the kubeconfig of LabClaim %s/%s: %w", s.claim.Namespace, s.claim.Name, err)
+	}
+	server := "https://" + net.JoinHostPort(h.host, strconv.Itoa(int(h.apiPort)))
+	kubeconfig, err := pki.Kubeconfig(s.env.Name, server, pkiSecret.Data[lab.PKICACert], user, cert)
+	if err != nil {
+		return nil, err
+	}
+	return render.KubeconfigSecret(s.claim, s.env.Name, expiresAt, kubeconfig), nil
 }
 
 // NodePortRetryInterval is how often a claim waiting for NodePorts tries again on its own.
