@@ -57,7 +57,9 @@ type Reconciler struct {
 	Applier   *ssa.Applier
 	Host      hostcluster.Network
 	Clock     clock.PassiveClock
-	// MaxConcurrentReconciles is how many claims are worked on at once; 4 if zero.
+	// MaxConcurrentReconciles is how many claims are worked on at once; 16 if zero. A
+	// claim's pass mostly waits on the API server, and a burst of claims is what students
+	// wait for.
 	MaxConcurrentReconciles int
 
 	// binds remembers, by claim UID, the lab this process bound each claim to, until the
@@ -215,7 +217,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Clock = clock.RealClock{}
 	}
 	if r.MaxConcurrentReconciles == 0 {
-		r.MaxConcurrentReconciles = 4
+		r.MaxConcurrentReconciles = 16
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabEnvironment{}, EnvClaimIndex, func(o client.Object) []string {
 		if ref := o.(*labforgev1alpha1.LabEnvironment).Spec.ClaimRef; ref != nil {

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -55,6 +57,52 @@ type Reconciler struct {
 	Clock        clock.PassiveClock
 	// FailureThreshold is DefaultFailureThreshold if zero.
 	FailureThreshold int
+	// ClaimsFirst is how long at most a pool's refill waits behind the claims being served
+	// from it: DefaultClaimsFirst if zero, no wait if negative.
+	ClaimsFirst time.Duration
+
+	deferMu sync.Mutex
+	// deferring holds, by pool, when its refill began to wait behind claims.
+	deferring map[string]time.Time
+}
+
+// DefaultClaimsFirst is how long at most a refill waits behind claims in flight.
+//
+// A claim served from a Ready lab is a few writes that a student waits for; a refill is
+// dozens of writes per lab (its namespace, guards, PKI, VMs, and what the host cluster's
+// controllers do in reply) that nobody waits for. On a small control plane both compete
+// for the same CPU, and a burst of claims starts a burst of refills: the claims went 10x
+// slower. So a pool's creates wait while claims are in flight, for this long at most, then
+// go ahead whatever comes: under a steady stream of claims the pool still refills twice a
+// second.
+const DefaultClaimsFirst = 500 * time.Millisecond
+
+// claimsFirst returns how long the pool's creates should still wait behind inFlight
+// claims; zero to create now.
+func (r *Reconciler) claimsFirst(pool string, inFlight int) time.Duration {
+	r.deferMu.Lock()
+	defer r.deferMu.Unlock()
+	limit := r.ClaimsFirst
+	if limit == 0 {
+		limit = DefaultClaimsFirst
+	}
+	since, deferring := r.deferring[pool]
+	if inFlight == 0 || limit < 0 {
+		delete(r.deferring, pool)
+		return 0
+	}
+	now := r.Clock.Now()
+	if !deferring {
+		if r.deferring == nil {
+			r.deferring = map[string]time.Time{}
+		}
+		r.deferring[pool], since = now, now
+	}
+	if waited := now.Sub(since); waited < limit {
+		return limit - waited
+	}
+	delete(r.deferring, pool)
+	return 0
 }
 
 // +kubebuilder:rbac:groups=labforge.dev,resources=labpools,verbs=get;list;watch;update;patch
@@ -91,7 +139,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.writeStatus(ctx, s, actErr == nil); err != nil {
 		actErr = errors.Join(actErr, err)
 	}
-	return ctrl.Result{}, actErr
+	return ctrl.Result{RequeueAfter: s.deferCreates}, actErr
 }
 
 // reconcileDelete deletes the pool's unclaimed labs and lets the pool go. Claimed labs
@@ -135,6 +183,12 @@ func (r *Reconciler) act(ctx context.Context, s *scope) error {
 	created := 0
 	if s.template == nil {
 		return errors.Join(errs...)
+	}
+	if s.plan.Create > 0 {
+		if s.deferCreates = r.claimsFirst(s.pool.Name, s.inFlight); s.deferCreates > 0 {
+			log.V(1).Info("Refill waits behind the claims in flight", "claims", s.inFlight, "creates", s.plan.Create, "for", s.deferCreates)
+			return errors.Join(errs...)
+		}
 	}
 	for _, name := range freeNames(s, int(s.plan.Create)) {
 		env := r.newLab(s, name)

@@ -59,6 +59,10 @@ type scope struct {
 	// circuitOpen: evidence reached the failure threshold, refilling stopped.
 	circuitOpen bool
 	plan        Plan
+	// inFlight counts the claims being served now (see countInFlight); deferCreates is
+	// how long the plan's creates wait behind them (claimsFirst).
+	inFlight     int
+	deferCreates time.Duration
 }
 
 // observe reads the pool's world and computes the plan.
@@ -97,10 +101,12 @@ func (r *Reconciler) observe(ctx context.Context, pool *labforgev1alpha1.LabPool
 	}
 	r.Expectations.Observed(pool.Name, live)
 
-	waiting, err := r.waitingClaims(ctx, pool, s.envs)
-	if err != nil {
-		return nil, err
+	var claims labforgev1alpha1.LabClaimList
+	if err := r.Client.List(ctx, &claims, client.MatchingFields{ClaimPoolIndex: pool.Name}); err != nil {
+		return nil, fmt.Errorf("listing the claims of LabPool %s: %w", pool.Name, err)
 	}
+	waiting := countWaiting(claims.Items, s.envs)
+	s.inFlight = countInFlight(claims.Items, s.envs, waiting)
 	var generation int64
 	if s.template != nil {
 		generation = s.template.Generation
@@ -132,15 +138,6 @@ func (r *Reconciler) observe(ctx context.Context, pool *labforgev1alpha1.LabPool
 	return s, nil
 }
 
-// waitingClaims counts the pool's claims that wait for a lab (countWaiting).
-func (r *Reconciler) waitingClaims(ctx context.Context, pool *labforgev1alpha1.LabPool, labs []*labforgev1alpha1.LabEnvironment) (int32, error) {
-	var claims labforgev1alpha1.LabClaimList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{ClaimPoolIndex: pool.Name}); err != nil {
-		return 0, fmt.Errorf("listing the claims of LabPool %s: %w", pool.Name, err)
-	}
-	return countWaiting(claims.Items, labs), nil
-}
-
 // countWaiting counts the claims that wait for a lab: not bound, not refused, not ended.
 // A claim that one of labs is bound to does not wait, whatever its status says: the claim
 // controller writes a bind into the lab first and into the claim's status after (and may
@@ -158,6 +155,34 @@ func countWaiting(claims []labforgev1alpha1.LabClaim, labs []*labforgev1alpha1.L
 		if c.DeletionTimestamp.IsZero() && c.Status.Lab == "" && !bound[c.UID] &&
 			!meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionStalled) &&
 			!meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionExpired) {
+			n++
+		}
+	}
+	return n
+}
+
+// countInFlight counts the claims the claim controller is serving from Ready labs right
+// now: waiting claims a Ready lab is free for, and bound claims whose lab is Ready but
+// which are not Ready themselves yet (their handover is being written). A claim waiting
+// for a lab to boot is not in flight: it needs the refill.
+func countInFlight(claims []labforgev1alpha1.LabClaim, labs []*labforgev1alpha1.LabEnvironment, waiting int32) int {
+	free := 0
+	readyBound := make(map[types.UID]bool, len(labs))
+	for _, env := range labs {
+		ready := env.DeletionTimestamp.IsZero() && meta.IsStatusConditionTrue(env.Status.Conditions, labforgev1alpha1.ConditionReady)
+		switch {
+		case !ready:
+		case env.Spec.ClaimRef != nil:
+			readyBound[env.Spec.ClaimRef.UID] = true
+		default:
+			free++
+		}
+	}
+	n := min(int(waiting), free)
+	for _, c := range claims {
+		if readyBound[c.UID] && c.DeletionTimestamp.IsZero() &&
+			!meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionReady) &&
+			!meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionStalled) {
 			n++
 		}
 	}
