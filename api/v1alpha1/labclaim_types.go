@@ -125,7 +125,9 @@ type LabClaimStatus struct {
 	// +optional
 	Hints []string `json:"hints,omitempty"`
 
-	// QueuePosition is the claim's place in line (1 is next) while it waits for a lab.
+	// QueuePosition is the claim's place in line (1 is next) while it waits for a lab:
+	// exact for the ten next in line, an upper bound within a factor of two further back
+	// (rewriting every waiting claim whenever the line moves would cost too many writes).
 	// +optional
 	QueuePosition int32 `json:"queuePosition,omitempty"`
 

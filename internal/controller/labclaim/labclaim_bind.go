@@ -282,9 +282,29 @@ func (r *Reconciler) bind(ctx context.Context, s *scope) error {
 		}
 	}
 	s.pendingReason = labforgev1alpha1.ReasonWaitingForLab
-	s.queuePosition = int32(position + 1)
-	s.pendingMessage = fmt.Sprintf("Waiting for a lab of LabPool %s: number %d in line", pool, position+1)
+	s.queuePosition = reportedPosition(s.claim.Status.QueuePosition, int32(position+1))
+	if s.queuePosition <= ExactPositions {
+		s.pendingMessage = fmt.Sprintf("Waiting for a lab of LabPool %s: number %d in line", pool, s.queuePosition)
+	} else {
+		s.pendingMessage = fmt.Sprintf("Waiting for a lab of LabPool %s: number %d in line or better", pool, s.queuePosition)
+	}
 	return nil
+}
+
+// ExactPositions is how far back in line a waiting claim's status.queuePosition is exact.
+const ExactPositions = 10
+
+// reportedPosition is the place in line a waiting claim's status gives, now that it is
+// actual and said was. Further back than ExactPositions, what the status says stays until
+// the claim has moved up to half of it: the status is then an upper bound within a factor
+// of two. Every claim that leaves the line moves everyone behind it up one, and writing
+// each of them each time would cost a write per waiting claim per bind, the square of the
+// line's length, when the line is long because the host is already overloaded.
+func reportedPosition(said, actual int32) int32 {
+	if said > 0 && actual > ExactPositions && actual <= said && actual > said/2 {
+		return said
+	}
+	return actual
 }
 
 // placeInLine counts the claims of the pool that came before this one and still wait.

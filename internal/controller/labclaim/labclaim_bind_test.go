@@ -42,3 +42,22 @@ func TestLaunchType(t *testing.T) {
 		})
 	}
 }
+
+func TestReportedPosition(t *testing.T) {
+	tests := []struct {
+		said, actual, want int32
+	}{
+		{said: 0, actual: 40, want: 40},  // first pass in line
+		{said: 40, actual: 39, want: 40}, // moved up a little: the status stands
+		{said: 40, actual: 21, want: 40},
+		{said: 40, actual: 20, want: 20}, // halved: written
+		{said: 40, actual: 45, want: 45}, // moved back (an older claim came in): written
+		{said: 12, actual: 10, want: 10}, // within the exact ten
+		{said: 3, actual: 2, want: 2},
+	}
+	for _, tc := range tests {
+		if got := reportedPosition(tc.said, tc.actual); got != tc.want {
+			t.Errorf("reportedPosition(said %d, actual %d) = %d, want %d", tc.said, tc.actual, got, tc.want)
+		}
+	}
+}
