@@ -219,20 +219,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 16
 	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabEnvironment{}, EnvClaimIndex, func(o client.Object) []string {
-		if ref := o.(*labforgev1alpha1.LabEnvironment).Spec.ClaimRef; ref != nil {
-			return []string{string(ref.UID)}
-		}
-		return nil
-	}); err != nil {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabEnvironment{}, EnvClaimIndex, envClaimUID); err != nil {
 		return fmt.Errorf("indexing LabEnvironments by claim: %w", err)
 	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabEnvironment{}, EnvClaimNameIndex, func(o client.Object) []string {
-		if ref := o.(*labforgev1alpha1.LabEnvironment).Spec.ClaimRef; ref != nil {
-			return []string{client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}.String()}
-		}
-		return nil
-	}); err != nil {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabEnvironment{}, EnvClaimNameIndex, envClaimName); err != nil {
 		return fmt.Errorf("indexing LabEnvironments by claim name: %w", err)
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabClaim{}, claimNodePortWaitIndex, waitingForNodePorts); err != nil {
@@ -251,6 +241,22 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&labforgev1alpha1.LabEnvironment{}, handler.EnqueueRequestsFromMapFunc(r.nodePortWaiters), builder.WithPredicates(onlyDeletes())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
+}
+
+// envClaimUID is the EnvClaimIndex extractor.
+func envClaimUID(o client.Object) []string {
+	if ref := o.(*labforgev1alpha1.LabEnvironment).Spec.ClaimRef; ref != nil {
+		return []string{string(ref.UID)}
+	}
+	return nil
+}
+
+// envClaimName is the EnvClaimNameIndex extractor.
+func envClaimName(o client.Object) []string {
+	if ref := o.(*labforgev1alpha1.LabEnvironment).Spec.ClaimRef; ref != nil {
+		return []string{client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}.String()}
+	}
+	return nil
 }
 
 // claimsOfLab wakes the claim a lab is bound to and, for a lab of a pool (which may just

@@ -7,7 +7,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
@@ -64,17 +63,8 @@ func TestFindLabWithALaggingCache(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			scheme := runtime.NewScheme()
-			if err := labforgev1alpha1.AddToScheme(scheme); err != nil {
-				t.Fatal(err)
-			}
-			index := func(o client.Object) []string {
-				if ref := o.(*labforgev1alpha1.LabEnvironment).Spec.ClaimRef; ref != nil {
-					return []string{string(ref.UID)}
-				}
-				return nil
-			}
-			cache := fake.NewClientBuilder().WithScheme(scheme).WithIndex(&labforgev1alpha1.LabEnvironment{}, EnvClaimIndex, index)
+			scheme := testScheme(t)
+			cache := fake.NewClientBuilder().WithScheme(scheme).WithIndex(&labforgev1alpha1.LabEnvironment{}, EnvClaimIndex, envClaimUID)
 			if tc.cached != nil {
 				cache = cache.WithObjects(tc.cached)
 			}
@@ -107,4 +97,14 @@ func TestFindLabWithALaggingCache(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testScheme returns a scheme that knows labforge's kinds.
+func testScheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := labforgev1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	return scheme
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -67,19 +66,12 @@ func TestDeleteOrphanedLabs(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			scheme := runtime.NewScheme()
-			if err := labforgev1alpha1.AddToScheme(scheme); err != nil {
-				t.Fatal(err)
-			}
-			index := func(o client.Object) []string {
-				ref := o.(*labforgev1alpha1.LabEnvironment).Spec.ClaimRef
-				return []string{client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}.String()}
-			}
+			scheme := testScheme(t)
 			var objs []client.Object
 			for _, e := range tc.envs {
 				objs = append(objs, e)
 			}
-			cache := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithIndex(&labforgev1alpha1.LabEnvironment{}, EnvClaimNameIndex, index).Build()
+			cache := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithIndex(&labforgev1alpha1.LabEnvironment{}, EnvClaimNameIndex, envClaimName).Build()
 			apiServer := fake.NewClientBuilder().WithScheme(scheme)
 			if tc.live != nil {
 				apiServer = apiServer.WithObjects(tc.live)
