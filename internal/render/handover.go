@@ -13,36 +13,34 @@ import (
 	"github.com/labforge/labforge/internal/lab"
 )
 
-// AccessService names the NodePort Service a claim gets: SSH and the lab API of the
-// control plane, reachable from outside the host cluster. Warm labs have none.
-const AccessService = "lab-access"
+// LegacyAccessService names the NodePort Service labforge 0.1 gave a claim next to the
+// lab's API Service. Labs handed over before the upgrade keep theirs; no new lab gets one.
+const LegacyAccessService = "lab-access"
 
-// Port names of the access Service.
+// Port names of the lab's API Service.
 const (
 	PortSSH = "ssh"
 	PortAPI = "api"
 )
 
-// AccessServiceFor returns the NodePort Service that exposes a bound lab to its student.
-func AccessServiceFor(l Lab) *corev1.Service {
-	return &corev1.Service{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
-		ObjectMeta: l.objectMeta(AccessService, nil),
-		Spec: corev1.ServiceSpec{
-			Type:     corev1.ServiceTypeNodePort,
-			Selector: controlPlaneSelector(l),
-			// Local: the student's source address reaches the VM unchanged. With Cluster,
-			// kube-proxy masquerades NodePort traffic to a node address, which the lab's
-			// allow-student-access policy refuses (it admits sources outside the host's
-			// pod, service and node ranges only), and a lab VM dialling another lab's
-			// NodePort would arrive as a node and be let in.
-			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
-			Ports: []corev1.ServicePort{
-				{Name: PortSSH, Protocol: corev1.ProtocolTCP, Port: lab.SSHPort, TargetPort: intOrString(lab.SSHPort)},
-				{Name: PortAPI, Protocol: corev1.ProtocolTCP, Port: lab.APIPort, TargetPort: intOrString(lab.APIPort)},
-			},
-		},
-	}
+// ExposedAPIService is the lab's API Service (APIService) once a student holds the lab:
+// the same Service, its cluster IP kept, made a NodePort Service with the control plane's
+// SSH port added, reachable from outside the host cluster. Turning the Service a warm lab
+// already has into a NodePort one allocates two NodePorts and nothing else, which keeps a
+// cluster IP's allocation off the claim's path.
+func ExposedAPIService(l Lab) *corev1.Service {
+	svc := APIService(l)
+	svc.Spec.Type = corev1.ServiceTypeNodePort
+	// Local: the student's source address reaches the VM unchanged. With Cluster,
+	// kube-proxy masquerades NodePort traffic to a node address, which the lab's
+	// allow-student-access policy refuses (it admits sources outside the host's pod,
+	// service and node ranges only), and a lab VM dialling another lab's NodePort would
+	// arrive as a node and be let in. In-cluster traffic (the probe, joining workers)
+	// goes through the cluster IP, which the policy does not change.
+	svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	svc.Spec.Ports = append(svc.Spec.Ports,
+		corev1.ServicePort{Name: PortSSH, Protocol: corev1.ProtocolTCP, Port: lab.SSHPort, TargetPort: intOrString(lab.SSHPort)})
+	return svc
 }
 
 // AuthorizedKeysFor returns the access-credentials Secret holding a claim's public keys,

@@ -92,7 +92,8 @@ func LimitRange(l Lab) *corev1.LimitRange {
 }
 
 // APIService is the in-cluster Service in front of the lab's API server: the operator's
-// readiness probe and the workers' kubeadm join use it.
+// readiness probe and the workers' kubeadm join use it. It is the lab's only Service: at
+// claim time the claim controller makes it the student's way in (ExposedAPIService).
 func APIService(l Lab) *corev1.Service {
 	return &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
@@ -100,14 +101,15 @@ func APIService(l Lab) *corev1.Service {
 		Spec: corev1.ServiceSpec{
 			Type:     corev1.ServiceTypeClusterIP,
 			Selector: controlPlaneSelector(l),
-			Ports: []corev1.ServicePort{{
-				Name: "https", Protocol: corev1.ProtocolTCP, Port: lab.APIPort,
-				TargetPort: intOrString(lab.APIPort),
-			}},
+			Ports:    []corev1.ServicePort{apiPort()},
 			// Joining workers must reach the API before the control plane reports ready.
 			PublishNotReadyAddresses: true,
 		},
 	}
+}
+
+func apiPort() corev1.ServicePort {
+	return corev1.ServicePort{Name: PortAPI, Protocol: corev1.ProtocolTCP, Port: lab.APIPort, TargetPort: intOrString(lab.APIPort)}
 }
 
 func controlPlaneSelector(l Lab) map[string]string {

@@ -249,11 +249,20 @@ func TestUserDataSecret(t *testing.T) {
 
 // The student's address must reach the VM unchanged: the lab's policies admit SSH and
 // the API from outside the host's ranges only, and a masqueraded source is a node's.
-func TestAccessService(t *testing.T) {
+// The exposed Service is the warm lab's API Service with only NodePort fields added, so
+// that exposing a lab changes no field the LabEnvironment controller applied.
+func TestExposedAPIService(t *testing.T) {
 	l := testLab(1)
-	svc := AccessServiceFor(l)
-	if svc.Namespace != l.Namespace() || svc.Spec.Type != corev1.ServiceTypeNodePort {
-		t.Fatalf("service %s/%s of type %s, want a NodePort Service in %s", svc.Namespace, svc.Name, svc.Spec.Type, l.Namespace())
+	svc := ExposedAPIService(l)
+	if svc.Namespace != l.Namespace() || svc.Name != lab.APIService || svc.Spec.Type != corev1.ServiceTypeNodePort {
+		t.Fatalf("service %s/%s of type %s, want the NodePort Service %s/%s", svc.Namespace, svc.Name, svc.Spec.Type, l.Namespace(), lab.APIService)
+	}
+	warm := APIService(l)
+	if diff := cmp.Diff(warm.Spec.Ports, svc.Spec.Ports[:len(warm.Spec.Ports)]); diff != "" {
+		t.Errorf("the warm Service's ports are not kept first, unchanged (-warm +exposed):\n%s", diff)
+	}
+	if !svc.Spec.PublishNotReadyAddresses || !cmp.Equal(warm.Spec.Selector, svc.Spec.Selector) {
+		t.Errorf("selector %v, publishNotReadyAddresses %v: want the warm Service's", svc.Spec.Selector, svc.Spec.PublishNotReadyAddresses)
 	}
 	if svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal {
 		t.Errorf("externalTrafficPolicy = %s, want Local", svc.Spec.ExternalTrafficPolicy)
@@ -262,7 +271,7 @@ func TestAccessService(t *testing.T) {
 	for _, p := range svc.Spec.Ports {
 		ports = append(ports, fmt.Sprintf("%s:%d", p.Name, p.Port))
 	}
-	if diff := cmp.Diff([]string{"ssh:22", "api:6443"}, ports); diff != "" {
+	if diff := cmp.Diff([]string{"api:6443", "ssh:22"}, ports); diff != "" {
 		t.Errorf("ports (-want +got):\n%s", diff)
 	}
 	if got := svc.Spec.Selector[lab.LabelNode]; got != lab.ControlPlaneVM {

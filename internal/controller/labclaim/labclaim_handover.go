@@ -98,9 +98,17 @@ func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
 	return nil
 }
 
-// exposeLab applies the lab's NodePort Service and returns it as the API server has it.
+// exposeLab makes the lab's API Service a NodePort Service and returns it as the API
+// server has it. A lab handed over by labforge 0.1 keeps the Service it got then.
 func (r *Reconciler) exposeLab(ctx context.Context, l render.Lab) (*corev1.Service, error) {
-	svc := render.AccessServiceFor(l)
+	svc := render.ExposedAPIService(l)
+	legacy := &corev1.Service{}
+	switch err := r.Client.Get(ctx, client.ObjectKey{Namespace: svc.Namespace, Name: render.LegacyAccessService}, legacy); {
+	case err == nil:
+		return legacy, nil
+	case !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("reading Service %s/%s: %w", svc.Namespace, render.LegacyAccessService, err)
+	}
 	current := &corev1.Service{}
 	var observed client.Object
 	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(svc), current); err == nil {

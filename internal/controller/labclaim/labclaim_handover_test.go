@@ -24,7 +24,7 @@ import (
 // provokes it), as the Applier wraps it.
 func rangeFull() error {
 	inner := apierrors.NewInternalError(fmt.Errorf("failed to allocate a nodePort: %w", errors.New("range is full")))
-	return fmt.Errorf("applying Service lab-pool-abcde/lab-access: %w", inner)
+	return fmt.Errorf("applying Service lab-pool-abcde/lab-api: %w", inner)
 }
 
 func TestNodePortsExhausted(t *testing.T) {
@@ -35,9 +35,9 @@ func TestNodePortsExhausted(t *testing.T) {
 		"the range is full":      {err: rangeFull(), want: true},
 		"no error":               {err: nil, want: false},
 		"another internal error": {err: apierrors.NewInternalError(errors.New("etcdserver: request timed out")), want: false},
-		"a port taken by name":   {err: apierrors.NewInvalid(schema.GroupKind{Kind: "Service"}, "lab-access", nil), want: false},
+		"a port taken by name":   {err: apierrors.NewInvalid(schema.GroupKind{Kind: "Service"}, "lab-api", nil), want: false},
 		"range is full, but not a 500 from the API server": {err: errors.New("failed to allocate a nodePort: range is full"), want: false},
-		"a conflict": {err: apierrors.NewConflict(schema.GroupResource{Resource: "services"}, "lab-access", errors.New("changed")), want: false},
+		"a conflict": {err: apierrors.NewConflict(schema.GroupResource{Resource: "services"}, "lab-api", errors.New("changed")), want: false},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

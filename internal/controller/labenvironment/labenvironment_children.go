@@ -326,7 +326,7 @@ func (r *Reconciler) reconcileMachines(ctx context.Context, s *scope, l render.L
 			errs = append(errs, fmt.Errorf("creating the user-data Secret of %s/%s: %w", l.Namespace(), n.Name, err))
 		}
 	}
-	errs = append(errs, r.Applier.ApplyCurrent(ctx, r.Client, render.APIService(l), &corev1.Service{}))
+	errs = append(errs, r.reconcileAPIService(ctx, l))
 	if err := errors.Join(errs...); err != nil {
 		// Never boot a VM whose user-data is missing or stale.
 		return err
@@ -336,6 +336,26 @@ func (r *Reconciler) reconcileMachines(ctx context.Context, s *scope, l render.L
 	}
 	s.vms = nodes
 	return errors.Join(errs...)
+}
+
+// reconcileAPIService applies the lab's in-cluster API Service until the lab is handed
+// over: the claim controller then makes it a NodePort Service (render.ExposedAPIService),
+// and it is the claim's from then on. Applying the warm lab's Service over it would take
+// the student's NodePorts away.
+func (r *Reconciler) reconcileAPIService(ctx context.Context, l render.Lab) error {
+	desired := render.APIService(l)
+	current := &corev1.Service{}
+	switch err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), current); {
+	case apierrors.IsNotFound(err):
+		_, err = r.Applier.Apply(ctx, desired, nil)
+		return err
+	case err != nil:
+		return fmt.Errorf("reading Service %s/%s: %w", desired.Namespace, desired.Name, err)
+	case current.Spec.Type == corev1.ServiceTypeNodePort:
+		return nil
+	}
+	_, err := r.Applier.Apply(ctx, desired, current)
+	return err
 }
 
 // observeMachines reads the lab's VMIs, as KubeVirt (or the simulated backend) reports them.

@@ -109,8 +109,15 @@ var _ = Describe("A student claiming a lab", func() {
 
 		By("opening SSH and the API on NodePorts only now, and putting the student's keys in the VMs")
 		var access corev1.Service
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(st.Lab), Name: "lab-access"}, &access)).To(Succeed())
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(st.Lab), Name: lab.APIService}, &access)).To(Succeed())
 		Expect(access.Spec.Type).To(Equal(corev1.ServiceTypeNodePort))
+		Expect(access.Spec.ExternalTrafficPolicy).To(Equal(corev1.ServiceExternalTrafficPolicyLocal))
+		nodePorts := map[string]int32{}
+		for _, p := range access.Spec.Ports {
+			nodePorts[p.Name] = p.NodePort
+		}
+		Expect(st.SSH.Port).To(Equal(nodePorts["ssh"]))
+		Expect(st.APIServerURL).To(HaveSuffix(":%d", nodePorts["api"]))
 		var keys corev1.Secret
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(st.Lab), Name: lab.AccessCredentialsSecret}, &keys)).To(Succeed())
 		Expect(keys.Data).To(HaveLen(2))
@@ -128,7 +135,16 @@ var _ = Describe("A student claiming a lab", func() {
 		Expect(k8s.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: "warm"})).To(Succeed())
 		for _, env := range envs.Items {
 			if env.Name != st.Lab {
-				Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(env.Name), Name: "lab-access"}, &corev1.Service{}))).To(BeTrue())
+				// A refill may not have its Service yet.
+				var closed corev1.Service
+				if err := k8s.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(env.Name), Name: lab.APIService}, &closed); apierrors.IsNotFound(err) {
+					continue
+				} else {
+					Expect(err).NotTo(HaveOccurred())
+				}
+				Expect(closed.Spec.Type).To(Equal(corev1.ServiceTypeClusterIP), "warm lab %s has NodePorts", env.Name)
+				Expect(closed.Spec.Ports).To(HaveLen(1))
+				Expect(closed.Spec.Ports[0].NodePort).To(BeZero())
 			}
 		}
 		Eventually(poolStatus(ctx, "warm")).Should(And(HaveField("ReadyReplicas", int32(2)), HaveField("BoundReplicas", int32(1))))

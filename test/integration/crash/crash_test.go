@@ -257,7 +257,7 @@ var _ = Describe("An operator killed right after one of its writes", Ordered, fu
 		Expect(baseEnv).To(HaveLen(1))
 		want := labInventory(ctx, Default, base.lab(), baseEnv[0].UID)
 		Expect(want).To(HaveKeyWithValue("Namespace", []string{labNamespace}))
-		Expect(want).To(HaveKeyWithValue("Service", []string{"lab-access", "lab-api"}))
+		Expect(want).To(HaveKeyWithValue("Service", []string{"lab-api"}))
 		baseKeys, _ := readKeyMaterial(ctx, Default, base.lab())
 		expectServedOnce(ctx, base, labforgev1alpha1.LaunchCold, "", want, baseKeys)
 		Expect(baseRun.pkiCreates).To(Equal(1))

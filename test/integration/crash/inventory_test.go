@@ -138,7 +138,7 @@ func expectOneKeyMaterial(ctx context.Context, g Gomega, env string, km keyMater
 
 // expectHandedOver checks what the student of claim holds: exactly the claim's own
 // Secrets (a kubeconfig and a key pair), a kubeconfig that trusts the lab's CA and points
-// at the lab-access Service's API NodePort, and the lab's authorized keys holding the
+// at the lab API Service's NodePort, and the lab's authorized keys holding the
 // student's key and the generated one.
 func expectHandedOver(ctx context.Context, g Gomega, claim *labforgev1alpha1.LabClaim, km keyMaterial) {
 	var secrets corev1.SecretList
@@ -159,7 +159,7 @@ func expectHandedOver(ctx context.Context, g Gomega, claim *labforgev1alpha1.Lab
 	g.Expect(cluster.Server).To(Equal(claim.Status.APIServerURL))
 
 	var access corev1.Service
-	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(claim.Status.Lab), Name: render.AccessService}, &access)).To(Succeed())
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(claim.Status.Lab), Name: lab.APIService}, &access)).To(Succeed())
 	ports := map[string]int32{}
 	for _, p := range access.Spec.Ports {
 		ports[p.Name] = p.NodePort

@@ -22,7 +22,7 @@ import (
 	"github.com/labforge/labforge/test/integration"
 )
 
-// tinyNodePortRange has room for two labs: each claim's lab-access Service takes two
+// tinyNodePortRange has room for two labs: each claimed lab's API Service takes two
 // ports, SSH and the lab API.
 const tinyNodePortRange = "30000-30003"
 
@@ -75,7 +75,7 @@ var _ = Describe("A host whose NodePort range runs out", Ordered, func() {
 		var c labforgev1alpha1.LabClaim
 		Expect(np.Get(ctx, client.ObjectKey{Namespace: "students", Name: name}, &c)).To(Succeed())
 		var svc corev1.Service
-		Expect(np.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(c.Status.Lab), Name: "lab-access"}, &svc)).To(Succeed())
+		Expect(np.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(c.Status.Lab), Name: lab.APIService}, &svc)).To(Succeed())
 		var got []int32
 		for _, p := range svc.Spec.Ports {
 			got = append(got, p.NodePort)

@@ -36,7 +36,7 @@ func worldOf(ctx context.Context, g Gomega, ns, claim string) world {
 	w.claimStatus = c.Status
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Name: c.Status.Lab}, &w.env)).To(Succeed())
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: claim + "-kubeconfig"}, &w.kubeconfig)).To(Succeed())
-	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(c.Status.Lab), Name: "lab-access"}, &w.accessService)).To(Succeed())
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(c.Status.Lab), Name: lab.APIService}, &w.accessService)).To(Succeed())
 	return w
 }
 

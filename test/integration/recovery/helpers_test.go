@@ -258,9 +258,9 @@ func labObjects(ctx context.Context, g Gomega, env string) map[string][]metav1.O
 	return out
 }
 
-// labObjectNames are the objects a lab of newTemplate holds; a claimed lab adds its
-// NodePort Service.
-func labObjectNames(claimed bool) []string {
+// labObjectNames are the objects a lab of newTemplate holds, claimed or not: a claim
+// makes the lab's API Service a NodePort Service, and adds nothing.
+func labObjectNames() []string {
 	names := []string{
 		"ConfigMap labforge-template", "LimitRange lab-limits", "ResourceQuota lab-quota",
 		"NetworkPolicy allow-dns", "NetworkPolicy allow-internet-egress", "NetworkPolicy allow-lab-internal",
@@ -268,9 +268,6 @@ func labObjectNames(claimed bool) []string {
 		"Secret cloud-init-control-plane", "Secret cloud-init-worker-1", "Secret lab-pki", "Secret ssh-authorized-keys",
 		"Service lab-api", "VirtualMachine control-plane", "VirtualMachine worker-1",
 		"VirtualMachineInstance control-plane", "VirtualMachineInstance worker-1",
-	}
-	if claimed {
-		names = append(names, "Service lab-access")
 	}
 	sort.Strings(names)
 	return names
@@ -294,7 +291,13 @@ func expectLabOwnedBy(ctx context.Context, g Gomega, env *labforgev1alpha1.LabEn
 		g.Expect(owners).To(Equal(controllerRef("LabEnvironment", env.Name, env.UID)), "%s of lab %s", name, env.Name)
 	}
 	sort.Strings(names)
-	g.Expect(names).To(Equal(labObjectNames(claimed)), "objects of lab %s", env.Name)
+	g.Expect(names).To(Equal(labObjectNames()), "objects of lab %s", env.Name)
+	svc := get(ctx, g, client.ObjectKey{Namespace: lab.Namespace(env.Name), Name: lab.APIService}, &corev1.Service{})
+	wantType := corev1.ServiceTypeClusterIP
+	if claimed {
+		wantType = corev1.ServiceTypeNodePort
+	}
+	g.Expect(svc.Spec.Type).To(Equal(wantType), "type of the API Service of lab %s", env.Name)
 }
 
 // kubectl runs the real kubectl against the test control plane.
