@@ -92,7 +92,9 @@ type LabPoolStatus struct {
 	// +optional
 	FailedReplicas int32 `json:"failedReplicas"`
 
-	// WaitingClaims is the number of claims on this pool waiting for a lab.
+	// WaitingClaims is the number of claims on this pool waiting for a lab to boot: not
+	// bound, not refused, and more of them than the pool has Ready labs. A claim a Ready
+	// lab is free for is not counted: it is bound at once.
 	// +optional
 	WaitingClaims int32 `json:"waitingClaims"`
 

@@ -205,7 +205,7 @@ func (r *Reconciler) act(ctx context.Context, s *scope) error {
 	}
 	if created > 0 {
 		r.Recorder.Eventf(s.pool, nil, corev1.EventTypeNormal, "CreatedLabs", "Scale", "Created %d labs (%d ready, %d booting, %d claims waiting)",
-			created, s.plan.Counts.Ready, s.plan.Counts.Booting, s.plan.Counts.Waiting)
+			created, s.plan.Counts.Ready, s.plan.Counts.Booting, s.plan.Counts.Unserved())
 		log.Info("Created labs for LabPool", "count", created)
 	}
 	return errors.Join(errs...)

@@ -31,7 +31,7 @@ func recordGauges(pool string, c Counts, deleted bool) {
 		poolLabs.DeletePartialMatch(prometheus.Labels{"pool": pool})
 		return
 	}
-	for state, n := range map[string]int32{"ready": c.Ready, "booting": c.Booting, "bound": c.Bound, "failed": c.Failed, "waiting": c.Waiting} {
+	for state, n := range map[string]int32{"ready": c.Ready, "booting": c.Booting, "bound": c.Bound, "failed": c.Failed, "waiting": c.Unserved()} {
 		poolLabs.WithLabelValues(pool, state).Set(float64(n))
 	}
 }
@@ -228,7 +228,7 @@ func setStatus(s *scope, succeeded bool) {
 	st := &s.pool.Status
 	c := s.plan.Counts
 	st.Replicas, st.ReadyReplicas, st.BootingReplicas = c.Ready+c.Booting, c.Ready, c.Booting
-	st.BoundReplicas, st.FailedReplicas, st.WaitingClaims = c.Bound, c.Failed, c.Waiting
+	st.BoundReplicas, st.FailedReplicas, st.WaitingClaims = c.Bound, c.Failed, c.Unserved()
 	st.Selector = labforgev1alpha1.LabelPool + "=" + s.pool.Name
 	gen := s.pool.Generation
 	set := func(t string, status metav1.ConditionStatus, reason, msg string) {
@@ -249,7 +249,7 @@ func setStatus(s *scope, succeeded bool) {
 		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionStalled)
 	default:
 		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, ReasonFilling, fmt.Sprintf("%d of %d warm labs are ready, %d booting, %d claims waiting",
-			c.Ready, s.pool.Spec.Replicas, c.Booting, c.Waiting))
+			c.Ready, s.pool.Spec.Replicas, c.Booting, c.Unserved()))
 		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionStalled)
 	}
 	if succeeded {

@@ -144,7 +144,7 @@ func TestSetStatus(t *testing.T) {
 			}
 			st := s.pool.Status
 			c := s.plan.Counts
-			if st.Replicas != c.Ready+c.Booting || st.ReadyReplicas != c.Ready || st.BoundReplicas != c.Bound || st.WaitingClaims != c.Waiting {
+			if st.Replicas != c.Ready+c.Booting || st.ReadyReplicas != c.Ready || st.BoundReplicas != c.Bound || st.WaitingClaims != c.Unserved() {
 				t.Errorf("counts %+v do not match the plan's %+v", st, c)
 			}
 			if st.Selector != "labforge.dev/pool=p" || st.ObservedGeneration != 2 {
@@ -196,5 +196,21 @@ func TestCountWaiting(t *testing.T) {
 				t.Errorf("countWaiting = %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+// A claim a Ready lab is free for is about to be bound: the status counts as waiting only
+// the claims beyond the Ready labs, which wait for a boot.
+func TestUnserved(t *testing.T) {
+	for _, tc := range []struct{ waiting, ready, want int32 }{
+		{waiting: 0, ready: 3, want: 0},
+		{waiting: 1, ready: 3, want: 0},
+		{waiting: 3, ready: 3, want: 0},
+		{waiting: 5, ready: 3, want: 2},
+		{waiting: 4, ready: 0, want: 4},
+	} {
+		if got := (Counts{Waiting: tc.waiting, Ready: tc.ready}).Unserved(); got != tc.want {
+			t.Errorf("%d claims waiting, %d Ready labs: %d unserved, want %d", tc.waiting, tc.ready, got, tc.want)
+		}
 	}
 }

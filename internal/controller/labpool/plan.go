@@ -128,6 +128,13 @@ type Counts struct {
 	Waiting int32
 }
 
+// Unserved is the number of waiting claims no Ready lab is free for: those that wait for
+// a lab to boot. It is what the pool's status and metrics call waiting. A claim a Ready
+// lab is there for is bound within milliseconds, and counting it would rewrite the pool's
+// status twice for every warm claim (it arrives, it binds) to say nothing an admin can
+// act on.
+func (c Counts) Unserved() int32 { return max(0, c.Waiting-c.Ready) }
+
 // Compute decides one pass of the pool: how many labs to create and which to delete. It is
 // a pure function of what was observed; running it twice on the same input gives the same
 // plan, whatever the order of in.Labs. The rules, and why:
