@@ -47,6 +47,9 @@ type Options struct {
 	MetricsAddr string
 	// ProbeAddr is where /healthz and /readyz are served; "0" turns them off.
 	ProbeAddr string
+	// PprofAddr is where Go's /debug/pprof profiles are served; "" or "0" turns them off.
+	// Profiles show what the operator spends its CPU on; serve them on localhost only.
+	PprofAddr string
 	// LeaderElection makes only one of several replicas act at a time.
 	LeaderElection bool
 	// LeaderElectionNamespace holds the leader election Lease; empty means the namespace
@@ -115,6 +118,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Scheme:                  NewScheme(),
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:  opts.ProbeAddr,
+		PprofBindAddress:        opts.PprofAddr,
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        LeaderElectionID,
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,9 @@ type harness struct {
 	logRoot string
 	// bootDelay is the simulated VMs' boot delay (0: they run at once).
 	bootDelay time.Duration
+	// profile, when not zero, is how long a CPU profile of the operator each window takes
+	// from its start (in the scenario's log directory).
+	profile time.Duration
 	// log receives progress lines.
 	log io.Writer
 }
@@ -144,6 +148,7 @@ func (h *harness) startEnv(ctx context.Context, r *scenarioResult) (e *env, err 
 		return e, fmt.Errorf("creating LabTemplate %s: %w", e.template.Name, err)
 	}
 	e.op = newOperator(h.labforgeBin, e.cp.KubeconfigPath(), logDir, h.bootDelay)
+	e.op.pprof = h.profile > 0
 	if _, err := e.op.start(ctx); err != nil {
 		return e, err
 	}
@@ -501,7 +506,36 @@ func (e *env) begin(ctx context.Context, name string) (*window, error) {
 		return nil, err
 	}
 	w.start = time.Now()
+	if p := e.op.current(); p != nil && p.pprofAddr != "" {
+		go e.profileCPU(ctx, p.pprofAddr, name)
+	}
 	return w, nil
+}
+
+// profileCPU writes a CPU profile of the operator, taken from the start of window name,
+// to the scenario's log directory (go tool pprof reads it with bin/labforge).
+func (e *env) profileCPU(ctx context.Context, addr, name string) {
+	path := filepath.Join(e.logDir, "cpu-"+strings.ReplaceAll(name, " ", "-")+".pprof")
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(e.h.profile.Seconds()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err == nil {
+		var resp *http.Response
+		if resp, err = http.DefaultClient.Do(req); err == nil {
+			defer resp.Body.Close()
+			var body []byte
+			if body, err = io.ReadAll(resp.Body); err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("%s: %s", resp.Status, body)
+			}
+			if err == nil {
+				err = os.WriteFile(path, body, 0o644)
+			}
+		}
+	}
+	if err != nil {
+		e.h.logf("CPU profile of window %q: %v", name, err)
+		return
+	}
+	e.h.logf("CPU profile of window %q: %s", name, path)
 }
 
 // end finishes a phase and returns what was counted during it. When the operator was

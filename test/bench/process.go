@@ -55,6 +55,8 @@ var processSpawner = newSpawner()
 type operator struct {
 	bin, kubeconfig, logDir string
 	bootDelay               time.Duration
+	// pprof serves the process's Go profiles on a port of its own (pprofAddr).
+	pprof bool
 
 	mu sync.Mutex
 	// proc is the running process; nil before start and after stop or kill.
@@ -71,7 +73,9 @@ type opProcess struct {
 	gen     int
 	cmd     *exec.Cmd
 	addr    string
-	log     string
+	// pprofAddr serves /debug/pprof when the operator was started with profiles on.
+	pprofAddr string
+	log       string
 	started time.Time
 	exited  chan struct{}
 	waitErr error
@@ -120,11 +124,20 @@ func (o *operator) startOnce(ctx context.Context) (*opProcess, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(o.bin, "operator", "--kubeconfig", o.kubeconfig, "--metrics-bind-address", addr,
-		"--boot-delay", o.bootDelay.String())
+	args := []string{"operator", "--kubeconfig", o.kubeconfig, "--metrics-bind-address", addr, "--boot-delay", o.bootDelay.String()}
+	pprofAddr := ""
+	if o.pprof {
+		pport, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		pprofAddr = "127.0.0.1:" + strconv.Itoa(pport)
+		args = append(args, "--pprof-bind-address", pprofAddr)
+	}
+	cmd := exec.Command(o.bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	p := &opProcess{gen: gen, cmd: cmd, addr: addr, log: logPath, exited: make(chan struct{})}
+	p := &opProcess{gen: gen, cmd: cmd, addr: addr, pprofAddr: pprofAddr, log: logPath, exited: make(chan struct{})}
 	p.started = time.Now()
 	if err := processSpawner.start(cmd); err != nil {
 		logFile.Close()
