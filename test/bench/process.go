@@ -70,15 +70,15 @@ type operator struct {
 
 // opProcess is one run of the operator.
 type opProcess struct {
-	gen     int
-	cmd     *exec.Cmd
-	addr    string
+	gen  int
+	cmd  *exec.Cmd
+	addr string
 	// pprofAddr serves /debug/pprof when the operator was started with profiles on.
 	pprofAddr string
 	log       string
-	started time.Time
-	exited  chan struct{}
-	waitErr error
+	started   time.Time
+	exited    chan struct{}
+	waitErr   error
 	// ending is set when the harness stops or kills the process on purpose.
 	ending bool
 }
