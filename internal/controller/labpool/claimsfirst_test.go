@@ -52,7 +52,8 @@ func TestCountInFlight(t *testing.T) {
 }
 
 // TestClaimsFirst follows one pool through a burst: its refill waits while claims are in
-// flight, never longer than the limit, and starts a new wait after it went ahead.
+// flight, never longer than the limit (longer the more claims are in flight, up to a
+// cap), and starts a new wait after it went ahead.
 func TestClaimsFirst(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(statusT0)
 	r := &Reconciler{Clock: clk, ClaimsFirst: 500 * time.Millisecond}
@@ -68,6 +69,11 @@ func TestClaimsFirst(t *testing.T) {
 		{10 * time.Millisecond, 2, 500 * time.Millisecond},  // a new wait begins
 		{100 * time.Millisecond, 0, 0},                      // the burst is served: create
 		{0, 1, 500 * time.Millisecond},                      // and the next one waits afresh
+		{100 * time.Millisecond, 0, 0},
+		{0, 20, 1200 * time.Millisecond},       // a big burst waits longer: 60 ms a claim
+		{1 * time.Second, 50, 2 * time.Second}, // and longer as it grows, up to 3 s
+		{1 * time.Second, 10, 1 * time.Second}, // its peak counts, not what is left
+		{1 * time.Second, 100, 0},              // never past 3 s
 	}
 	for i, step := range steps {
 		clk.SetTime(clk.Now().Add(step.advance))
