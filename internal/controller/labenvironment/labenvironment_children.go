@@ -227,7 +227,7 @@ func (r *Reconciler) reconcilePKI(ctx context.Context, s *scope, l render.Lab) (
 		desired := render.PKISecret(l, material)
 		createErr := r.Client.Create(ctx, desired)
 		if createErr == nil {
-			r.Recorder.Eventf(s.env, nil, corev1.EventTypeNormal, "MintedPKI", "Provision", "Minted the lab's CA and bootstrap token")
+			// No event: every lab mints its PKI once, and LabReady tells the rest.
 			return material, nil
 		}
 		if !apierrors.IsAlreadyExists(createErr) {

@@ -146,7 +146,7 @@ var _ = Describe("A LabEnvironment", func() {
 		Expect(string(vmJSON)).NotTo(ContainSubstring("BEGIN CERTIFICATE"))
 
 		By("telling the story in events")
-		Eventually(eventReasons(ctx, "LabEnvironment", "basic")).Should(ConsistOf("Normal/MintedPKI", "Normal/LabReady"))
+		Eventually(eventReasons(ctx, "LabEnvironment", "basic")).Should(ConsistOf("Normal/LabReady"))
 	})
 
 	It("costs no API write when the operator restarts and finds it Ready", func(ctx context.Context) {
