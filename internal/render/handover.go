@@ -13,8 +13,9 @@ import (
 	"github.com/labforge/labforge/internal/lab"
 )
 
-// LegacyAccessService names the NodePort Service labforge 0.1 gave a claim next to the
-// lab's API Service. Labs handed over before the upgrade keep theirs; no new lab gets one.
+// LegacyAccessService names the NodePort Service earlier labforge versions gave a claim
+// next to the lab's API Service. Labs handed over before the upgrade keep theirs; no new
+// lab gets one.
 const LegacyAccessService = "lab-access"
 
 // Port names of the lab's API Service.

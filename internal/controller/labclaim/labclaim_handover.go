@@ -99,7 +99,8 @@ func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
 }
 
 // exposeLab makes the lab's API Service a NodePort Service and returns it as the API
-// server has it. A lab handed over by labforge 0.1 keeps the Service it got then.
+// server has it. A lab handed over by an earlier labforge version keeps the Service it
+// got then.
 func (r *Reconciler) exposeLab(ctx context.Context, l render.Lab) (*corev1.Service, error) {
 	svc := render.ExposedAPIService(l)
 	legacy := &corev1.Service{}
