@@ -62,6 +62,14 @@ type Reconciler struct {
 	// flight buy more time: ClaimsFirstPerClaim each, up to MaxClaimsFirst.
 	ClaimsFirst time.Duration
 
+	// StatusInterval is how often at most a pool's status is rewritten when only its
+	// counts changed: DefaultStatusInterval if zero, at every change if negative.
+	StatusInterval time.Duration
+
+	statusMu sync.Mutex
+	// statusWritten holds, by pool, when this process last wrote its status.
+	statusWritten map[string]time.Time
+
 	deferMu sync.Mutex
 	// deferring holds, by pool, since when its refill waits behind claims and the most
 	// claims it has seen in flight meanwhile.
@@ -90,6 +98,57 @@ const (
 	ClaimsFirstPerClaim = 60 * time.Millisecond
 	MaxClaimsFirst      = 3 * time.Second
 )
+
+// DefaultStatusInterval is how often at most a pool's status is rewritten for its counts
+// alone. A busy pool's counts move with every bind, create and boot: several writes per
+// claim, each one more request on the API server that claims and refills compete for. The
+// counts may lag by this much; a change of condition (Ready, Stalled), of the observed
+// generation or of the selector is written at once, and the labforge_pool_labs gauges
+// are always current.
+const DefaultStatusInterval = time.Second
+
+// statusHold returns how long the counts-only status write of pool should still wait;
+// zero to write now.
+func (r *Reconciler) statusHold(pool string) time.Duration {
+	interval := r.StatusInterval
+	if interval == 0 {
+		interval = DefaultStatusInterval
+	}
+	r.statusMu.Lock()
+	defer r.statusMu.Unlock()
+	last, ok := r.statusWritten[pool]
+	if !ok || interval < 0 {
+		return 0
+	}
+	return max(0, interval-r.Clock.Now().Sub(last))
+}
+
+func (r *Reconciler) wroteStatus(pool string, deleted bool) {
+	r.statusMu.Lock()
+	defer r.statusMu.Unlock()
+	if deleted {
+		delete(r.statusWritten, pool)
+		return
+	}
+	if r.statusWritten == nil {
+		r.statusWritten = map[string]time.Time{}
+	}
+	r.statusWritten[pool] = r.Clock.Now()
+}
+
+// countsOnly says whether two statuses differ in their counts (and the messages that
+// state them) alone.
+func countsOnly(a, b labforgev1alpha1.LabPoolStatus) bool {
+	strip := func(st labforgev1alpha1.LabPoolStatus) labforgev1alpha1.LabPoolStatus {
+		out := labforgev1alpha1.LabPoolStatus{ObservedGeneration: st.ObservedGeneration, Selector: st.Selector}
+		for _, c := range st.Conditions {
+			c.Message, c.LastTransitionTime = "", metav1.Time{}
+			out.Conditions = append(out.Conditions, c)
+		}
+		return out
+	}
+	return equality.Semantic.DeepEqual(strip(a), strip(b))
+}
 
 // claimsFirst returns how long the pool's creates should still wait behind inFlight
 // claims; zero to create now.
@@ -142,6 +201,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if !pool.DeletionTimestamp.IsZero() {
 		recordGauges(pool.Name, Counts{}, true)
+		r.wroteStatus(pool.Name, true)
 		return ctrl.Result{}, r.reconcileDelete(ctx, s)
 	}
 	recordGauges(pool.Name, s.plan.Counts, false)
@@ -153,10 +213,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	actErr := errors.Join(r.reconcileOwnership(ctx, s), r.act(ctx, s))
-	if err := r.writeStatus(ctx, s, actErr == nil); err != nil {
+	hold, err := r.writeStatus(ctx, s, actErr == nil)
+	if err != nil {
 		actErr = errors.Join(actErr, err)
 	}
-	return ctrl.Result{RequeueAfter: s.deferCreates}, actErr
+	// The sooner of the held creates and the held status write.
+	requeue := s.deferCreates
+	if hold > 0 && (requeue == 0 || hold < requeue) {
+		requeue = hold
+	}
+	return ctrl.Result{RequeueAfter: requeue}, actErr
 }
 
 // reconcileDelete deletes the pool's unclaimed labs and lets the pool go. Claimed labs
@@ -334,18 +400,24 @@ func (r *Reconciler) poolsOfTemplate(ctx context.Context, o client.Object) []rec
 }
 
 // writeStatus writes the pool's status when it changed.
-func (r *Reconciler) writeStatus(ctx context.Context, s *scope, succeeded bool) error {
+func (r *Reconciler) writeStatus(ctx context.Context, s *scope, succeeded bool) (time.Duration, error) {
 	before := s.pool.DeepCopy()
 	setStatus(s, succeeded)
 	if equality.Semantic.DeepEqual(before.Status, s.pool.Status) {
-		return nil
+		return 0, nil
+	}
+	if countsOnly(before.Status, s.pool.Status) {
+		if hold := r.statusHold(s.pool.Name); hold > 0 {
+			return hold, nil
+		}
 	}
 	if err := r.Client.Status().Patch(ctx, s.pool, client.MergeFrom(before)); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil
+			return 0, nil
 		}
-		return fmt.Errorf("patching LabPool %s status: %w", s.pool.Name, err)
+		return 0, fmt.Errorf("patching LabPool %s status: %w", s.pool.Name, err)
 	}
+	r.wroteStatus(s.pool.Name, false)
 	r.recordTransitions(before, s.pool)
-	return nil
+	return 0, nil
 }

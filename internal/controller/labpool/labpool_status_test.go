@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 )
@@ -212,5 +213,53 @@ func TestUnserved(t *testing.T) {
 		if got := (Counts{Waiting: tc.waiting, Ready: tc.ready}).Unserved(); got != tc.want {
 			t.Errorf("%d claims waiting, %d Ready labs: %d unserved, want %d", tc.waiting, tc.ready, got, tc.want)
 		}
+	}
+}
+
+// A status whose counts alone moved waits for the interval since this process's last
+// status write; a change of condition or generation does not (countsOnly).
+func TestStatusHold(t *testing.T) {
+	base := labforgev1alpha1.LabPoolStatus{ObservedGeneration: 2, ReadyReplicas: 3, Conditions: []metav1.Condition{
+		{Type: labforgev1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonWarm, Message: "3 of 3 warm labs are ready", ObservedGeneration: 2},
+	}}
+	counts := *base.DeepCopy()
+	counts.ReadyReplicas, counts.BoundReplicas, counts.Conditions[0].Message = 2, 1, "2 of 3 warm labs are ready"
+	flipped := *counts.DeepCopy()
+	flipped.Conditions[0].Status, flipped.Conditions[0].Reason = metav1.ConditionUnknown, ReasonFilling
+	generation := *base.DeepCopy()
+	generation.ObservedGeneration = 3
+	for name, tc := range map[string]struct {
+		after labforgev1alpha1.LabPoolStatus
+		want  bool
+	}{
+		"counts and their message":  {after: counts, want: true},
+		"the Ready condition flips": {after: flipped, want: false},
+		"a new generation observed": {after: generation, want: false},
+	} {
+		if got := countsOnly(base, tc.after); got != tc.want {
+			t.Errorf("%s: countsOnly = %v, want %v", name, got, tc.want)
+		}
+	}
+
+	clk := clocktesting.NewFakePassiveClock(statusT0)
+	r := &Reconciler{Clock: clk}
+	if got := r.statusHold("p"); got != 0 {
+		t.Errorf("before any write: hold %s, want 0", got)
+	}
+	r.wroteStatus("p", false)
+	clk.SetTime(statusT0.Add(300 * time.Millisecond))
+	if got := r.statusHold("p"); got != 700*time.Millisecond {
+		t.Errorf("300 ms after a write: hold %s, want 700ms", got)
+	}
+	if got := r.statusHold("other"); got != 0 {
+		t.Errorf("another pool: hold %s, want 0", got)
+	}
+	clk.SetTime(statusT0.Add(time.Second))
+	if got := r.statusHold("p"); got != 0 {
+		t.Errorf("a second after a write: hold %s, want 0", got)
+	}
+	r.wroteStatus("p", true)
+	if off := (&Reconciler{Clock: clk, StatusInterval: -1}); off.statusHold("p") != 0 {
+		t.Error("StatusInterval < 0 still holds")
 	}
 }
