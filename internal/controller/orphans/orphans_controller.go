@@ -25,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
-	"github.com/labforge/labforge/internal/controller/labclaim"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/ownership"
 	"github.com/labforge/labforge/internal/render"
@@ -128,8 +127,7 @@ func ownerName(o Owner) string {
 	return o.Namespace + "/" + o.Name
 }
 
-// SetupWithManager registers the sweep's controllers. It needs the LabEnvironment index
-// by claim UID that the LabClaim controller registers.
+// SetupWithManager registers the sweep's controllers.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	managed := builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return ownership.Managed(o) }))
 	onDelete := builder.WithPredicates(predicate.Funcs{
@@ -155,8 +153,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		owner: func(o client.Object) (Owner, bool) { return EnvironmentOwner(o.(*labforgev1alpha1.LabEnvironment)) }}
 	if err := ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName+"-labenvironment").
+		// Not woken by a claim's deletion: the LabClaim controller deletes the claim's lab
+		// at once (deleteOrphanedLabs), and two controllers racing to delete the same lab
+		// cost a lookup, a refused delete and an event more per claim. A lab left behind
+		// all the same is seen here on its own next event or after a restart.
 		For(&labforgev1alpha1.LabEnvironment{}, managed).
-		Watches(&labforgev1alpha1.LabClaim{}, handler.EnqueueRequestsFromMapFunc(r.labsOfClaim), onDelete).
 		Watches(&labforgev1alpha1.LabPool{}, handler.EnqueueRequestsFromMapFunc(r.labsOfPool), onDelete).
 		Complete(environments); err != nil {
 		return fmt.Errorf("setting up the orphan sweep of LabEnvironments: %w", err)
@@ -178,16 +179,6 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return fmt.Errorf("setting up the orphan sweep of Secrets: %w", err)
 	}
 	return nil
-}
-
-// labsOfClaim wakes the labs bound to a deleted claim.
-func (r *Reconciler) labsOfClaim(ctx context.Context, o client.Object) []reconcile.Request {
-	var list labforgev1alpha1.LabEnvironmentList
-	if err := r.Client.List(ctx, &list, client.MatchingFields{labclaim.EnvClaimIndex: string(o.GetUID())}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the LabEnvironments of a deleted LabClaim", "claim", o.GetNamespace()+"/"+o.GetName())
-		return nil
-	}
-	return requests(list.Items)
 }
 
 // labsOfPool wakes the labs of a deleted pool.
