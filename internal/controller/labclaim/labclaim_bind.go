@@ -251,14 +251,7 @@ func (r *Reconciler) bind(ctx context.Context, s *scope) error {
 	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: pool}); err != nil {
 		return fmt.Errorf("listing the labs of LabPool %s: %w", pool, err)
 	}
-	var free []*labforgev1alpha1.LabEnvironment
-	for i := range envs.Items {
-		env := &envs.Items[i]
-		if env.Spec.ClaimRef == nil && env.DeletionTimestamp.IsZero() && env.Spec.PoolRef != nil && env.Spec.PoolRef.Name == pool &&
-			env.Status.ReadyTime != nil && meta.IsStatusConditionTrue(env.Status.Conditions, labforgev1alpha1.ConditionReady) {
-			free = append(free, env)
-		}
-	}
+	free := freeLabs(envs.Items, pool)
 	sort.Slice(free, func(i, j int) bool {
 		a, b := free[i].Status.ReadyTime.Time, free[j].Status.ReadyTime.Time
 		if !a.Equal(b) {
@@ -291,6 +284,29 @@ func (r *Reconciler) bind(ctx context.Context, s *scope) error {
 	return nil
 }
 
+// freeLabs returns the labs of envs that a claim of pool can take: the pool's, Ready,
+// unbound and not being deleted.
+func freeLabs(envs []labforgev1alpha1.LabEnvironment, pool string) []*labforgev1alpha1.LabEnvironment {
+	var free []*labforgev1alpha1.LabEnvironment
+	for i := range envs {
+		env := &envs[i]
+		if env.Spec.ClaimRef == nil && env.DeletionTimestamp.IsZero() && env.Spec.PoolRef != nil && env.Spec.PoolRef.Name == pool &&
+			env.Status.ReadyTime != nil && meta.IsStatusConditionTrue(env.Status.Conditions, labforgev1alpha1.ConditionReady) {
+			free = append(free, env)
+		}
+	}
+	return free
+}
+
+// before says whether claim a comes before claim b in their pool's line: the older first,
+// by namespace/name when they were created in the same second.
+func before(a, b *labforgev1alpha1.LabClaim) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
+}
+
 // ExactPositions is how far back in line a waiting claim's status.queuePosition is exact.
 const ExactPositions = 10
 
@@ -318,8 +334,7 @@ func (r *Reconciler) placeInLine(ctx context.Context, claim *labforgev1alpha1.La
 		if c.UID == claim.UID || !inLine(&c) {
 			continue
 		}
-		if c.CreationTimestamp.Before(&claim.CreationTimestamp) ||
-			(c.CreationTimestamp.Equal(&claim.CreationTimestamp) && c.Namespace+"/"+c.Name < claim.Namespace+"/"+claim.Name) {
+		if before(&c, claim) {
 			position++
 		}
 	}

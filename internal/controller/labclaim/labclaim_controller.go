@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -309,23 +310,61 @@ func leftTheLine() predicate.Predicate {
 	}
 }
 
+// waitingClaimsOfPool wakes, on a change of the pool, the claims of its line worth a pass
+// and the claims it refused: a change of its claimNamespaceSelector may admit them.
 func (r *Reconciler) waitingClaimsOfPool(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.waitingClaims(ctx, o.GetName())
+	return r.wakeLine(ctx, o.GetName(), true)
 }
 
+// waitingClaims wakes the claims of a pool's line worth a pass (wakeable).
 func (r *Reconciler) waitingClaims(ctx context.Context, pool string) []reconcile.Request {
+	return r.wakeLine(ctx, pool, false)
+}
+
+func (r *Reconciler) wakeLine(ctx context.Context, pool string, refused bool) []reconcile.Request {
 	var claims labforgev1alpha1.LabClaimList
 	if err := r.Client.List(ctx, &claims, client.MatchingFields{labpool.ClaimPoolIndex: pool}); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the LabClaims of LabPool", "pool", pool)
 		return nil
 	}
+	var envs labforgev1alpha1.LabEnvironmentList
+	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: pool}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the labs of LabPool", "pool", pool)
+		return nil
+	}
+	var line []*labforgev1alpha1.LabClaim
 	var reqs []reconcile.Request
-	for _, c := range claims.Items {
-		if c.Status.Lab == "" {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
+	for i := range claims.Items {
+		c := &claims.Items[i]
+		switch {
+		case inLine(c):
+			line = append(line, c)
+		case refused && c.Status.Lab == "":
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
 		}
 	}
+	sort.Slice(line, func(i, j int) bool { return before(line[i], line[j]) })
+	for _, c := range wakeable(line, len(freeLabs(envs.Items, pool))) {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
+	}
 	return reqs
+}
+
+// wakeable returns the claims of a line (in line order) worth a pass now that the pool has
+// free Ready labs: the first free+ExactPositions (they can bind, or must see their exact
+// place), and those further back whose status gives a place more than twice their actual
+// one (reportedPosition). Waking every waiting claim at every change cost, per bind, a
+// pass per waiting claim that each counted the whole line: the square of the line's length,
+// which brought a host serving a long line to a crawl.
+func wakeable(line []*labforgev1alpha1.LabClaim, free int) []*labforgev1alpha1.LabClaim {
+	var out []*labforgev1alpha1.LabClaim
+	for i, c := range line {
+		actual := int32(i + 1)
+		if i < free+ExactPositions || reportedPosition(c.Status.QueuePosition, actual) != c.Status.QueuePosition {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // cacheLags says whether the cache holds the claim as it was before this process wrote
