@@ -354,8 +354,8 @@ func (r *Reconciler) wakeLine(ctx context.Context, pool string, refused bool) []
 // free Ready labs: the first free+ExactPositions (they can bind, or must see their exact
 // place), and those further back whose status gives a place more than twice their actual
 // one (reportedPosition). Waking every waiting claim at every change cost, per bind, a
-// pass per waiting claim that each counted the whole line: the square of the line's length,
-// which brought a host serving a long line to a crawl.
+// pass per waiting claim that each counted the whole line: the square of the line's
+// length in cache reads, thousands of passes per bind behind a long line.
 func wakeable(line []*labforgev1alpha1.LabClaim, free int) []*labforgev1alpha1.LabClaim {
 	var out []*labforgev1alpha1.LabClaim
 	for i, c := range line {
