@@ -77,15 +77,20 @@ func TestClaimsFirst(t *testing.T) {
 	}
 	for i, step := range steps {
 		clk.SetTime(clk.Now().Add(step.advance))
-		if got := r.claimsFirst("pool", step.inFlight); got != step.want {
+		if got := r.claimsFirst("pool", step.inFlight, false); got != step.want {
 			t.Errorf("step %d: claimsFirst = %s, want %s", i, got, step.want)
 		}
 	}
-	if got := r.claimsFirst("other", 4); got != 500*time.Millisecond {
+	if got := r.claimsFirst("other", 4, false); got != 500*time.Millisecond {
 		t.Errorf("another pool: claimsFirst = %s, want its own wait", got)
 	}
 	off := &Reconciler{Clock: clk, ClaimsFirst: -1}
-	if got := off.claimsFirst("pool", 4); got != 0 {
+	if got := off.claimsFirst("pool", 4, false); got != 0 {
 		t.Errorf("disabled: claimsFirst = %s, want 0", got)
+	}
+	// Claims beyond the Ready labs wait for the refill: however many, no longer than 500 ms.
+	outrun := &Reconciler{Clock: clk, ClaimsFirst: 500 * time.Millisecond}
+	if got := outrun.claimsFirst("pool", 100, true); got != 500*time.Millisecond {
+		t.Errorf("outrun by its claims: claimsFirst = %s, want 500ms", got)
 	}
 }
