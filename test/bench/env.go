@@ -517,25 +517,32 @@ func (e *env) begin(ctx context.Context, name string) (*window, error) {
 func (e *env) profileCPU(ctx context.Context, addr, name string) {
 	path := filepath.Join(e.logDir, "cpu-"+strings.ReplaceAll(name, " ", "-")+".pprof")
 	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(e.h.profile.Seconds()))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err == nil {
-		var resp *http.Response
-		if resp, err = http.DefaultClient.Do(req); err == nil {
-			defer resp.Body.Close()
-			var body []byte
-			if body, err = io.ReadAll(resp.Body); err == nil && resp.StatusCode != http.StatusOK {
-				err = fmt.Errorf("%s: %s", resp.Status, body)
-			}
-			if err == nil {
-				err = os.WriteFile(path, body, 0o644)
-			}
-		}
-	}
-	if err != nil {
+	if err := fetchTo(ctx, url, path); err != nil {
 		e.h.logf("CPU profile of window %q: %v", name, err)
 		return
 	}
 	e.h.logf("CPU profile of window %q: %s", name, path)
+}
+
+// fetchTo writes the body of a GET of url to path.
+func fetchTo(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, body)
+	}
+	return os.WriteFile(path, body, 0o644)
 }
 
 // end finishes a phase and returns what was counted during it. When the operator was

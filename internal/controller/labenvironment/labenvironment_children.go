@@ -345,16 +345,16 @@ func (r *Reconciler) reconcileMachines(ctx context.Context, s *scope, l render.L
 func (r *Reconciler) reconcileAPIService(ctx context.Context, l render.Lab) error {
 	desired := render.APIService(l)
 	current := &corev1.Service{}
+	var observed client.Object
 	switch err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), current); {
-	case apierrors.IsNotFound(err):
-		_, err = r.Applier.Apply(ctx, desired, nil)
-		return err
-	case err != nil:
-		return fmt.Errorf("reading Service %s/%s: %w", desired.Namespace, desired.Name, err)
-	case current.Spec.Type == corev1.ServiceTypeNodePort:
+	case err == nil && current.Spec.Type == corev1.ServiceTypeNodePort:
 		return nil
+	case err == nil:
+		observed = current
+	case !apierrors.IsNotFound(err):
+		return fmt.Errorf("reading Service %s/%s: %w", desired.Namespace, desired.Name, err)
 	}
-	_, err := r.Applier.Apply(ctx, desired, current)
+	_, err := r.Applier.Apply(ctx, desired, observed)
 	return err
 }
 

@@ -126,17 +126,24 @@ func (r *Reconciler) statusHold(pool string) time.Duration {
 	return max(0, interval-r.Clock.Now().Sub(last))
 }
 
-func (r *Reconciler) wroteStatus(pool string, deleted bool) {
+// wroteStatus records that this process just wrote pool's status.
+func (r *Reconciler) wroteStatus(pool string) {
 	r.statusMu.Lock()
 	defer r.statusMu.Unlock()
-	if deleted {
-		delete(r.statusWritten, pool)
-		return
-	}
 	if r.statusWritten == nil {
 		r.statusWritten = map[string]time.Time{}
 	}
 	r.statusWritten[pool] = r.Clock.Now()
+}
+
+// forget drops what this process remembers of a deleted pool.
+func (r *Reconciler) forget(pool string) {
+	r.statusMu.Lock()
+	delete(r.statusWritten, pool)
+	r.statusMu.Unlock()
+	r.deferMu.Lock()
+	delete(r.deferring, pool)
+	r.deferMu.Unlock()
 }
 
 // countsOnly says whether two statuses differ in their counts (and the messages that
@@ -207,7 +214,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if !pool.DeletionTimestamp.IsZero() {
 		recordGauges(pool.Name, Counts{}, true)
-		r.wroteStatus(pool.Name, true)
+		r.forget(pool.Name)
 		return ctrl.Result{}, r.reconcileDelete(ctx, s)
 	}
 	recordGauges(pool.Name, s.plan.Counts, false)
@@ -423,7 +430,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, s *scope, succeeded bool) 
 		}
 		return 0, fmt.Errorf("patching LabPool %s status: %w", s.pool.Name, err)
 	}
-	r.wroteStatus(s.pool.Name, false)
+	r.wroteStatus(s.pool.Name)
 	r.recordTransitions(before, s.pool)
 	return 0, nil
 }

@@ -246,7 +246,7 @@ func TestStatusHold(t *testing.T) {
 	if got := r.statusHold("p"); got != 0 {
 		t.Errorf("before any write: hold %s, want 0", got)
 	}
-	r.wroteStatus("p", false)
+	r.wroteStatus("p")
 	clk.SetTime(statusT0.Add(300 * time.Millisecond))
 	if got := r.statusHold("p"); got != 700*time.Millisecond {
 		t.Errorf("300 ms after a write: hold %s, want 700ms", got)
@@ -258,7 +258,10 @@ func TestStatusHold(t *testing.T) {
 	if got := r.statusHold("p"); got != 0 {
 		t.Errorf("a second after a write: hold %s, want 0", got)
 	}
-	r.wroteStatus("p", true)
+	r.forget("p")
+	if got := r.statusHold("p"); got != 0 {
+		t.Errorf("a deleted pool: hold %s, want 0", got)
+	}
 	if off := (&Reconciler{Clock: clk, StatusInterval: -1}); off.statusHold("p") != 0 {
 		t.Error("StatusInterval < 0 still holds")
 	}
