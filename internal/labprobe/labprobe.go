@@ -88,8 +88,12 @@ func (r Result) Failed() bool { return r.Phase == lab.MarkerPhaseFailed }
 // An error means the probe learnt nothing about the bootstrap: the lab API could not be
 // reached or verified (Result is zero), or it answered something unexpected (Result has
 // Reachable set). Callers retry later; an error is never a verdict on the lab.
+//
+// Forget drops whatever the prober keeps for env (a TLS client): the lab was built and is
+// never asked again, or it is gone. Probing env again afterwards works as the first time.
 type Prober interface {
 	Probe(ctx context.Context, env string, creds Credentials) (Result, error)
+	Forget(env string)
 }
 
 // StatusError is returned when the lab API answered the marker request with an HTTP
@@ -171,8 +175,7 @@ func (p *HTTPSProber) Probe(ctx context.Context, env string, creds Credentials) 
 	}
 }
 
-// Forget drops the cached client of env, for when the lab is gone. Probing env again
-// builds a new one.
+// Forget drops the cached client of env. Probing env again builds a new one.
 func (p *HTTPSProber) Forget(env string) { p.cache.forget(env) }
 
 // MarkerURL is the URL the prober reads the marker of env from.

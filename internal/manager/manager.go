@@ -86,6 +86,10 @@ type Options struct {
 	// suite counts the operator's writes and stops the manager after one of them, and
 	// makes the pool controller's reads lag behind its writes.
 	WrapClient func(client.Client) client.Client
+	// WrapProber, when set, wraps the readiness probe of the LabEnvironment controller.
+	// For tests only, never in production: a suite checks which labs' TLS clients the
+	// probe still holds.
+	WrapProber func(labprobe.Prober) labprobe.Prober
 }
 
 // Client rate limits when neither the options nor the rest config set one. The API server
@@ -167,6 +171,9 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		}
 	}
 	var prober labprobe.Prober = &labprobe.HTTPSProber{Dialer: dialer}
+	if opts.WrapProber != nil {
+		prober = opts.WrapProber(prober)
+	}
 	if err := (&labenvironment.Reconciler{
 		Client:            mgr.GetClient(),
 		APIReader:         mgr.GetAPIReader(),

@@ -384,6 +384,11 @@ func (r *Reconciler) probeLab(ctx context.Context, s *scope, material render.PKI
 	if s.probeErr != nil {
 		ctrl.LoggerFrom(ctx).V(4).Info("Probed lab API", "error", s.probeErr.Error())
 	}
+	if bootstrapSucceeded(s) {
+		// Never probed again (see bootstrapDone): its TLS client would only take memory,
+		// a thousand Ready labs' worth of parsed certificates.
+		r.Prober.Forget(s.env.Name)
+	}
 }
 
 // nextCheck says when to look again without an event: the next probe of a booting lab,

@@ -120,6 +120,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, env *labforgev1alpha1.
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
 		r.Applier.ForgetNamespace(namespaceOf(env))
+		r.Prober.Forget(env.Name)
 		ctrl.LoggerFrom(ctx).Info("Deleted LabEnvironment", "namespace", namespaceOf(env))
 		return ctrl.Result{}, nil
 	case err != nil:

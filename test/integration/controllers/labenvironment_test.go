@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -20,6 +22,8 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/labprobe"
+	"github.com/labforge/labforge/internal/manager"
 	"github.com/labforge/labforge/internal/simulator"
 	"github.com/labforge/labforge/test/integration"
 )
@@ -176,6 +180,32 @@ var _ = Describe("A LabEnvironment", func() {
 		Expect(steady).To(BeEmpty())
 	})
 
+	It("lets go of its probe's TLS client once Ready, and when gone", func(ctx context.Context) {
+		stopManager()
+		probes := &probeRecorder{}
+		sim = simulator.New(simulator.Options{})
+		var err error
+		stopManager, err = integration.StartManager(context.Background(), cp.RESTConfig(),
+			manager.Options{Clock: clk, Simulator: sim, WrapProber: probes.wrap})
+		Expect(err).NotTo(HaveOccurred())
+
+		Expect(k8s.Create(ctx, newTemplate("env-probed", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		env := newEnvironment("probed", "env-probed")
+		Expect(k8s.Create(ctx, env)).To(Succeed())
+		Eventually(envCondition(ctx, "probed", labforgev1alpha1.ConditionReady)).Should(HaveField("Status", metav1.ConditionTrue))
+		probed, held, forgotten := probes.of("probed")
+		Expect(probed).To(BeNumerically(">=", 1))
+		Expect(held).To(BeFalse(), "a Ready lab is never probed again: its client must go")
+		Expect(forgotten).To(BeNumerically(">=", 1))
+
+		Expect(k8s.Delete(ctx, env)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: "probed"}, &labforgev1alpha1.LabEnvironment{}))
+		}).WithTimeout(time.Minute).Should(BeTrue())
+		_, _, gone := probes.of("probed")
+		Expect(gone).To(BeNumerically(">", forgotten), "a deleted lab is forgotten too")
+	})
+
 	It("repairs drift: a deleted policy, an edited quota and a deleted VM come back", func(ctx context.Context) {
 		Expect(k8s.Create(ctx, newTemplate("env-drift", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
 		Expect(k8s.Create(ctx, newEnvironment("drift", "env-drift"))).To(Succeed())
@@ -290,3 +320,44 @@ var _ = Describe("A LabEnvironment", func() {
 		}
 	})
 })
+
+// probeRecorder wraps the operator's readiness probe and tracks, per lab, how often it was
+// probed and forgotten and whether the probe still holds something of it.
+type probeRecorder struct {
+	mu        sync.Mutex
+	probed    map[string]int
+	held      map[string]bool
+	forgotten map[string]int
+}
+
+type recordingProber struct {
+	labprobe.Prober
+	r *probeRecorder
+}
+
+func (p *probeRecorder) wrap(inner labprobe.Prober) labprobe.Prober {
+	p.probed, p.held, p.forgotten = map[string]int{}, map[string]bool{}, map[string]int{}
+	return recordingProber{Prober: inner, r: p}
+}
+
+func (p *probeRecorder) of(env string) (probed int, held bool, forgotten int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.probed[env], p.held[env], p.forgotten[env]
+}
+
+func (p recordingProber) Probe(ctx context.Context, env string, creds labprobe.Credentials) (labprobe.Result, error) {
+	p.r.mu.Lock()
+	p.r.probed[env]++
+	p.r.held[env] = true
+	p.r.mu.Unlock()
+	return p.Prober.Probe(ctx, env, creds)
+}
+
+func (p recordingProber) Forget(env string) {
+	p.r.mu.Lock()
+	p.r.forgotten[env]++
+	delete(p.r.held, env)
+	p.r.mu.Unlock()
+	p.Prober.Forget(env)
+}
