@@ -248,7 +248,8 @@ func (r *Reconciler) bind(ctx context.Context, s *scope) error {
 	}
 	pool := s.claim.Spec.PoolRef.Name
 	var envs labforgev1alpha1.LabEnvironmentList
-	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: pool}); err != nil {
+	// tryBind copies the lab it writes.
+	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: pool}, readOnly); err != nil {
 		return fmt.Errorf("listing the labs of LabPool %s: %w", pool, err)
 	}
 	free := freeLabs(envs.Items, pool)
@@ -326,7 +327,7 @@ func reportedPosition(said, actual int32) int32 {
 // placeInLine counts the claims of the pool that came before this one and still wait.
 func (r *Reconciler) placeInLine(ctx context.Context, claim *labforgev1alpha1.LabClaim, pool string) (int, error) {
 	var claims labforgev1alpha1.LabClaimList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{labpool.ClaimPoolIndex: pool}); err != nil {
+	if err := r.Client.List(ctx, &claims, client.MatchingFields{labpool.ClaimPoolIndex: pool}, readOnly); err != nil {
 		return 0, fmt.Errorf("listing the claims of LabPool %s: %w", pool, err)
 	}
 	position := 0

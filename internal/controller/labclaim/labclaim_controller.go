@@ -50,6 +50,12 @@ const EnvClaimIndex = "spec.claimRef.uid"
 // bound to: what is left to find a lab by once its claim is gone.
 const EnvClaimNameIndex = "spec.claimRef.name"
 
+// readOnly lists straight from the cache, without the deep copy of every object a List
+// makes by default: for lists that are only read, on paths that run for every event of
+// every lab of a pool (a pool of a thousand labs copied a thousand labs per event). What
+// such a list returns must never be written to, or handed to a write: copy first.
+var readOnly = client.UnsafeDisableDeepCopy
+
 // Reconciler serves LabClaims.
 type Reconciler struct {
 	Client    client.Client
@@ -321,15 +327,13 @@ func (r *Reconciler) waitingClaims(ctx context.Context, pool string) []reconcile
 	return r.wakeLine(ctx, pool, false)
 }
 
+// wakeLine returns the claims of pool's line worth a pass (wakeable) and, when refused is
+// set, the claims the pool refused. It runs for every event of every lab of a pool, so it
+// only reads the cache (no copies, see readOnly) and counts the labs only when a claim waits.
 func (r *Reconciler) wakeLine(ctx context.Context, pool string, refused bool) []reconcile.Request {
 	var claims labforgev1alpha1.LabClaimList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{labpool.ClaimPoolIndex: pool}); err != nil {
+	if err := r.Client.List(ctx, &claims, client.MatchingFields{labpool.ClaimPoolIndex: pool}, readOnly); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the LabClaims of LabPool", "pool", pool)
-		return nil
-	}
-	var envs labforgev1alpha1.LabEnvironmentList
-	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: pool}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the labs of LabPool", "pool", pool)
 		return nil
 	}
 	var line []*labforgev1alpha1.LabClaim
@@ -342,6 +346,14 @@ func (r *Reconciler) wakeLine(ctx context.Context, pool string, refused bool) []
 		case refused && c.Status.Lab == "":
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
 		}
+	}
+	if len(line) == 0 {
+		return reqs
+	}
+	var envs labforgev1alpha1.LabEnvironmentList
+	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: pool}, readOnly); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the labs of LabPool", "pool", pool)
+		return nil
 	}
 	sort.Slice(line, func(i, j int) bool { return before(line[i], line[j]) })
 	for _, c := range wakeable(line, len(freeLabs(envs.Items, pool))) {

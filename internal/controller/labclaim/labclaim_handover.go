@@ -324,7 +324,7 @@ func waitingForNodePorts(o client.Object) []string {
 // racing the release still gets a second chance without polling.
 func (r *Reconciler) nodePortWaiters(ctx context.Context, _ client.Object) []reconcile.Request {
 	var claims labforgev1alpha1.LabClaimList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{claimNodePortWaitIndex: "true"}); err != nil {
+	if err := r.Client.List(ctx, &claims, client.MatchingFields{claimNodePortWaitIndex: "true"}, readOnly); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the LabClaims waiting for NodePorts")
 		return nil
 	}

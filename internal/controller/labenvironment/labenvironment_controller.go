@@ -187,7 +187,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 // Labs that already took their snapshot ignore template changes.
 func (r *Reconciler) environmentsOfTemplate(ctx context.Context, o client.Object) []reconcile.Request {
 	var list labforgev1alpha1.LabEnvironmentList
-	if err := r.Client.List(ctx, &list, client.MatchingFields{templateRefIndex: o.GetName()}); err != nil {
+	if err := r.Client.List(ctx, &list, client.MatchingFields{templateRefIndex: o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Failed to list LabEnvironments of LabTemplate", "template", o.GetName())
 		return nil
 	}

@@ -25,15 +25,16 @@ func (r *Reconciler) reconcileOwnership(ctx context.Context, s *scope) error {
 			continue
 		}
 		ref := metav1.GetControllerOf(env)
+		// s.envs are the cache's own objects (see observe): patches write to a copy.
 		switch {
 		case env.Spec.ClaimRef == nil && ref == nil && ownership.Managed(env):
-			if err := ownership.Adopt(ctx, r.Client, nil, env, ownership.ControllerReference("LabPool", s.pool)); err != nil {
+			if err := ownership.Adopt(ctx, r.Client, nil, env.DeepCopy(), ownership.ControllerReference("LabPool", s.pool)); err != nil {
 				errs = append(errs, err)
 				continue
 			}
 			ctrl.LoggerFrom(ctx).Info("Adopted an orphaned lab of LabPool", "lab", env.Name)
 		case env.Spec.ClaimRef != nil && ref != nil && ref.UID == s.pool.UID:
-			errs = append(errs, ownership.Release(ctx, r.Client, env, s.pool.UID))
+			errs = append(errs, ownership.Release(ctx, r.Client, env.DeepCopy(), s.pool.UID))
 		}
 	}
 	return errors.Join(errs...)

@@ -83,7 +83,9 @@ func (r *Reconciler) observe(ctx context.Context, pool *labforgev1alpha1.LabPool
 	}
 
 	var envs labforgev1alpha1.LabEnvironmentList
-	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: pool.Name}); err != nil {
+	// Straight from the cache, without copying a thousand labs on every pass: the pool only
+	// reads its labs, deletes them, and copies one before changing its owners.
+	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: pool.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing the labs of LabPool %s: %w", pool.Name, err)
 	}
 	var live []string
@@ -102,7 +104,7 @@ func (r *Reconciler) observe(ctx context.Context, pool *labforgev1alpha1.LabPool
 	r.Expectations.Observed(pool.Name, live)
 
 	var claims labforgev1alpha1.LabClaimList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{ClaimPoolIndex: pool.Name}); err != nil {
+	if err := r.Client.List(ctx, &claims, client.MatchingFields{ClaimPoolIndex: pool.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing the claims of LabPool %s: %w", pool.Name, err)
 	}
 	waiting := countWaiting(claims.Items, s.envs)

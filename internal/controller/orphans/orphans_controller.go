@@ -191,7 +191,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 // labsOfPool wakes the labs of a deleted pool.
 func (r *Reconciler) labsOfPool(ctx context.Context, o client.Object) []reconcile.Request {
 	var list labforgev1alpha1.LabEnvironmentList
-	if err := r.Client.List(ctx, &list, client.MatchingLabels{labforgev1alpha1.LabelPool: o.GetName()}); err != nil {
+	if err := r.Client.List(ctx, &list, client.MatchingLabels{labforgev1alpha1.LabelPool: o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the LabEnvironments of a deleted LabPool", "pool", o.GetName())
 		return nil
 	}
