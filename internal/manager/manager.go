@@ -260,12 +260,27 @@ func managedOnly(objs ...client.Object) map[client.Object]cache.ByObject {
 	out := make(map[client.Object]cache.ByObject, len(objs))
 	for _, o := range objs {
 		by := cache.ByObject{Label: selector}
-		if _, ok := o.(*corev1.Secret); ok {
+		switch o.(type) {
+		case *corev1.Secret:
 			by.Transform = dropUserData
+		case *kubevirtv1.VirtualMachineInstance:
+			by.Transform = vmiStatusOnly
 		}
 		out[o] = by
 	}
 	return out
+}
+
+// vmiStatusOnly keeps a VMI's metadata and status in the cache, not its spec (nor, like
+// every cached object, its managedFields): labforge reads only what KubeVirt reports of a
+// VMI, and a VMI's spec is its VM's template again with KubeVirt's defaults, a tenth of
+// a thousand labs' cache. The simulated backend takes what it needs from the VM.
+func vmiStatusOnly(in any) (any, error) {
+	if vmi, ok := in.(*kubevirtv1.VirtualMachineInstance); ok {
+		vmi.ManagedFields = nil
+		vmi.Spec = kubevirtv1.VirtualMachineInstanceSpec{}
+	}
+	return in, nil
 }
 
 // dropUserData keeps only the metadata of cloud-init Secrets in the cache (and, like every

@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/labforge/labforge/internal/lab"
 )
@@ -41,6 +42,32 @@ func TestDropUserData(t *testing.T) {
 				t.Errorf("metadata changed: %+v", s.ObjectMeta)
 			}
 		})
+	}
+}
+
+func TestVMIStatusOnly(t *testing.T) {
+	in := &kubevirtv1.VirtualMachineInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "control-plane", Labels: map[string]string{"a": "b"},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "virt-controller"}}},
+		Spec: kubevirtv1.VirtualMachineInstanceSpec{Hostname: "control-plane",
+			Networks: []kubevirtv1.Network{{Name: "default", NetworkSource: kubevirtv1.NetworkSource{Pod: &kubevirtv1.PodNetwork{}}}}},
+		Status: kubevirtv1.VirtualMachineInstanceStatus{Phase: kubevirtv1.Running},
+	}
+	out, err := vmiStatusOnly(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vmi := out.(*kubevirtv1.VirtualMachineInstance)
+	if vmi.ManagedFields != nil || vmi.Spec.Hostname != "" || vmi.Spec.Networks != nil {
+		t.Errorf("managedFields or spec kept in the cache: %+v %+v", vmi.ManagedFields, vmi.Spec)
+	}
+	if vmi.Name != "control-plane" || vmi.Labels["a"] != "b" || vmi.Status.Phase != kubevirtv1.Running {
+		t.Errorf("metadata or status lost: %+v %+v", vmi.ObjectMeta, vmi.Status)
+	}
+	// Anything else passes through untouched.
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Data: map[string]string{"k": "v"}}
+	if out, _ := vmiStatusOnly(cm); out.(*corev1.ConfigMap).Data["k"] != "v" {
+		t.Error("a ConfigMap was changed")
 	}
 }
 

@@ -211,7 +211,7 @@ func (s *Simulator) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 			}
 			vmi = created
 		}
-		next, err := s.advanceVMI(ctx, vmi)
+		next, err := s.advanceVMI(ctx, &vm, vmi)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -311,9 +311,9 @@ func (s *Simulator) createVMI(ctx context.Context, vm *kubevirtv1.VirtualMachine
 	return vmi, nil
 }
 
-// advanceVMI moves vmi's status to the phase its age calls for and returns how long
-// until the next phase is due (zero once Running).
-func (s *Simulator) advanceVMI(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (time.Duration, error) {
+// advanceVMI moves the status of vmi, vm's VMI, to the phase its age calls for and returns
+// how long until the next phase is due (zero once Running).
+func (s *Simulator) advanceVMI(ctx context.Context, vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstance) (time.Duration, error) {
 	if _, known := phaseIndex[vmi.Status.Phase]; !known {
 		return 0, nil // Succeeded, Failed, Unknown: someone else's doing; leave it
 	}
@@ -330,7 +330,9 @@ func (s *Simulator) advanceVMI(ctx context.Context, vmi *kubevirtv1.VirtualMachi
 		}
 	}
 	want := vmi.DeepCopy()
-	setVMIStatus(&want.Status, target, ip, primaryInterface(&vmi.Spec), metav1.Now())
+	// The interface name comes from the VM's template, which the VMI's spec copies: the
+	// manager's cache keeps no VMI specs.
+	setVMIStatus(&want.Status, target, ip, primaryInterface(&vm.Spec.Template.Spec), metav1.Now())
 	if target == kubevirtv1.Running {
 		s.forgetStart(vmi.UID)
 		next = 0
