@@ -94,8 +94,11 @@ func (s *Simulator) SetupWithManager(mgr ctrl.Manager) error {
 	if s.wrapClient != nil {
 		s.client = s.wrapClient(s.client)
 	}
-	// Secrets are read once per lab, uncached: caching every Secret of the host cluster
-	// would cost far more memory than a GET per lab.
+	// A lab's PKI Secret is read once per lab API started, from the manager's cache
+	// (which must hold only labforge's Secrets, as the operator's does), from the API
+	// server when the cache does not have it yet. Reading it from the API server every
+	// time cost a thousand GETs, at the client's rate limit, each time the process
+	// restarted among a thousand running labs.
 	s.apiReader = mgr.GetAPIReader()
 	s.log = mgr.GetLogger().WithName(ControllerName)
 	if err := mgr.Add(&apiServer{sim: s}); err != nil {
@@ -395,7 +398,13 @@ func (s *Simulator) ensureLab(ctx context.Context, env string, vm *kubevirtv1.Vi
 		return nil
 	}
 	var secret corev1.Secret
-	if err := s.apiReader.Get(ctx, types.NamespacedName{Namespace: vm.Namespace, Name: lab.PKISecret}, &secret); err != nil {
+	key := types.NamespacedName{Namespace: vm.Namespace, Name: lab.PKISecret}
+	err := s.client.Get(ctx, key, &secret)
+	if apierrors.IsNotFound(err) {
+		// Not in the cache yet: a lab that just minted its PKI.
+		err = s.apiReader.Get(ctx, key, &secret)
+	}
+	if err != nil {
 		return err
 	}
 	l, err := newLabEntry(env, vm.Namespace, vm.UID, secret.Data[lab.PKICACert], secret.Data[lab.PKICAKey])

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -119,12 +120,13 @@ func StartSimulator(cfg *rest.Config, opts simulator.Options) (stop func(), sim 
 		HealthProbeBindAddress:  "0",
 		GracefulShutdownTimeout: ptr.To(10 * time.Second),
 		Controller:              config.Controller{SkipNameValidation: ptr.To(true)},
-		// As the operator's manager caches them: only labforge's VMs and VMIs.
+		// As the operator's manager caches them: only labforge's VMs, VMIs and Secrets.
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
 				&kubevirtv1.VirtualMachine{}:         {Label: managedBy},
 				&kubevirtv1.VirtualMachineInstance{}: {Label: managedBy},
+				&corev1.Secret{}:                     {Label: managedBy},
 			},
 		},
 	})
