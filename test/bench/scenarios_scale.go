@@ -155,6 +155,14 @@ func (h *harness) runScale(ctx context.Context, r *scenarioResult, p scaleParams
 			newFigure("Go heap allocated"+at, alloc/mib, "MiB"),
 			newFigure("peak RSS up to"+at[3:], peak/mib, "MiB").note("VmHWM of /proc"))
 		h.logf("%d labs: RSS %.0f MiB, heap in use %.0f MiB", n, rss/mib, inuse/mib)
+		if proc := e.op.current(); proc != nil && proc.pprofAddr != "" {
+			path := filepath.Join(e.logDir, fmt.Sprintf("heap-%d-labs.pprof", n))
+			if err := fetchTo(ctx, "http://"+proc.pprofAddr+"/debug/pprof/heap?gc=1", path); err != nil {
+				h.logf("heap profile at %d labs: %v", n, err)
+			} else {
+				h.logf("heap profile at %d labs: %s", n, path)
+			}
+		}
 	}
 	return nil
 }
@@ -187,6 +195,9 @@ func (h *harness) runIdleResync(ctx context.Context, r *scenarioResult, p idlePa
 		return err
 	}
 	metricsUp := time.Since(proc.started)
+	if proc.pprofAddr != "" {
+		go e.profileCPU(ctx, proc.pprofAddr, w.name)
+	}
 	labs := float64(p.pool.replicas)
 	settled, settleErr := e.settle(ctx, 3*time.Second, 30*time.Minute, func(m operatorMetrics) bool {
 		return m.reconcilesOf("labenvironment") >= labs
