@@ -265,6 +265,8 @@ func managedOnly(objs ...client.Object) map[client.Object]cache.ByObject {
 			by.Transform = dropUserData
 		case *kubevirtv1.VirtualMachineInstance:
 			by.Transform = vmiStatusOnly
+		case *corev1.ResourceQuota:
+			by.Transform = quotaWithoutUsage
 		}
 		out[o] = by
 	}
@@ -279,6 +281,16 @@ func vmiStatusOnly(in any) (any, error) {
 	if vmi, ok := in.(*kubevirtv1.VirtualMachineInstance); ok {
 		vmi.ManagedFields = nil
 		vmi.Spec = kubevirtv1.VirtualMachineInstanceSpec{}
+	}
+	return in, nil
+}
+
+// quotaWithoutUsage keeps a ResourceQuota without its status (nor managedFields):
+// labforge writes a lab's quota and never reads what it counts.
+func quotaWithoutUsage(in any) (any, error) {
+	if q, ok := in.(*corev1.ResourceQuota); ok {
+		q.ManagedFields = nil
+		q.Status = corev1.ResourceQuotaStatus{}
 	}
 	return in, nil
 }

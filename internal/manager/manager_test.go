@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -68,6 +69,26 @@ func TestVMIStatusOnly(t *testing.T) {
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Data: map[string]string{"k": "v"}}
 	if out, _ := vmiStatusOnly(cm); out.(*corev1.ConfigMap).Data["k"] != "v" {
 		t.Error("a ConfigMap was changed")
+	}
+}
+
+func TestQuotaWithoutUsage(t *testing.T) {
+	hard := corev1.ResourceList{corev1.ResourcePods: resource.MustParse("4")}
+	in := &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Name: "lab-quota", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "labforge"}}},
+		Spec:       corev1.ResourceQuotaSpec{Hard: hard},
+		Status:     corev1.ResourceQuotaStatus{Hard: hard, Used: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("2")}},
+	}
+	out, err := quotaWithoutUsage(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := out.(*corev1.ResourceQuota)
+	if q.ManagedFields != nil || q.Status.Hard != nil || q.Status.Used != nil {
+		t.Errorf("managedFields or status kept in the cache: %+v %+v", q.ManagedFields, q.Status)
+	}
+	if q.Name != "lab-quota" || !q.Spec.Hard.Pods().Equal(resource.MustParse("4")) {
+		t.Errorf("metadata or spec lost: %+v %+v", q.ObjectMeta, q.Spec)
 	}
 }
 

@@ -18,10 +18,13 @@ import (
 	"k8s.io/utils/clock"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
@@ -173,7 +176,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Secret{}).
 		Owns(&corev1.ConfigMap{}).
 		Owns(&corev1.Service{}).
-		Owns(&corev1.ResourceQuota{}).
+		Owns(&corev1.ResourceQuota{}, builder.WithPredicates(notUsageOnly())).
 		Owns(&corev1.LimitRange{}).
 		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&kubevirtv1.VirtualMachine{}).
@@ -212,4 +215,22 @@ func (r *Reconciler) writeStatus(ctx context.Context, s *scope, succeeded bool) 
 	}
 	r.recordTransitions(ctx, before, s.env)
 	return nil
+}
+
+// notUsageOnly lets through every event of a lab's ResourceQuota but an update of its
+// usage alone: kube-controller-manager recounts it at every object created or deleted in
+// the lab, and the lab's reconcile never reads it (the cache does not even keep it).
+func notUsageOnly() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		old, okOld := e.ObjectOld.(*corev1.ResourceQuota)
+		cur, okNew := e.ObjectNew.(*corev1.ResourceQuota)
+		if !okOld || !okNew {
+			return true
+		}
+		old, cur = old.DeepCopy(), cur.DeepCopy()
+		for _, q := range []*corev1.ResourceQuota{old, cur} {
+			q.ResourceVersion, q.ManagedFields, q.Status = "", nil, corev1.ResourceQuotaStatus{}
+		}
+		return !equality.Semantic.DeepEqual(old, cur)
+	}}
 }
