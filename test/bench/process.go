@@ -251,12 +251,14 @@ func (o *operator) failure() error {
 	return o.unexpectedErr
 }
 
-// procStatus reads VmRSS and VmHWM (peak RSS) of pid from /proc, in bytes.
-func procStatus(pid int) (rss, peak float64, err error) {
+// procStatus reads the memory sizes of pid's /proc status (VmRSS, VmHWM: peak RSS,
+// RssAnon, RssFile, ...), in bytes.
+func procStatus(pid int) (map[string]float64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
+	out := map[string]float64{}
 	for _, line := range strings.Split(string(data), "\n") {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
@@ -266,14 +268,9 @@ func procStatus(pid int) (rss, peak float64, err error) {
 		if _, err := fmt.Sscanf(strings.TrimSpace(v), "%f kB", &kb); err != nil {
 			continue
 		}
-		switch k {
-		case "VmRSS":
-			rss = kb * 1024
-		case "VmHWM":
-			peak = kb * 1024
-		}
+		out[k] = kb * 1024
 	}
-	return rss, peak, nil
+	return out, nil
 }
 
 func freePort() (int, error) {

@@ -86,19 +86,33 @@ func (h *harness) runFill(ctx context.Context, r *scenarioResult, p fillParams) 
 	return err
 }
 
-// memory reads the operator's memory: RSS and Go heap from its metrics, peak RSS from /proc.
-func (e *env) memory(ctx context.Context) (rss, heapAlloc, heapInuse, peak float64, err error) {
+// memoryReading is the operator's memory at one moment.
+type memoryReading struct {
+	rss, heapAlloc, heapInuse, goSys float64
+	// From /proc: peak RSS, and the RSS split into anonymous memory (heap, stacks) and
+	// file-backed pages (the binary's code and data).
+	peak, anon, file float64
+}
+
+// memory reads the operator's memory: RSS and Go's own figures from its metrics, peak
+// RSS and the split of RSS from /proc.
+func (e *env) memory(ctx context.Context) (memoryReading, error) {
 	m, _, err := e.scrape(ctx)
 	if err != nil {
-		return 0, 0, 0, 0, err
+		return memoryReading{}, err
 	}
-	rss = m.set.sum("process_resident_memory_bytes", nil)
-	heapAlloc = m.set.sum("go_memstats_heap_alloc_bytes", nil)
-	heapInuse = m.set.sum("go_memstats_heap_inuse_bytes", nil)
+	r := memoryReading{
+		rss:       m.set.sum("process_resident_memory_bytes", nil),
+		heapAlloc: m.set.sum("go_memstats_heap_alloc_bytes", nil),
+		heapInuse: m.set.sum("go_memstats_heap_inuse_bytes", nil),
+		goSys:     m.set.sum("go_memstats_sys_bytes", nil),
+	}
 	if p := e.op.current(); p != nil {
-		_, peak, _ = procStatus(p.cmd.Process.Pid)
+		if st, err := procStatus(p.cmd.Process.Pid); err == nil {
+			r.peak, r.anon, r.file = st["VmHWM"], st["RssAnon"], st["RssFile"]
+		}
 	}
-	return rss, heapAlloc, heapInuse, peak, nil
+	return r, nil
 }
 
 // scaleParams configures the scale scenario.
@@ -141,20 +155,23 @@ func (h *harness) runScale(ctx context.Context, r *scenarioResult, p scaleParams
 		if _, err := e.settle(ctx, 3*time.Second, 10*time.Minute, nil); err != nil {
 			return err
 		}
-		rss, alloc, inuse, peak, err := e.memory(ctx)
+		mem, err := e.memory(ctx)
 		if err != nil {
 			return err
 		}
 		at := fmt.Sprintf(" at %d labs", n)
-		rssFig := newFigure("operator RSS"+at, rss/mib, "MiB")
+		rssFig := newFigure("operator RSS"+at, mem.rss/mib, "MiB")
 		if i == len(p.steps)-1 {
 			rssFig = rssFig.want("<=", 150)
 		}
 		r.Figures = append(r.Figures, rssFig,
-			newFigure("Go heap in use"+at, inuse/mib, "MiB"),
-			newFigure("Go heap allocated"+at, alloc/mib, "MiB"),
-			newFigure("peak RSS up to"+at[3:], peak/mib, "MiB").note("VmHWM of /proc"))
-		h.logf("%d labs: RSS %.0f MiB, heap in use %.0f MiB", n, rss/mib, inuse/mib)
+			newFigure("of which anonymous"+at, mem.anon/mib, "MiB").note("RssAnon of /proc: heap, stacks"),
+			newFigure("of which file-backed"+at, mem.file/mib, "MiB").note("RssFile of /proc: the binary's pages"),
+			newFigure("Go heap in use"+at, mem.heapInuse/mib, "MiB"),
+			newFigure("Go heap allocated"+at, mem.heapAlloc/mib, "MiB"),
+			newFigure("Go runtime's memory"+at, mem.goSys/mib, "MiB").note("go_memstats_sys_bytes: all the runtime obtained from the OS"),
+			newFigure("peak RSS up to"+at[3:], mem.peak/mib, "MiB").note("VmHWM of /proc"))
+		h.logf("%d labs: RSS %.0f MiB (%.0f anonymous, %.0f file), heap in use %.0f MiB", n, mem.rss/mib, mem.anon/mib, mem.file/mib, mem.heapInuse/mib)
 		if proc := e.op.current(); proc != nil && proc.pprofAddr != "" {
 			path := filepath.Join(e.logDir, fmt.Sprintf("heap-%d-labs.pprof", n))
 			if err := fetchTo(ctx, "http://"+proc.pprofAddr+"/debug/pprof/heap?gc=1", path); err != nil {
