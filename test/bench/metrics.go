@@ -237,6 +237,7 @@ var operatorMetricNames = map[string]bool{
 	"process_resident_memory_bytes":             true,
 	"go_memstats_heap_alloc_bytes":              true,
 	"go_memstats_heap_inuse_bytes":              true,
+	"go_memstats_sys_bytes":                     true,
 	"labforge_claim_binds_total":                true,
 	"labforge_lab_boot_failures_total":          true,
 	"controller_runtime_reconcile_errors_total": true,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -178,6 +179,12 @@ func (h *harness) runScale(ctx context.Context, r *scenarioResult, p scaleParams
 				h.logf("heap profile at %d labs: %v", n, err)
 			} else {
 				h.logf("heap profile at %d labs: %s", n, path)
+			}
+			// The same in text, ending with the runtime's MemStats (idle and released heap,
+			// stacks, GC metadata): where RSS goes beyond the heap in use.
+			text := strings.TrimSuffix(path, ".pprof") + ".txt"
+			if err := fetchTo(ctx, "http://"+proc.pprofAddr+"/debug/pprof/heap?debug=1", text); err != nil {
+				h.logf("heap profile at %d labs: %v", n, err)
 			}
 		}
 	}
