@@ -88,6 +88,8 @@ func operator(args []string) int {
 	_ = fs.Parse(args)
 	opts.ClientQPS = float32(qps)
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	// As the deployed operator does (cmd/manager).
+	manager.ApplySoftMemoryLimit()
 	if kubeconfig == "" {
 		fmt.Fprintln(os.Stderr, "labforge operator: --kubeconfig is required")
 		return 2

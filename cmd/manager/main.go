@@ -41,6 +41,9 @@ func main() {
 	opts.ClientQPS = float32(qps)
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	if limit := manager.ApplySoftMemoryLimit(); limit > 0 {
+		log.Info("Go soft memory limit set from the container's", "bytes", limit)
+	}
 	var err error
 	if opts.Host, err = host.Build(); err != nil {
 		log.Error(err, "Invalid host cluster flags")
