@@ -148,7 +148,8 @@ func (h *harness) startEnv(ctx context.Context, r *scenarioResult) (e *env, err 
 		return e, fmt.Errorf("creating LabTemplate %s: %w", e.template.Name, err)
 	}
 	e.op = newOperator(h.labforgeBin, e.cp.KubeconfigPath(), logDir, h.bootDelay)
-	e.op.pprof = h.profile > 0
+	// scale reads the live heap through /debug/pprof.
+	e.op.pprof = h.profile > 0 || name == "scale"
 	if _, err := e.op.start(ctx); err != nil {
 		return e, err
 	}

@@ -91,7 +91,7 @@ func run(args []string, stdout io.Writer) int {
 	logs := fs.String("logs", "", "Directory for the control-plane and operator logs (default: a new temporary directory, removed after a run without failures).")
 	seed := fs.Uint64("seed", 1, "Seed of the sustained scenario's arrivals.")
 	bootDelay := fs.Duration("boot-delay", 0, "Boot delay of the simulated VMs.")
-	profile := fs.Duration("profile", 0, "Take a CPU profile of the operator this long from the start of each measured window, and a heap profile at each step of scale, into the logs directory (0: none).")
+	profile := fs.Duration("profile", 0, "Take a CPU profile of the operator this long from the start of each measured window, into the logs directory (0: none). scale always writes a heap profile per step there.")
 	markdown := fs.String("markdown", "", "Print the results file given as Markdown tables (for docs/performance.md) and run nothing.")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -116,6 +119,36 @@ func (e *env) memory(ctx context.Context) (memoryReading, error) {
 	return r, nil
 }
 
+// liveHeap has the operator collect garbage and returns its heap then, the part of its
+// memory its cache and state hold. It writes the heap profile taken with it, and the same
+// in text (ending with the runtime's MemStats: idle and released heap, stacks, GC
+// metadata), to the log directory.
+func (e *env) liveHeap(ctx context.Context, labs int32) (float64, error) {
+	proc := e.op.current()
+	if proc == nil || proc.pprofAddr == "" {
+		return 0, errors.New("the operator serves no profiles")
+	}
+	path := filepath.Join(e.logDir, fmt.Sprintf("heap-%d-labs.pprof", labs))
+	if err := fetchTo(ctx, "http://"+proc.pprofAddr+"/debug/pprof/heap?gc=1", path); err != nil {
+		return 0, fmt.Errorf("heap profile at %d labs: %w", labs, err)
+	}
+	text := strings.TrimSuffix(path, ".pprof") + ".txt"
+	if err := fetchTo(ctx, "http://"+proc.pprofAddr+"/debug/pprof/heap?gc=1&debug=1", text); err != nil {
+		return 0, fmt.Errorf("heap profile at %d labs: %w", labs, err)
+	}
+	e.h.logf("heap profile at %d labs: %s (and .txt)", labs, path)
+	data, err := os.ReadFile(text)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "# HeapAlloc = "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s has no HeapAlloc line", text)
+}
+
 // scaleParams configures the scale scenario.
 type scaleParams struct {
 	pool  poolSpec
@@ -173,20 +206,11 @@ func (h *harness) runScale(ctx context.Context, r *scenarioResult, p scaleParams
 			newFigure("Go runtime's memory"+at, mem.goSys/mib, "MiB").note("go_memstats_sys_bytes: all the runtime obtained from the OS"),
 			newFigure("peak RSS up to"+at[3:], mem.peak/mib, "MiB").note("VmHWM of /proc"))
 		h.logf("%d labs: RSS %.0f MiB (%.0f anonymous, %.0f file), heap in use %.0f MiB", n, mem.rss/mib, mem.anon/mib, mem.file/mib, mem.heapInuse/mib)
-		if proc := e.op.current(); proc != nil && proc.pprofAddr != "" {
-			path := filepath.Join(e.logDir, fmt.Sprintf("heap-%d-labs.pprof", n))
-			if err := fetchTo(ctx, "http://"+proc.pprofAddr+"/debug/pprof/heap?gc=1", path); err != nil {
-				h.logf("heap profile at %d labs: %v", n, err)
-			} else {
-				h.logf("heap profile at %d labs: %s", n, path)
-			}
-			// The same in text, ending with the runtime's MemStats (idle and released heap,
-			// stacks, GC metadata): where RSS goes beyond the heap in use.
-			text := strings.TrimSuffix(path, ".pprof") + ".txt"
-			if err := fetchTo(ctx, "http://"+proc.pprofAddr+"/debug/pprof/heap?debug=1", text); err != nil {
-				h.logf("heap profile at %d labs: %v", n, err)
-			}
+		live, err := e.liveHeap(ctx, n)
+		if err != nil {
+			return err
 		}
+		r.Figures = append(r.Figures, newFigure("Go heap live"+at, live/mib, "MiB").note("HeapAlloc right after a collection the harness asks for"))
 	}
 	return nil
 }
