@@ -14,6 +14,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -169,17 +170,19 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return nil
 	})
+	children := builder.WithPredicates(r.ownChildren())
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&labforgev1alpha1.LabEnvironment{}).
+		// The namespace's every event: its deletion is what a lab's teardown waits for.
 		Owns(&corev1.Namespace{}).
-		Owns(&corev1.Secret{}).
-		Owns(&corev1.ConfigMap{}).
-		Owns(&corev1.Service{}).
-		Owns(&corev1.ResourceQuota{}, builder.WithPredicates(notUsageOnly())).
-		Owns(&corev1.LimitRange{}).
-		Owns(&networkingv1.NetworkPolicy{}).
-		Owns(&kubevirtv1.VirtualMachine{}).
+		Owns(&corev1.Secret{}, children).
+		Owns(&corev1.ConfigMap{}, children).
+		Owns(&corev1.Service{}, children).
+		Owns(&corev1.ResourceQuota{}, children, builder.WithPredicates(quotaUsage)).
+		Owns(&corev1.LimitRange{}, children).
+		Owns(&networkingv1.NetworkPolicy{}, children).
+		Owns(&kubevirtv1.VirtualMachine{}, children, builder.WithPredicates(vmStatus)).
 		Watches(&kubevirtv1.VirtualMachineInstance{}, byEnvLabel).
 		Watches(&labforgev1alpha1.LabTemplate{}, handler.EnqueueRequestsFromMapFunc(r.environmentsOfTemplate)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
@@ -217,19 +220,61 @@ func (r *Reconciler) writeStatus(ctx context.Context, s *scope, succeeded bool) 
 	return nil
 }
 
-// notUsageOnly lets through every event of a lab's ResourceQuota but an update of its
-// usage alone: kube-controller-manager recounts it at every object created or deleted in
-// the lab, and the lab's reconcile never reads it (the cache does not even keep it).
-func notUsageOnly() predicate.Predicate {
+// ownChildren passes the events of a lab's objects that can ask something of the lab: not
+// their creation (the lab made them, in a pass that goes on; at a start every lab has its
+// own pass anyway), and nothing while the lab is being deleted (its namespace's deletion
+// takes them all, and only the namespace's own going ends the teardown). A lab's
+// teardown woke it once per object deleted, and its build once per object created.
+func (r *Reconciler) ownChildren() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return r.ownerLive(e.ObjectNew) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return r.ownerLive(e.Object) },
+		GenericFunc: func(event.GenericEvent) bool { return true },
+	}
+}
+
+// ownerLive says whether the LabEnvironment controlling o may still need a pass: it is
+// in the cache and not being deleted. When in doubt, yes.
+func (r *Reconciler) ownerLive(o client.Object) bool {
+	ref := metav1.GetControllerOf(o)
+	if ref == nil || ref.Kind != "LabEnvironment" {
+		return true
+	}
+	env := &labforgev1alpha1.LabEnvironment{}
+	switch err := r.Client.Get(context.Background(), client.ObjectKey{Name: ref.Name}, env); {
+	case apierrors.IsNotFound(err):
+		return false
+	case err != nil:
+		return true
+	}
+	return env.UID == ref.UID && env.DeletionTimestamp.IsZero()
+}
+
+// Predicates of the lab's own objects' events: see SetupWithManager.
+var (
+	// A ResourceQuota's usage: kube-controller-manager recounts it at every object created
+	// or deleted in the lab, and the lab never reads it (the cache does not keep it).
+	quotaUsage = changedBeyond(func(q *corev1.ResourceQuota) { q.Status = corev1.ResourceQuotaStatus{} })
+	// A VM's status: KubeVirt's report of it. The lab reads its VMIs' phases instead.
+	vmStatus = changedBeyond(func(vm *kubevirtv1.VirtualMachine) { vm.Status = kubevirtv1.VirtualMachineStatus{} })
+)
+
+// changedBeyond lets through every event of an object of type T but an update that
+// changed nothing besides what strip clears (and resourceVersion, managedFields): drift
+// repair still sees every change of what the lab wrote.
+func changedBeyond[T client.Object](strip func(T)) predicate.Predicate {
 	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-		old, okOld := e.ObjectOld.(*corev1.ResourceQuota)
-		cur, okNew := e.ObjectNew.(*corev1.ResourceQuota)
+		old, okOld := e.ObjectOld.(T)
+		cur, okNew := e.ObjectNew.(T)
 		if !okOld || !okNew {
 			return true
 		}
-		old, cur = old.DeepCopy(), cur.DeepCopy()
-		for _, q := range []*corev1.ResourceQuota{old, cur} {
-			q.ResourceVersion, q.ManagedFields, q.Status = "", nil, corev1.ResourceQuotaStatus{}
+		old, cur = old.DeepCopyObject().(T), cur.DeepCopyObject().(T)
+		for _, o := range []T{old, cur} {
+			o.SetResourceVersion("")
+			o.SetManagedFields(nil)
+			strip(o)
 		}
 		return !equality.Semantic.DeepEqual(old, cur)
 	}}

@@ -6,10 +6,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 )
 
-func TestNotUsageOnly(t *testing.T) {
+func TestQuotaUsage(t *testing.T) {
 	quota := func(change func(*corev1.ResourceQuota)) *corev1.ResourceQuota {
 		q := &corev1.ResourceQuota{
 			ObjectMeta: metav1.ObjectMeta{Name: "lab-quota", Namespace: "lab-a", ResourceVersion: "1",
@@ -40,7 +47,7 @@ func TestNotUsageOnly(t *testing.T) {
 			q.OwnerReferences = []metav1.OwnerReference{{Name: "someone"}}
 		}, want: true},
 	}
-	p := notUsageOnly()
+	p := quotaUsage
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			old := quota(func(*corev1.ResourceQuota) {})
@@ -55,5 +62,75 @@ func TestNotUsageOnly(t *testing.T) {
 	if !p.Create(event.CreateEvent{Object: quota(func(*corev1.ResourceQuota) {})}) ||
 		!p.Delete(event.DeleteEvent{Object: quota(func(*corev1.ResourceQuota) {})}) {
 		t.Error("creates and deletes must reconcile")
+	}
+}
+
+func TestVMStatus(t *testing.T) {
+	vm := func(change func(*kubevirtv1.VirtualMachine)) *kubevirtv1.VirtualMachine {
+		v := &kubevirtv1.VirtualMachine{
+			ObjectMeta: metav1.ObjectMeta{Name: "worker-1", Namespace: "lab-a", ResourceVersion: "1"},
+			Spec:       kubevirtv1.VirtualMachineSpec{RunStrategy: ptr.To(kubevirtv1.RunStrategyAlways)},
+		}
+		change(v)
+		return v
+	}
+	old := vm(func(*kubevirtv1.VirtualMachine) {})
+	reported := vm(func(v *kubevirtv1.VirtualMachine) {
+		v.ResourceVersion = "2"
+		v.Status = kubevirtv1.VirtualMachineStatus{Ready: true, PrintableStatus: kubevirtv1.VirtualMachineStatusRunning}
+	})
+	halted := vm(func(v *kubevirtv1.VirtualMachine) {
+		v.ResourceVersion = "2"
+		v.Spec.RunStrategy = ptr.To(kubevirtv1.RunStrategyHalted)
+	})
+	if vmStatus.Update(event.UpdateEvent{ObjectOld: old, ObjectNew: reported}) {
+		t.Error("KubeVirt's status report woke the lab")
+	}
+	if !vmStatus.Update(event.UpdateEvent{ObjectOld: old, ObjectNew: halted}) {
+		t.Error("a VM stopped by hand did not wake the lab")
+	}
+}
+
+func TestOwnerLive(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := labforgev1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.Now()
+	live := &labforgev1alpha1.LabEnvironment{ObjectMeta: metav1.ObjectMeta{Name: "live", UID: "live-uid"}}
+	going := &labforgev1alpha1.LabEnvironment{ObjectMeta: metav1.ObjectMeta{Name: "going", UID: "going-uid",
+		DeletionTimestamp: &now, Finalizers: []string{Finalizer}}}
+	r := &Reconciler{Client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(live, going).Build()}
+	ownedBy := func(name, uid string) *corev1.Secret {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "lab-" + name}}
+		if name != "" {
+			s.OwnerReferences = []metav1.OwnerReference{{APIVersion: labforgev1alpha1.GroupVersion.String(),
+				Kind: "LabEnvironment", Name: name, UID: types.UID(uid), Controller: ptr.To(true)}}
+		}
+		return s
+	}
+	tests := map[string]struct {
+		obj  *corev1.Secret
+		want bool
+	}{
+		"of a live lab":                      {obj: ownedBy("live", "live-uid"), want: true},
+		"of a lab being deleted":             {obj: ownedBy("going", "going-uid")},
+		"of a lab gone":                      {obj: ownedBy("gone", "gone-uid")},
+		"of an earlier lab of the same name": {obj: ownedBy("live", "old-uid")},
+		"of no lab (an orphan)":              {obj: ownedBy("", ""), want: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := r.ownerLive(tc.obj); got != tc.want {
+				t.Errorf("ownerLive = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	p := r.ownChildren()
+	if p.Create(event.CreateEvent{Object: ownedBy("live", "live-uid")}) {
+		t.Error("the creation of the lab's own object woke it")
+	}
+	if !p.Delete(event.DeleteEvent{Object: ownedBy("live", "live-uid")}) || p.Delete(event.DeleteEvent{Object: ownedBy("going", "going-uid")}) {
+		t.Error("deletes: a live lab's must wake it, a deleted lab's must not")
 	}
 }
