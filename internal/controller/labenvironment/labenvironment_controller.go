@@ -241,8 +241,9 @@ func (r *Reconciler) ownerLive(o client.Object) bool {
 	if ref == nil || ref.Kind != "LabEnvironment" {
 		return true
 	}
+	// Read only, for every event of every lab's objects: no copy of the cached lab.
 	env := &labforgev1alpha1.LabEnvironment{}
-	switch err := r.Client.Get(context.Background(), client.ObjectKey{Name: ref.Name}, env); {
+	switch err := r.Client.Get(context.Background(), client.ObjectKey{Name: ref.Name}, env, client.UnsafeDisableDeepCopy); {
 	case apierrors.IsNotFound(err):
 		return false
 	case err != nil:
