@@ -399,7 +399,8 @@ func (s *Simulator) ensureLab(ctx context.Context, env string, vm *kubevirtv1.Vi
 	}
 	var secret corev1.Secret
 	key := types.NamespacedName{Namespace: vm.Namespace, Name: lab.PKISecret}
-	err := s.client.Get(ctx, key, &secret)
+	// Read, not kept: newLabEntry copies the CA out of the cache's Secret.
+	err := s.client.Get(ctx, key, &secret, client.UnsafeDisableDeepCopy)
 	if apierrors.IsNotFound(err) {
 		// Not in the cache yet: a lab that just minted its PKI.
 		err = s.apiReader.Get(ctx, key, &secret)

@@ -257,7 +257,11 @@ func TestDialerWithoutLabs(t *testing.T) {
 	if _, err := newLabEntry("x", "lab-x", "uid", ca.CertPEM(), ca.CertPEM()); err == nil {
 		t.Error("lab entry from a Secret without a CA key")
 	}
-	cert := l.tls.Certificates[0].Leaf
+	conf, err := l.tlsConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := conf.Certificates[0].Leaf
 	if err := cert.VerifyHostname(lab.APIServiceHost("x")); err != nil {
 		t.Error(err)
 	}
