@@ -12,9 +12,6 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -23,7 +20,6 @@ import (
 	"k8s.io/client-go/rest"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -35,7 +31,6 @@ import (
 	"github.com/labforge/labforge/internal/controller/labtemplate"
 	"github.com/labforge/labforge/internal/controller/orphans"
 	"github.com/labforge/labforge/internal/hostcluster"
-	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/labprobe"
 	"github.com/labforge/labforge/internal/simulator"
 	"github.com/labforge/labforge/internal/ssa"
@@ -135,16 +130,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			// (kubernetes-sigs/controller-runtime#3538, fixed after this release).
 			UsePriorityQueue: ptr.To(false),
 		},
-		Cache: cache.Options{
-			// managedFields are never read by labforge and are most of the bytes of many
-			// objects: dropping them keeps the cache small at thousands of labs.
-			DefaultTransform: cache.TransformStripManagedFields(),
-			// Only labforge's own objects of these kinds are cached: a host cluster's other
-			// Secrets and ConfigMaps are none of its business and would cost memory.
-			ByObject: managedOnly(&corev1.Secret{}, &corev1.ConfigMap{}, &corev1.Service{},
-				&corev1.ResourceQuota{}, &corev1.LimitRange{}, &networkingv1.NetworkPolicy{},
-				&kubevirtv1.VirtualMachine{}, &kubevirtv1.VirtualMachineInstance{}),
-		},
+		Cache: cacheOptions(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
@@ -252,61 +238,4 @@ func rateLimited(cfg *rest.Config, opts Options) *rest.Config {
 		cfg.Burst = DefaultClientBurst
 	}
 	return cfg
-}
-
-// managedOnly restricts the cache of each kind to objects labelled as labforge's.
-func managedOnly(objs ...client.Object) map[client.Object]cache.ByObject {
-	selector := labels.SelectorFromSet(labels.Set{labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue})
-	out := make(map[client.Object]cache.ByObject, len(objs))
-	for _, o := range objs {
-		by := cache.ByObject{Label: selector}
-		switch o.(type) {
-		case *corev1.Secret:
-			by.Transform = dropUserData
-		case *kubevirtv1.VirtualMachineInstance:
-			by.Transform = vmiStatusOnly
-		case *corev1.ResourceQuota:
-			by.Transform = quotaWithoutUsage
-		}
-		out[o] = by
-	}
-	return out
-}
-
-// vmiStatusOnly keeps a VMI's metadata and status in the cache, not its spec (nor, like
-// every cached object, its managedFields): labforge reads only what KubeVirt reports of a
-// VMI, and a VMI's spec is its VM's template again with KubeVirt's defaults, a tenth of
-// a thousand labs' cache. The simulated backend takes what it needs from the VM.
-func vmiStatusOnly(in any) (any, error) {
-	if vmi, ok := in.(*kubevirtv1.VirtualMachineInstance); ok {
-		vmi.ManagedFields = nil
-		vmi.Spec = kubevirtv1.VirtualMachineInstanceSpec{}
-	}
-	return in, nil
-}
-
-// quotaWithoutUsage keeps a ResourceQuota without its status (nor managedFields):
-// labforge writes a lab's quota and never reads what it counts.
-func quotaWithoutUsage(in any) (any, error) {
-	if q, ok := in.(*corev1.ResourceQuota); ok {
-		q.ManagedFields = nil
-		q.Status = corev1.ResourceQuotaStatus{}
-	}
-	return in, nil
-}
-
-// dropUserData keeps only the metadata of cloud-init Secrets in the cache (and, like every
-// cached object, none of its managedFields). They are written once and never read back,
-// and at 17-26 KB each they would be most of the cache of a thousand labs.
-func dropUserData(in any) (any, error) {
-	s, ok := in.(*corev1.Secret)
-	if !ok {
-		return in, nil
-	}
-	s.ManagedFields = nil
-	if _, ok := s.Labels[lab.LabelUserData]; ok {
-		s.Data = nil
-		s.StringData = nil
-	}
-	return s, nil
 }
