@@ -1,6 +1,9 @@
 package manager
 
 import (
+	"encoding/json"
+	"fmt"
+	"sync"
 	"unique"
 
 	corev1 "k8s.io/api/core/v1"
@@ -45,6 +48,8 @@ func managedOnly(objs ...client.Object) map[client.Object]cache.ByObject {
 			by.Transform = vmiStatusOnly
 		case *corev1.ResourceQuota:
 			by.Transform = quotaWithoutUsage
+		case *corev1.LimitRange, *networkingv1.NetworkPolicy, *kubevirtv1.VirtualMachine, *corev1.ConfigMap:
+			by.Transform = shareSpec
 		}
 		out[o] = by
 	}
@@ -52,14 +57,14 @@ func managedOnly(objs ...client.Object) map[client.Object]cache.ByObject {
 }
 
 // compactMeta drops an object's managedFields, which labforge never reads and which are
-// most of the bytes of many objects, and makes the strings of its metadata that other
-// objects share (its namespace, label and annotation keys and values, owner references,
-// finalizers, and names every lab has such as "lab-pki") point at one copy each instead of
-// one per object: a lab's nineteen objects carry its namespace, name and labels nineteen
-// times. Every cached object goes through it, also through the transforms below.
+// most of the bytes of many objects, and keeps one copy of what its metadata has in common
+// with other objects: label and annotation maps (most of a lab's nineteen objects carry
+// the same labels), and the strings of its namespace, name (every lab has a "lab-pki"),
+// owner references and finalizers. Every cached object goes through it, also through the
+// transforms below.
 //
-// The copies are Go's canonical ones (package unique): held only while some object uses
-// them, so the names of deleted labs do not pile up.
+// The strings are Go's canonical copies (package unique), held only while some object uses
+// them, so the names of deleted labs do not pile up; the maps come from a bounded pool.
 func compactMeta(in any) (any, error) {
 	o, ok := in.(metav1.Object)
 	if !ok {
@@ -68,8 +73,8 @@ func compactMeta(in any) (any, error) {
 	o.SetManagedFields(nil)
 	o.SetNamespace(intern(o.GetNamespace()))
 	o.SetName(intern(o.GetName()))
-	o.SetLabels(internMap(o.GetLabels()))
-	o.SetAnnotations(internMap(o.GetAnnotations()))
+	o.SetLabels(sharedMap(o.GetLabels()))
+	o.SetAnnotations(sharedMap(o.GetAnnotations()))
 	refs := o.GetOwnerReferences()
 	for i := range refs {
 		r := &refs[i]
@@ -91,16 +96,94 @@ func intern(s string) string {
 	return unique.Make(s).Value()
 }
 
-// internMap returns m with canonical keys and values, in a new map of its exact size.
-func internMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
+// sharedMap returns the one copy of a label (or annotation) map equal to m: most of a
+// lab's objects carry the same labels. Its keys and values are canonical strings.
+func sharedMap(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return m
 	}
-	out := make(map[string]string, len(m))
+	canonical := make(map[string]string, len(m))
 	for k, v := range m {
-		out[intern(k)] = intern(v)
+		canonical[intern(k)] = intern(v)
 	}
-	return out
+	shared, err := share(labelSets, "", canonical)
+	if err != nil {
+		return canonical // a map of strings always encodes
+	}
+	return shared
+}
+
+// shareSpec keeps one copy of each distinct spec of the kinds whose specs repeat from lab
+// to lab: the LimitRange, most of the NetworkPolicies, the VMs' machine (everything under
+// spec.template.spec: disks, volumes, interfaces, resources, the same for every lab's
+// control plane of one template) and the template snapshot ConfigMap's data. Objects with
+// equal specs then hold the same maps, slices and pointers: the cache never changes an
+// object it holds, and hands out deep copies (or, to callers that ask for none, promises
+// not to change what it hands out).
+func shareSpec(in any) (any, error) {
+	var err error
+	switch o := in.(type) {
+	case *corev1.LimitRange:
+		o.Spec, err = share(specs, "LimitRange", o.Spec)
+	case *corev1.ResourceQuota:
+		o.Spec, err = share(specs, "ResourceQuota", o.Spec)
+	case *networkingv1.NetworkPolicy:
+		o.Spec, err = share(specs, "NetworkPolicy", o.Spec)
+	case *kubevirtv1.VirtualMachine:
+		if t := o.Spec.Template; t != nil {
+			t.Spec, err = share(specs, "VirtualMachineInstanceSpec", t.Spec)
+		}
+	case *corev1.ConfigMap:
+		for k, v := range o.Data {
+			o.Data[k] = intern(v)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return compactMeta(in)
+}
+
+// specs and labelSets are the process's pools of shared specs and label maps, for every
+// manager in it. A thousand labs have about five thousand distinct label maps.
+var (
+	specs     = &specPool{max: 1024}
+	labelSets = &specPool{max: 8192}
+)
+
+// specPool keeps one copy of each distinct spec, by kind and encoding (protobuf where the
+// type has one, JSON otherwise).
+type specPool struct {
+	// max bounds the specs kept: past it, sharing starts over (objects already cached keep
+	// what they hold).
+	max   int
+	mu    sync.Mutex
+	specs map[string]any
+}
+
+// share returns p's copy of spec (a spec of kind), adding spec when it has none.
+func share[T any](p *specPool, kind string, spec T) (T, error) {
+	var b []byte
+	var err error
+	if m, ok := any(&spec).(interface{ Marshal() ([]byte, error) }); ok {
+		b, err = m.Marshal() // the built-in kinds: their protobuf, sorted maps included
+	} else {
+		b, err = json.Marshal(spec)
+	}
+	if err != nil {
+		return spec, fmt.Errorf("encoding a %s spec: %w", kind, err)
+	}
+	key := kind + "\x00" + string(b)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if shared, ok := p.specs[key].(T); ok {
+		return shared, nil
+	}
+	if p.specs == nil || len(p.specs) >= p.max {
+		p.specs = map[string]any{}
+	}
+	p.specs[key] = spec
+	return spec, nil
 }
 
 // vmiStatusOnly keeps a VMI's metadata and status in the cache, not its spec: labforge
@@ -120,7 +203,7 @@ func quotaWithoutUsage(in any) (any, error) {
 	if q, ok := in.(*corev1.ResourceQuota); ok {
 		q.Status = corev1.ResourceQuotaStatus{}
 	}
-	return compactMeta(in)
+	return shareSpec(in)
 }
 
 // dropUserData keeps only the metadata of cloud-init Secrets in the cache. They are

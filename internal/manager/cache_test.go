@@ -1,13 +1,16 @@
 package manager
 
 import (
+	"reflect"
 	"testing"
 	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 )
 
 // TestCompactMetaSharesStrings decodes two objects of one lab, as the cache does, and
@@ -58,6 +61,9 @@ func TestCompactMetaSharesStrings(t *testing.T) {
 	same("owner UID", string(a.OwnerReferences[0].UID), string(b.OwnerReferences[0].UID))
 	same("owner kind", a.OwnerReferences[0].Kind, b.OwnerReferences[0].Kind)
 	same("finalizer", a.Finalizers[0], b.Finalizers[0])
+	if reflect.ValueOf(a.Labels).UnsafePointer() != reflect.ValueOf(b.Labels).UnsafePointer() {
+		t.Error("equal label maps stored twice")
+	}
 	for k := range a.Labels {
 		for k2 := range b.Labels {
 			if k == k2 {
@@ -68,5 +74,74 @@ func TestCompactMetaSharesStrings(t *testing.T) {
 	// Objects that are not Kubernetes objects pass through.
 	if got, _ := compactMeta("x"); got != "x" {
 		t.Errorf("compactMeta(%q) = %v", "x", got)
+	}
+}
+
+// TestShareSpec checks that objects with equal specs end up holding one copy of them, that
+// different specs stay apart, and that nothing is lost on the way.
+func TestShareSpec(t *testing.T) {
+	limits := func(memory string) *corev1.LimitRange {
+		return &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Name: "lab-limits", Namespace: "lab-" + memory},
+			Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{Type: corev1.LimitTypeContainer,
+				Max: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(memory)}}}}}
+	}
+	transform := func(o any) any {
+		t.Helper()
+		out, err := shareSpec(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	a := transform(limits("2Gi")).(*corev1.LimitRange)
+	b := transform(limits("2Gi")).(*corev1.LimitRange)
+	c := transform(limits("4Gi")).(*corev1.LimitRange)
+	if &a.Spec.Limits[0] != &b.Spec.Limits[0] {
+		t.Error("two LimitRanges with one spec hold two copies")
+	}
+	if &a.Spec.Limits[0] == &c.Spec.Limits[0] || c.Spec.Limits[0].Max.Memory().String() != "4Gi" {
+		t.Errorf("different specs shared: %v", c.Spec)
+	}
+	if b.Name != "lab-limits" || b.Namespace != "lab-2Gi" || b.Spec.Limits[0].Max.Memory().String() != "2Gi" {
+		t.Errorf("object changed: %+v", b)
+	}
+
+	vm := func(env string) *kubevirtv1.VirtualMachine {
+		return &kubevirtv1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{Name: "control-plane", Namespace: "lab-" + env},
+			Spec: kubevirtv1.VirtualMachineSpec{Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"labforge.dev/environment": env}},
+				Spec: kubevirtv1.VirtualMachineInstanceSpec{Hostname: "control-plane",
+					Networks: []kubevirtv1.Network{{Name: "default", NetworkSource: kubevirtv1.NetworkSource{Pod: &kubevirtv1.PodNetwork{}}}}},
+			}}}
+	}
+	x := transform(vm("x")).(*kubevirtv1.VirtualMachine)
+	y := transform(vm("y")).(*kubevirtv1.VirtualMachine)
+	if &x.Spec.Template.Spec.Networks[0] != &y.Spec.Template.Spec.Networks[0] {
+		t.Error("two VMs with one machine hold two copies")
+	}
+	if y.Spec.Template.ObjectMeta.Labels["labforge.dev/environment"] != "y" || y.Spec.Template.Spec.Hostname != "control-plane" {
+		t.Errorf("VM changed: %+v", y.Spec.Template)
+	}
+
+	snapshot := func() *corev1.ConfigMap {
+		return &corev1.ConfigMap{Data: map[string]string{"spec": string([]byte(`{"workers":1}`))}}
+	}
+	p := transform(snapshot()).(*corev1.ConfigMap)
+	q := transform(snapshot()).(*corev1.ConfigMap)
+	if unsafe.StringData(p.Data["spec"]) != unsafe.StringData(q.Data["spec"]) || q.Data["spec"] != `{"workers":1}` {
+		t.Error("two template snapshots hold two copies")
+	}
+}
+
+// TestSpecPoolBound checks that the pool starts over instead of growing past its bound.
+func TestSpecPoolBound(t *testing.T) {
+	p := &specPool{max: 100}
+	for i := range p.max + 10 {
+		if _, err := share(p, "ConfigMap", map[string]int{"n": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(p.specs); n > p.max {
+		t.Errorf("the pool holds %d specs, more than %d", n, p.max)
 	}
 }
