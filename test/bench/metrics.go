@@ -238,6 +238,8 @@ var operatorMetricNames = map[string]bool{
 	"go_memstats_heap_alloc_bytes":              true,
 	"go_memstats_heap_inuse_bytes":              true,
 	"go_memstats_sys_bytes":                     true,
+	"process_cpu_seconds_total":                 true,
+	"go_gc_duration_seconds_count":              true,
 	"labforge_claim_binds_total":                true,
 	"labforge_lab_boot_failures_total":          true,
 	"controller_runtime_reconcile_errors_total": true,
@@ -280,6 +282,11 @@ func (m operatorMetrics) reconcilesOf(controller string) float64 {
 // requests is the operator's client requests by "METHOD code".
 func (m operatorMetrics) requests() map[string]float64 {
 	return m.set.by("rest_client_requests_total", "method", "code")
+}
+
+// cpu is the operator process's CPU time so far, in seconds, and its garbage collections.
+func (m operatorMetrics) cpu() (seconds, gcs float64) {
+	return m.set.sum("process_cpu_seconds_total", nil), m.set.sum("go_gc_duration_seconds_count", nil)
 }
 
 // busy says whether any controller has queued or running work.

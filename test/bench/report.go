@@ -124,6 +124,10 @@ type apiWindow struct {
 	// OperatorRequests counts the operator's own client requests by "METHOD code" (its
 	// rest_client_requests_total), reads included.
 	OperatorRequests map[string]float64 `json:"operatorRequests"`
+	// OperatorCPUSeconds is the CPU time the operator process used (process_cpu_seconds_total),
+	// and OperatorGCs its garbage collections (go_gc_duration_seconds_count).
+	OperatorCPUSeconds float64 `json:"operatorCPUSeconds"`
+	OperatorGCs        float64 `json:"operatorGCs"`
 	// Reconciles counts reconciles by "controller result" (controller_runtime_reconcile_total).
 	Reconciles map[string]float64 `json:"reconciles"`
 }

@@ -86,7 +86,8 @@ func (h *harness) runFill(ctx context.Context, r *scenarioResult, p fillParams) 
 	r.Windows = append(r.Windows, win)
 	r.Figures = append(r.Figures,
 		newFigure("mutating API requests per lab", win.MutatingRequests/float64(n), "per lab").note("all told: operator, kube-controller-manager, harness"),
-		newFigure("operator writes per lab", operatorWrites(win)/float64(n), "per lab"))
+		newFigure("operator writes per lab", operatorWrites(win)/float64(n), "per lab"),
+		newFigure("operator CPU per lab", win.OperatorCPUSeconds*1000/float64(n), "ms").note("process_cpu_seconds_total"))
 	return err
 }
 
@@ -122,7 +123,7 @@ func (e *env) memory(ctx context.Context) (memoryReading, error) {
 // liveHeap has the operator collect garbage and returns its heap then, the part of its
 // memory its cache and state hold. It writes the heap profile taken with it, and the same
 // in text (ending with the runtime's MemStats: idle and released heap, stacks, GC
-// metadata), to the log directory.
+// metadata), and the process's /proc smaps, to the log directory.
 func (e *env) liveHeap(ctx context.Context, labs int32) (float64, error) {
 	proc := e.op.current()
 	if proc == nil || proc.pprofAddr == "" {
@@ -137,6 +138,11 @@ func (e *env) liveHeap(ctx context.Context, labs int32) (float64, error) {
 		return 0, fmt.Errorf("heap profile at %d labs: %w", labs, err)
 	}
 	e.h.logf("heap profile at %d labs: %s (and .txt)", labs, path)
+	// Which mappings the RSS is made of (the binary's text and data, the heap arenas;
+	// FilePmdMapped shows the kernel's huge pages of the binary).
+	if smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", proc.cmd.Process.Pid)); err == nil {
+		_ = os.WriteFile(filepath.Join(e.logDir, fmt.Sprintf("smaps-%d-labs.txt", labs)), smaps, 0o644)
+	}
 	data, err := os.ReadFile(text)
 	if err != nil {
 		return 0, err
