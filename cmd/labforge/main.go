@@ -90,6 +90,7 @@ func operator(args []string) int {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	// As the deployed operator does (cmd/manager).
 	manager.ApplySoftMemoryLimit()
+	manager.ApplyGCPercent()
 	if kubeconfig == "" {
 		fmt.Fprintln(os.Stderr, "labforge operator: --kubeconfig is required")
 		return 2

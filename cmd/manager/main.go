@@ -44,6 +44,9 @@ func main() {
 	if limit := manager.ApplySoftMemoryLimit(); limit > 0 {
 		log.Info("Go soft memory limit set from the container's", "bytes", limit)
 	}
+	if percent := manager.ApplyGCPercent(); percent > 0 {
+		log.Info("Go garbage-collection target set (GOGC unset)", "percent", percent)
+	}
 	var err error
 	if opts.Host, err = host.Build(); err != nil {
 		log.Error(err, "Invalid host cluster flags")

@@ -45,3 +45,22 @@ func ApplySoftMemoryLimit() int64 {
 	}
 	return limit
 }
+
+// GCPercent is the operator's garbage-collection target (GOGC) unless GOGC sets one. Go
+// collects when the heap has grown by this percentage of what was live after the last
+// collection. The operator's live heap is mostly its cache, which lives as long as the
+// labs do: at Go's default of 100 the process holds twice that cache; at 50, one and a
+// half times, for more frequent collections. Measured by make bench
+// (docs/performance.md): RSS at 1,000 labs about 160 -> 140 MiB, operator CPU per serial
+// claim about 8 % more. Prometheus made the same change of its default (v2.53).
+const GCPercent = 50
+
+// ApplyGCPercent sets Go's garbage-collection target to GCPercent unless GOGC is set,
+// and returns the target it set (0: none, GOGC rules).
+func ApplyGCPercent() int {
+	if os.Getenv("GOGC") != "" {
+		return 0
+	}
+	debug.SetGCPercent(GCPercent)
+	return GCPercent
+}

@@ -3,6 +3,7 @@ package manager
 import (
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
 )
 
@@ -36,3 +37,21 @@ func TestSoftMemoryLimit(t *testing.T) {
 }
 
 func text(s string) *string { return &s }
+
+func TestApplyGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	t.Setenv("GOGC", "")
+	if got := ApplyGCPercent(); got != GCPercent {
+		t.Errorf("ApplyGCPercent() = %d without GOGC, want %d", got, GCPercent)
+	}
+	if now := debug.SetGCPercent(100); now != GCPercent {
+		t.Errorf("the runtime's target is %d, want %d", now, GCPercent)
+	}
+	t.Setenv("GOGC", "200")
+	if got := ApplyGCPercent(); got != 0 {
+		t.Errorf("ApplyGCPercent() = %d with GOGC set, want 0 (GOGC rules)", got)
+	}
+	if now := debug.SetGCPercent(100); now != 100 {
+		t.Errorf("the runtime's target moved to %d with GOGC set", now)
+	}
+}
