@@ -97,20 +97,23 @@ func intern(s string) string {
 }
 
 // sharedMap returns the one copy of a label (or annotation) map equal to m: most of a
-// lab's objects carry the same labels. Its keys and values are canonical strings.
+// lab's objects carry the same labels. Its keys and values are canonical strings; a new
+// copy is made only for a map the pool does not hold yet.
 func sharedMap(m map[string]string) map[string]string {
 	if len(m) == 0 {
 		return m
 	}
-	canonical := make(map[string]string, len(m))
-	for k, v := range m {
-		canonical[intern(k)] = intern(v)
-	}
-	shared, err := share(labelSets, "", canonical)
+	key, err := json.Marshal(m)
 	if err != nil {
-		return canonical // a map of strings always encodes
+		return m // a map of strings always encodes
 	}
-	return shared
+	return labelSets.lookupOrAdd(string(key), func() any {
+		canonical := make(map[string]string, len(m))
+		for k, v := range m {
+			canonical[intern(k)] = intern(v)
+		}
+		return canonical
+	}).(map[string]string)
 }
 
 // shareSpec keeps one copy of each distinct spec of the kinds whose specs repeat from lab
@@ -173,17 +176,27 @@ func share[T any](p *specPool, kind string, spec T) (T, error) {
 	if err != nil {
 		return spec, fmt.Errorf("encoding a %s spec: %w", kind, err)
 	}
-	key := kind + "\x00" + string(b)
+	shared, ok := p.lookupOrAdd(kind+"\x00"+string(b), func() any { return spec }).(T)
+	if !ok {
+		return spec, nil
+	}
+	return shared, nil
+}
+
+// lookupOrAdd returns what p holds under key, or, when it holds nothing, what add makes,
+// kept under key.
+func (p *specPool) lookupOrAdd(key string, add func() any) any {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if shared, ok := p.specs[key].(T); ok {
-		return shared, nil
+	if v, ok := p.specs[key]; ok {
+		return v
 	}
 	if p.specs == nil || len(p.specs) >= p.max {
 		p.specs = map[string]any{}
 	}
-	p.specs[key] = spec
-	return spec, nil
+	v := add()
+	p.specs[key] = v
+	return v
 }
 
 // vmiStatusOnly keeps a VMI's metadata and status in the cache, not its spec: labforge

@@ -50,9 +50,8 @@ func ApplySoftMemoryLimit() int64 {
 // collects when the heap has grown by this percentage of what was live after the last
 // collection. The operator's live heap is mostly its cache, which lives as long as the
 // labs do: at Go's default of 100 the process holds twice that cache; at 50, one and a
-// half times, for more frequent collections. Measured by make bench
-// (docs/performance.md): RSS at 1,000 labs about 160 -> 140 MiB, operator CPU per serial
-// claim about 8 % more. Prometheus made the same change of its default (v2.53).
+// half times, for more frequent collections: what that saves and costs, measured, is
+// decision 37 (docs/decisions.md).
 const GCPercent = 50
 
 // ApplyGCPercent sets Go's garbage-collection target to GCPercent unless GOGC is set,

@@ -571,17 +571,17 @@ func (e *env) end(ctx context.Context, w *window) (apiWindow, error) {
 		case gen == w.opGen:
 			add(out.Reconciles, subtract(m.reconciles(), w.op.reconciles()))
 			add(out.OperatorRequests, subtract(m.requests(), w.op.requests()))
-			cpu, gcs := m.cpu()
-			cpu0, gcs0 := w.op.cpu()
-			out.OperatorCPUSeconds += cpu - cpu0
-			out.OperatorGCs += gcs - gcs0
 		default:
 			add(out.Reconciles, m.reconciles())
 			add(out.OperatorRequests, m.requests())
-			cpu, gcs := m.cpu()
-			out.OperatorCPUSeconds += cpu
-			out.OperatorGCs += gcs
 		}
+		cpu, gcs := m.cpu()
+		if gen == w.opGen {
+			cpu0, gcs0 := w.op.cpu()
+			cpu, gcs = cpu-cpu0, gcs-gcs0
+		}
+		out.OperatorCPUSeconds += cpu
+		out.OperatorGCs += gcs
 	}
 	return out, nil
 }
