@@ -31,16 +31,19 @@ func Namespace(l Lab) *corev1.Namespace {
 }
 
 // ResourceQuota bounds what the lab namespace can hold to what the template describes:
-// the CPU and memory of its VMs exactly, twice the VMs and NodePorts it needs (quota
-// admission charges a create before the create can fail, so two operators racing to create
-// the same object, or a retried create, are charged twice until kube-controller-manager
-// recounts, and an exact fit would refuse the lab's own objects meanwhile), no volumes and
-// no load balancers.
+// the CPU and memory of its VMs exactly, twice the launcher pods and NodePorts it needs
+// (quota admission charges a create before the create can fail, so two operators racing
+// to create the same object, or a retried create, are charged twice until
+// kube-controller-manager recounts, and an exact fit would refuse the lab's own objects
+// meanwhile), no volumes and no load balancers.
 //
-// It counts only what costs the host: compute, VMs and host ports. Every create of a kind
-// the quota counts is one more write (admission charges it to the quota's status), and
-// only labforge writes Secrets, ConfigMaps and Services in a lab namespace; counting them
-// cost about 8 writes per lab and guarded nothing.
+// It counts only what costs the host: compute, the pods that hold it, and host ports.
+// Every create or delete of a kind the quota counts is one more write (admission charges
+// it to the quota's status, kube-controller-manager recounts it), and only labforge writes
+// Secrets, ConfigMaps, Services and VirtualMachines in a lab namespace. A VirtualMachine
+// costs the host only through its launcher pod, which the pod and compute lines count:
+// counting VirtualMachines too cost four to five writes per lab (and a conflict with
+// kube-controller-manager's recount at teardown) and guarded nothing more (decision 38).
 func ResourceQuota(l Lab) *corev1.ResourceQuota {
 	nodes := l.Nodes()
 	var vcpus int64
@@ -63,7 +66,6 @@ func ResourceQuota(l Lab) *corev1.ResourceQuota {
 			corev1.ResourceServicesNodePorts:      *resource.NewQuantity(2*headroom, resource.DecimalSI),
 			corev1.ResourceServicesLoadBalancers:  *resource.NewQuantity(0, resource.DecimalSI),
 			corev1.ResourcePersistentVolumeClaims: *resource.NewQuantity(0, resource.DecimalSI),
-			"count/virtualmachines.kubevirt.io":   *resource.NewQuantity(headroom*count, resource.DecimalSI),
 		}},
 	}
 }

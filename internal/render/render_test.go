@@ -107,12 +107,12 @@ func TestResourceQuota(t *testing.T) {
 	}{
 		"single node": {workers: 0, want: map[corev1.ResourceName]string{
 			"pods": "2", "requests.cpu": "2", "requests.memory": "2560Mi", "services.nodeports": "4",
-			"services.loadbalancers": "0", "persistentvolumeclaims": "0", "count/virtualmachines.kubevirt.io": "2",
+			"services.loadbalancers": "0", "persistentvolumeclaims": "0",
 		}},
 		"three workers": {workers: 3, want: map[corev1.ResourceName]string{
 			// 2 + 3*2 vCPUs; 2Gi + 3*1536Mi + 4*512Mi.
 			"pods": "8", "requests.cpu": "8", "requests.memory": "8704Mi", "services.nodeports": "4",
-			"services.loadbalancers": "0", "persistentvolumeclaims": "0", "count/virtualmachines.kubevirt.io": "8",
+			"services.loadbalancers": "0", "persistentvolumeclaims": "0",
 		}},
 	}
 	for name, tc := range tests {
