@@ -264,8 +264,11 @@ func (s *Simulator) serveLabAPI(w http.ResponseWriter, r *http.Request) {
 
 // bootstrapMarker is the data of the lab's bootstrap marker as the lab's guest would
 // write it now, or nil while there is none: Failed with the message of the LabEnvironment's
-// BootstrapFailureAnnotation, else Complete once every VM of the lab runs. It reads the
-// manager's cache, so it is what the operator itself sees.
+// BootstrapFailureAnnotation, else Complete once every VM of the lab runs, that is once
+// each VM's own VMI is Running. It reads the manager's cache, so it is what the operator
+// itself sees: the VMI's phase, not the VM's status, because the VMI's is written first
+// and is what wakes the operator to probe (a VM's status follows a round trip later, and
+// a probe between the two would find no marker and wait a whole probe interval).
 func (s *Simulator) bootstrapMarker(ctx context.Context, l *labEntry) (map[string]string, error) {
 	var env labforgev1alpha1.LabEnvironment
 	switch err := s.client.Get(ctx, types.NamespacedName{Name: l.env}, &env); {
@@ -285,8 +288,15 @@ func (s *Simulator) bootstrapMarker(ctx context.Context, l *labEntry) (map[strin
 		return nil, nil
 	}
 	for i := range vms.Items {
-		st := &vms.Items[i].Status
-		if !st.Ready || st.PrintableStatus != kubevirtv1.VirtualMachineStatusRunning {
+		vm := &vms.Items[i]
+		var vmi kubevirtv1.VirtualMachineInstance
+		switch err := s.client.Get(ctx, client.ObjectKeyFromObject(vm), &vmi, client.UnsafeDisableDeepCopy); {
+		case apierrors.IsNotFound(err):
+			return nil, nil
+		case err != nil:
+			return nil, err
+		}
+		if !metav1.IsControlledBy(&vmi, vm) || !vmi.DeletionTimestamp.IsZero() || vmi.Status.Phase != kubevirtv1.Running {
 			return nil, nil
 		}
 	}

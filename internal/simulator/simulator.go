@@ -214,7 +214,14 @@ func (s *Simulator) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 			}
 			vmi = created
 		}
-		next, err := s.advanceVMI(ctx, &vm, vmi)
+		var beforeRunning func()
+		if controlPlane {
+			// The lab's API listens before its VMI says Running: the operator probes it
+			// as soon as it sees every VMI run, and would otherwise find nothing there
+			// and wait a whole probe interval. A failure is left to the pass below.
+			beforeRunning = func() { _ = s.ensureLab(ctx, env, &vm) }
+		}
+		next, err := s.advanceVMI(ctx, &vm, vmi, beforeRunning)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -315,8 +322,9 @@ func (s *Simulator) createVMI(ctx context.Context, vm *kubevirtv1.VirtualMachine
 }
 
 // advanceVMI moves the status of vmi, vm's VMI, to the phase its age calls for and returns
-// how long until the next phase is due (zero once Running).
-func (s *Simulator) advanceVMI(ctx context.Context, vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstance) (time.Duration, error) {
+// how long until the next phase is due (zero once Running). beforeRunning, if set, is
+// called just before the write that makes the VMI Running.
+func (s *Simulator) advanceVMI(ctx context.Context, vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstance, beforeRunning func()) (time.Duration, error) {
 	if _, known := phaseIndex[vmi.Status.Phase]; !known {
 		return 0, nil // Succeeded, Failed, Unknown: someone else's doing; leave it
 	}
@@ -342,6 +350,9 @@ func (s *Simulator) advanceVMI(ctx context.Context, vm *kubevirtv1.VirtualMachin
 	}
 	if statusEqual(vmi.Status, want.Status) {
 		return next, nil
+	}
+	if target == kubevirtv1.Running && vmi.Status.Phase != kubevirtv1.Running && beforeRunning != nil {
+		beforeRunning()
 	}
 	if err := s.client.Status().Patch(ctx, want, client.MergeFrom(vmi)); err != nil {
 		return 0, fmt.Errorf("updating VirtualMachineInstance %s/%s status: %w", vmi.Namespace, vmi.Name, err)
