@@ -75,6 +75,44 @@ type Reconciler struct {
 	// boundStatus remembers, by claim UID, the claims whose bind this process wrote into
 	// their status, until the LabClaim cache shows it (see cacheLags).
 	boundStatus sync.Map
+	// released remembers the labs this process deleted because their claim was gone,
+	// until the LabEnvironment cache shows them deleting (see deleteOrphanedLabs).
+	released releasedLabs
+}
+
+// releasedLabs is a set of LabEnvironment UIDs. A gone claim is reconciled once for its
+// own delete event and again for each of its Secrets the garbage collector deletes, often
+// before the cache shows its lab deleting: without the set each of those passes read the
+// claim from the API server, deleted the lab again and reported it again. It is bounded:
+// past maxReleasedLabs entries (labs whose deletion this process never saw, because it
+// finished before a pass looked) it is emptied, which at worst repeats one delete.
+type releasedLabs struct {
+	mu   sync.Mutex
+	uids map[types.UID]struct{}
+}
+
+const maxReleasedLabs = 1024
+
+func (l *releasedLabs) add(uid types.UID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.uids == nil || len(l.uids) >= maxReleasedLabs {
+		l.uids = map[types.UID]struct{}{}
+	}
+	l.uids[uid] = struct{}{}
+}
+
+func (l *releasedLabs) has(uid types.UID) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.uids[uid]
+	return ok
+}
+
+func (l *releasedLabs) forget(uid types.UID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.uids, uid)
 }
 
 // +kubebuilder:rbac:groups=labforge.dev,resources=labclaims,verbs=get;list;watch;update;patch
@@ -165,8 +203,12 @@ func (r *Reconciler) deleteOrphanedLabs(ctx context.Context, key client.ObjectKe
 	for i := range envs.Items {
 		env := &envs.Items[i]
 		ref := env.Spec.ClaimRef
+		if !env.DeletionTimestamp.IsZero() {
+			r.released.forget(env.UID)
+			continue
+		}
 		// Only what labforge made: an admin's hand-made lab is the admin's to end.
-		if ref == nil || ref.UID == uid || !env.DeletionTimestamp.IsZero() ||
+		if ref == nil || ref.UID == uid || r.released.has(env.UID) ||
 			env.Labels[labforgev1alpha1.LabelManagedBy] != labforgev1alpha1.ManagedByValue {
 			continue
 		}
@@ -182,6 +224,7 @@ func (r *Reconciler) deleteOrphanedLabs(ctx context.Context, key client.ObjectKe
 		if err := r.Client.Delete(ctx, env, client.Preconditions{UID: &env.UID}); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting LabEnvironment %s, whose LabClaim %s is gone: %w", env.Name, key, err)
 		}
+		r.released.add(env.UID)
 		ctrl.LoggerFrom(ctx).Info("Deleted a lab whose LabClaim is gone", "lab", env.Name, "claimUID", ref.UID)
 		r.Recorder.Eventf(env, nil, corev1.EventTypeNormal, "ClaimGone", "Delete", "LabClaim %s (UID %s) is gone; its lab is deleted", key, ref.UID)
 	}

@@ -2,6 +2,7 @@ package labclaim
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -10,6 +11,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 )
@@ -96,5 +98,68 @@ func TestDeleteOrphanedLabs(t *testing.T) {
 				t.Errorf("event recorded: %v, want %v", got, tc.wantEvent)
 			}
 		})
+	}
+}
+
+// TestDeleteOrphanedLabsOnce: a gone claim is reconciled again (its Secrets' deletions)
+// before the cache shows its lab deleting; the lab is deleted and reported once, and a
+// lab the cache shows deleting is forgotten.
+func TestDeleteOrphanedLabsOnce(t *testing.T) {
+	ctx := context.Background()
+	key := client.ObjectKey{Namespace: "students", Name: "alice"}
+	env := &labforgev1alpha1.LabEnvironment{
+		ObjectMeta: metav1.ObjectMeta{Name: "lab-a", UID: "lab-a-uid",
+			Labels: map[string]string{labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue}},
+		Spec: labforgev1alpha1.LabEnvironmentSpec{
+			TemplateRef: labforgev1alpha1.LocalObjectReference{Name: "t"},
+			ClaimRef:    &labforgev1alpha1.ClaimReference{Namespace: key.Namespace, Name: key.Name, UID: "gone"},
+		},
+	}
+	scheme := testScheme(t)
+	deletes := 0
+	// The delete reaches the API server; the cache goes on showing the lab as it was.
+	cache := fake.NewClientBuilder().WithScheme(scheme).WithObjects(env).
+		WithIndex(&labforgev1alpha1.LabEnvironment{}, EnvClaimNameIndex, envClaimName).
+		WithInterceptorFuncs(interceptor.Funcs{Delete: func(context.Context, client.WithWatch, client.Object, ...client.DeleteOption) error {
+			deletes++
+			return nil
+		}}).Build()
+	recorder := events.NewFakeRecorder(10)
+	r := &Reconciler{Client: cache, APIReader: fake.NewClientBuilder().WithScheme(scheme).Build(), Recorder: recorder}
+	for range 3 {
+		if err := r.deleteOrphanedLabs(ctx, key, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if deletes != 1 || len(recorder.Events) != 1 {
+		t.Fatalf("lab deleted %d times, %d events; want 1 and 1", deletes, len(recorder.Events))
+	}
+	if !r.released.has(env.UID) {
+		t.Fatal("the deleted lab is not remembered")
+	}
+
+	// Once the cache shows it deleting, it is forgotten.
+	deleting := env.DeepCopy()
+	now := metav1.Now()
+	deleting.DeletionTimestamp = &now
+	deleting.Finalizers = []string{"labforge.dev/teardown"}
+	cache = fake.NewClientBuilder().WithScheme(scheme).WithObjects(deleting).
+		WithIndex(&labforgev1alpha1.LabEnvironment{}, EnvClaimNameIndex, envClaimName).Build()
+	r.Client = cache
+	if err := r.deleteOrphanedLabs(ctx, key, ""); err != nil {
+		t.Fatal(err)
+	}
+	if r.released.has(env.UID) {
+		t.Fatal("a lab the cache shows deleting is still remembered")
+	}
+}
+
+func TestReleasedLabsBounded(t *testing.T) {
+	var l releasedLabs
+	for i := range maxReleasedLabs + 1 {
+		l.add(types.UID(fmt.Sprint(i)))
+	}
+	if n := len(l.uids); n != 1 || !l.has(types.UID(fmt.Sprint(maxReleasedLabs))) {
+		t.Fatalf("after %d adds: %d entries", maxReleasedLabs+1, n)
 	}
 }
