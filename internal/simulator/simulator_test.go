@@ -441,3 +441,41 @@ func mapsEqual(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// TestLabAPIListensWhenRunning: the operator probes a lab the moment it sees the lab's
+// VMIs Running, so the lab's API must answer by then; a probe refused there waited a
+// whole probe interval. The test probes once, as soon as its own watch shows the control
+// plane's VMI Running.
+func TestLabAPIListensWhenRunning(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	run := startSimulator(t, simulator.Options{})
+	watcher, err := client.NewWithWatch(cp.RESTConfig(), client.Options{Scheme: k8s.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vmis kubevirtv1.VirtualMachineInstanceList
+	// Opened before the lab exists: its name is known only once createLab returns.
+	w, err := watcher.Watch(ctx, &vmis, client.MatchingFields{"metadata.name": lab.ControlPlaneVM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	l := createLab(t, "listens", 0)
+	for {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the control plane's VMI never showed Running")
+		case ev := <-w.ResultChan():
+			vmi, ok := ev.Object.(*kubevirtv1.VirtualMachineInstance)
+			if !ok || vmi.Namespace != l.namespace() || vmi.Status.Phase != kubevirtv1.Running {
+				continue
+			}
+			got, err := run.prober.Probe(ctx, l.env, l.creds)
+			if err != nil || !got.Reachable {
+				t.Fatalf("probe as the VMI shows Running = %+v, %v; want the lab API answering", got, err)
+			}
+			return
+		}
+	}
+}
