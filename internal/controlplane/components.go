@@ -101,7 +101,7 @@ func (c *ControlPlane) startAPIServer(ctx context.Context, port int) error {
 			// listeners set SO_REUSEADDR); give whoever took it a moment.
 			time.Sleep(250 * time.Millisecond)
 		}
-		return []string{
+		return append([]string{
 			"--bind-address=127.0.0.1",
 			"--advertise-address=127.0.0.1",
 			"--secure-port=" + strconv.Itoa(c.apiPort),
@@ -129,7 +129,7 @@ func (c *ControlPlane) startAPIServer(ctx context.Context, port int) error {
 			// Retry-After (which client-go honors), and then gives the
 			// HTTP server two seconds.
 			"--shutdown-send-retry-after=true",
-		}, nil
+		}, c.extraArgs...), nil
 	}, func(ctx context.Context) error {
 		return c.client.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
 	})

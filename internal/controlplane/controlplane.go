@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -93,6 +94,11 @@ type Options struct {
 	// with the component's name. If nil, each component writes to
 	// StateDir/logs/<component>.log instead.
 	Log io.Writer
+
+	// APIServerArgs are more kube-apiserver flags, after the control plane's
+	// own (where a flag is given twice, the later wins): an audit log for a
+	// benchmark's cost analysis, say.
+	APIServerArgs []string
 }
 
 // ControlPlane is a running control plane started by Start. Its methods are
@@ -104,6 +110,7 @@ type ControlPlane struct {
 	serviceCIDR string
 	serviceIP   netip.Addr // the "kubernetes" Service's ClusterIP
 	portRange   string
+	extraArgs   []string      // Options.APIServerArgs
 	sharedLog   *lockedWriter // nil when logging to files
 
 	ca        *authority
@@ -173,6 +180,7 @@ func newControlPlane(opts Options) (*ControlPlane, error) {
 		binDir:      binDir,
 		serviceCIDR: opts.ServiceCIDR,
 		portRange:   opts.NodePortRange,
+		extraArgs:   slices.Clone(opts.APIServerArgs),
 		stopping:    make(chan struct{}),
 	}
 	if c.serviceCIDR == "" {

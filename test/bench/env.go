@@ -47,8 +47,43 @@ type harness struct {
 	// profile, when not zero, is how long a CPU profile of the operator each window takes
 	// from its start (in the scenario's log directory).
 	profile time.Duration
+	// audit, when set, has kube-apiserver keep an audit log of every write in the
+	// scenario's log directory (auditLogFile).
+	audit bool
 	// log receives progress lines.
 	log io.Writer
+}
+
+// auditLogFile is the audit log a scenario's kube-apiserver writes in its log directory
+// when the harness's audit is set.
+const auditLogFile = "audit.log"
+
+// auditPolicy records every write's metadata (who, what, which object, when received and
+// when answered, the response code), never a body: the objects include Secrets.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+  verbs: ["create", "update", "patch", "delete", "deletecollection"]
+- level: None
+`
+
+// auditArgs writes the audit policy into dir and returns the kube-apiserver flags that
+// log by it to dir/auditLogFile. The log is written in batches, so that no request waits
+// on the file; it still costs kube-apiserver CPU, which a run's figures then include.
+func auditArgs(dir string) ([]string, error) {
+	policy := filepath.Join(dir, "audit-policy.yaml")
+	if err := os.WriteFile(policy, []byte(auditPolicy), 0o644); err != nil {
+		return nil, err
+	}
+	return []string{
+		"--audit-policy-file=" + policy,
+		"--audit-log-path=" + filepath.Join(dir, auditLogFile),
+		"--audit-log-format=json",
+		"--audit-log-mode=batch",
+		"--audit-log-maxsize=1024",
+	}, nil
 }
 
 func (h *harness) logf(format string, args ...any) {
@@ -119,7 +154,13 @@ func (h *harness) startEnv(ctx context.Context, r *scenarioResult) (e *env, err 
 			return e, fmt.Errorf("control-plane binary %s missing in %s: run `make controlplane`: %w", b, integration.BinDir(), err)
 		}
 	}
-	e.cp, err = controlplane.Start(ctx, controlplane.Options{BinDir: integration.BinDir(), CRDPaths: integration.CRDPaths(), Log: cpLog})
+	opts := controlplane.Options{BinDir: integration.BinDir(), CRDPaths: integration.CRDPaths(), Log: cpLog}
+	if h.audit {
+		if opts.APIServerArgs, err = auditArgs(logDir); err != nil {
+			return e, err
+		}
+	}
+	e.cp, err = controlplane.Start(ctx, opts)
 	if err != nil {
 		return e, err
 	}

@@ -92,6 +92,7 @@ func run(args []string, stdout io.Writer) int {
 	seed := fs.Uint64("seed", 1, "Seed of the sustained scenario's arrivals.")
 	bootDelay := fs.Duration("boot-delay", 0, "Boot delay of the simulated VMs.")
 	profile := fs.Duration("profile", 0, "Take a CPU profile of the operator this long from the start of each measured window, into the logs directory (0: none). scale always writes a heap profile per step there.")
+	audit := fs.Bool("audit", false, "Have each scenario's kube-apiserver keep an audit log of every write (metadata only) as "+auditLogFile+" in its log directory; needs -logs. It costs kube-apiserver CPU: compare figures only between runs alike.")
 	markdown := fs.String("markdown", "", "Print the results file given as Markdown tables (for docs/performance.md) and run nothing.")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -127,6 +128,10 @@ func run(args []string, stdout io.Writer) int {
 		fmt.Fprintf(os.Stderr, "bench: %v (build it with `go build -o bin/labforge ./cmd/labforge`, as make bench does)\n", err)
 		return 2
 	}
+	if *audit && *logs == "" {
+		fmt.Fprintln(os.Stderr, "bench: -audit needs -logs DIR (a temporary log directory is removed after the run)")
+		return 2
+	}
 	logRoot, tempLogs := *logs, *logs == ""
 	if tempLogs {
 		var err error
@@ -140,7 +145,7 @@ func run(args []string, stdout io.Writer) int {
 		return 1
 	}
 	absBin, _ := filepath.Abs(*bin)
-	h := &harness{labforgeBin: absBin, outDir: filepath.Dir(*out), logRoot: logRoot, bootDelay: *bootDelay, profile: *profile, log: stdout}
+	h := &harness{labforgeBin: absBin, outDir: filepath.Dir(*out), logRoot: logRoot, bootDelay: *bootDelay, profile: *profile, audit: *audit, log: stdout}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 

@@ -32,7 +32,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("building labforge: %v\n%s", err, out)
 	}
 	var log bytes.Buffer
-	h := &harness{labforgeBin: bin, outDir: dir, logRoot: filepath.Join(dir, "logs"), log: &log}
+	h := &harness{labforgeBin: bin, outDir: dir, logRoot: filepath.Join(dir, "logs"), audit: true, log: &log}
 	r := runScenario(ctx, h, scenario{name: "smoke", description: "3 claims on a pool of 3", run: func(ctx context.Context, h *harness, r *scenarioResult) error {
 		return h.runSerial(ctx, r, serialParams{pool: poolSpec{name: "smoke", replicas: 3, maxBooting: 3, maxLab: 10}, claims: 3})
 	}})
@@ -77,6 +77,33 @@ func TestSmoke(t *testing.T) {
 	}
 	if w.MutatingRequests < w.HarnessWrites || w.Reconciles["labclaim success"] < 3 || operatorWrites(w) == 0 {
 		t.Errorf("window %+v: want the operator's writes and at least 3 successful claim reconciles", w)
+	}
+
+	// The audit log (-audit) holds every write, the harness's claim creates among them,
+	// and no object's body.
+	auditLog, err := os.ReadFile(filepath.Join(dir, "logs", "smoke", auditLogFile))
+	if err != nil {
+		t.Fatalf("the audit log: %v", err)
+	}
+	var creates int
+	for _, line := range bytes.Split(bytes.TrimSpace(auditLog), []byte("\n")) {
+		var ev struct {
+			Verb          string
+			ObjectRef     struct{ Resource string }
+			RequestObject json.RawMessage
+		}
+		if err := json.Unmarshal(line, &ev); err != nil {
+			t.Fatalf("audit log line %q: %v", line, err)
+		}
+		if ev.RequestObject != nil {
+			t.Errorf("the audit log holds a request body: %s", line)
+		}
+		if ev.Verb == "create" && ev.ObjectRef.Resource == "labclaims" {
+			creates++
+		}
+	}
+	if creates != 3 {
+		t.Errorf("the audit log has %d LabClaim creates, want 3", creates)
 	}
 
 	if len(r.Images) != 1 {
