@@ -1,12 +1,17 @@
 package labclaim
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 )
@@ -104,5 +109,57 @@ func TestBefore(t *testing.T) {
 	}
 	if !before(claim("a", "z", t0), claim("b", "a", t0)) || before(claim("a", "b", t0), claim("a", "a", t0)) {
 		t.Error("claims of the same second are not ordered by namespace/name")
+	}
+}
+
+// A pass walks labs listed at its start while the process's other workers bind them: a
+// lab another worker is binding or has bound (the cache not showing it yet) is passed
+// over without a write, and a lab is written from the cache's current copy, not the
+// pass's stale one.
+func TestTryBindSkipsLabsBoundHere(t *testing.T) {
+	ctx := context.Background()
+	ready := func(name string) *labforgev1alpha1.LabEnvironment {
+		return &labforgev1alpha1.LabEnvironment{
+			ObjectMeta: metav1.ObjectMeta{Name: name, ResourceVersion: "5"},
+			Spec: labforgev1alpha1.LabEnvironmentSpec{TemplateRef: labforgev1alpha1.LocalObjectReference{Name: "t"},
+				PoolRef: &labforgev1alpha1.LocalObjectReference{Name: "p"}},
+			Status: labforgev1alpha1.LabEnvironmentStatus{Conditions: []metav1.Condition{{
+				Type: labforgev1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "LabReady", LastTransitionTime: metav1.Now()}}},
+		}
+	}
+	claim := &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "students", Name: "bob", UID: "bob-uid"},
+		Spec: labforgev1alpha1.LabClaimSpec{PoolRef: &labforgev1alpha1.LocalObjectReference{Name: "p"}}}
+	updates := 0
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(ready("lab-a"), ready("lab-b"), ready("lab-c")).
+		WithStatusSubresource(&labforgev1alpha1.LabEnvironment{}).
+		WithInterceptorFuncs(interceptor.Funcs{Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			updates++
+			return c.Update(ctx, obj, opts...)
+		}}).Build()
+	r := &Reconciler{Client: c, APIReader: c}
+	r.binds.Store(types.UID("alice-uid"), "lab-a")   // bound by another worker, the cache behind
+	r.binding.Store("lab-b", types.UID("carol-uid")) // another worker's write in flight
+
+	for _, name := range []string{"lab-a", "lab-b"} {
+		s := &scope{claim: claim}
+		// The pass's copy is stale: the cache has moved on (resourceVersion 5 -> 6).
+		if bound, err := r.tryBind(ctx, s, ready(name)); err != nil || bound {
+			t.Fatalf("tryBind(%s) = %v, %v; want passed over", name, bound, err)
+		}
+	}
+	if updates != 0 {
+		t.Fatalf("%d writes to labs another worker holds, want 0", updates)
+	}
+	stale := ready("lab-c")
+	stale.ResourceVersion = "1"
+	s := &scope{claim: claim}
+	if bound, err := r.tryBind(ctx, s, stale); err != nil || !bound || updates != 1 {
+		t.Fatalf("tryBind(lab-c) from a stale copy = %v, %v after %d writes; want bound in one write", bound, err, updates)
+	}
+	if _, held := r.binding.Load("lab-c"); held {
+		t.Error("the bind's reservation outlived it")
+	}
+	if lab, _ := r.binds.Load(claim.UID); lab != "lab-c" {
+		t.Errorf("binds[%s] = %v, want lab-c", claim.UID, lab)
 	}
 }

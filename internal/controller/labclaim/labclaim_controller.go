@@ -72,6 +72,10 @@ type Reconciler struct {
 	// binds remembers, by claim UID, the lab this process bound each claim to, until the
 	// LabEnvironment cache shows the bind (see findLaggingLab).
 	binds sync.Map
+	// binding holds, by lab name, the claim UID of each bind this process has in flight,
+	// so that its other workers try another lab instead of failing the same write (see
+	// tryBind).
+	binding sync.Map
 	// boundStatus remembers, by claim UID, the claims whose bind this process wrote into
 	// their status, until the LabClaim cache shows it (see cacheLags).
 	boundStatus sync.Map
