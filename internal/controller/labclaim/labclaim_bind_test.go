@@ -142,7 +142,7 @@ func TestTryBindSkipsLabsBoundHere(t *testing.T) {
 
 	for _, name := range []string{"lab-a", "lab-b"} {
 		s := &scope{claim: claim}
-		// The pass's copy is stale: the cache has moved on (resourceVersion 5 -> 6).
+		// Passed over before any read or write.
 		if bound, err := r.tryBind(ctx, s, ready(name)); err != nil || bound {
 			t.Fatalf("tryBind(%s) = %v, %v; want passed over", name, bound, err)
 		}
@@ -150,6 +150,7 @@ func TestTryBindSkipsLabsBoundHere(t *testing.T) {
 	if updates != 0 {
 		t.Fatalf("%d writes to labs another worker holds, want 0", updates)
 	}
+	// The pass's copy is older than the cache's: a write from it would conflict.
 	stale := ready("lab-c")
 	stale.ResourceVersion = "1"
 	s := &scope{claim: claim}
