@@ -65,10 +65,13 @@ func SSHKeySecretName(claim string) string { return claim + "-ssh" }
 // Keys and annotations of a claim's Secrets.
 const (
 	KubeconfigKey = "value"
-	// AnnotationExpiresAt records when the kubeconfig's client certificate expires, and
-	// AnnotationLab which lab it is for, so it is re-minted when either changes.
-	AnnotationExpiresAt = "labforge.dev/expires-at"
-	AnnotationLab       = "labforge.dev/lab"
+	// AnnotationExpiresAt records when the kubeconfig's client certificate expires,
+	// AnnotationLab which lab it is for and AnnotationLabNamespaceUID which build of it
+	// (a lab whose namespace was deleted while it booted is built again, with a new CA
+	// and new NodePorts), so it is re-minted when any of them changes.
+	AnnotationExpiresAt       = "labforge.dev/expires-at"
+	AnnotationLab             = "labforge.dev/lab"
+	AnnotationLabNamespaceUID = "labforge.dev/lab-namespace-uid"
 )
 
 // LabelClaim names the LabClaim a Secret in the claim's namespace belongs to.
@@ -92,15 +95,20 @@ func claimObjectMeta(claim *labforgev1alpha1.LabClaim, name string, annotations 
 }
 
 // KubeconfigSecret returns the Secret holding a claim's kubeconfig.
-func KubeconfigSecret(claim *labforgev1alpha1.LabClaim, lab string, expiresAt metav1.Time, kubeconfig []byte) *corev1.Secret {
+// labNamespaceUID is the UID of the lab's namespace the kubeconfig was minted in, if known.
+func KubeconfigSecret(claim *labforgev1alpha1.LabClaim, lab, labNamespaceUID string, expiresAt metav1.Time, kubeconfig []byte) *corev1.Secret {
+	annotations := map[string]string{
+		AnnotationExpiresAt: expiresAt.UTC().Format("2006-01-02T15:04:05Z"),
+		AnnotationLab:       lab,
+	}
+	if labNamespaceUID != "" {
+		annotations[AnnotationLabNamespaceUID] = labNamespaceUID
+	}
 	return &corev1.Secret{
-		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		ObjectMeta: claimObjectMeta(claim, KubeconfigSecretName(claim.Name), map[string]string{
-			AnnotationExpiresAt: expiresAt.UTC().Format("2006-01-02T15:04:05Z"),
-			AnnotationLab:       lab,
-		}),
-		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{KubeconfigKey: clone(kubeconfig)},
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: claimObjectMeta(claim, KubeconfigSecretName(claim.Name), annotations),
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{KubeconfigKey: clone(kubeconfig)},
 	}
 }
 

@@ -300,6 +300,9 @@ func (s *Simulator) bootstrapMarker(ctx context.Context, l *labEntry) (map[strin
 			return nil, nil
 		}
 	}
+	if s.bootstrapsHeld.Load() {
+		return nil, nil
+	}
 	return map[string]string{lab.MarkerPhase: lab.MarkerPhaseComplete}, nil
 }
 

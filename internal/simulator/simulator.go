@@ -21,6 +21,7 @@ import (
 	"maps"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -79,6 +80,17 @@ type Simulator struct {
 
 	// wrapClient, if set, wraps the manager's client (tests count writes with it).
 	wrapClient func(client.Client) client.Client
+
+	// bootstrapsHeld: every lab answers as one whose bootstrap is still running.
+	bootstrapsHeld atomic.Bool
+}
+
+// HoldBootstraps makes every simulated lab answer the operator's probe as a lab still in
+// its bootstrap (no marker yet, VMs running) until release is called, for tests that
+// need a lab to stay booting for a while. Labs then report Complete at their next probe.
+func (s *Simulator) HoldBootstraps() (release func()) {
+	s.bootstrapsHeld.Store(true)
+	return func() { s.bootstrapsHeld.Store(false) }
 }
 
 // New returns a Simulator; it does nothing until SetupWithManager and the manager start.

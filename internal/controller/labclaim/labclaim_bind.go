@@ -39,6 +39,8 @@ type scope struct {
 	boundNow bool
 	launch   labforgev1alpha1.LaunchType
 	expired  bool
+	// labReady: the bound lab is Ready; a lab only built is handed over but not Ready.
+	labReady bool
 	handover *handover
 }
 
@@ -120,13 +122,26 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 		s.refusedMessage = fmt.Sprintf("Lab %s was lost: its namespace was deleted while the claim held it", s.env.Name)
 		return ctrl.Result{}, nil
 	}
-	if !meta.IsStatusConditionTrue(s.env.Status.Conditions, labforgev1alpha1.ConditionReady) {
+	s.labReady = meta.IsStatusConditionTrue(s.env.Status.Conditions, labforgev1alpha1.ConditionReady)
+	if !s.labReady && !built(s.env) {
 		return ctrl.Result{}, nil
 	}
+	// A lab still booting is handed over as soon as it is built (decision 39): the lab is
+	// the student's already, and its Ready is then only the claim's status write away.
 	if err := r.handOver(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: s.requeueAfter()}, nil
+}
+
+// built says whether a lab that is not Ready yet has all its objects, its PKI and its
+// Service among them, and is on its way: booting, not failed for good nor being rebuilt.
+func built(env *labforgev1alpha1.LabEnvironment) bool {
+	if meta.IsStatusConditionTrue(env.Status.Conditions, labforgev1alpha1.ConditionStalled) {
+		return false
+	}
+	c := meta.FindStatusCondition(env.Status.Conditions, labforgev1alpha1.ConditionVMsScheduled)
+	return c != nil && c.Reason != labenvironment.ReasonProvisioning
 }
 
 // resolve finds the claim's pool or template, checks the claim may use it, and settles its

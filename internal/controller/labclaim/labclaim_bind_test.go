@@ -164,3 +164,34 @@ func TestTryBindSkipsLabsBoundHere(t *testing.T) {
 		t.Errorf("binds[%s] = %v, want lab-c", claim.UID, lab)
 	}
 }
+
+func TestBuilt(t *testing.T) {
+	cond := func(t, status, reason string) metav1.Condition {
+		return metav1.Condition{Type: t, Status: metav1.ConditionStatus(status), Reason: reason}
+	}
+	tests := map[string]struct {
+		conditions []metav1.Condition
+		want       bool
+	}{
+		"a new lab, no status yet": {want: false},
+		"its objects being written": {conditions: []metav1.Condition{
+			cond(labforgev1alpha1.ConditionVMsScheduled, "Unknown", "Provisioning")}, want: false},
+		"its VMs created, none scheduled yet": {conditions: []metav1.Condition{
+			cond(labforgev1alpha1.ConditionVMsScheduled, "Unknown", "WaitingForScheduling")}, want: true},
+		"its VMs running, bootstrap under way": {conditions: []metav1.Condition{
+			cond(labforgev1alpha1.ConditionVMsScheduled, "True", "Scheduled"),
+			cond(labforgev1alpha1.ConditionReady, "Unknown", "Bootstrapping")}, want: true},
+		"failed for good": {conditions: []metav1.Condition{
+			cond(labforgev1alpha1.ConditionVMsScheduled, "True", "Scheduled"),
+			cond(labforgev1alpha1.ConditionReady, "False", "BootTimeout"),
+			cond(labforgev1alpha1.ConditionStalled, "True", "BootTimeout")}, want: false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			env := &labforgev1alpha1.LabEnvironment{Status: labforgev1alpha1.LabEnvironmentStatus{Conditions: tc.conditions}}
+			if got := built(env); got != tc.want {
+				t.Errorf("built = %t, want %t", got, tc.want)
+			}
+		})
+	}
+}

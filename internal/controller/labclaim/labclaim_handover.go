@@ -226,10 +226,15 @@ func (r *Reconciler) ensureKubeconfig(ctx context.Context, s *scope, h *handover
 			return nil
 		}
 	}
-	want := render.KubeconfigSecret(s.claim, s.env.Name, expiresAt, nil)
+	want := render.KubeconfigSecret(s.claim, s.env.Name, string(s.env.Status.NamespaceUID), expiresAt, nil)
+	// A kubeconfig written before labforge recorded the namespace was for a Ready lab,
+	// whose namespace is never built again: it matches any.
+	madeFor := current.Annotations[render.AnnotationLabNamespaceUID]
 	if exists &&
 		current.Annotations[render.AnnotationExpiresAt] == want.Annotations[render.AnnotationExpiresAt] &&
-		current.Annotations[render.AnnotationLab] == s.env.Name && len(current.Data[render.KubeconfigKey]) > 0 {
+		current.Annotations[render.AnnotationLab] == s.env.Name &&
+		(madeFor == "" || madeFor == want.Annotations[render.AnnotationLabNamespaceUID]) &&
+		len(current.Data[render.KubeconfigKey]) > 0 {
 		return nil
 	}
 	secret, err := r.mintKubeconfig(ctx, s, h, expiresAt)
@@ -265,7 +270,7 @@ func (r *Reconciler) mintKubeconfig(ctx context.Context, s *scope, h *handover, 
 	if err != nil {
 		return nil, err
 	}
-	return render.KubeconfigSecret(s.claim, s.env.Name, expiresAt, kubeconfig), nil
+	return render.KubeconfigSecret(s.claim, s.env.Name, string(s.env.Status.NamespaceUID), expiresAt, kubeconfig), nil
 }
 
 // NodePortRetryInterval is how often a claim waiting for NodePorts tries again on its own.

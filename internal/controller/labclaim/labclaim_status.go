@@ -106,13 +106,15 @@ func setStatus(s *scope, succeeded bool) {
 		}
 	case !succeeded:
 		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, ReasonProvisioningFailed, "Handing the lab over failed; retrying")
-	case s.handover != nil:
+	case s.handover != nil && s.labReady:
 		set(labforgev1alpha1.ConditionReady, metav1.ConditionTrue, ReasonLabReady, "The lab is ready: "+st.SSH.Command)
 		if st.ReadyTime == nil {
 			t := metav1.NewTime(s.now)
 			st.ReadyTime = &t
 		}
 	case s.env != nil:
+		// Handed over already if it is built: status.ssh and the Secrets are there, for
+		// when it is Ready.
 		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, ReasonLabBooting, "Lab "+s.env.Name+" is booting")
 	}
 	if !s.expired && s.refusedReason == "" {

@@ -25,6 +25,8 @@ func TestSetStatus(t *testing.T) {
 		wantQueue   int32
 		// wantLaunch is the claim's launch type after the pass.
 		wantLaunch labforgev1alpha1.LaunchType
+		// wantReady: the claim has a readyTime.
+		wantReady bool
 	}{
 		"waiting in line": {
 			scope:     scope{pendingReason: labforgev1alpha1.ReasonWaitingForLab, pendingMessage: "number 3 in line", queuePosition: 3},
@@ -60,13 +62,23 @@ func TestSetStatus(t *testing.T) {
 			wantLaunch: labforgev1alpha1.LaunchCold,
 		},
 		"handed over": {
-			scope: scope{env: bound, boundNow: true, launch: labforgev1alpha1.LaunchWarm, duration: time.Hour,
+			scope: scope{env: bound, boundNow: true, launch: labforgev1alpha1.LaunchWarm, duration: time.Hour, labReady: true,
 				handover: &handover{host: "labs.example.com", sshPort: 30022, apiPort: 30443, sshUser: "ubuntu"}},
 			succeeded:   true,
 			want:        map[string]cond{"Bound": {"True", "Bound"}, "Ready": {"True", "LabReady"}},
 			wantLab:     "pool-abcde",
 			wantCommand: "ssh -p 30022 ubuntu@labs.example.com",
 			wantLaunch:  labforgev1alpha1.LaunchWarm,
+			wantReady:   true,
+		},
+		"handed over while the lab boots: where to connect, but not Ready": {
+			scope: scope{env: bound, launch: labforgev1alpha1.LaunchCold, duration: time.Hour,
+				handover: &handover{host: "labs.example.com", sshPort: 30022, apiPort: 30443, sshUser: "ubuntu"}},
+			succeeded:   true,
+			want:        map[string]cond{"Bound": {"True", "Bound"}, "Ready": {"Unknown", "LabBooting"}},
+			wantLab:     "pool-abcde",
+			wantCommand: "ssh -p 30022 ubuntu@labs.example.com",
+			wantLaunch:  labforgev1alpha1.LaunchCold,
 		},
 		"handover failed": {
 			scope:     scope{env: bound, boundNow: true, duration: time.Hour},
@@ -131,8 +143,11 @@ func TestSetStatus(t *testing.T) {
 			if tc.wantCommand == "" && st.APIServerURL != "" {
 				t.Errorf("apiServerURL %q without a handover", st.APIServerURL)
 			}
-			if tc.wantCommand != "" && (st.APIServerURL != "https://labs.example.com:30443" || st.KubeconfigSecretName != "alice-kubeconfig" || st.ReadyTime == nil) {
+			if tc.wantCommand != "" && (st.APIServerURL != "https://labs.example.com:30443" || st.KubeconfigSecretName != "alice-kubeconfig") {
 				t.Errorf("handover status %+v", st)
+			}
+			if (st.ReadyTime != nil) != tc.wantReady {
+				t.Errorf("readyTime %v, want one: %t", st.ReadyTime, tc.wantReady)
 			}
 		})
 	}

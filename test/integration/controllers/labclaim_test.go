@@ -389,6 +389,86 @@ var _ = Describe("A claim that names a template", func() {
 	})
 })
 
+var _ = Describe("A claim whose lab is still booting", func() {
+	// handedOver is what the student holds: the claim's status, its kubeconfig Secret,
+	// and the CA and Service of the lab's current namespace.
+	type handedOver struct {
+		claim      labforgev1alpha1.LabClaim
+		kubeconfig corev1.Secret
+		env        labforgev1alpha1.LabEnvironment
+	}
+	handover := func(ctx context.Context, g Gomega, key client.ObjectKey) handedOver {
+		var h handedOver
+		g.Expect(k8s.Get(ctx, key, &h.claim)).To(Succeed())
+		g.Expect(h.claim.Status.SSH).NotTo(BeNil(), "not handed over yet")
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: h.claim.Status.Lab}, &h.env)).To(Succeed())
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: h.claim.Status.KubeconfigSecretName}, &h.kubeconfig)).To(Succeed())
+		cfg, err := clientcmd.Load(h.kubeconfig.Data["value"])
+		g.Expect(err).NotTo(HaveOccurred())
+		var pkiSecret corev1.Secret
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(h.env.Name), Name: lab.PKISecret}, &pkiSecret)).To(Succeed())
+		cluster := cfg.Clusters[cfg.Contexts[cfg.CurrentContext].Cluster]
+		g.Expect(cluster.CertificateAuthorityData).To(Equal(pkiSecret.Data[lab.PKICACert]), "the kubeconfig trusts another CA than the lab's")
+		g.Expect(cluster.Server).To(Equal(h.claim.Status.APIServerURL))
+		var svc corev1.Service
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(h.env.Name), Name: lab.APIService}, &svc)).To(Succeed())
+		g.Expect(svc.Spec.Type).To(Equal(corev1.ServiceTypeNodePort))
+		for _, p := range svc.Spec.Ports {
+			if p.Name == "ssh" {
+				g.Expect(h.claim.Status.SSH.Port).To(Equal(p.NodePort))
+			} else {
+				g.Expect(h.claim.Status.APIServerURL).To(HaveSuffix(":%d", p.NodePort))
+			}
+		}
+		return h
+	}
+
+	It("is handed over as soon as the lab is built, and Ready when the lab is, with nothing written again", func(ctx context.Context) {
+		release := sim.HoldBootstraps()
+		DeferCleanup(release)
+		Expect(k8s.Create(ctx, newTemplate("claim-early", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		createNamespace(ctx, "students-early", nil)
+		claim := &labforgev1alpha1.LabClaim{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "students-early", Name: "frank"},
+			Spec: labforgev1alpha1.LabClaimSpec{
+				TemplateRef: &labforgev1alpha1.LocalObjectReference{Name: "claim-early"},
+				SSH:         labforgev1alpha1.SSHAccess{GenerateKeyPair: true},
+			},
+		}
+		Expect(k8s.Create(ctx, claim)).To(Succeed())
+		key := client.ObjectKeyFromObject(claim)
+
+		By("showing where to connect while the lab boots, without saying Ready")
+		var first handedOver
+		Eventually(func(g Gomega) { first = handover(ctx, g, key) }).Should(Succeed())
+		Expect(meta.FindStatusCondition(first.claim.Status.Conditions, labforgev1alpha1.ConditionReady)).To(And(
+			HaveField("Status", metav1.ConditionUnknown), HaveField("Reason", "LabBooting")))
+		Expect(first.claim.Status.ReadyTime).To(BeNil())
+		Expect(meta.IsStatusConditionTrue(first.env.Status.Conditions, labforgev1alpha1.ConditionReady)).To(BeFalse())
+		Expect(first.kubeconfig.Annotations).To(HaveKeyWithValue("labforge.dev/lab-namespace-uid", string(first.env.Status.NamespaceUID)))
+
+		By("handing the lab over again when its namespace is deleted by hand while it boots: a new CA, new ports")
+		Expect(k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: lab.Namespace(first.env.Name)}})).To(Succeed())
+		var second handedOver
+		Eventually(func(g Gomega) {
+			second = handover(ctx, g, key)
+			g.Expect(second.env.Status.NamespaceUID).NotTo(Equal(first.env.Status.NamespaceUID), "not built again yet")
+			g.Expect(second.kubeconfig.Annotations).To(HaveKeyWithValue("labforge.dev/lab-namespace-uid", string(second.env.Status.NamespaceUID)))
+		}).WithTimeout(60 * time.Second).Should(Succeed())
+		Expect(meta.IsStatusConditionTrue(second.claim.Status.Conditions, labforgev1alpha1.ConditionReady)).To(BeFalse())
+
+		By("saying Ready once the lab is, with the Secrets and Service it had")
+		release()
+		Eventually(claimCondition(ctx, "students-early", "frank", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
+		var ready handedOver
+		Eventually(func(g Gomega) { ready = handover(ctx, g, key) }).Should(Succeed())
+		Expect(ready.kubeconfig.ResourceVersion).To(Equal(second.kubeconfig.ResourceVersion), "the kubeconfig was written again at Ready")
+		Expect(ready.claim.Status.SSH.Port).To(Equal(second.claim.Status.SSH.Port))
+		Expect(ready.claim.Status.LaunchType).To(Equal(labforgev1alpha1.LaunchCold))
+		Eventually(eventReasons(ctx, "LabClaim", "frank")).Should(ContainElement("Normal/HandedOver"))
+	})
+})
+
 var _ = Describe("An admin changing a pool's template", func() {
 	It("gets the warm labs replaced while the claimed one is left alone", func(ctx context.Context) {
 		tmpl := newTemplate("claim-update", "v1.36.3", "10.200.0.0/16")

@@ -118,8 +118,9 @@ var _ = Describe("A claim dressed up with labforge's reserved labels and annotat
 			labforgev1alpha1.LabelPrefix + "claim": "lab",
 		}))
 		Expect(kubeconfig.Annotations).To(Equal(map[string]string{
-			"labforge.dev/expires-at": m.Status.ExpiresAt.UTC().Format(time.RFC3339),
-			"labforge.dev/lab":        m.Status.Lab,
+			"labforge.dev/expires-at":        m.Status.ExpiresAt.UTC().Format(time.RFC3339),
+			"labforge.dev/lab":               m.Status.Lab,
+			"labforge.dev/lab-namespace-uid": string(env.Status.NamespaceUID),
 		}))
 		Expect(kubeconfig.Data["value"]).NotTo(Equal(alicesWorld.kubeconfig.Data["value"]))
 
