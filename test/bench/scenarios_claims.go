@@ -470,6 +470,9 @@ func (h *harness) runAPICost(ctx context.Context, r *scenarioResult, p apiCostPa
 	r.Figures = append(r.Figures, figs...)
 	r.Figures = append(r.Figures, newFigure("claims Ready (claim path)", float64(o.ready), "count"),
 		newFigure("harness writes per claim (claim path)", win.HarnessWrites/float64(p.claims), "per claim").note("the claim's create"))
+	// The warm claim's latency with nothing else going on: what serial's would be if the
+	// teardown and refill behind each claim cost the machine nothing.
+	r.Figures = append(r.Figures, latencyFigures("claim path: claim -> Ready", o.latencies, 0, 0)...)
 
 	if err := e.createPool(ctx, p.refillPool); err != nil {
 		return err
@@ -502,5 +505,6 @@ func (h *harness) runAPICost(ctx context.Context, r *scenarioResult, p apiCostPa
 	r.Figures = append(r.Figures, figs...)
 	r.Figures = append(r.Figures, newFigure("claims Ready (with refill)", float64(o.ready), "count"),
 		newFigure("harness writes per claim (with refill)", win.HarnessWrites/float64(p.claims), "per claim").note("the claim's create and delete"))
+	r.Figures = append(r.Figures, latencyFigures("with refill: claim -> Ready", o.latencies, 0, 0)...)
 	return nil
 }
