@@ -122,6 +122,16 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 		s.refusedMessage = fmt.Sprintf("Lab %s was lost: its namespace was deleted while the claim held it", s.env.Name)
 		return ctrl.Result{}, nil
 	}
+	if stalled := meta.FindStatusCondition(s.env.Status.Conditions, labforgev1alpha1.ConditionStalled); stalled != nil &&
+		stalled.Status == metav1.ConditionTrue {
+		// The lab stopped trying (its bootstrap failed, it timed out, its template cannot
+		// be built): say so rather than "booting" for ever. It clears if the lab recovers.
+		// The reason only: the lab's own message may tell what its scenario breaks.
+		s.refusedReason = ReasonLabFailed
+		s.refusedMessage = fmt.Sprintf("Lab %s failed to become ready (%s); delete the claim to release it, a new claim gets a new lab",
+			s.env.Name, stalled.Reason)
+		return ctrl.Result{}, nil
+	}
 	s.labReady = meta.IsStatusConditionTrue(s.env.Status.Conditions, labforgev1alpha1.ConditionReady)
 	if !s.labReady && !built(s.env) {
 		return ctrl.Result{}, nil

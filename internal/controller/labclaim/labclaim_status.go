@@ -26,6 +26,7 @@ const (
 	ReasonInvalidSSHKey       = "InvalidSSHKey"
 	ReasonSecretConflict      = "SecretConflict"
 	ReasonLabLost             = "LabLost"
+	ReasonLabFailed           = "LabFailed"
 	ReasonLabBooting          = "LabBooting"
 	ReasonLabReady            = "LabReady"
 	ReasonBound               = "Bound"

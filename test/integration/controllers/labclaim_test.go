@@ -19,6 +19,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/simulator"
 	"github.com/labforge/labforge/test/integration"
 )
 
@@ -466,6 +467,39 @@ var _ = Describe("A claim whose lab is still booting", func() {
 		Expect(ready.claim.Status.SSH.Port).To(Equal(second.claim.Status.SSH.Port))
 		Expect(ready.claim.Status.LaunchType).To(Equal(labforgev1alpha1.LaunchCold))
 		Eventually(eventReasons(ctx, "LabClaim", "frank")).Should(ContainElement("Normal/HandedOver"))
+	})
+
+	It("says so when the lab fails to boot, without the lab's own message", func(ctx context.Context) {
+		release := sim.HoldBootstraps()
+		DeferCleanup(release)
+		Expect(k8s.Create(ctx, newTemplate("claim-fail", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		createNamespace(ctx, "students-fail", nil)
+		claim := &labforgev1alpha1.LabClaim{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "students-fail", Name: "gina"},
+			Spec: labforgev1alpha1.LabClaimSpec{
+				TemplateRef: &labforgev1alpha1.LocalObjectReference{Name: "claim-fail"},
+				SSH:         labforgev1alpha1.SSHAccess{AuthorizedKeys: []string{studentKey}},
+			},
+		}
+		Expect(k8s.Create(ctx, claim)).To(Succeed())
+		var env labforgev1alpha1.LabEnvironment
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(claim), claim)).To(Succeed())
+			g.Expect(claim.Status.SSH).NotTo(BeNil(), "not handed over yet")
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: claim.Status.Lab}, &env)).To(Succeed())
+		}).Should(Succeed())
+
+		By("failing the lab's bootstrap while the claim waits for it")
+		env.Annotations = map[string]string{simulator.BootstrapFailureAnnotation: "the scenario's secret: etcd quorum broken on purpose"}
+		Expect(k8s.Update(ctx, &env)).To(Succeed())
+		Eventually(claimCondition(ctx, "students-fail", "gina", "Ready")).Should(And(
+			HaveField("Status", metav1.ConditionFalse),
+			HaveField("Reason", "LabFailed"),
+			HaveField("Message", ContainSubstring("(BootstrapFailed)")),
+			HaveField("Message", Not(ContainSubstring("secret"))),
+		))
+		Expect(claimCondition(ctx, "students-fail", "gina", "Stalled")(Default)).To(HaveField("Status", metav1.ConditionTrue))
+		Eventually(eventReasons(ctx, "LabClaim", "gina")).Should(ContainElement("Warning/LabFailed"))
 	})
 })
 
