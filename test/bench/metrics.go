@@ -245,7 +245,16 @@ var operatorMetricNames = map[string]bool{
 	"controller_runtime_reconcile_errors_total": true,
 }
 
-var metricsHTTP = &http.Client{Timeout: 10 * time.Second}
+// metricsHTTP reads the operator's metrics uncompressed: the harness polls them every
+// 100 ms while it waits for the operator to be idle, and gzipping each answer cost the
+// operator some 10 % of the CPU measured on the claim path (its CPU profile).
+var metricsHTTP = &http.Client{Timeout: 10 * time.Second, Transport: uncompressed()}
+
+func uncompressed() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DisableCompression = true
+	return t
+}
 
 // scrapeOperator reads the operator's metrics endpoint at addr.
 func scrapeOperator(ctx context.Context, addr string) (operatorMetrics, error) {
