@@ -30,6 +30,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/hostcluster"
+	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/labprobe"
 	"github.com/labforge/labforge/internal/ssa"
 )
@@ -173,12 +174,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	children := builder.WithPredicates(r.ownChildren())
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
-		For(&labforgev1alpha1.LabEnvironment{}).
+		For(&labforgev1alpha1.LabEnvironment{}, builder.WithPredicates(labChanged)).
 		// The namespace's every event: its deletion is what a lab's teardown waits for.
 		Owns(&corev1.Namespace{}).
-		Owns(&corev1.Secret{}, children).
+		Owns(&corev1.Secret{}, children, builder.WithPredicates(notHandedOver)).
 		Owns(&corev1.ConfigMap{}, children).
-		Owns(&corev1.Service{}, children).
+		Owns(&corev1.Service{}, children, builder.WithPredicates(notHandedOver)).
 		Owns(&corev1.ResourceQuota{}, children, builder.WithPredicates(quotaUsage)).
 		Owns(&corev1.LimitRange{}, children).
 		Owns(&networkingv1.NetworkPolicy{}, children).
@@ -260,6 +261,33 @@ var (
 	// A VM's status: KubeVirt's report of it. The lab reads its VMIs' phases instead.
 	vmStatus = changedBeyond(func(vm *kubevirtv1.VirtualMachine) { vm.Status = kubevirtv1.VirtualMachineStatus{} })
 )
+
+// labChanged lets through every event of a lab but an update of its status or
+// finalizers alone: this controller's own writes, made by a pass that went on with what
+// it wrote (decision 34). Resyncs (the same resourceVersion) go through.
+var labChanged = predicate.Or[client.Object](
+	predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectOld.GetResourceVersion() == e.ObjectNew.GetResourceVersion()
+	}},
+	changedBeyond(func(env *labforgev1alpha1.LabEnvironment) {
+		env.Status = labforgev1alpha1.LabEnvironmentStatus{}
+		env.Finalizers = nil
+	}),
+)
+
+// notHandedOver drops the updates a claim's handover makes to what the lab gave it: the
+// lab's Service once it is the claim's NodePort Service (the lab leaves it alone), and
+// the access-credentials Secret, which the lab creates once and the claim fills with
+// the student's keys (decision 34). Their deletion still wakes the lab.
+var notHandedOver = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	switch o := e.ObjectNew.(type) {
+	case *corev1.Service:
+		return o.Spec.Type != corev1.ServiceTypeNodePort
+	case *corev1.Secret:
+		return o.Name != lab.AccessCredentialsSecret
+	}
+	return true
+}}
 
 // changedBeyond lets through every event of an object of type T but an update that
 // changed nothing besides what strip clears (and resourceVersion, managedFields): drift

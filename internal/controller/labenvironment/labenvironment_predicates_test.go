@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
@@ -132,5 +133,85 @@ func TestOwnerLive(t *testing.T) {
 	}
 	if !p.Delete(event.DeleteEvent{Object: ownedBy("live", "live-uid")}) || p.Delete(event.DeleteEvent{Object: ownedBy("going", "going-uid")}) {
 		t.Error("deletes: a live lab's must wake it, a deleted lab's must not")
+	}
+}
+
+func TestLabChanged(t *testing.T) {
+	lab := func(change func(*labforgev1alpha1.LabEnvironment)) *labforgev1alpha1.LabEnvironment {
+		env := &labforgev1alpha1.LabEnvironment{
+			ObjectMeta: metav1.ObjectMeta{Name: "a", ResourceVersion: "1", Generation: 1, Finalizers: []string{Finalizer}},
+			Spec:       labforgev1alpha1.LabEnvironmentSpec{TemplateRef: labforgev1alpha1.LocalObjectReference{Name: "t"}},
+		}
+		change(env)
+		return env
+	}
+	tests := map[string]struct {
+		change func(*labforgev1alpha1.LabEnvironment)
+		want   bool
+	}{
+		"its own status write": {change: func(env *labforgev1alpha1.LabEnvironment) {
+			env.ResourceVersion = "2"
+			env.Status.ObservedGeneration = 1
+			env.Status.Conditions = []metav1.Condition{{Type: labforgev1alpha1.ConditionReady, Status: metav1.ConditionTrue}}
+		}},
+		"its own finalizer added": {change: func(env *labforgev1alpha1.LabEnvironment) {
+			env.ResourceVersion = "2"
+			env.Finalizers = nil
+		}},
+		"a resync": {change: func(*labforgev1alpha1.LabEnvironment) {}, want: true},
+		"bound to a claim": {change: func(env *labforgev1alpha1.LabEnvironment) {
+			env.ResourceVersion, env.Generation = "2", 2
+			env.Spec.ClaimRef = &labforgev1alpha1.ClaimReference{Namespace: "s", Name: "c", UID: "u"}
+		}, want: true},
+		"being deleted": {change: func(env *labforgev1alpha1.LabEnvironment) {
+			env.ResourceVersion = "2"
+			env.DeletionTimestamp = &metav1.Time{}
+		}, want: true},
+		"annotated": {change: func(env *labforgev1alpha1.LabEnvironment) {
+			env.ResourceVersion = "2"
+			env.Annotations = map[string]string{"a": "b"}
+		}, want: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			old := lab(func(*labforgev1alpha1.LabEnvironment) {})
+			if got := labChanged.Update(event.UpdateEvent{ObjectOld: old, ObjectNew: lab(tc.change)}); got != tc.want {
+				t.Errorf("reconcile = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if !labChanged.Create(event.CreateEvent{Object: lab(func(*labforgev1alpha1.LabEnvironment) {})}) ||
+		!labChanged.Delete(event.DeleteEvent{Object: lab(func(*labforgev1alpha1.LabEnvironment) {})}) {
+		t.Error("creates and deletes must reconcile")
+	}
+}
+
+func TestNotHandedOver(t *testing.T) {
+	svc := func(typ corev1.ServiceType) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "lab-api", Namespace: "lab-a"}, Spec: corev1.ServiceSpec{Type: typ}}
+	}
+	secret := func(name string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "lab-a"}}
+	}
+	tests := map[string]struct {
+		old, cur client.Object
+		want     bool
+	}{
+		"the claim turns the Service NodePort": {old: svc(corev1.ServiceTypeClusterIP), cur: svc(corev1.ServiceTypeNodePort)},
+		"the claimed Service edited":           {old: svc(corev1.ServiceTypeNodePort), cur: svc(corev1.ServiceTypeNodePort)},
+		"the warm lab's Service edited":        {old: svc(corev1.ServiceTypeClusterIP), cur: svc(corev1.ServiceTypeClusterIP), want: true},
+		"the student's keys written":           {old: secret("ssh-authorized-keys"), cur: secret("ssh-authorized-keys")},
+		"the PKI edited":                       {old: secret("lab-pki"), cur: secret("lab-pki"), want: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := notHandedOver.Update(event.UpdateEvent{ObjectOld: tc.old, ObjectNew: tc.cur}); got != tc.want {
+				t.Errorf("reconcile = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if !notHandedOver.Delete(event.DeleteEvent{Object: svc(corev1.ServiceTypeNodePort)}) ||
+		!notHandedOver.Delete(event.DeleteEvent{Object: secret("ssh-authorized-keys")}) {
+		t.Error("deletes must reconcile")
 	}
 }
