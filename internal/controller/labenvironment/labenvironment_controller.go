@@ -262,12 +262,14 @@ var (
 	vmStatus = changedBeyond(func(vm *kubevirtv1.VirtualMachine) { vm.Status = kubevirtv1.VirtualMachineStatus{} })
 )
 
-// labChanged lets through every event of a lab but an update of its status or
-// finalizers alone: this controller's own writes, made by a pass that went on with what
-// it wrote (decision 34). Resyncs (the same resourceVersion) go through.
+// labChanged lets through every event of a lab but an update of its status alone, or
+// one that only added its finalizer: this controller's own writes, made by a pass that
+// went on with what it wrote (decision 34). Resyncs (the same resourceVersion) and a
+// finalizer taken away go through.
 var labChanged = predicate.Or[client.Object](
 	predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-		return e.ObjectOld.GetResourceVersion() == e.ObjectNew.GetResourceVersion()
+		return e.ObjectOld.GetResourceVersion() == e.ObjectNew.GetResourceVersion() ||
+			(controllerutil.ContainsFinalizer(e.ObjectOld, Finalizer) && !controllerutil.ContainsFinalizer(e.ObjectNew, Finalizer))
 	}},
 	changedBeyond(func(env *labforgev1alpha1.LabEnvironment) {
 		env.Status = labforgev1alpha1.LabEnvironmentStatus{}

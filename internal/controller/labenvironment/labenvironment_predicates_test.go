@@ -146,18 +146,23 @@ func TestLabChanged(t *testing.T) {
 		return env
 	}
 	tests := map[string]struct {
-		change func(*labforgev1alpha1.LabEnvironment)
-		want   bool
+		// before changes the lab as the cache had it, if set; change the lab as updated.
+		before, change func(*labforgev1alpha1.LabEnvironment)
+		want           bool
 	}{
 		"its own status write": {change: func(env *labforgev1alpha1.LabEnvironment) {
 			env.ResourceVersion = "2"
 			env.Status.ObservedGeneration = 1
 			env.Status.Conditions = []metav1.Condition{{Type: labforgev1alpha1.ConditionReady, Status: metav1.ConditionTrue}}
 		}},
-		"its own finalizer added": {change: func(env *labforgev1alpha1.LabEnvironment) {
+		"its own finalizer added": {
+			before: func(env *labforgev1alpha1.LabEnvironment) { env.Finalizers = nil },
+			change: func(env *labforgev1alpha1.LabEnvironment) { env.ResourceVersion = "2" },
+		},
+		"its finalizer taken away": {change: func(env *labforgev1alpha1.LabEnvironment) {
 			env.ResourceVersion = "2"
 			env.Finalizers = nil
-		}},
+		}, want: true},
 		"a resync": {change: func(*labforgev1alpha1.LabEnvironment) {}, want: true},
 		"bound to a claim": {change: func(env *labforgev1alpha1.LabEnvironment) {
 			env.ResourceVersion, env.Generation = "2", 2
@@ -174,7 +179,11 @@ func TestLabChanged(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			old := lab(func(*labforgev1alpha1.LabEnvironment) {})
+			before := tc.before
+			if before == nil {
+				before = func(*labforgev1alpha1.LabEnvironment) {}
+			}
+			old := lab(before)
 			if got := labChanged.Update(event.UpdateEvent{ObjectOld: old, ObjectNew: lab(tc.change)}); got != tc.want {
 				t.Errorf("reconcile = %v, want %v", got, tc.want)
 			}
