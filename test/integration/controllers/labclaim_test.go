@@ -46,6 +46,17 @@ func newClaim(ns, name, pool string) *labforgev1alpha1.LabClaim {
 	}
 }
 
+// newColdClaim is a claim naming a template (a lab booted for it) with a generated key pair.
+func newColdClaim(ns, name, template string) *labforgev1alpha1.LabClaim {
+	return &labforgev1alpha1.LabClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: labforgev1alpha1.LabClaimSpec{
+			TemplateRef: &labforgev1alpha1.LocalObjectReference{Name: template},
+			SSH:         labforgev1alpha1.SSHAccess{GenerateKeyPair: true},
+		},
+	}
+}
+
 func claimCondition(ctx context.Context, ns, name, conditionType string) func(Gomega) metav1.Condition {
 	return func(g Gomega) metav1.Condition {
 		var c labforgev1alpha1.LabClaim
@@ -369,13 +380,7 @@ var _ = Describe("A claim that names a template", func() {
 	It("gets a lab booted just for it, named after the claim, in no pool", func(ctx context.Context) {
 		Expect(k8s.Create(ctx, newTemplate("claim-cold", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
 		createNamespace(ctx, "students-cold", nil)
-		claim := &labforgev1alpha1.LabClaim{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "students-cold", Name: "erin"},
-			Spec: labforgev1alpha1.LabClaimSpec{
-				TemplateRef: &labforgev1alpha1.LocalObjectReference{Name: "claim-cold"},
-				SSH:         labforgev1alpha1.SSHAccess{GenerateKeyPair: true},
-			},
-		}
+		claim := newColdClaim("students-cold", "erin", "claim-cold")
 		Expect(k8s.Create(ctx, claim)).To(Succeed())
 		Eventually(claimCondition(ctx, "students-cold", "erin", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(claim), claim)).To(Succeed())
@@ -429,13 +434,7 @@ var _ = Describe("A claim whose lab is still booting", func() {
 		DeferCleanup(release)
 		Expect(k8s.Create(ctx, newTemplate("claim-early", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
 		createNamespace(ctx, "students-early", nil)
-		claim := &labforgev1alpha1.LabClaim{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "students-early", Name: "frank"},
-			Spec: labforgev1alpha1.LabClaimSpec{
-				TemplateRef: &labforgev1alpha1.LocalObjectReference{Name: "claim-early"},
-				SSH:         labforgev1alpha1.SSHAccess{GenerateKeyPair: true},
-			},
-		}
+		claim := newColdClaim("students-early", "frank", "claim-early")
 		Expect(k8s.Create(ctx, claim)).To(Succeed())
 		key := client.ObjectKeyFromObject(claim)
 
@@ -474,13 +473,7 @@ var _ = Describe("A claim whose lab is still booting", func() {
 		DeferCleanup(release)
 		Expect(k8s.Create(ctx, newTemplate("claim-fail", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
 		createNamespace(ctx, "students-fail", nil)
-		claim := &labforgev1alpha1.LabClaim{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "students-fail", Name: "gina"},
-			Spec: labforgev1alpha1.LabClaimSpec{
-				TemplateRef: &labforgev1alpha1.LocalObjectReference{Name: "claim-fail"},
-				SSH:         labforgev1alpha1.SSHAccess{AuthorizedKeys: []string{studentKey}},
-			},
-		}
+		claim := newColdClaim("students-fail", "gina", "claim-fail")
 		Expect(k8s.Create(ctx, claim)).To(Succeed())
 		var env labforgev1alpha1.LabEnvironment
 		Eventually(func(g Gomega) {
