@@ -429,13 +429,21 @@ var _ = Describe("A claim whose lab is still booting", func() {
 		return h
 	}
 
-	It("is handed over as soon as the lab is built, and Ready when the lab is, with nothing written again", func(ctx context.Context) {
+	// createHeldColdClaim creates template claim-<suffix>, namespace students-<suffix> and
+	// a claim of it there, with every simulated lab's bootstrap held until release (called
+	// at the spec's end too).
+	createHeldColdClaim := func(ctx context.Context, suffix, name string) (*labforgev1alpha1.LabClaim, func()) {
 		release := sim.HoldBootstraps()
 		DeferCleanup(release)
-		Expect(k8s.Create(ctx, newTemplate("claim-early", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
-		createNamespace(ctx, "students-early", nil)
-		claim := newColdClaim("students-early", "frank", "claim-early")
+		Expect(k8s.Create(ctx, newTemplate("claim-"+suffix, "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		createNamespace(ctx, "students-"+suffix, nil)
+		claim := newColdClaim("students-"+suffix, name, "claim-"+suffix)
 		Expect(k8s.Create(ctx, claim)).To(Succeed())
+		return claim, release
+	}
+
+	It("is handed over as soon as the lab is built, and Ready when the lab is, with nothing written again", func(ctx context.Context) {
+		claim, release := createHeldColdClaim(ctx, "early", "frank")
 		key := client.ObjectKeyFromObject(claim)
 
 		By("showing where to connect while the lab boots, without saying Ready")
@@ -469,12 +477,7 @@ var _ = Describe("A claim whose lab is still booting", func() {
 	})
 
 	It("says so when the lab fails to boot, without the lab's own message", func(ctx context.Context) {
-		release := sim.HoldBootstraps()
-		DeferCleanup(release)
-		Expect(k8s.Create(ctx, newTemplate("claim-fail", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
-		createNamespace(ctx, "students-fail", nil)
-		claim := newColdClaim("students-fail", "gina", "claim-fail")
-		Expect(k8s.Create(ctx, claim)).To(Succeed())
+		claim, _ := createHeldColdClaim(ctx, "fail", "gina")
 		var env labforgev1alpha1.LabEnvironment
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(claim), claim)).To(Succeed())
