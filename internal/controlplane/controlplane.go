@@ -341,6 +341,21 @@ func (c *ControlPlane) path(name ...string) string {
 	return filepath.Join(append([]string{c.stateDir}, name...)...)
 }
 
+// PIDs returns the process ids of the running etcd, kube-apiserver and
+// kube-controller-manager, by those names: a benchmark reads their CPU time
+// from /proc. A component not started (or already stopped by Stop) is left out.
+func (c *ControlPlane) PIDs() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{}
+	for name, p := range map[string]*process{"etcd": c.etcd, "kube-apiserver": c.apiserver, "kube-controller-manager": c.controllerManager} {
+		if p != nil && p.running() {
+			out[name] = p.pid()
+		}
+	}
+	return out
+}
+
 // pids returns the process ids of the children started for c, including
 // ones already stopped; tests use it to prove none survives Stop.
 func (c *ControlPlane) pids() []int {

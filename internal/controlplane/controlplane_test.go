@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -220,6 +221,10 @@ func TestControlPlane(t *testing.T) {
 		if cp.apiserver.pid() == oldPid {
 			t.Error("kube-apiserver has the same pid after a restart")
 		}
+		want := map[string]int{"etcd": cp.etcd.pid(), "kube-apiserver": cp.apiserver.pid(), "kube-controller-manager": cp.controllerManager.pid()}
+		if got := cp.PIDs(); !maps.Equal(got, want) {
+			t.Errorf("PIDs() = %v after the restart, want %v", got, want)
+		}
 		// The client made before the restart works against the new one.
 		after, err := client.CoreV1().ConfigMaps("default").Get(ctx, before.Name, metav1.GetOptions{})
 		if err != nil {
@@ -251,6 +256,9 @@ func TestControlPlane(t *testing.T) {
 		}
 		t.Logf("Stop took %v", time.Since(begin).Round(time.Millisecond))
 		assertGone(t, pids)
+		if got := cp.PIDs(); len(got) != 0 {
+			t.Errorf("PIDs() = %v after Stop, want none", got)
+		}
 		if _, err := os.Stat(cp.stateDir); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("temporary StateDir %s not removed: %v", cp.stateDir, err)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -190,8 +191,9 @@ func TestWriteMarkdown(t *testing.T) {
 			Name: "serial", Description: "200 claims", Seconds: 90,
 			Figures: []figure{newFigure("claim -> Ready p50", 12, "ms").want("<=", 20), newFigure("claim -> Ready p99", inf, "ms").want("<=", 60),
 				newFigure("cold fallbacks", 0, "count")},
-			Windows: []apiWindow{{Name: "claims", Seconds: 80, MutatingRequests: 1000, HarnessWrites: 400, ByResource: map[string]float64{"APPLY secrets": 600, "POST labforge.dev/labclaims": 200}}},
-			Images:  []string{"serial-latency.svg"},
+			Windows: []apiWindow{{Name: "claims", Seconds: 80, MutatingRequests: 1000, HarnessWrites: 400, ByResource: map[string]float64{"APPLY secrets": 600, "POST labforge.dev/labclaims": 200},
+				OperatorCPUSeconds: 20, CPUSeconds: map[string]float64{"kube-apiserver": 80, "etcd": 20, "bench": 0.5}}},
+			Images: []string{"serial-latency.svg"},
 		}},
 	}
 	var b strings.Builder
@@ -202,10 +204,38 @@ func TestWriteMarkdown(t *testing.T) {
 		"| claim -> Ready p99 | n/a | <= 60 | no |",
 		"| cold fallbacks | 0 count |  |  |",
 		"Window *claims* (80.0 s): 1000 mutating requests, 400 from the harness, 0 conflicts. Top: APPLY secrets 600, POST labforge.dev/labclaims 200.",
+		"CPU 120.5 s, 75 % of 2 CPUs over the window: kube-apiserver 80, etcd 20, operator 20, bench 0.5 s.",
 		"![serial-latency.svg](../bench/serial-latency.svg)",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+func TestProcessCPU(t *testing.T) {
+	before := readCPU(map[string]int{})
+	// Spin until the kernel has charged this process at least one tick more.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if s, err := procCPUSeconds(os.Getpid()); err != nil {
+			t.Fatal(err)
+		} else if s > before["bench"].seconds {
+			break
+		}
+	}
+	after := readCPU(map[string]int{"gone": 1 << 30})
+	if _, ok := after["gone"]; ok {
+		t.Errorf("a process that does not exist was read: %v", after)
+	}
+	used := cpuSince(before, after)
+	if used["bench"] <= 0 {
+		t.Errorf("the harness used %v s of CPU spinning, want more than 0", used["bench"])
+	}
+
+	// A process restarted in between (a new pid) counts from its start.
+	got := cpuSince(map[string]processCPU{"kube-apiserver": {pid: 10, seconds: 50}, "etcd": {pid: 11, seconds: 5}},
+		map[string]processCPU{"kube-apiserver": {pid: 12, seconds: 2}, "etcd": {pid: 11, seconds: 7}})
+	if got["kube-apiserver"] != 2 || got["etcd"] != 2 {
+		t.Errorf("cpuSince = %v, want kube-apiserver 2 (restarted) and etcd 2", got)
 	}
 }

@@ -532,9 +532,11 @@ type window struct {
 	op      operatorMetrics
 	opGen   int
 	harness int64
+	cpu     map[string]processCPU
 }
 
-// begin starts measuring a phase: the API server's counters, the operator's, the harness's.
+// begin starts measuring a phase: the API server's counters, the operator's, the harness's,
+// and the CPU time of every process.
 func (e *env) begin(ctx context.Context, name string) (*window, error) {
 	w := &window{name: name, harness: e.writes.Load()}
 	var err error
@@ -547,6 +549,7 @@ func (e *env) begin(ctx context.Context, name string) (*window, error) {
 	if w.api, err = scrapeAPIServer(ctx, e.apiREST); err != nil {
 		return nil, err
 	}
+	w.cpu = readCPU(e.cp.PIDs())
 	w.start = time.Now()
 	if p := e.op.current(); p != nil && p.pprofAddr != "" {
 		go e.profileCPU(ctx, p.pprofAddr, name)
@@ -591,7 +594,7 @@ func fetchTo(ctx context.Context, url, path string) error {
 // restarted within the phase, each process's counts are added up (a killed process's are
 // those of its last scrape).
 func (e *env) end(ctx context.Context, w *window) (apiWindow, error) {
-	out := apiWindow{Name: w.name, Seconds: time.Since(w.start).Seconds()}
+	out := apiWindow{Name: w.name, Seconds: time.Since(w.start).Seconds(), CPUSeconds: cpuSince(w.cpu, readCPU(e.cp.PIDs()))}
 	after, err := scrapeAPIServer(ctx, e.apiREST)
 	if err != nil {
 		return out, err

@@ -128,8 +128,57 @@ type apiWindow struct {
 	// and OperatorGCs its garbage collections (go_gc_duration_seconds_count).
 	OperatorCPUSeconds float64 `json:"operatorCPUSeconds"`
 	OperatorGCs        float64 `json:"operatorGCs"`
+	// CPUSeconds is the CPU time of the other processes on the machine's CPUs, from /proc:
+	// etcd, kube-apiserver, kube-controller-manager and the harness ("bench").
+	CPUSeconds map[string]float64 `json:"cpuSeconds,omitempty"`
 	// Reconciles counts reconciles by "controller result" (controller_runtime_reconcile_total).
 	Reconciles map[string]float64 `json:"reconciles"`
+}
+
+// cpuByProcess returns the window's CPU time by process, the operator's included.
+func (w apiWindow) cpuByProcess() map[string]float64 {
+	out := make(map[string]float64, len(w.CPUSeconds)+1)
+	for k, v := range w.CPUSeconds {
+		out[k] = v
+	}
+	out["operator"] = w.OperatorCPUSeconds
+	return out
+}
+
+// totalCPU is the CPU time every process measured used during the window.
+func (w apiWindow) totalCPU() float64 {
+	total := 0.0
+	for _, v := range w.cpuByProcess() {
+		total += v
+	}
+	return total
+}
+
+// cpuShares lists the window's CPU time by process, most first, each divided by n and
+// scaled by scale ("kube-apiserver 61, etcd 12, ..."), in unit.
+func cpuShares(w apiWindow, n, scale float64, unit string) string {
+	byProc := w.cpuByProcess()
+	names := make([]string, 0, len(byProc))
+	for k := range byProc {
+		names = append(names, k)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if byProc[names[i]] != byProc[names[j]] {
+			return byProc[names[i]] > byProc[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	parts := make([]string, len(names))
+	for i, k := range names {
+		parts[i] = fmt.Sprintf("%s %s", k, formatValue(byProc[k]*scale/n))
+	}
+	return strings.Join(parts, ", ") + " " + unit
+}
+
+// cpuSummary says how much CPU the window took of the machine's cpus, and by whom.
+func cpuSummary(w apiWindow, cpus int) string {
+	busy := 100 * w.totalCPU() / (w.Seconds * float64(max(cpus, 1)))
+	return fmt.Sprintf("CPU %.1f s, %.0f %% of %d CPUs over the window: %s", w.totalCPU(), busy, cpus, cpuShares(w, 1, 1, "s"))
 }
 
 // inf stands for a duration that never ended (a claim never Ready).
@@ -302,6 +351,9 @@ func printSummary(w io.Writer, r *scenarioResult) {
 			fmt.Fprintf(w, "   [%s] refused: %s\n", win.Name, topEntries(win.Failed, 6))
 		}
 		fmt.Fprintf(w, "   [%s] reconciles: %s\n", win.Name, topEntries(win.Reconciles, 8))
+		if len(win.CPUSeconds) > 0 {
+			fmt.Fprintf(w, "   [%s] %s\n", win.Name, cpuSummary(win, runtime.NumCPU()))
+		}
 	}
 	for _, img := range r.Images {
 		fmt.Fprintf(w, "   image: %s\n", img)
@@ -387,6 +439,9 @@ func writeMarkdown(w io.Writer, r *results) {
 		for _, win := range s.Windows {
 			fmt.Fprintf(w, "\nWindow *%s* (%.1f s): %.0f mutating requests, %.0f from the harness, %.0f conflicts. Top: %s.\n",
 				win.Name, win.Seconds, win.MutatingRequests, win.HarnessWrites, win.Conflicts, topEntries(win.ByResource, 8))
+			if len(win.CPUSeconds) > 0 {
+				fmt.Fprintf(w, "%s.\n", cpuSummary(win, r.Machine.CPUs))
+			}
 		}
 		for _, img := range s.Images {
 			fmt.Fprintf(w, "\n![%s](../bench/%s)\n", img, img)

@@ -109,6 +109,7 @@ func perClaim(w apiWindow, n int, suffix string) []figure {
 		newFigure("operator writes per claim"+suffix, operatorWrites(w)/d, "per claim").note("the operator's own client, rest_client_requests_total"),
 		newFigure("reconciles per claim"+suffix, reconciles/d, "per claim"),
 		newFigure("operator CPU per claim"+suffix, w.OperatorCPUSeconds*1000/d, "ms").note("process_cpu_seconds_total"),
+		newFigure("CPU per claim, all processes"+suffix, w.totalCPU()*1000/d, "ms").note("%s", cpuShares(w, d, 1000, "ms")),
 		newFigure("operator garbage collections per claim"+suffix, w.OperatorGCs/d, "per claim"),
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -87,7 +88,10 @@ func (h *harness) runFill(ctx context.Context, r *scenarioResult, p fillParams) 
 	r.Figures = append(r.Figures,
 		newFigure("mutating API requests per lab", win.MutatingRequests/float64(n), "per lab").note("all told: operator, kube-controller-manager, harness"),
 		newFigure("operator writes per lab", operatorWrites(win)/float64(n), "per lab"),
-		newFigure("operator CPU per lab", win.OperatorCPUSeconds*1000/float64(n), "ms").note("process_cpu_seconds_total"))
+		newFigure("operator CPU per lab", win.OperatorCPUSeconds*1000/float64(n), "ms").note("process_cpu_seconds_total"),
+		newFigure("CPU per lab, all processes", win.totalCPU()*1000/float64(n), "ms").note("%s", cpuShares(win, float64(n), 1000, "ms")),
+		newFigure("CPU time of all processes / CPUs", win.totalCPU()/float64(runtime.NumCPU()), "s").
+			note("the fill's floor on this machine: how long it takes at least with every CPU doing nothing else"))
 	return err
 }
 

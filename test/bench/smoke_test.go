@@ -78,6 +78,18 @@ func TestSmoke(t *testing.T) {
 	if w.MutatingRequests < w.HarnessWrites || w.Reconciles["labclaim success"] < 3 || operatorWrites(w) == 0 {
 		t.Errorf("window %+v: want the operator's writes and at least 3 successful claim reconciles", w)
 	}
+	// Every process's CPU time is read from /proc; kube-apiserver served every claim.
+	for _, proc := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "bench"} {
+		if _, ok := w.CPUSeconds[proc]; !ok {
+			t.Errorf("the window's CPU time %v lacks %s", w.CPUSeconds, proc)
+		}
+	}
+	if w.CPUSeconds["kube-apiserver"] <= 0 {
+		t.Errorf("kube-apiserver used %v s of CPU serving 3 claims, want more than 0", w.CPUSeconds["kube-apiserver"])
+	}
+	if all, op := figures["CPU per claim, all processes (claim, release and refill)"], figures["operator CPU per claim (claim, release and refill)"]; all.Value == nil || op.Value == nil || *all.Value <= *op.Value {
+		t.Errorf("CPU per claim of all processes %+v, want more than the operator's %+v", all, op)
+	}
 
 	// The audit log (-audit) holds every write, the harness's claim creates among them,
 	// and no object's body.
