@@ -344,13 +344,16 @@ type processCPU struct {
 // readCPU reads the CPU time of every process: the control plane's by component name, and
 // the harness's own as "bench". A process that cannot be read (it just exited) is left out.
 func readCPU(pids map[string]int) map[string]processCPU {
-	pids["bench"] = os.Getpid()
-	out := make(map[string]processCPU, len(pids))
-	for name, pid := range pids {
+	out := make(map[string]processCPU, len(pids)+1)
+	read := func(name string, pid int) {
 		if s, err := procCPUSeconds(pid); err == nil {
 			out[name] = processCPU{pid, s}
 		}
 	}
+	for name, pid := range pids {
+		read(name, pid)
+	}
+	read("bench", os.Getpid())
 	return out
 }
 
