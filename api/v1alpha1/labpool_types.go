@@ -26,7 +26,7 @@ type PoolUpdateStrategy struct {
 }
 
 // LabPoolSpec says how many labs of one template to keep warm, and who may claim them.
-// +kubebuilder:validation:XValidation:rule="self.replicas <= self.maxLabs",message="replicas must not exceed maxLabs"
+// +kubebuilder:validation:XValidation:rule="self.replicas <= self.maxLabs",messageExpression="string(self.replicas) + ' exceeds spec.maxLabs (' + string(self.maxLabs) + ')'",fieldPath=".replicas",reason=FieldValueInvalid
 type LabPoolSpec struct {
 	// TemplateRef names the LabTemplate the pool's labs are built from. It may be changed;
 	// warm labs are then replaced per updateStrategy and claimed labs are left alone.
@@ -73,28 +73,34 @@ type LabPoolSpec struct {
 type LabPoolStatus struct {
 	// Replicas is the number of unclaimed labs (booting or Ready), as the scale
 	// subresource reports it.
+	// +kubebuilder:default=0
 	// +optional
 	Replicas int32 `json:"replicas"`
 
 	// ReadyReplicas is the number of Ready, unclaimed labs: what claims can take right now.
+	// +kubebuilder:default=0
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas"`
 
 	// BootingReplicas is the number of unclaimed labs not Ready yet.
+	// +kubebuilder:default=0
 	// +optional
 	BootingReplicas int32 `json:"bootingReplicas"`
 
 	// BoundReplicas is the number of labs held by a claim.
+	// +kubebuilder:default=0
 	// +optional
 	BoundReplicas int32 `json:"boundReplicas"`
 
 	// FailedReplicas is the number of labs that failed to boot and wait to be removed.
+	// +kubebuilder:default=0
 	// +optional
 	FailedReplicas int32 `json:"failedReplicas"`
 
 	// WaitingClaims is the number of claims on this pool waiting for a lab to boot: not
 	// bound, not refused, and more of them than the pool has Ready labs. A claim a Ready
 	// lab is free for is not counted: it is bound at once.
+	// +kubebuilder:default=0
 	// +optional
 	WaitingClaims int32 `json:"waitingClaims"`
 

@@ -300,8 +300,8 @@ func (r *Reconciler) act(ctx context.Context, s *scope) error {
 		created++
 	}
 	if created > 0 {
-		r.Recorder.Eventf(s.pool, nil, corev1.EventTypeNormal, "CreatedLabs", "Scale", "Created %d labs (%d ready, %d booting, %d claims waiting)",
-			created, s.plan.Counts.Ready, s.plan.Counts.Booting, s.plan.Counts.Unserved())
+		r.Recorder.Eventf(s.pool, nil, corev1.EventTypeNormal, "CreatedLabs", "Scale", "Created %s (%d ready, %d booting, %s waiting)",
+			count(int32(created), "lab"), s.plan.Counts.Ready, s.plan.Counts.Booting, count(s.plan.Counts.Unserved(), "claim"))
 		log.Info("Created labs for LabPool", "count", created)
 	}
 	return errors.Join(errs...)

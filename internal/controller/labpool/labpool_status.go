@@ -244,14 +244,14 @@ func setStatus(s *scope, succeeded bool) {
 	case s.problemReason != "":
 		stalled(s.problemReason, s.problemMessage)
 	case s.circuitOpen:
-		stalled(ReasonRepeatedBootFailures, fmt.Sprintf("%d labs of LabTemplate %s (generation %d) failed to boot in a row; refilling stopped. "+
-			"Fix the template, or delete the failed labs to try again", s.evidence, s.pool.Spec.TemplateRef.Name, s.template.Generation))
+		stalled(ReasonRepeatedBootFailures, fmt.Sprintf("%s of LabTemplate %s (generation %d) failed to boot in a row; refilling stopped. "+
+			"Fix the template, or delete the failed labs to try again", count(int32(s.evidence), "lab"), s.pool.Spec.TemplateRef.Name, s.template.Generation))
 	case c.Ready >= s.pool.Spec.Replicas:
 		set(labforgev1alpha1.ConditionReady, metav1.ConditionTrue, ReasonWarm, fmt.Sprintf("%d of %d warm labs are ready", c.Ready, s.pool.Spec.Replicas))
 		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionStalled)
 	default:
-		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, ReasonFilling, fmt.Sprintf("%d of %d warm labs are ready, %d booting, %d claims waiting",
-			c.Ready, s.pool.Spec.Replicas, c.Booting, c.Unserved()))
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, ReasonFilling, fmt.Sprintf("%d of %d warm labs are ready, %d booting, %s waiting",
+			c.Ready, s.pool.Spec.Replicas, c.Booting, count(c.Unserved(), "claim")))
 		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionStalled)
 	}
 	if succeeded {
@@ -269,4 +269,12 @@ func (r *Reconciler) recordTransitions(before, after *labforgev1alpha1.LabPool) 
 	case now == nil && was != nil:
 		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, "RefillResumed", "Refill", "Refilling resumed")
 	}
+}
+
+// count says n of a noun in English: "1 lab", "2 labs", "0 claims waiting".
+func count(n int32, noun string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

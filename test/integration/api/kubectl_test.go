@@ -87,7 +87,7 @@ var _ = Describe("kubectl", Ordered, func() {
 
 		out, err = kubectl(ctx, "scale", "labpool", "kubectl-pool", "--replicas=101")
 		Expect(err).To(HaveOccurred())
-		Expect(out).To(ContainSubstring("replicas must not exceed maxLabs"))
+		Expect(out).To(ContainSubstring("spec.replicas: Invalid value: 101 exceeds spec.maxLabs (100)"))
 		Expect(k8s.Get(ctx, client.ObjectKey{Name: "kubectl-pool"}, &p)).To(Succeed())
 		Expect(p.Spec.Replicas).To(Equal(int32(5)))
 	})

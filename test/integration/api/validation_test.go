@@ -248,7 +248,7 @@ var _ = Describe("Invalid labforge objects", func() {
 		Entry("pool: negative replicas", set(pool("p"), "replicas", int64(-1)),
 			`spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0`),
 		Entry("pool: more replicas than maxLabs", set(set(pool("p"), "replicas", int64(11)), "maxLabs", int64(10)),
-			`spec: Invalid value: replicas must not exceed maxLabs`),
+			`spec.replicas: Invalid value: 11 exceeds spec.maxLabs (10)`),
 		Entry("pool: zero maxBooting", set(pool("p"), "maxBooting", int64(0)),
 			`spec.maxBooting: Invalid value: 0: spec.maxBooting in body should be greater than or equal to 1`),
 		Entry("pool: an unknown update strategy", set(pool("p"), "updateStrategy.type", "Recreate"),
