@@ -57,8 +57,12 @@ vet: ## Run go vet.
 controlplane: ## Build etcd, kube-apiserver, kube-controller-manager and kubeadm into bin/ (cached).
 	bash hack/build-controlplane.sh
 
+.PHONY: deps
+deps: ## Install the Debian packages the tests need (cloud-init, shellcheck, ...), if missing.
+	bash hack/install-deps.sh
+
 .PHONY: test
-test: verify-generated verify-fmt vet controlplane ## Unit and integration tests on a real control plane.
+test: deps verify-generated verify-fmt vet controlplane ## Unit and integration tests on a real control plane.
 	$(GO) test $(TEST_FLAGS) ./...
 
 .PHONY: test-reliability
@@ -71,7 +75,8 @@ bench: controlplane ## Run the benchmarks (BENCH=<scenario> for one); results an
 	$(GO) run ./test/bench -out bench/results.json -labforge $(BIN)/labforge $(if $(BENCH),-scenario $(BENCH))
 
 .PHONY: dev
-dev: build controlplane ## Run labforge locally on an embedded control plane with simulated VMs.
+dev: controlplane ## Run labforge locally on an embedded control plane with simulated VMs.
+	$(GO) build -o $(BIN)/labforge ./cmd/labforge
 	$(BIN)/labforge dev --state-dir $(STATE_DIR)
 
 ##@ Build
@@ -104,7 +109,7 @@ uninstall: ## Remove the CRDs and every lab with them; the operator must run (do
 	bash hack/uninstall.sh
 
 .PHONY: deploy
-deploy: ## Deploy the operator (CRDs, RBAC, manager) with image $(IMG).
+deploy: ## Deploy the operator (CRDs, RBAC, manager) with image IMG (make deploy IMG=...).
 	cd config/manager && kubectl kustomize . >/dev/null && kubectl apply --server-side -k ../default
 	kubectl -n labforge-system set image deployment/labforge-controller-manager manager=$(IMG)
 

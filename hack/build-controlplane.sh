@@ -24,10 +24,25 @@ pkg=k8s.io/component-base/version
 ldflags="-s -w -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=36 \
 -X $pkg.gitTreeState=clean -X $pkg.gitCommit=labforge-hack-tools -X $pkg.buildDate=1970-01-01T00:00:00Z"
 export CGO_ENABLED=0 GOFLAGS=-mod=readonly
-(cd "$tools/etcd" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" .)
-(cd "$tools" && go build -trimpath -ldflags "$ldflags" -o "$out/" \
-	k8s.io/kubernetes/cmd/kube-apiserver \
-	k8s.io/kubernetes/cmd/kube-controller-manager \
-	k8s.io/kubernetes/cmd/kubeadm)
+
+# step WHAT CMD...: runs CMD, saying every 30 s that WHAT is still building and how long it
+# has taken: a cold build is silent for minutes otherwise.
+step() {
+	local what=$1 start=$SECONDS
+	shift
+	echo ">> building $what"
+	(while sleep 30; do echo ">>   still building $what ($((SECONDS - start)) s)"; done) &
+	local ticker=$!
+	local rc=0
+	"$@" || rc=$?
+	kill "$ticker" 2>/dev/null || true
+	wait "$ticker" 2>/dev/null || true
+	[ "$rc" = 0 ] || exit "$rc"
+	echo ">> built $what in $((SECONDS - start)) s"
+}
+step "etcd v3.6.5" bash -c "cd '$tools/etcd' && go build -trimpath -ldflags '-s -w' -o '$out/etcd' ."
+for b in kube-apiserver kube-controller-manager kubeadm; do
+	step "$b $kube_version" bash -c "cd '$tools' && go build -trimpath -ldflags '$ldflags' -o '$out/$b' k8s.io/kubernetes/cmd/$b"
+done
 echo "$stamp_value" >"$stamp"
 "$out/kube-apiserver" --version
