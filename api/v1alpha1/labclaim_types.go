@@ -10,6 +10,10 @@ const (
 	ConditionBound = "Bound"
 	// ConditionExpired is True once the claim's duration ran out and its lab was deleted.
 	ConditionExpired = "Expired"
+	// ConditionExtensionRefused is True while spec.duration, raised after the bind, asks
+	// for more than the template's lifetime.maximum: the claim keeps its earlier expiry.
+	// It goes away when spec.duration is within the maximum again.
+	ConditionExtensionRefused = "ExtensionRefused"
 
 	// ReasonWaitingForLab: no Ready lab was free; the claim waits in line.
 	ReasonWaitingForLab = "WaitingForLab"

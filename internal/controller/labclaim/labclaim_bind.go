@@ -32,6 +32,9 @@ type scope struct {
 
 	// refusedReason and refusedMessage: the claim cannot be served as written (terminal).
 	refusedReason, refusedMessage string
+	// extensionRefused says why spec.duration, raised after the bind, was not applied
+	// (it would go past the template's lifetime.maximum); empty when it was.
+	extensionRefused string
 	// pendingReason and pendingMessage: the claim waits for something outside it.
 	pendingReason, pendingMessage string
 	queuePosition                 int32
@@ -208,8 +211,13 @@ func (r *Reconciler) resolve(ctx context.Context, s *scope) error {
 	}
 	if s.duration > maximum {
 		if s.claim.Status.BoundTime != nil && s.claim.Status.ExpiresAt != nil {
-			// An extension past the maximum is ignored: the claim keeps its lab and expiry.
-			s.duration = s.claim.Status.ExpiresAt.Sub(s.claim.Status.BoundTime.Time)
+			// An extension past the maximum is refused: the claim keeps its lab and
+			// expiry, and says so (ExtensionRefused and a Warning event), so that a
+			// student who asked for more time is not left guessing.
+			kept := s.claim.Status.ExpiresAt.Sub(s.claim.Status.BoundTime.Time)
+			s.extensionRefused = fmt.Sprintf("spec.duration %s is longer than LabTemplate %s allows (lifetime.maximum %s); the claim keeps its duration of %s and expires at %s",
+				s.duration, templateName, maximum, kept, s.claim.Status.ExpiresAt.UTC().Format(time.RFC3339))
+			s.duration = kept
 			return nil
 		}
 		s.refusedReason = ReasonDurationTooLong

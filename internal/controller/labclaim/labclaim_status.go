@@ -121,6 +121,11 @@ func setStatus(s *scope, succeeded bool) {
 	if !s.expired && s.refusedReason == "" {
 		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionStalled)
 	}
+	if s.extensionRefused != "" && !s.expired {
+		set(labforgev1alpha1.ConditionExtensionRefused, metav1.ConditionTrue, ReasonDurationTooLong, s.extensionRefused)
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionExtensionRefused)
+	}
 	if succeeded {
 		st.ObservedGeneration = gen
 	}
@@ -141,6 +146,11 @@ func (r *Reconciler) recordTransitions(ctx context.Context, before *labforgev1al
 			r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, "Bound", "Bind", "Bound to lab %s (%s)", s.env.Name, s.launch)
 		}
 	}
+	if ext := meta.FindStatusCondition(after.Status.Conditions, labforgev1alpha1.ConditionExtensionRefused); ext != nil {
+		if old := meta.FindStatusCondition(before.Status.Conditions, labforgev1alpha1.ConditionExtensionRefused); old == nil || old.Message != ext.Message {
+			r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, ReasonDurationTooLong, "Extend", "%s", ext.Message)
+		}
+	}
 	if now == nil || (was != nil && was.Status == now.Status && was.Reason == now.Reason) {
 		return
 	}
@@ -158,7 +168,9 @@ func (r *Reconciler) recordTransitions(ctx context.Context, before *labforgev1al
 		log.Info("LabClaim waits for NodePorts", "lab", after.Status.Lab)
 	case now.Reason == ReasonExpired:
 		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, ReasonExpired, "Expire", "The claim expired; lab %s was deleted", after.Status.Lab)
-	case now.Status == metav1.ConditionFalse:
+	case now.Status == metav1.ConditionFalse, now.Reason == ReasonPoolNotFound, now.Reason == ReasonTemplateNotFound:
+		// Refusals, and a claim naming what does not exist: kubectl describe shows why a
+		// kubectl wait would otherwise just time out.
 		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, now.Reason, "Bind", "%s", now.Message)
 	}
 }

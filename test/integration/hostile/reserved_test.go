@@ -231,7 +231,7 @@ var _ = Describe("A claim reaching into another namespace", func() {
 })
 
 var _ = Describe("A claim asking for longer than the template allows", func() {
-	It("is refused without taking a lab, and an extension past the maximum later is ignored", func(ctx context.Context) {
+	It("is refused without taking a lab, and an extension past the maximum later is refused visibly", func(ctx context.Context) {
 		t := newTemplate("short")
 		t.Spec.Lifetime = labforgev1alpha1.Lifetime{Default: metav1.Duration{Duration: 30 * time.Minute}, Maximum: metav1.Duration{Duration: time.Hour}}
 		Expect(k8s.Create(ctx, t)).To(Succeed())
@@ -253,7 +253,7 @@ var _ = Describe("A claim asking for longer than the template allows", func() {
 			g.Expect(getClaim(ctx, "students-frank", "greedy").Status.Lab).To(BeEmpty())
 		}).Should(Succeed())
 
-		By("serving a claim within the maximum, then ignoring its extension past it")
+		By("serving a claim within the maximum, then refusing its extension past it")
 		modest := newClaim("students-frank", "modest", "short")
 		modest.Spec.Duration = &metav1.Duration{Duration: 45 * time.Minute}
 		Expect(frank.Create(ctx, modest)).To(Succeed())
@@ -278,5 +278,22 @@ var _ = Describe("A claim asking for longer than the template allows", func() {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&kubeconfig), &s)).To(Succeed())
 			g.Expect(s.ResourceVersion).To(Equal(kubeconfig.ResourceVersion), "the kubeconfig was re-issued")
 		}).Should(Succeed())
+		refused := meta.FindStatusCondition(getClaim(ctx, "students-frank", "modest").Status.Conditions, labforgev1alpha1.ConditionExtensionRefused)
+		Expect(refused).NotTo(BeNil())
+		Expect(refused.Status).To(Equal(metav1.ConditionTrue))
+		Expect(refused.Reason).To(Equal("DurationTooLong"))
+		Expect(refused.Message).To(Equal("spec.duration 3h0m0s is longer than LabTemplate short allows (lifetime.maximum 1h0m0s); " +
+			"the claim keeps its duration of 45m0s and expires at " + before.Status.ExpiresAt.UTC().Format(time.RFC3339)))
+		Eventually(eventReasons(ctx, k8s, "students-frank", "modest")).Should(ContainElement("Warning/DurationTooLong"))
+
+		By("clearing the refusal once the duration is within the maximum again")
+		current := getClaim(ctx, "students-frank", "modest")
+		back := current.DeepCopy()
+		back.Spec.Duration = &metav1.Duration{Duration: 50 * time.Minute}
+		Expect(frank.Patch(ctx, back, client.MergeFrom(current))).To(Succeed())
+		Eventually(func() *metav1.Condition {
+			return meta.FindStatusCondition(getClaim(ctx, "students-frank", "modest").Status.Conditions, labforgev1alpha1.ConditionExtensionRefused)
+		}).Should(BeNil())
+		Expect(getClaim(ctx, "students-frank", "modest").Status.ExpiresAt.Sub(before.Status.BoundTime.Time)).To(Equal(50 * time.Minute))
 	})
 })
