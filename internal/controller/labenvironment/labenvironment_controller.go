@@ -14,6 +14,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -144,8 +145,28 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, env *labforgev1alpha1.
 		}
 		r.Recorder.Eventf(env, nil, corev1.EventTypeNormal, "DeletingLab", "Delete", "Deleting namespace %s", ns.Name)
 	}
+	if err := r.markDeleting(ctx, env); err != nil {
+		return ctrl.Result{}, err
+	}
 	// The namespace's deletion event requeues this environment.
 	return ctrl.Result{}, nil
+}
+
+// markDeleting sets Ready=False (Deleting) on a lab whose namespace is going, once: a lab
+// being torn down must not show Ready=True for the seconds its namespace takes.
+func (r *Reconciler) markDeleting(ctx context.Context, env *labforgev1alpha1.LabEnvironment) error {
+	if c := meta.FindStatusCondition(env.Status.Conditions, labforgev1alpha1.ConditionReady); c != nil &&
+		c.Status == metav1.ConditionFalse && c.Reason == ReasonDeleting {
+		return nil
+	}
+	// Only this controller writes a lab's status: no optimistic lock, so no conflict.
+	patch := client.MergeFrom(env.DeepCopy())
+	meta.SetStatusCondition(&env.Status.Conditions, metav1.Condition{Type: labforgev1alpha1.ConditionReady, Status: metav1.ConditionFalse,
+		ObservedGeneration: env.Generation, Reason: ReasonDeleting, Message: fmt.Sprintf("The lab is being deleted with its namespace %s", namespaceOf(env))})
+	if err := r.Client.Status().Patch(ctx, env, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("marking LabEnvironment %s as deleting: %w", env.Name, err)
+	}
+	return nil
 }
 
 // SetupWithManager registers the controller and what it watches.

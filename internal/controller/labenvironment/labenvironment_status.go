@@ -42,6 +42,8 @@ const (
 	ReasonBootstrapFailed      = "BootstrapFailed"
 	ReasonBootTimeout          = "BootTimeout"
 	ReasonLabReady             = "LabReady"
+	// ReasonDeleting: the lab is being deleted (Ready=False until its namespace is gone).
+	ReasonDeleting = "Deleting"
 )
 
 var bootFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
