@@ -5,6 +5,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -52,10 +53,16 @@ func dev(args []string) int {
 	fs.StringVar(&opts.BinDir, "bin-dir", defaultBinDir(), "Directory holding etcd, kube-apiserver and kube-controller-manager (make controlplane builds them).")
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", "0", `Address of the manager's metrics endpoint; "0" turns it off.`)
 	fs.DurationVar(&opts.BootDelay, "boot-delay", 3*time.Second, "How long a simulated VM takes to boot (0 boots at once).")
+	var logToStderr bool
+	fs.BoolVar(&logToStderr, "log-to-stderr", false, "Write the operator's logs to stderr instead of <state-dir>/operator.log.")
 	zapOpts := zap.Options{Development: true}
 	zapOpts.BindFlags(fs)
 	_ = fs.Parse(args)
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if logToStderr {
+		ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	} else {
+		opts.Logs = func(w io.Writer) { ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts), zap.WriteTo(w))) }
+	}
 
 	if err := devenv.Run(ctrl.SetupSignalHandler(), opts); err != nil {
 		fmt.Fprintf(os.Stderr, "labforge dev: %v\n", err)

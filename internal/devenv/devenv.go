@@ -37,7 +37,13 @@ type Options struct {
 	BootDelay time.Duration
 	// Out receives the short "try this" text.
 	Out io.Writer
+	// Logs, when set, is called once the state directory is locked with the file the
+	// operator's logs should go to (LogPath), so that they do not bury the "try this" text.
+	Logs func(io.Writer)
 }
+
+// LogPath is where Run writes the operator's logs when Options.Logs is set.
+func LogPath(stateDir string) string { return filepath.Join(stateDir, "operator.log") }
 
 // KubeconfigPath is where Run writes the admin kubeconfig once the API server is ready.
 func KubeconfigPath(stateDir string) string { return filepath.Join(stateDir, "kubeconfig") }
@@ -49,11 +55,23 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
 		return fmt.Errorf("creating state dir: %w", err)
 	}
+	// Paths are printed for another terminal: make them absolute.
+	if opts.StateDir, err = filepath.Abs(opts.StateDir); err != nil {
+		return fmt.Errorf("resolving the state dir: %w", err)
+	}
 	unlock, err := lock(opts.StateDir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	if opts.Logs != nil {
+		f, err := os.OpenFile(LogPath(opts.StateDir), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+		if err != nil {
+			return fmt.Errorf("opening the operator's log: %w", err)
+		}
+		defer f.Close()
+		opts.Logs(f)
+	}
 
 	// Each run starts from a clean control plane: a dev run is a demo, not a database.
 	cpDir := filepath.Join(opts.StateDir, "controlplane")
@@ -93,16 +111,24 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	if opts.Out != nil {
+		logs := "Operator logs go to stderr."
+		if opts.Logs != nil {
+			logs = "Operator logs are in " + LogPath(opts.StateDir) + "."
+		}
 		fmt.Fprintf(opts.Out, `
-labforge is running on a local control plane, with simulated VMs. Try:
+labforge is running on a local control plane, with simulated VMs. It starts empty every
+run (nothing is kept), and its kubeconfig is removed when it stops. In another terminal:
 
   export KUBECONFIG=%s
   kubectl apply -f config/samples/
+  kubectl wait --for=condition=Ready labpool/broken-dns
+  kubectl apply -f config/samples/student/
   kubectl get labforge
 
-Control-plane logs are in %s. Press Ctrl-C to stop everything.
+%s Control-plane logs are in %s.
+Press Ctrl-C to stop everything.
 
-`, kubeconfig, filepath.Join(cpDir, "logs"))
+`, kubeconfig, logs, filepath.Join(cpDir, "logs"))
 	}
 	// The kubeconfig comes last: once it exists, everything above is done and said.
 	data, err := os.ReadFile(cp.KubeconfigPath())

@@ -266,9 +266,9 @@ func (e *env) startWatches(ctx context.Context, cfg *rest.Config) error {
 	return nil
 }
 
-// sampleTemplate reads config/samples/labtemplate.yaml, the template a newcomer applies.
+// sampleTemplate reads config/samples/1-labtemplate.yaml, the template a newcomer applies.
 func sampleTemplate() (*labforgev1alpha1.LabTemplate, error) {
-	path := filepath.Join(integration.RepoRoot(), "config", "samples", "labtemplate.yaml")
+	path := filepath.Join(integration.RepoRoot(), "config", "samples", "1-labtemplate.yaml")
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err

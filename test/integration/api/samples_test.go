@@ -19,7 +19,15 @@ var _ = Describe("The samples in config/samples", Ordered, func() {
 	It("are all accepted as written, with strict field validation", func(ctx context.Context) {
 		files, err := filepath.Glob(filepath.Join(integration.RepoRoot(), "config", "samples", "*.yaml"))
 		Expect(err).NotTo(HaveOccurred())
-		Expect(files).To(HaveLen(3))
+		student, err := filepath.Glob(filepath.Join(integration.RepoRoot(), "config", "samples", "student", "*.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		// The admin's part first, in the order kubectl apply -f reads it: the template,
+		// then the pool that names it; the student's claim apart, applied once it is warm.
+		Expect(files).To(HaveLen(2))
+		Expect(filepath.Base(files[0])).To(Equal("1-labtemplate.yaml"))
+		Expect(filepath.Base(files[1])).To(Equal("2-labpool.yaml"))
+		Expect(student).To(HaveLen(1))
+		files = append(files, student...)
 		for _, f := range files {
 			data, err := os.ReadFile(f)
 			Expect(err).NotTo(HaveOccurred())
@@ -41,6 +49,17 @@ var _ = Describe("The samples in config/samples", Ordered, func() {
 		var pool labforgev1alpha1.LabPool
 		Expect(k8s.Get(ctx, client.ObjectKey{Name: "broken-dns"}, &pool)).To(Succeed())
 		Expect(pool.Status.ObservedGeneration).To(Equal(int64(-1)))
+		// kubectl get shows 0, not a blank, for the counts of a pool nobody counted yet.
+		raw := &unstructured.Unstructured{}
+		raw.SetAPIVersion("labforge.dev/v1alpha1")
+		raw.SetKind("LabPool")
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: "broken-dns"}, raw)).To(Succeed())
+		for _, f := range []string{"replicas", "readyReplicas", "bootingReplicas", "boundReplicas", "failedReplicas", "waitingClaims"} {
+			v, found, err := unstructured.NestedInt64(raw.Object, "status", f)
+			Expect(err).NotTo(HaveOccurred(), f)
+			Expect(found).To(BeTrue(), "status.%s is not defaulted", f)
+			Expect(v).To(BeZero(), f)
+		}
 
 		var claim labforgev1alpha1.LabClaim
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "default", Name: "alice"}, &claim)).To(Succeed())

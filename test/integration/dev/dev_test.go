@@ -93,13 +93,27 @@ var _ = Describe("labforge dev", func() {
 		Eventually(out.String).Should(ContainSubstring("export KUBECONFIG=" + kubeconfig))
 		Expect(processesUsing(stateDir)).To(HaveLen(4), "labforge dev, etcd, kube-apiserver, kube-controller-manager")
 
-		By("serving the samples, with the LabTemplate controller running")
+		By("serving the samples as the README's tour applies them: the platform, then a warm claim")
 		o, err := kubectl(ctx, kubeconfig, "apply", "-f", "config/samples/")
 		Expect(err).NotTo(HaveOccurred(), o)
+		Expect(o).To(Equal("labtemplate.labforge.dev/broken-dns created\nlabpool.labforge.dev/broken-dns created\n"),
+			"the template comes before the pool that names it")
 		Eventually(func() string {
 			o, _ := kubectl(ctx, kubeconfig, "get", "labtemplate", "broken-dns", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
 			return o
 		}).WithTimeout(30 * time.Second).Should(Equal("True"))
+		o, err = kubectl(ctx, kubeconfig, "wait", "--for=condition=Ready", "labpool/broken-dns", "--timeout=90s")
+		Expect(err).NotTo(HaveOccurred(), o)
+		o, err = kubectl(ctx, kubeconfig, "get", "events", "--field-selector", "type=Warning", "-A", "-o", "name")
+		Expect(err).NotTo(HaveOccurred(), o)
+		Expect(o).To(BeEmpty(), "a newcomer's first steps raise no Warning")
+		o, err = kubectl(ctx, kubeconfig, "apply", "-f", "config/samples/student/")
+		Expect(err).NotTo(HaveOccurred(), o)
+		o, err = kubectl(ctx, kubeconfig, "wait", "--for=condition=Ready", "labclaim/alice", "--timeout=60s")
+		Expect(err).NotTo(HaveOccurred(), o)
+		o, err = kubectl(ctx, kubeconfig, "get", "labclaim", "alice", "-o", "jsonpath={.status.launchType}")
+		Expect(err).NotTo(HaveOccurred(), o)
+		Expect(o).To(Equal("Warm"))
 
 		By("refusing a second run on the same state dir")
 		second := exec.CommandContext(ctx, labforgeBin, "dev", "--state-dir", stateDir, "--bin-dir", integration.BinDir())
