@@ -307,8 +307,19 @@ var _ = Describe("A LabEnvironment", func() {
 		env := newEnvironment("gone", "env-gone")
 		Expect(k8s.Create(ctx, env)).To(Succeed())
 		Eventually(envCondition(ctx, "gone", labforgev1alpha1.ConditionReady)).Should(HaveField("Status", metav1.ConditionTrue))
+		// A finalizer of the test's holds the namespace in Terminating, as a slow
+		// teardown would.
+		holder := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "lab-gone", Name: "holder", Finalizers: []string{"test.labforge.dev/hold"}}}
+		Expect(k8s.Create(ctx, holder)).To(Succeed())
 
 		Expect(k8s.Delete(ctx, env)).To(Succeed())
+		By("saying Ready=False (Deleting) while its namespace terminates, never Ready=True")
+		Eventually(envCondition(ctx, "gone", labforgev1alpha1.ConditionReady)).Should(And(
+			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", "Deleting"),
+			HaveField("Message", "The lab is being deleted with its namespace lab-gone")))
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(holder), holder)).To(Succeed())
+		holder.Finalizers = nil
+		Expect(k8s.Update(ctx, holder)).To(Succeed())
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: "gone"}, &labforgev1alpha1.LabEnvironment{}))
 		}).WithTimeout(60 * 1e9).Should(BeTrue())

@@ -15,7 +15,6 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -134,17 +133,7 @@ func claimCondition(ctx context.Context, c client.Client, ns, name, conditionTyp
 
 // claimEvents lists "type/reason: note" of the events about a claim.
 func claimEvents(ctx context.Context, c client.Client, ns, name string) func(Gomega) []string {
-	return func(g Gomega) []string {
-		var list eventsv1.EventList
-		g.Expect(c.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
-		var out []string
-		for _, e := range list.Items {
-			if e.Regarding.Kind == "LabClaim" && e.Regarding.Name == name {
-				out = append(out, e.Type+"/"+e.Reason+": "+e.Note)
-			}
-		}
-		return out
-	}
+	return integration.Events(ctx, c, "LabClaim", ns, name)
 }
 
 // eventReasons lists "type/reason" of the events about a claim.

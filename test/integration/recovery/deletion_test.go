@@ -13,6 +13,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/test/integration"
 )
 
 // unclaimedLabs returns the names of the pool's labs no claim holds.
@@ -65,6 +66,8 @@ var _ = Describe("An admin deleting a template while its labs run", func() {
 		Eventually(claimReady(ctx, students, "bob")).Should(And(
 			HaveField("Status", metav1.ConditionUnknown), HaveField("Reason", "TemplateNotFound"),
 			HaveField("Message", "LabTemplate del-template does not exist")))
+		Eventually(integration.Events(ctx, k8s, "LabClaim", students, "bob")).Should(ContainElement(
+			"Warning/TemplateNotFound: LabTemplate del-template does not exist"), "kubectl describe says why kubectl wait would time out")
 
 		By("deleting the pool, then the claims: nothing is left")
 		Expect(k8s.Delete(ctx, newPool(pool, template, 0))).To(Succeed())
