@@ -37,14 +37,14 @@ type LabTemplateSpec struct {
 
 	// ControlPlane sizes the control-plane VM. kubeadm needs at least 2 vCPUs and 1700 MiB
 	// there, so the defaults are 2 cores and 2Gi.
-	// +kubebuilder:default={cores: 2, threads: 1, memory: "2Gi"}
+	// +kubebuilder:default={cores: 2, threads: 1, memory: "2Gi", disk: "20Gi"}
 	// +kubebuilder:validation:XValidation:rule="self.cores * self.threads >= 2",message="controlPlane needs at least 2 vCPUs (cores * threads) for kubeadm"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self.memory)).compareTo(quantity('1700Mi')) >= 0",message="controlPlane.memory must be at least 1700Mi for kubeadm"
 	// +optional
 	ControlPlane NodeSize `json:"controlPlane,omitzero"`
 
 	// Workers sizes the worker VMs and says how many there are (0 is a single-node lab).
-	// +kubebuilder:default={count: 1, cores: 1, threads: 1, memory: "1Gi"}
+	// +kubebuilder:default={count: 1, cores: 1, threads: 1, memory: "1Gi", disk: "20Gi"}
 	// +optional
 	Workers WorkerSpec `json:"workers,omitzero"`
 
@@ -117,6 +117,18 @@ type NodeSize struct {
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('512Mi')) >= 0 && quantity(string(self)).compareTo(quantity('64Gi')) <= 0",message="memory must be between 512Mi and 64Gi"
 	// +required
 	Memory resource.Quantity `json:"memory"`
+
+	// Disk is the size of the node's data disk, e.g. "20Gi" (bytes, as a Kubernetes
+	// quantity; defaults to 20Gi, at least 5Gi, at most 200Gi). The VM boots from its
+	// container disk, which keeps the image's size (about 2.2 GiB for Ubuntu 22.04) and
+	// cannot grow; the data disk is an empty disk, formatted at first boot, that holds
+	// what a node fills: containerd's images and containers (/var/lib/containerd) and the
+	// kubelet's pods and emptyDir volumes (/var/lib/kubelet). It is sparse on the host and
+	// lives as long as the VM's instance: a restarted VM starts with an empty one.
+	// +kubebuilder:default="20Gi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('5Gi')) >= 0 && quantity(string(self)).compareTo(quantity('200Gi')) <= 0",message="disk must be between 5Gi and 200Gi"
+	// +optional
+	Disk resource.Quantity `json:"disk,omitzero"`
 }
 
 // WorkerSpec is the worker nodes of a lab.

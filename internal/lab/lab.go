@@ -66,6 +66,17 @@ const UserDataKey = "userdata"
 // Secret); KubeVirt's guest agent propagates them into every VM.
 const AccessCredentialsSecret = "ssh-authorized-keys"
 
+// The data disk of every VM: an emptyDisk the guest finds by its virtio serial, as
+// /dev/disk/by-id/virtio-<serial> (udev's name for a virtio-blk disk with a serial), never
+// by its /dev/vdX position. A virtio-blk serial holds at most 20 bytes, and KubeVirt
+// accepts [A-Za-z0-9_.+-] (kubevirt/kubevirt v1.8, pkg/virt-api/webhooks/
+// validating-webhook/admitters/vmi-create-admitter.go); cloud-init reads a "." in a device
+// name as a partition number, so the serial has none.
+const (
+	DataDiskVolume = "datadisk"
+	DataDiskSerial = "labforge-data"
+)
+
 // The lab API server is reached inside the host cluster through APIService.
 const (
 	APIService = "lab-api"

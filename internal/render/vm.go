@@ -56,6 +56,13 @@ func virtualMachine(l Lab, n Node) *kubevirtv1.VirtualMachine {
 					Hostname: n.Name,
 					// Labs are disposable: a deleted lab's VMs stop at once.
 					TerminationGracePeriodSeconds: ptr.To[int64](0),
+					// Stated, never left to the cluster's default: a VM bridged on the pod
+					// network cannot live-migrate (KubeVirt reports LiveMigratable=False,
+					// InterfaceNotLiveMigratable: the guest holds its pod's address), so a
+					// cluster-wide LiveMigrate would make every lab VM block its node's drain
+					// (KubeVirt's VMCannotBeEvicted runbook says to set None). None lets a
+					// drain evict it; its lab then reports the restart (VMsRestarted).
+					EvictionStrategy: ptr.To(kubevirtv1.EvictionStrategyNone),
 					Domain: kubevirtv1.DomainSpec{
 						CPU:    &kubevirtv1.CPU{Sockets: 1, Cores: uint32(n.Size.Cores), Threads: uint32(n.Size.Threads)},
 						Memory: &kubevirtv1.Memory{Guest: &memory},
@@ -63,10 +70,7 @@ func virtualMachine(l Lab, n Node) *kubevirtv1.VirtualMachine {
 							Requests: corev1.ResourceList{corev1.ResourceMemory: n.Size.Memory.DeepCopy()},
 						},
 						Devices: kubevirtv1.Devices{
-							Disks: []kubevirtv1.Disk{
-								{Name: "rootdisk", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}}},
-								{Name: "cloudinit", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}}},
-							},
+							Disks: disks(n),
 							Interfaces: []kubevirtv1.Interface{{
 								Name:                   "default",
 								InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Bridge: &kubevirtv1.InterfaceBridge{}},
@@ -86,20 +90,52 @@ func virtualMachine(l Lab, n Node) *kubevirtv1.VirtualMachine {
 							},
 						},
 					}},
-					Volumes: []kubevirtv1.Volume{
-						{Name: "rootdisk", VolumeSource: kubevirtv1.VolumeSource{
-							ContainerDisk: &kubevirtv1.ContainerDiskSource{Image: l.Template.Image.ContainerDisk},
-						}},
-						{Name: "cloudinit", VolumeSource: kubevirtv1.VolumeSource{
-							CloudInitNoCloud: &kubevirtv1.CloudInitNoCloudSource{
-								UserDataSecretRef: &corev1.LocalObjectReference{Name: lab.UserDataSecret(n.Name)},
-							},
-						}},
-					},
+					Volumes: volumes(l, n),
 				},
 			},
 		},
 	}
+}
+
+// disks are the VM's disk devices: the container disk it boots from, its cloud-init
+// disk and, when its size asks for one, the data disk, which carries a serial so that
+// the guest finds it as /dev/disk/by-id/virtio-<serial> whatever its /dev/vdX order
+// (cloud-init formats and mounts it: cloudinit.UserData).
+func disks(n Node) []kubevirtv1.Disk {
+	virtio := func() kubevirtv1.DiskDevice {
+		return kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}}
+	}
+	out := []kubevirtv1.Disk{
+		{Name: "rootdisk", DiskDevice: virtio()},
+		{Name: "cloudinit", DiskDevice: virtio()},
+	}
+	if !n.Size.Disk.IsZero() {
+		out = append(out, kubevirtv1.Disk{Name: lab.DataDiskVolume, Serial: lab.DataDiskSerial, DiskDevice: virtio()})
+	}
+	return out
+}
+
+// volumes back disks. The data disk is a KubeVirt emptyDisk: a sparse image in the
+// launcher pod's ephemeral storage, of the template's size, that lives and dies with
+// the VM's instance. A lab built from a template snapshot taken before nodes had a disk
+// size gets none, as its user-data expects.
+func volumes(l Lab, n Node) []kubevirtv1.Volume {
+	out := []kubevirtv1.Volume{
+		{Name: "rootdisk", VolumeSource: kubevirtv1.VolumeSource{
+			ContainerDisk: &kubevirtv1.ContainerDiskSource{Image: l.Template.Image.ContainerDisk},
+		}},
+		{Name: "cloudinit", VolumeSource: kubevirtv1.VolumeSource{
+			CloudInitNoCloud: &kubevirtv1.CloudInitNoCloudSource{
+				UserDataSecretRef: &corev1.LocalObjectReference{Name: lab.UserDataSecret(n.Name)},
+			},
+		}},
+	}
+	if !n.Size.Disk.IsZero() {
+		out = append(out, kubevirtv1.Volume{Name: lab.DataDiskVolume, VolumeSource: kubevirtv1.VolumeSource{
+			EmptyDisk: &kubevirtv1.EmptyDiskSource{Capacity: n.Size.Disk.DeepCopy()},
+		}})
+	}
+	return out
 }
 
 func intOrString(port int) intstr.IntOrString { return intstr.FromInt(port) }

@@ -27,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
@@ -61,6 +62,29 @@ const (
 	AdminKubeconfigPath = "/etc/kubernetes/admin.conf"
 	// CRISocket is containerd's CRI endpoint.
 	CRISocket = "unix:///var/run/containerd/containerd.sock"
+	// CrictlConfigPath points crictl (cri-tools) at containerd, so that a student
+	// debugging a node runs crictl without flags.
+	CrictlConfigPath = "/etc/crictl.yaml"
+	// DataDiskDevice is the node's data disk (render.VirtualMachines), found by its
+	// virtio serial whatever its /dev/vdX position.
+	DataDiskDevice = "/dev/disk/by-id/virtio-" + lab.DataDiskSerial
+	// DataDiskLabel is the label of the data disk's ext4 filesystem (at most 16 bytes).
+	DataDiskLabel = lab.DataDiskSerial
+	// DataDiskMountPath is where cloud-init mounts the data disk. The bootstrap bind-mounts
+	// DataDiskMountPath/containerd and DataDiskMountPath/kubelet onto /var/lib/containerd
+	// and /var/lib/kubelet before containerd or the kubelet first start.
+	DataDiskMountPath = "/var/lib/labforge-data"
+	// ContainerdDiskDropIn and KubeletDiskDropIn make containerd and the kubelet wait for
+	// their state directories' mounts at every boot (20-: kubeadm's kubelet drop-in is
+	// 10-kubeadm.conf, which a drop-in of the same name in /etc would replace).
+	ContainerdDiskDropIn = "/etc/systemd/system/containerd.service.d/20-labforge-data-disk.conf"
+	KubeletDiskDropIn    = "/etc/systemd/system/kubelet.service.d/20-labforge-data-disk.conf"
+)
+
+// Bounds of a node's data disk, as the LabTemplate CRD states them.
+var (
+	minDataDisk = resource.MustParse("5Gi")
+	maxDataDisk = resource.MustParse("200Gi")
 )
 
 // MinKubernetesMinor is the oldest Kubernetes minor the renderers support: the kubeadm
@@ -111,6 +135,7 @@ type config struct {
 	bootTimeout   time.Duration
 	expectedNodes int
 	scenario      []byte // nil without a scenario
+	dataDisk      bool   // the node has a data disk (a template snapshot from before disks has none)
 	apiHost       string // lab-api.lab-<env>.svc
 }
 
@@ -180,6 +205,16 @@ func newConfig(in Input) (*config, error) {
 		bad("workers.count %d must be between 0 and %d", t.Workers.Count, labforgev1alpha1.MaxWorkers)
 	}
 	c.expectedNodes = 1 + int(t.Workers.Count)
+	disk := t.Workers.Disk
+	if c.controlPlane {
+		disk = t.ControlPlane.Disk
+	}
+	if !disk.IsZero() {
+		c.dataDisk = true
+		if disk.Cmp(minDataDisk) < 0 || disk.Cmp(maxDataDisk) > 0 {
+			bad("node %q: disk %s must be between %s and %s", in.Node.Name, disk.String(), minDataDisk.String(), maxDataDisk.String())
+		}
+	}
 	if t.Scenario != nil {
 		switch {
 		case t.Scenario.Script == "":
@@ -265,14 +300,35 @@ func (c *config) apiEndpoint() string {
 // cloudConfig is the subset of cloud-config labforge writes. Marshalled through JSON, so
 // keys come out sorted and the output is byte-deterministic.
 type cloudConfig struct {
-	DisableRoot      bool        `json:"disable_root"`
-	Hostname         string      `json:"hostname"`
-	ManageEtcHosts   bool        `json:"manage_etc_hosts"`
-	PreserveHostname bool        `json:"preserve_hostname"`
-	RunCmd           [][]string  `json:"runcmd"`
-	SSHPwauth        bool        `json:"ssh_pwauth"`
-	Users            []user      `json:"users"`
-	WriteFiles       []writeFile `json:"write_files"`
+	DisableRoot      bool                 `json:"disable_root"`
+	DiskSetup        map[string]diskSetup `json:"disk_setup,omitempty"`
+	FSSetup          []fsSetup            `json:"fs_setup,omitempty"`
+	Mounts           [][]string           `json:"mounts,omitempty"`
+	Hostname         string               `json:"hostname"`
+	ManageEtcHosts   bool                 `json:"manage_etc_hosts"`
+	PreserveHostname bool                 `json:"preserve_hostname"`
+	RunCmd           [][]string           `json:"runcmd"`
+	SSHPwauth        bool                 `json:"ssh_pwauth"`
+	Users            []user               `json:"users"`
+	WriteFiles       []writeFile          `json:"write_files"`
+}
+
+// diskSetup partitions a disk (cloud-init's cc_disk_setup). MBR: sfdisk is in every
+// image (GPT would need sgdisk), and a data disk is far below MBR's 2 TiB.
+type diskSetup struct {
+	TableType string `json:"table_type"`
+	Layout    bool   `json:"layout"`
+	Overwrite bool   `json:"overwrite"`
+}
+
+// fsSetup makes a filesystem (cc_disk_setup). Partition "auto" takes the disk's first
+// partition without a filesystem, or one that already has this label and type.
+type fsSetup struct {
+	Label      string `json:"label"`
+	Filesystem string `json:"filesystem"`
+	Device     string `json:"device"`
+	Partition  string `json:"partition"`
+	Overwrite  bool   `json:"overwrite"`
 }
 
 type user struct {
@@ -299,6 +355,28 @@ PermitRootLogin no
 PasswordAuthentication no
 `
 
+// crictlConfig points crictl at containerd (the CRI socket kubeadm is told about too).
+const crictlConfig = `# Written by labforge: crictl talks to containerd.
+runtime-endpoint: ` + CRISocket + `
+image-endpoint: ` + CRISocket + `
+timeout: 10
+`
+
+// requiresMountsFor is a systemd drop-in making a service wait for the mount of path.
+func requiresMountsFor(path string) string {
+	return "# Written by labforge: this service's state lives on the node's data disk.\n[Unit]\nRequiresMountsFor=" + path + "\n"
+}
+
+// dataDiskMount is the fstab entry of the data disk, as cloud-init's mounts module takes
+// it: the whole disk's by-id name, which cloud-init resolves to its first partition
+// (cc_mounts.sanitize_devname; naming the "-part1" link itself is not found as a block
+// device there). nofail and x-systemd.requires=cloud-init.service are cloud-init's own
+// defaults: a boot never hangs on the disk, and it is formatted before it is mounted. The
+// bootstrap fails, saying so, when the disk is not mounted.
+func dataDiskMount() []string {
+	return []string{DataDiskDevice, DataDiskMountPath, "ext4", "defaults,nofail,x-systemd.requires=cloud-init.service", "0", "2"}
+}
+
 // UserData renders the "#cloud-config" user-data of in.Node.
 func UserData(in Input) ([]byte, error) {
 	c, err := newConfig(in)
@@ -315,6 +393,13 @@ func UserData(in Input) ([]byte, error) {
 		{Path: SSHDConfigPath, Owner: "root:root", Permissions: "0644", Content: sshdConfig},
 		{Path: KubeadmConfigPath, Owner: "root:root", Permissions: "0600", Content: string(kubeadmConfig)},
 		{Path: BootstrapScriptPath, Owner: "root:root", Permissions: "0700", Content: string(script)},
+		{Path: CrictlConfigPath, Owner: "root:root", Permissions: "0644", Content: crictlConfig},
+	}
+	if c.dataDisk {
+		files = append(files,
+			writeFile{Path: ContainerdDiskDropIn, Owner: "root:root", Permissions: "0644", Content: requiresMountsFor("/var/lib/containerd")},
+			writeFile{Path: KubeletDiskDropIn, Owner: "root:root", Permissions: "0644", Content: requiresMountsFor("/var/lib/kubelet")},
+		)
 	}
 	if c.controlPlane {
 		cni, err := c.flannelManifest()
@@ -357,6 +442,14 @@ func UserData(in Input) ([]byte, error) {
 			LockPasswd: true,
 		}},
 		WriteFiles: files,
+	}
+	if c.dataDisk {
+		// cloud-init's init stage runs disk_setup, fs_setup and mounts before the final
+		// stage's runcmd starts the bootstrap, which installs and starts containerd and the
+		// kubelet only once their directories are on this disk.
+		cc.DiskSetup = map[string]diskSetup{DataDiskDevice: {TableType: "mbr", Layout: true, Overwrite: false}}
+		cc.FSSetup = []fsSetup{{Label: DataDiskLabel, Filesystem: "ext4", Device: DataDiskDevice, Partition: "auto", Overwrite: false}}
+		cc.Mounts = [][]string{dataDiskMount()}
 	}
 	body, err := yaml.Marshal(cc)
 	if err != nil {

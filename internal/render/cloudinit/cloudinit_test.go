@@ -53,9 +53,9 @@ func template(workers int32) labforgev1alpha1.LabTemplateSpec {
 	return labforgev1alpha1.LabTemplateSpec{
 		KubernetesVersion: "v1.36.3",
 		Image:             labforgev1alpha1.LabImage{ContainerDisk: "quay.io/containerdisks/ubuntu:22.04"},
-		ControlPlane:      labforgev1alpha1.NodeSize{Cores: 2, Threads: 1, Memory: resource.MustParse("2Gi")},
+		ControlPlane:      labforgev1alpha1.NodeSize{Cores: 2, Threads: 1, Memory: resource.MustParse("2Gi"), Disk: resource.MustParse("20Gi")},
 		Workers: labforgev1alpha1.WorkerSpec{Count: workers,
-			NodeSize: labforgev1alpha1.NodeSize{Cores: 1, Threads: 1, Memory: resource.MustParse("1Gi")}},
+			NodeSize: labforgev1alpha1.NodeSize{Cores: 1, Threads: 1, Memory: resource.MustParse("1Gi"), Disk: resource.MustParse("20Gi")}},
 		SSHUser:     "ubuntu",
 		Lifetime:    labforgev1alpha1.Lifetime{Default: metav1.Duration{Duration: 2 * time.Hour}, Maximum: metav1.Duration{Duration: 8 * time.Hour}},
 		BootTimeout: metav1.Duration{Duration: 15 * time.Minute},
@@ -118,7 +118,20 @@ func (f fixture) inputs(tmpl labforgev1alpha1.LabTemplateSpec) []cloudinit.Input
 
 // userData is the parsed cloud-config, strictly: an unexpected key fails the parse.
 type userData struct {
-	DisableRoot      bool       `json:"disable_root"`
+	DisableRoot bool `json:"disable_root"`
+	DiskSetup   map[string]struct {
+		TableType string `json:"table_type"`
+		Layout    bool   `json:"layout"`
+		Overwrite bool   `json:"overwrite"`
+	} `json:"disk_setup"`
+	FSSetup []struct {
+		Label      string `json:"label"`
+		Filesystem string `json:"filesystem"`
+		Device     string `json:"device"`
+		Partition  string `json:"partition"`
+		Overwrite  bool   `json:"overwrite"`
+	} `json:"fs_setup"`
+	Mounts           [][]string `json:"mounts"`
 	Hostname         string     `json:"hostname"`
 	ManageEtcHosts   bool       `json:"manage_etc_hosts"`
 	PreserveHostname bool       `json:"preserve_hostname"`
@@ -232,6 +245,25 @@ func TestUserData(t *testing.T) {
 		}(),
 		nodeMaskBits:  26, // 4 nodes in a /24
 		publicAddress: "labs.example.com",
+	}, {
+		name: "smallest and largest disks",
+		tmpl: func() labforgev1alpha1.LabTemplateSpec {
+			t := template(2)
+			t.ControlPlane.Disk = resource.MustParse("5Gi")
+			t.Workers.Disk = resource.MustParse("200Gi")
+			return t
+		}(),
+		nodeMaskBits: 24,
+	}, {
+		// A template snapshot taken before nodes had a disk size: no data disk.
+		name: "no data disk, prebaked image",
+		tmpl: func() labforgev1alpha1.LabTemplateSpec {
+			t := template(1)
+			t.Image.Prebaked = true
+			t.ControlPlane.Disk, t.Workers.Disk = resource.Quantity{}, resource.Quantity{}
+			return t
+		}(),
+		nodeMaskBits: 24,
 	}}
 
 	for _, tc := range cases {
@@ -321,6 +353,11 @@ func checkNode(t *testing.T, f fixture, in cloudinit.Input, nodeMaskBits int) {
 		cloudinit.SSHDConfigPath:      "0644",
 		cloudinit.KubeadmConfigPath:   "0600",
 		cloudinit.BootstrapScriptPath: "0700",
+		cloudinit.CrictlConfigPath:    "0644",
+	}
+	if hasDataDisk(in) {
+		wantFiles[cloudinit.ContainerdDiskDropIn] = "0644"
+		wantFiles[cloudinit.KubeletDiskDropIn] = "0644"
 	}
 	if controlPlane {
 		wantFiles[cloudinit.CACertPath] = "0644"
@@ -375,6 +412,8 @@ func checkNode(t *testing.T, f fixture, in cloudinit.Input, nodeMaskBits int) {
 
 	checkKubeadmSemantics(t, in, kubeadmConfig, nodeMaskBits)
 	checkScriptValues(t, in, script)
+	checkDataDisk(t, in, ud, files, script)
+	checkCrictl(t, files, script)
 	if controlPlane {
 		checkFlannel(t, in, []byte(files[cloudinit.CNIManifestPath].content))
 		checkOperatorRBAC(t, []byte(files[cloudinit.OperatorRBACPath].content))
@@ -504,7 +543,7 @@ func checkScriptValues(t *testing.T, in cloudinit.Input, script []byte) {
 	if !ok {
 		t.Fatal("the bootstrap script has no separator between its values and its code")
 	}
-	names := []string{"ROLE", "NODE_NAME", "KUBERNETES_VERSION", "K8S_APT_URL", "PREBAKED", "EXPECTED_NODES", "BOOT_TIMEOUT_SECONDS", "HAS_SCENARIO", "API_HOST", "MARKER_MAX_MESSAGE"}
+	names := []string{"ROLE", "NODE_NAME", "KUBERNETES_VERSION", "K8S_APT_URL", "PREBAKED", "EXPECTED_NODES", "BOOT_TIMEOUT_SECONDS", "HAS_SCENARIO", "API_HOST", "DATA_DISK", "DATA_MOUNT", "MARKER_MAX_MESSAGE"}
 	var printer strings.Builder
 	printer.WriteString(header + "\n")
 	for _, n := range names {
@@ -522,6 +561,8 @@ func checkScriptValues(t *testing.T, in cloudinit.Input, script []byte) {
 		strconv.Itoa(int(in.Template.BootTimeout.Seconds())),
 		strconv.FormatBool(hasScenario),
 		lab.APIServiceHost(in.Environment),
+		map[bool]string{true: "/dev/disk/by-id/virtio-labforge-data", false: ""}[hasDataDisk(in)],
+		"/var/lib/labforge-data",
 		strconv.Itoa(lab.MarkerMaxMessageLength),
 	}
 	eq(t, "script values", got, want)

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/pki"
@@ -55,6 +57,8 @@ func TestInvalidInput(t *testing.T) {
 		{"bad node name", worker(), func(in *cloudinit.Input) { in.Node.Name = "worker_1" }, "node name"},
 		{"bad environment", worker(), func(in *cloudinit.Input) { in.Environment = "Demo;id" }, "environment"},
 		{"bad public address", controlPlane(), func(in *cloudinit.Input) { in.PublicAddress = "lab host" }, "publicAddress"},
+		{"data disk too small", controlPlane(), func(in *cloudinit.Input) { in.Template.ControlPlane.Disk = resource.MustParse("4Gi") }, `node "control-plane": disk 4Gi must be between 5Gi and 200Gi`},
+		{"data disk too large", worker(), func(in *cloudinit.Input) { in.Template.Workers.Disk = resource.MustParse("201Gi") }, `node "worker-1": disk 201Gi must be between 5Gi and 200Gi`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

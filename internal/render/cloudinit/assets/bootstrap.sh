@@ -171,8 +171,60 @@ version_of() {
   echo "${v#v}"
 }
 
+# bind_to_data_disk DIR puts DIR (containerd's or the kubelet's state) on the data disk:
+# DATA_MOUNT/<name of DIR> bind-mounted onto DIR, in /etc/fstab for later boots. What DIR
+# already holds (a prebaked image's pulled images) is copied over first, once.
+bind_to_data_disk() {
+  local dir=$1 src
+  src="${DATA_MOUNT}/$(basename "${dir}")"
+  if mountpoint -q "${dir}"; then
+    log "${dir} is mounted already"
+    return 0
+  fi
+  if [[ ! -d "${src}" ]]; then
+    install -d -m 0711 "${src}.labforge"
+    if [[ -d "${dir}" ]]; then
+      chmod --reference="${dir}" "${src}.labforge"
+      cp -a "${dir}/." "${src}.labforge/"
+    fi
+    mv "${src}.labforge" "${src}"
+  fi
+  install -d -m 0711 "${dir}"
+  if ! awk -v d="${dir}" '$2 == d { found = 1 } END { exit !found }' /etc/fstab; then
+    printf '%s %s none bind,nofail,x-systemd.requires-mounts-for=%s 0 0 # labforge data disk\n' \
+      "${src}" "${dir}" "${DATA_MOUNT}" >>/etc/fstab
+  fi
+  systemctl daemon-reload
+  mount "${dir}"
+  log "${dir} is on the data disk ($(df -h --output=size "${dir}" | tail -n 1 | tr -d ' '))"
+}
+
 echo "labforge bootstrap of ${ROLE} ${NODE_NAME}: Kubernetes ${KUBERNETES_VERSION}, prebaked image: ${PREBAKED}"
 install -d -m 0700 "${STATE_DIR}"
+
+step data-disk
+# The container disk the VM boots from keeps its image's size; containerd's images and
+# the kubelet's pods go to the data disk cloud-init formatted and mounted, before
+# containerd or the kubelet are installed or started.
+if [[ -z "${DATA_DISK}" ]]; then
+  log "this node has no data disk: containerd and the kubelet keep their state on the root disk"
+else
+  data_source=$(findmnt --noheadings --output SOURCE --mountpoint "${DATA_MOUNT}" || true)
+  [[ -n "${data_source}" ]] \
+    || die "the data disk ${DATA_DISK} is not mounted at ${DATA_MOUNT}: see disk_setup, fs_setup and mounts in /var/log/cloud-init.log"
+  disk_name=$(basename "$(readlink -f "${DATA_DISK}")")
+  [[ "$(lsblk --noheadings --nodeps --output PKNAME "${data_source}")" == "${disk_name}" ]] \
+    || die "${DATA_MOUNT} holds ${data_source}, which is not on the data disk ${DATA_DISK} (${disk_name})"
+  # A prebaked image may have started them at boot, on the root disk, before the mount.
+  for unit in kubelet containerd; do
+    if systemctl is-active --quiet "${unit}.service"; then
+      log "stopping ${unit}, started before its state moved to the data disk"
+      systemctl stop "${unit}.service"
+    fi
+  done
+  bind_to_data_disk /var/lib/containerd
+  bind_to_data_disk /var/lib/kubelet
+fi
 
 step kernel
 cat >/etc/modules-load.d/labforge.conf <<'CONF'
@@ -204,6 +256,8 @@ if [[ "${PREBAKED}" == true ]]; then
   for tool in containerd kubeadm kubelet kubectl; do
     command -v "${tool}" >/dev/null || die "prebaked image: ${tool} is not installed; build the image with containerd, kubeadm, kubelet and kubectl ${KUBERNETES_VERSION}, or set image.prebaked to false"
   done
+  # crictl is for people debugging the node, not for the lab to work: a warning only.
+  command -v crictl >/dev/null || log "WARNING: prebaked image without crictl (package cri-tools): students cannot debug containers with it"
   have=$(kubeadm version -o short)
   [[ "${have}" == "${KUBERNETES_VERSION}" ]] || die "prebaked image: kubeadm is ${have}, the template wants ${KUBERNETES_VERSION}"
   have=$(kubelet --version | awk '{ print $2 }')
@@ -227,9 +281,12 @@ else
   [[ -n "${pkg_version}" ]] || die "kubeadm ${KUBERNETES_VERSION} is not in ${K8S_APT_URL}"
   log "installing kubeadm, kubelet and kubectl ${pkg_version}"
   apt-mark unhold kubelet kubeadm kubectl >/dev/null 2>&1 || true
+  # cri-tools (crictl) comes from the same repository, built for the same minor.
   apt_get install --no-install-recommends --allow-downgrades \
-    "kubelet=${pkg_version}" "kubeadm=${pkg_version}" "kubectl=${pkg_version}"
+    "kubelet=${pkg_version}" "kubeadm=${pkg_version}" "kubectl=${pkg_version}" cri-tools
   apt-mark hold kubelet kubeadm kubectl
+  # The root disk is the container disk's few free hundred MB: keep no .deb files.
+  apt_get clean
 
   step containerd-config
   images=$(kubeadm config images list --kubernetes-version "${KUBERNETES_VERSION}")
@@ -265,6 +322,9 @@ if [[ "${PREBAKED}" == true ]]; then
     || die "prebaked image: containerd does not use the systemd cgroup driver (SystemdCgroup = true)"
 fi
 systemctl enable kubelet
+if command -v crictl >/dev/null; then
+  log "crictl $(crictl --version | awk '{ print $NF }'), configured for containerd in /etc/crictl.yaml"
+fi
 
 step guest-agent
 # KubeVirt pushes the students' SSH keys at claim time through the guest agent.
