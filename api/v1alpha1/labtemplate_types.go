@@ -36,15 +36,17 @@ type LabTemplateSpec struct {
 	Image LabImage `json:"image"`
 
 	// ControlPlane sizes the control-plane VM. kubeadm needs at least 2 vCPUs and 1700 MiB
-	// there, so the defaults are 2 cores and 2Gi.
-	// +kubebuilder:default={cores: 2, threads: 1, memory: "2Gi", disk: "20Gi"}
-	// +kubebuilder:validation:XValidation:rule="self.cores * self.threads >= 2",message="controlPlane needs at least 2 vCPUs (cores * threads) for kubeadm"
-	// +kubebuilder:validation:XValidation:rule="quantity(string(self.memory)).compareTo(quantity('1700Mi')) >= 0",message="controlPlane.memory must be at least 1700Mi for kubeadm"
+	// there, so the defaults are 2 cores and 2Gi. Each field has its own default: set
+	// only what differs.
+	// +kubebuilder:default={}
+	// +kubebuilder:validation:XValidation:rule="self.cores * self.threads >= 2",messageExpression="'controlPlane needs at least 2 vCPUs for kubeadm; cores * threads is ' + string(self.cores) + ' * ' + string(self.threads)",fieldPath=".cores",reason=FieldValueInvalid
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self.memory)).compareTo(quantity('1700Mi')) >= 0",messageExpression="'controlPlane.memory must be at least 1700Mi for kubeadm, not ' + string(self.memory)",fieldPath=".memory",reason=FieldValueInvalid
 	// +optional
-	ControlPlane NodeSize `json:"controlPlane,omitzero"`
+	ControlPlane ControlPlaneSize `json:"controlPlane,omitzero"`
 
 	// Workers sizes the worker VMs and says how many there are (0 is a single-node lab).
-	// +kubebuilder:default={count: 1, cores: 1, threads: 1, memory: "1Gi", disk: "20Gi"}
+	// Each field has its own default (1 worker of 1 core and 1Gi): set only what differs.
+	// +kubebuilder:default={}
 	// +optional
 	Workers WorkerSpec `json:"workers,omitzero"`
 
@@ -113,10 +115,50 @@ type NodeSize struct {
 	// +optional
 	Threads int32 `json:"threads,omitempty"`
 
-	// Memory is the guest memory, e.g. "2Gi". At least 512Mi, at most 64Gi.
+	// Memory is the guest memory, e.g. "2Gi". At least 512Mi, at most 64Gi; defaults to
+	// 1Gi.
+	// +kubebuilder:default="1Gi"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('512Mi')) >= 0 && quantity(string(self)).compareTo(quantity('64Gi')) <= 0",message="memory must be between 512Mi and 64Gi"
-	// +required
-	Memory resource.Quantity `json:"memory"`
+	// +optional
+	Memory resource.Quantity `json:"memory,omitzero"`
+
+	// Disk is the size of the node's data disk, e.g. "20Gi" (bytes, as a Kubernetes
+	// quantity; defaults to 20Gi, at least 5Gi, at most 200Gi). The VM boots from its
+	// container disk, which keeps the image's size (about 2.2 GiB for Ubuntu 22.04) and
+	// cannot grow; the data disk is an empty disk, formatted at first boot, that holds
+	// what a node fills: containerd's images and containers (/var/lib/containerd) and the
+	// kubelet's pods and emptyDir volumes (/var/lib/kubelet). It is sparse on the host and
+	// lives as long as the VM's instance: a restarted VM starts with an empty one.
+	// +kubebuilder:default="20Gi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('5Gi')) >= 0 && quantity(string(self)).compareTo(quantity('200Gi')) <= 0",message="disk must be between 5Gi and 200Gi"
+	// +optional
+	Disk resource.Quantity `json:"disk,omitzero"`
+}
+
+// ControlPlaneSize is the virtual hardware of the control-plane VM: the fields of NodeSize,
+// with the control plane's own defaults (2 cores, 2Gi), so that any subset of them can be
+// set. NodeSize(c) converts it.
+type ControlPlaneSize struct {
+	// Cores is the number of virtual CPU cores; defaults to 2.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=16
+	// +kubebuilder:default=2
+	// +optional
+	Cores int32 `json:"cores,omitempty"`
+
+	// Threads is the number of threads per core (vCPUs = cores * threads).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=2
+	// +kubebuilder:default=1
+	// +optional
+	Threads int32 `json:"threads,omitempty"`
+
+	// Memory is the guest memory, e.g. "4Gi". At least 512Mi (1700Mi for kubeadm on a
+	// control plane), at most 64Gi; defaults to 2Gi.
+	// +kubebuilder:default="2Gi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('512Mi')) >= 0 && quantity(string(self)).compareTo(quantity('64Gi')) <= 0",message="memory must be between 512Mi and 64Gi"
+	// +optional
+	Memory resource.Quantity `json:"memory,omitzero"`
 
 	// Disk is the size of the node's data disk, e.g. "20Gi" (bytes, as a Kubernetes
 	// quantity; defaults to 20Gi, at least 5Gi, at most 200Gi). The VM boots from its
@@ -133,9 +175,10 @@ type NodeSize struct {
 
 // WorkerSpec is the worker nodes of a lab.
 type WorkerSpec struct {
-	// Count is the number of worker VMs, 0 to 10.
+	// Count is the number of worker VMs, 0 to 10; defaults to 1.
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=10
+	// +kubebuilder:default=1
 	// +optional
 	Count int32 `json:"count"`
 

@@ -65,7 +65,7 @@ func (l Lab) objectMeta(name string, extraLabels map[string]string) metav1.Objec
 
 // Nodes returns the lab's VM names and roles, control plane first.
 func (l Lab) Nodes() []Node {
-	nodes := []Node{{Name: lab.ControlPlaneVM, Role: lab.RoleControlPlane, Size: l.Template.ControlPlane}}
+	nodes := []Node{{Name: lab.ControlPlaneVM, Role: lab.RoleControlPlane, Size: labforgev1alpha1.NodeSize(l.Template.ControlPlane)}}
 	for i := 1; i <= int(l.Template.Workers.Count); i++ {
 		nodes = append(nodes, Node{Name: lab.WorkerVM(i), Role: lab.RoleWorker, Size: l.Template.Workers.NodeSize})
 	}

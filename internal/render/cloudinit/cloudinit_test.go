@@ -53,7 +53,7 @@ func template(workers int32) labforgev1alpha1.LabTemplateSpec {
 	return labforgev1alpha1.LabTemplateSpec{
 		KubernetesVersion: "v1.36.3",
 		Image:             labforgev1alpha1.LabImage{ContainerDisk: "quay.io/containerdisks/ubuntu:22.04"},
-		ControlPlane:      labforgev1alpha1.NodeSize{Cores: 2, Threads: 1, Memory: resource.MustParse("2Gi"), Disk: resource.MustParse("20Gi")},
+		ControlPlane:      labforgev1alpha1.ControlPlaneSize{Cores: 2, Threads: 1, Memory: resource.MustParse("2Gi"), Disk: resource.MustParse("20Gi")},
 		Workers: labforgev1alpha1.WorkerSpec{Count: workers,
 			NodeSize: labforgev1alpha1.NodeSize{Cores: 1, Threads: 1, Memory: resource.MustParse("1Gi"), Disk: resource.MustParse("20Gi")}},
 		SSHUser:     "ubuntu",

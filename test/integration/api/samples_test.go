@@ -66,6 +66,30 @@ var _ = Describe("The samples in config/samples", Ordered, func() {
 		Expect(claim.Status.ObservedGeneration).To(Equal(int64(-1)))
 	})
 
+	It("default each field of a node size on its own, so any subset of a block works", func(ctx context.Context) {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "labforge.dev/v1alpha1", "kind": "LabTemplate",
+			"metadata": map[string]any{"name": "subsets"},
+			"spec": map[string]any{
+				"kubernetesVersion": "v1.36.3",
+				"image":             map[string]any{"containerDisk": "quay.io/containerdisks/ubuntu:22.04"},
+				"controlPlane":      map[string]any{"memory": "4Gi"},
+				"workers":           map[string]any{"count": int64(3)},
+			},
+		}}
+		Expect(k8s.Create(ctx, u)).To(Succeed())
+		tmpl := &labforgev1alpha1.LabTemplate{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: "subsets"}, tmpl)).To(Succeed())
+		Expect(tmpl.Spec.ControlPlane.Cores).To(Equal(int32(2)))
+		Expect(tmpl.Spec.ControlPlane.Threads).To(Equal(int32(1)))
+		Expect(tmpl.Spec.ControlPlane.Memory.String()).To(Equal("4Gi"))
+		Expect(tmpl.Spec.ControlPlane.Disk.String()).To(Equal("20Gi"))
+		Expect(tmpl.Spec.Workers.Count).To(Equal(int32(3)))
+		Expect(tmpl.Spec.Workers.Cores).To(Equal(int32(1)))
+		Expect(tmpl.Spec.Workers.Memory.String()).To(Equal("1Gi"))
+		Expect(tmpl.Spec.Workers.Disk.String()).To(Equal("20Gi"))
+	})
+
 	It("default a minimal template to a working two-node lab", func(ctx context.Context) {
 		tmpl := &labforgev1alpha1.LabTemplate{}
 		tmpl.Name = "minimal"

@@ -21,7 +21,7 @@ func newTemplate(name, version, podCIDR string) *labforgev1alpha1.LabTemplate {
 		Spec: labforgev1alpha1.LabTemplateSpec{
 			KubernetesVersion: version,
 			Image:             labforgev1alpha1.LabImage{ContainerDisk: "quay.io/containerdisks/ubuntu:22.04"},
-			ControlPlane:      labforgev1alpha1.NodeSize{Cores: 2, Threads: 1, Memory: resource.MustParse("2Gi")},
+			ControlPlane:      labforgev1alpha1.ControlPlaneSize{Cores: 2, Threads: 1, Memory: resource.MustParse("2Gi")},
 			Workers:           labforgev1alpha1.WorkerSpec{Count: 1, NodeSize: labforgev1alpha1.NodeSize{Cores: 1, Threads: 1, Memory: resource.MustParse("1Gi")}},
 			Network:           labforgev1alpha1.LabNetwork{PodCIDR: podCIDR, ServiceCIDR: "10.201.0.0/16", TunnelPort: 8475},
 		},

@@ -131,7 +131,7 @@ func newTemplate(name string) *labforgev1alpha1.LabTemplate {
 		Spec: labforgev1alpha1.LabTemplateSpec{
 			KubernetesVersion: "v1.36.3",
 			Image:             labforgev1alpha1.LabImage{ContainerDisk: "quay.io/containerdisks/ubuntu:22.04"},
-			ControlPlane:      labforgev1alpha1.NodeSize{Cores: 2, Threads: 1, Memory: resource.MustParse("2Gi")},
+			ControlPlane:      labforgev1alpha1.ControlPlaneSize{Cores: 2, Threads: 1, Memory: resource.MustParse("2Gi")},
 			Workers:           labforgev1alpha1.WorkerSpec{Count: 1, NodeSize: labforgev1alpha1.NodeSize{Cores: 1, Threads: 1, Memory: resource.MustParse("1Gi")}},
 			Network:           labforgev1alpha1.LabNetwork{PodCIDR: "10.200.0.0/16", ServiceCIDR: "10.201.0.0/16", TunnelPort: 8475},
 			BootTimeout:       metav1.Duration{Duration: 2 * time.Hour},
