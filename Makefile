@@ -27,6 +27,7 @@ help: ## Show the targets.
 .PHONY: manifests
 manifests: ## Generate the CRDs and the manager's RBAC from the markers.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	$(GO) run ./hack/crd-descriptions config/crd/bases/*.yaml
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./internal/... output:rbac:artifacts:config=config/rbac
 
 .PHONY: generate

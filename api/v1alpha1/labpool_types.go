@@ -26,7 +26,7 @@ type PoolUpdateStrategy struct {
 }
 
 // LabPoolSpec says how many labs of one template to keep warm, and who may claim them.
-// +kubebuilder:validation:XValidation:rule="self.replicas <= self.maxLabs",messageExpression="string(self.replicas) + ' exceeds spec.maxLabs (' + string(self.maxLabs) + ')'",fieldPath=".replicas",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="self.replicas <= self.maxLabs",message="replicas must not exceed spec.maxLabs, the pool's hard cap on labs",fieldPath=".replicas",reason=FieldValueInvalid
 type LabPoolSpec struct {
 	// TemplateRef names the LabTemplate the pool's labs are built from. It may be changed;
 	// warm labs are then replaced per updateStrategy and claimed labs are left alone.

@@ -38,15 +38,15 @@ type LabTemplateSpec struct {
 	// ControlPlane sizes the control-plane VM. kubeadm needs at least 2 vCPUs and 1700 MiB
 	// there, so the defaults are 2 cores and 2Gi. Each field has its own default: set
 	// only what differs.
-	// +kubebuilder:default={}
-	// +kubebuilder:validation:XValidation:rule="self.cores * self.threads >= 2",messageExpression="'controlPlane needs at least 2 vCPUs for kubeadm; cores * threads is ' + string(self.cores) + ' * ' + string(self.threads)",fieldPath=".cores",reason=FieldValueInvalid
-	// +kubebuilder:validation:XValidation:rule="quantity(string(self.memory)).compareTo(quantity('1700Mi')) >= 0",messageExpression="'controlPlane.memory must be at least 1700Mi for kubeadm, not ' + string(self.memory)",fieldPath=".memory",reason=FieldValueInvalid
+	// +kubebuilder:default={cores: 2, threads: 1, memory: "2Gi", disk: "20Gi"}
+	// +kubebuilder:validation:XValidation:rule="self.cores * self.threads >= 2",message="controlPlane needs at least 2 vCPUs (cores * threads) for kubeadm",fieldPath=".cores",reason=FieldValueInvalid
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self.memory)).compareTo(quantity('1700Mi')) >= 0",message="controlPlane.memory must be at least 1700Mi for kubeadm",fieldPath=".memory",reason=FieldValueInvalid
 	// +optional
 	ControlPlane ControlPlaneSize `json:"controlPlane,omitzero"`
 
 	// Workers sizes the worker VMs and says how many there are (0 is a single-node lab).
 	// Each field has its own default (1 worker of 1 core and 1Gi): set only what differs.
-	// +kubebuilder:default={}
+	// +kubebuilder:default={count: 1, cores: 1, threads: 1, memory: "1Gi", disk: "20Gi"}
 	// +optional
 	Workers WorkerSpec `json:"workers,omitzero"`
 

@@ -51,11 +51,11 @@ var _ = Describe("kubectl", Ordered, func() {
 		Expect(strings.Fields(strings.Split(out, "\n")[1])[:3]).To(Equal([]string{"kubectl-pool", "kubectl-lab", "1"}))
 	})
 
-	It("shows an environment's pool, claim and readiness", func(ctx context.Context) {
+	It("shows an environment's template, pool, claim and readiness", func(ctx context.Context) {
 		out, err := kubectl(ctx, "get", "labenvironments", "kubectl-env")
 		Expect(err).NotTo(HaveOccurred(), out)
-		Expect(header(out)).To(Equal([]string{"NAME", "POOL", "CLAIM", "READY", "REASON", "AGE"}))
-		Expect(strings.Fields(strings.Split(out, "\n")[1])[:3]).To(Equal([]string{"kubectl-env", "kubectl-pool", "kubectl-claim"}))
+		Expect(header(out)).To(Equal([]string{"NAME", "TEMPLATE", "POOL", "CLAIM", "READY", "REASON", "AGE"}))
+		Expect(strings.Fields(strings.Split(out, "\n")[1])[:4]).To(Equal([]string{"kubectl-env", "kubectl-lab", "kubectl-pool", "kubectl-claim"}))
 	})
 
 	It("shows a claim's readiness, lab, SSH endpoint and expiry", func(ctx context.Context) {
@@ -87,7 +87,7 @@ var _ = Describe("kubectl", Ordered, func() {
 
 		out, err = kubectl(ctx, "scale", "labpool", "kubectl-pool", "--replicas=101")
 		Expect(err).To(HaveOccurred())
-		Expect(out).To(ContainSubstring("spec.replicas: Invalid value: 101 exceeds spec.maxLabs (100)"))
+		Expect(out).To(ContainSubstring("spec.replicas: Invalid value: replicas must not exceed spec.maxLabs"))
 		Expect(k8s.Get(ctx, client.ObjectKey{Name: "kubectl-pool"}, &p)).To(Succeed())
 		Expect(p.Spec.Replicas).To(Equal(int32(5)))
 	})
