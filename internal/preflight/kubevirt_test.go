@@ -129,10 +129,10 @@ func TestCheckBridgeBinding(t *testing.T) {
 		kv   kubevirtv1.KubeVirt
 		want Result
 	}{
-		"unset":               {kubeVirt(kubevirtv1.KubeVirtPhaseDeployed, ""), okBridgeUnset},
-		"network without it":  {kubeVirt(kubevirtv1.KubeVirtPhaseDeployed, "", withBridge(nil)), okBridgeUnset},
-		"explicitly true":     {kubeVirt(kubevirtv1.KubeVirtPhaseDeployed, "", withBridge(ptr.To(true))), Result{OK, "Bridge binding", "spec.configuration.network.permitBridgeInterfaceOnPodNetwork is true: lab VMs may use bridge binding on the pod network.", ""}},
-		"explicitly false":    {kubeVirt(kubevirtv1.KubeVirtPhaseDeployed, "", withBridge(ptr.To(false))), Result{Fail, "Bridge binding", "spec.configuration.network.permitBridgeInterfaceOnPodNetwork is false: KubeVirt refuses every lab VM, since each gives its VM its own pod address through bridge binding.", `remove the field or set it to true: kubectl -n kubevirt patch kubevirt kubevirt --type merge -p '{"spec":{"configuration":{"network":{"permitBridgeInterfaceOnPodNetwork":true}}}}'.`}},
+		"unset":              {kubeVirt(kubevirtv1.KubeVirtPhaseDeployed, ""), okBridgeUnset},
+		"network without it": {kubeVirt(kubevirtv1.KubeVirtPhaseDeployed, "", withBridge(nil)), okBridgeUnset},
+		"explicitly true":    {kubeVirt(kubevirtv1.KubeVirtPhaseDeployed, "", withBridge(ptr.To(true))), Result{OK, "Bridge binding", "spec.configuration.network.permitBridgeInterfaceOnPodNetwork is true: lab VMs may use bridge binding on the pod network.", ""}},
+		"explicitly false":   {kubeVirt(kubevirtv1.KubeVirtPhaseDeployed, "", withBridge(ptr.To(false))), Result{Fail, "Bridge binding", "spec.configuration.network.permitBridgeInterfaceOnPodNetwork is false: KubeVirt refuses every lab VM, since each gives its VM its own pod address through bridge binding.", `remove the field or set it to true: kubectl -n kubevirt patch kubevirt kubevirt --type merge -p '{"spec":{"configuration":{"network":{"permitBridgeInterfaceOnPodNetwork":true}}}}'.`}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
