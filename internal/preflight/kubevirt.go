@@ -178,6 +178,8 @@ func checkVirtualization(kvf KubeVirtFacts, h HostRanges) Result {
 		emulation = kv.Spec.Configuration.DeveloperConfiguration.UseEmulation
 	}
 	switch {
+	case len(h.Nodes) == 0:
+		return Result{Fail, check, "the host has no Nodes to run lab VMs.", "join nodes with hardware virtualization to the host cluster."}
 	case emulation:
 		return Result{Warn, check, "developerConfiguration.useEmulation is true: VMs run in software emulation, many times slower; labs will take minutes more to boot.",
 			"use nodes with hardware virtualization and turn useEmulation off."}

@@ -192,6 +192,7 @@ func TestCheckVirtualization(t *testing.T) {
 			"enable hardware virtualization (VT-x/AMD-V, nested virtualization on cloud VMs) on the nodes and check that virt-handler runs on them."}},
 		"emulation": {emulating, two, Result{Warn, "Virtualization", "developerConfiguration.useEmulation is true: VMs run in software emulation, many times slower; labs will take minutes more to boot.",
 			"use nodes with hardware virtualization and turn useEmulation off."}},
+		"no nodes":         {deployed, HostRanges{}, Result{Fail, "Virtualization", "the host has no Nodes to run lab VMs.", "join nodes with hardware virtualization to the host cluster."}},
 		"nodes unreadable": {deployed, HostRanges{NodesErr: errors.New("forbidden")}, Result{Warn, "Virtualization", "could not list Nodes: forbidden.", "run preflight with a kubeconfig that may list nodes."}},
 	}
 	for name, tc := range tests {
