@@ -21,8 +21,8 @@ func preflightCmd(args []string) int {
 	var timeout time.Duration
 	fs.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "Kubeconfig of the host cluster to check (default $KUBECONFIG).")
 	fs.StringVar(&template, "template", "", "A YAML file holding a LabTemplate whose network to check against the host's (default: the template defaults, 10.200.0.0/16, 10.201.0.0/16, UDP 8475).")
-	fs.StringVar(&opts.NodePortRange, "node-port-range", "", `The host's NodePort range, such as "30000-32767"; when empty, preflight learns it with a server-side dry-run Service create.`)
-	fs.StringVar(&opts.DryRunNamespace, "dry-run-namespace", "default", "Namespace of the dry-run Service that learns the NodePort range.")
+	fs.StringVar(&opts.NodePortRange, "node-port-range", "", `The host's NodePort range, such as "30000-32767"; when empty, preflight reads it from a kube-apiserver Pod, else from the API server's refusal of a NodePort Service on port 1.`)
+	fs.StringVar(&opts.ProbeNamespace, "probe-namespace", "default", "Namespace of the NodePort Service create, refused, that learns the NodePort range.")
 	fs.DurationVar(&timeout, "timeout", 30*time.Second, "How long all the reads may take.")
 	_ = fs.Parse(args)
 	if kubeconfig == "" {

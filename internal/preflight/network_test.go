@@ -238,3 +238,25 @@ func TestReportWriteAndFailed(t *testing.T) {
 		t.Errorf("Failed() = %v for a report with a FAIL, %v without", r.Failed(), r[:2].Failed())
 	}
 }
+
+func TestNodePortRangeFlag(t *testing.T) {
+	tests := map[string]struct {
+		args   []string
+		want   string
+		wantOK bool
+	}{
+		"with =":          {[]string{"kube-apiserver", "--secure-port=6443", "--service-node-port-range=31000-31999"}, "31000-31999", true},
+		"separate value":  {[]string{"kube-apiserver", "--service-node-port-range", "20000-22767"}, "20000-22767", true},
+		"unset":           {[]string{"kube-apiserver", "--service-cluster-ip-range=10.96.0.0/12"}, "", false},
+		"flag last alone": {[]string{"kube-apiserver", "--service-node-port-range"}, "", false},
+		"similar flag":    {[]string{"--service-node-port-range-x=1-2"}, "", false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, ok := nodePortRangeFlag(tc.args)
+			if got != tc.want || ok != tc.wantOK {
+				t.Errorf("nodePortRangeFlag(%q) = %q, %v; want %q, %v", tc.args, got, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+}

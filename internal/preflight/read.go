@@ -39,9 +39,9 @@ type Options struct {
 	NodePortRange string
 	// Lab is the lab network to compare with the host's; zero means the defaults.
 	Lab LabNetwork
-	// DryRunNamespace is where the NodePort range is learned with a server-side dry-run
-	// Service create; "default" when empty.
-	DryRunNamespace string
+	// ProbeNamespace is where the NodePort range is learned, when no kube-apiserver Pod
+	// says it, from the refusal of a NodePort Service create; "default" when empty.
+	ProbeNamespace string
 }
 
 // kvmResource is what virt-handler's device plugin advertises on a node with /dev/kvm
@@ -83,7 +83,7 @@ func Read(ctx context.Context, cfg *rest.Config, opts Options) (Facts, error) {
 	if opts.NodePortRange != "" {
 		f.NodePorts = parseNodePortFlag(opts.NodePortRange)
 	} else {
-		ns := opts.DryRunNamespace
+		ns := opts.ProbeNamespace
 		if ns == "" {
 			ns = "default"
 		}
@@ -178,30 +178,72 @@ func readHostRanges(ctx context.Context, c client.Client) HostRanges {
 }
 
 // nodePortRangeMessage is how kube-apiserver's NodePort allocator names its range when it
-// refuses a port outside it (pkg/registry/core/service/portallocator: "provided port is not
-// in the valid range. The range of valid ports is 30000-32767").
+// refuses a port outside it (k8s.io/kubernetes v1.36 pkg/registry/core/service/portallocator
+// ErrNotInRange: "provided port is not in the valid range. The range of valid ports is
+// 30000-32767").
 var nodePortRangeMessage = regexp.MustCompile(`range of valid ports is (\d+)-(\d+)`)
 
-// learnNodePortRange asks the API server for its NodePort range, which no API exposes:
-// a server-side dry-run create of a NodePort Service asking for port 1 is refused with a
-// message naming the range, and nothing is stored or allocated.
+// defaultNodePortRange is kube-apiserver's --service-node-port-range when unset.
+const defaultNodePortRange = "30000-32767"
+
+// learnNodePortRange finds the host's NodePort range, which no API exposes. Where
+// kube-apiserver runs as a static Pod (kubeadm), its command line says. Elsewhere the API
+// server is asked to create a NodePort Service on port 1 and its refusal names the range.
+// A server-side dry-run would store nothing, but it cannot be used: a dry-run allocation
+// skips the range check (portallocator's PortAllocationOperation.Allocate). The refused
+// create stores no Service; the ClusterIP it reserves meanwhile is released when the
+// NodePort allocation fails.
 func learnNodePortRange(ctx context.Context, c client.Client, namespace string) NodePortFacts {
+	var pods corev1.PodList
+	if err := c.List(ctx, &pods, client.InNamespace("kube-system"), client.MatchingLabels{"component": "kube-apiserver"}); err == nil && len(pods.Items) > 0 {
+		slices.SortFunc(pods.Items, func(a, b corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
+		pod := pods.Items[0]
+		for _, ctr := range pod.Spec.Containers {
+			if r, ok := nodePortRangeFlag(append(append([]string{}, ctr.Command...), ctr.Args...)); ok {
+				np := parseNodePortFlag(r)
+				np.Source = "kube-apiserver's --service-node-port-range in Pod kube-system/" + pod.Name
+				if np.Err != nil {
+					np.Err = fmt.Errorf("Pod kube-system/%s: --service-node-port-range %q is not FIRST-LAST", pod.Name, r)
+				}
+				return np
+			}
+		}
+		np := parseNodePortFlag(defaultNodePortRange)
+		np.Source = "kube-apiserver's default: Pod kube-system/" + pod.Name + " sets no --service-node-port-range"
+		return np
+	}
+
 	svc := &corev1.Service{}
 	svc.Namespace = namespace
 	svc.GenerateName = "labforge-preflight-"
 	svc.Spec.Type = corev1.ServiceTypeNodePort
 	svc.Spec.Ports = []corev1.ServicePort{{Name: "probe", Port: 22, NodePort: 1, Protocol: corev1.ProtocolTCP}}
-	err := c.Create(ctx, svc, client.DryRunAll)
+	err := c.Create(ctx, svc)
 	if err == nil {
-		return NodePortFacts{Err: errors.New("a dry-run NodePort Service on port 1 was accepted, so the range could not be read from the refusal")}
+		_ = c.Delete(ctx, svc)
+		return NodePortFacts{Err: errors.New("a NodePort Service on port 1 was accepted, so the range could not be read from a refusal")}
 	}
 	m := nodePortRangeMessage.FindStringSubmatch(err.Error())
 	if m == nil {
-		return NodePortFacts{Err: fmt.Errorf("a dry-run NodePort Service in namespace %s: %w", namespace, err)}
+		return NodePortFacts{Err: fmt.Errorf("a NodePort Service create in namespace %s: %w", namespace, err)}
 	}
 	first, _ := strconv.Atoi(m[1])
 	last, _ := strconv.Atoi(m[2])
-	return NodePortFacts{First: first, Last: last, Source: "from the API server, by a dry-run Service"}
+	return NodePortFacts{First: first, Last: last, Source: "from the API server's refusal of a NodePort Service on port 1"}
+}
+
+// nodePortRangeFlag returns the value of --service-node-port-range in a command line.
+func nodePortRangeFlag(args []string) (string, bool) {
+	const flag = "--service-node-port-range"
+	for i, a := range args {
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
+			return v, true
+		}
+		if a == flag && i+1 < len(args) {
+			return args[i+1], true
+		}
+	}
+	return "", false
 }
 
 func parseNodePortFlag(s string) NodePortFacts {
