@@ -160,7 +160,7 @@ func checkLabRanges(lab LabNetwork, h HostRanges, cni CNIFacts) []Result {
 			"give lab templates a spec.network.podCIDR and serviceCIDR clear of the host's ranges and node addresses."})
 	} else {
 		found := fmt.Sprintf("%s: lab pods %s and services %s overlap none of the host's known ranges and node addresses.", lab.Source, lab.PodCIDR, lab.ServiceCIDR)
-		if len(h.ServiceCIDRs) == 0 || len(h.PodCIDRs()) == 0 {
+		if len(h.ServiceCIDRs) == 0 || (len(h.PodCIDRs()) == 0 && ciliumPodPool(cni) == "") {
 			out = append(out, Result{Warn, check, found + " Some host ranges are unknown (see above).", "check the lab ranges against the ranges you give the operator."})
 		} else {
 			out = append(out, Result{OK, check, found, ""})
@@ -172,10 +172,15 @@ func checkLabRanges(lab LabNetwork, h HostRanges, cni CNIFacts) []Result {
 
 // hostTunnelPort is the UDP port the host CNI's VXLAN uses, when its configuration says:
 // Flannel's net-conf.json Backend.Port (8472 when unset on Linux) and Cilium's tunnel-port
-// (8472 for VXLAN unless set).
+// (8472 for VXLAN unless set). Zero with a source means the host runs no VXLAN tunnel;
+// zero without one, that its port is unknown.
 func hostTunnelPort(cni CNIFacts) (int, string) {
 	switch cni.Name {
 	case "Cilium":
+		// Native routing runs no tunnel: routing-mode (Cilium 1.14+) or the older tunnel key.
+		if cni.Config["routing-mode"] == "native" || cni.Config["tunnel"] == "disabled" {
+			return 0, cni.ConfigName + " says native routing"
+		}
 		if p := strings.TrimSpace(cni.Config["tunnel-port"]); p != "" && p != "0" {
 			if port, err := strconv.Atoi(p); err == nil {
 				return port, cni.ConfigName + " tunnel-port"
@@ -188,11 +193,17 @@ func hostTunnelPort(cni CNIFacts) (int, string) {
 	case "Flannel":
 		var conf struct {
 			Backend struct {
-				Port int `json:"Port"`
+				Type string `json:"Type"`
+				Port int    `json:"Port"`
 			} `json:"Backend"`
 		}
-		if err := json.Unmarshal([]byte(cni.Config["net-conf.json"]), &conf); err == nil && conf.Backend.Port > 0 {
-			return conf.Backend.Port, cni.ConfigName + " net-conf.json Backend.Port"
+		if err := json.Unmarshal([]byte(cni.Config["net-conf.json"]), &conf); err == nil {
+			if t := conf.Backend.Type; t != "" && !strings.EqualFold(t, "vxlan") {
+				return 0, cni.ConfigName + " net-conf.json Backend.Type " + t
+			}
+			if conf.Backend.Port > 0 {
+				return conf.Backend.Port, cni.ConfigName + " net-conf.json Backend.Port"
+			}
 		}
 		return 8472, "Flannel's VXLAN default"
 	case "Calico":
@@ -205,6 +216,8 @@ func checkTunnelPort(lab LabNetwork, cni CNIFacts) Result {
 	const check = "Lab tunnel port"
 	port, source := hostTunnelPort(cni)
 	switch {
+	case port == 0 && source != "":
+		return Result{OK, check, fmt.Sprintf("labs tunnel on UDP %d; the host CNI runs no VXLAN tunnel (%s).", lab.TunnelPort, source), ""}
 	case port == 0:
 		return Result{OK, check, fmt.Sprintf("labs tunnel on UDP %d, clear of the usual host VXLAN ports 4789 and 8472 (the host CNI's own port is unknown).", lab.TunnelPort), ""}
 	case port == lab.TunnelPort:

@@ -171,6 +171,17 @@ func TestCheckLabRanges(t *testing.T) {
 			{Fail, "Lab tunnel port", "labs tunnel on UDP 8475, the host CNI's tunnel port (kube-flannel-cfg net-conf.json Backend.Port): lab traffic would be taken for the host's.",
 				"give lab templates another spec.network.tunnelPort."},
 		}},
+		"Cilium's pool stands for the missing node ranges, native routing has no tunnel": {DefaultLabNetwork(),
+			HostRanges{Nodes: []Node{{Name: "a"}}, ServiceCIDRs: prefixes("10.96.0.0/12"), ServiceCIDRNames: []string{"kubernetes"}},
+			CNIFacts{Name: "Cilium", ConfigName: "cilium-config", Config: map[string]string{"cluster-pool-ipv4-cidr": "10.0.0.0/16", "routing-mode": "native"}}, []Result{
+				{OK, "Lab ranges", "the template defaults: lab pods 10.200.0.0/16 and services 10.201.0.0/16 overlap none of the host's known ranges and node addresses.", ""},
+				{OK, "Lab tunnel port", "labs tunnel on UDP 8475; the host CNI runs no VXLAN tunnel (cilium-config says native routing).", ""},
+			}},
+		"Flannel host-gw has no tunnel": {DefaultLabNetwork(), kubeadmHost(),
+			CNIFacts{Name: "Flannel", ConfigName: "kube-flannel-cfg", Config: map[string]string{"net-conf.json": `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw", "Port": 8475}}`}}, []Result{
+				{OK, "Lab ranges", "the template defaults: lab pods 10.200.0.0/16 and services 10.201.0.0/16 overlap none of the host's known ranges and node addresses.", ""},
+				{OK, "Lab tunnel port", "labs tunnel on UDP 8475; the host CNI runs no VXLAN tunnel (kube-flannel-cfg net-conf.json Backend.Type host-gw).", ""},
+			}},
 		"Cilium's pool overlaps a template's range": {LabNetwork{Source: "LabTemplate t", PodCIDR: netip.MustParsePrefix("10.0.0.0/16"), ServiceCIDR: netip.MustParsePrefix("172.31.0.0/16"), TunnelPort: 9000},
 			kubeadmHost(), CNIFacts{Name: "Cilium", ConfigName: "cilium-config", Config: map[string]string{"cluster-pool-ipv4-cidr": "10.0.0.0/8", "tunnel-port": "9000"}}, []Result{
 				{Fail, "Lab ranges", "lab pod range 10.0.0.0/16 overlaps Cilium's cluster pool (10.0.0.0/8).",
