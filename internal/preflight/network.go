@@ -226,3 +226,45 @@ func checkTunnelPort(lab LabNetwork, cni CNIFacts) Result {
 	}
 	return Result{OK, check, fmt.Sprintf("labs tunnel on UDP %d; the host CNI's is %d (%s).", lab.TunnelPort, port, source), ""}
 }
+
+// checkDNS: lab VMs get their resolvers from the launcher pod, which gets the kubelet's
+// clusterDNS; a link-local resolver (NodeLocal DNSCache's 169.254.20.10) is outside what
+// lab egress allows, and names in the lab are qualified with the host's cluster domain.
+func checkDNS(d DNSFacts) Result {
+	const check = "DNS"
+	var found []string
+	if d.KubeDNS.IsValid() {
+		found = append(found, fmt.Sprintf("cluster DNS Service kube-system/kube-dns at %s", d.KubeDNS))
+	} else {
+		found = append(found, "no Service kube-system/kube-dns")
+	}
+	domain := "cluster domain unknown (no kubeadm kubelet-config; labforge assumes cluster.local)"
+	if d.KubeletConfig && d.ClusterDomain != "" {
+		domain = "cluster domain " + d.ClusterDomain + " (kube-system/kubelet-config)"
+	}
+	found = append(found, domain)
+	var linkLocal []string
+	for _, a := range d.ClusterDNS {
+		if a.IsLinkLocalUnicast() {
+			linkLocal = append(linkLocal, a.String())
+		}
+	}
+	if d.KubeletConfig && len(d.ClusterDNS) > 0 {
+		found = append(found, "kubelets give pods the resolvers "+joinAddrs(d.ClusterDNS))
+	}
+	if d.NodeLocal {
+		found = append(found, "NodeLocal DNSCache runs (DaemonSet kube-system/node-local-dns)")
+	}
+	text := strings.Join(found, "; ") + "."
+	switch {
+	case len(linkLocal) > 0:
+		return Result{Warn, check, text + " Lab VMs are given link-local resolvers, which lab egress does not allow: labs get no DNS.",
+			"tell the operator which host DNS addresses labs may use (docs/host-prerequisites.md, DNS), or point the kubelets' clusterDNS at kube-dns."}
+	case d.NodeLocal && !d.KubeletConfig:
+		return Result{Warn, check, text + " Whether kubelets hand pods its link-local address is unknown.",
+			"check the kubelets' clusterDNS: a link-local address (169.254.20.10) gives labs no DNS unless the operator is told it."}
+	case !d.KubeDNS.IsValid():
+		return Result{Warn, check, text, "make sure the host runs cluster DNS that pods on the pod network can reach; lab VMs use it."}
+	}
+	return Result{OK, check, text, ""}
+}

@@ -271,3 +271,32 @@ func TestNodePortRangeFlag(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckDNS(t *testing.T) {
+	kubeDNS := netip.MustParseAddr("10.96.0.10")
+	tests := map[string]struct {
+		dns  DNSFacts
+		want Result
+	}{
+		"kubeadm host": {DNSFacts{KubeDNS: kubeDNS, KubeletConfig: true, ClusterDomain: "cluster.local", ClusterDNS: addrs("10.96.0.10")}, Result{OK, "DNS",
+			"cluster DNS Service kube-system/kube-dns at 10.96.0.10; cluster domain cluster.local (kube-system/kubelet-config); kubelets give pods the resolvers 10.96.0.10.", ""}},
+		"another domain, no kubelet-config": {DNSFacts{KubeDNS: kubeDNS}, Result{OK, "DNS",
+			"cluster DNS Service kube-system/kube-dns at 10.96.0.10; cluster domain unknown (no kubeadm kubelet-config; labforge assumes cluster.local).", ""}},
+		"NodeLocal DNSCache handed to pods": {DNSFacts{KubeDNS: kubeDNS, NodeLocal: true, KubeletConfig: true, ClusterDomain: "lab.example", ClusterDNS: addrs("169.254.20.10")}, Result{Warn, "DNS",
+			"cluster DNS Service kube-system/kube-dns at 10.96.0.10; cluster domain lab.example (kube-system/kubelet-config); kubelets give pods the resolvers 169.254.20.10; NodeLocal DNSCache runs (DaemonSet kube-system/node-local-dns). Lab VMs are given link-local resolvers, which lab egress does not allow: labs get no DNS.",
+			"tell the operator which host DNS addresses labs may use (docs/host-prerequisites.md, DNS), or point the kubelets' clusterDNS at kube-dns."}},
+		"NodeLocal DNSCache, kubelets unknown": {DNSFacts{KubeDNS: kubeDNS, NodeLocal: true}, Result{Warn, "DNS",
+			"cluster DNS Service kube-system/kube-dns at 10.96.0.10; cluster domain unknown (no kubeadm kubelet-config; labforge assumes cluster.local); NodeLocal DNSCache runs (DaemonSet kube-system/node-local-dns). Whether kubelets hand pods its link-local address is unknown.",
+			"check the kubelets' clusterDNS: a link-local address (169.254.20.10) gives labs no DNS unless the operator is told it."}},
+		"no cluster DNS": {DNSFacts{}, Result{Warn, "DNS",
+			"no Service kube-system/kube-dns; cluster domain unknown (no kubeadm kubelet-config; labforge assumes cluster.local).",
+			"make sure the host runs cluster DNS that pods on the pod network can reach; lab VMs use it."}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, checkDNS(tc.dns)); diff != "" {
+				t.Errorf("checkDNS (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

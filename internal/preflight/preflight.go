@@ -87,6 +87,8 @@ type Facts struct {
 	NodePorts NodePortFacts
 	// CNI is what is visible of the host's CNI.
 	CNI CNIFacts
+	// DNS is what is visible of the host's cluster DNS.
+	DNS DNSFacts
 	// Lab is the lab network the checks compare with the host's.
 	Lab LabNetwork
 }
@@ -171,6 +173,22 @@ type CNIFacts struct {
 	ConfigName string
 }
 
+// DNSFacts is what is visible of the host's cluster DNS.
+type DNSFacts struct {
+	// KubeDNS is the ClusterIP of Service kube-system/kube-dns; invalid when there is none.
+	KubeDNS netip.Addr
+	// NodeLocal reports whether DaemonSet kube-system/node-local-dns (NodeLocal DNSCache)
+	// exists.
+	NodeLocal bool
+	// KubeletConfig reports whether kubeadm's kube-system/kubelet-config was read; the
+	// two fields below come from it.
+	KubeletConfig bool
+	// ClusterDomain is the kubelets' clusterDomain.
+	ClusterDomain string
+	// ClusterDNS is the kubelets' clusterDNS: the resolvers pods, and so lab VMs, are given.
+	ClusterDNS []netip.Addr
+}
+
 // LabNetwork is a lab's own ranges and tunnel port, from a template or the defaults.
 type LabNetwork struct {
 	// Source says where the values came from ("the defaults" or a template).
@@ -212,6 +230,7 @@ func Check(f Facts) Report {
 	r = append(r, checkNodeAddresses(f.Host))
 	r = append(r, checkNodePorts(f.NodePorts))
 	r = append(r, checkLabRanges(f.Lab, f.Host, f.CNI)...)
+	r = append(r, checkDNS(f.DNS))
 	r = append(r, checkCNI(f.CNI, f.Lab)...)
 	return r
 }

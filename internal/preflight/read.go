@@ -90,6 +90,7 @@ func Read(ctx context.Context, cfg *rest.Config, opts Options) (Facts, error) {
 		f.NodePorts = learnNodePortRange(ctx, c, ns)
 	}
 	f.CNI = readCNI(ctx, c)
+	f.DNS = readDNS(ctx, c)
 	return f, nil
 }
 
@@ -296,6 +297,38 @@ func readCNI(ctx context.Context, c client.Client) CNIFacts {
 		}
 	}
 	return CNIFacts{}
+}
+
+// readDNS reads the cluster DNS Service, NodeLocal DNSCache's DaemonSet and, on kubeadm
+// hosts, the kubelets' shared configuration (ConfigMap kube-system/kubelet-config, key
+// "kubelet": a KubeletConfiguration with clusterDomain and clusterDNS).
+func readDNS(ctx context.Context, c client.Client) DNSFacts {
+	var d DNSFacts
+	var svc corev1.Service
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "kube-system", Name: "kube-dns"}, &svc); err == nil {
+		if a, err := netip.ParseAddr(svc.Spec.ClusterIP); err == nil {
+			d.KubeDNS = a
+		}
+	}
+	var ds appsv1.DaemonSet
+	d.NodeLocal = c.Get(ctx, client.ObjectKey{Namespace: "kube-system", Name: "node-local-dns"}, &ds) == nil
+	var cm corev1.ConfigMap
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "kube-system", Name: "kubelet-config"}, &cm); err == nil {
+		var kc struct {
+			ClusterDomain string   `json:"clusterDomain"`
+			ClusterDNS    []string `json:"clusterDNS"`
+		}
+		if err := yaml.Unmarshal([]byte(cm.Data["kubelet"]), &kc); err == nil {
+			d.KubeletConfig = true
+			d.ClusterDomain = kc.ClusterDomain
+			for _, s := range kc.ClusterDNS {
+				if a, err := netip.ParseAddr(s); err == nil {
+					d.ClusterDNS = append(d.ClusterDNS, a)
+				}
+			}
+		}
+	}
+	return d
 }
 
 // LoadTemplateNetwork reads the first LabTemplate in a YAML file (several documents may

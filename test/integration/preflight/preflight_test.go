@@ -12,6 +12,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -106,6 +107,20 @@ func setCiliumConfig(ctx context.Context, data map[string]string) {
 	Expect(k8s.Update(ctx, cm)).To(Succeed())
 }
 
+// setKubeletConfig writes kubeadm's shared kubelet configuration with clusterDNS.
+func setKubeletConfig(ctx context.Context, clusterDNS string) {
+	GinkgoHelper()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kubelet-config"}}
+	err := k8s.Get(ctx, client.ObjectKeyFromObject(cm), cm)
+	cm.Data = map[string]string{"kubelet": "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nclusterDomain: cluster.local\nclusterDNS:\n- " + clusterDNS + "\n"}
+	if apierrors.IsNotFound(err) {
+		Expect(k8s.Create(ctx, cm)).To(Succeed())
+		return
+	}
+	Expect(err).NotTo(HaveOccurred())
+	Expect(k8s.Update(ctx, cm)).To(Succeed())
+}
+
 func kubeVirt(ctx context.Context) *kubevirtv1.KubeVirt {
 	GinkgoHelper()
 	kv := &kubevirtv1.KubeVirt{}
@@ -124,6 +139,7 @@ var _ = Describe("An admin runs labforge preflight before installing labforge", 
 			nodePorts,
 			"WARN Lab ranges: the template defaults: lab pods 10.200.0.0/16 and services 10.201.0.0/16 overlap none of the host's known ranges and node addresses. Some host ranges are unknown (see above). Do: check the lab ranges against the ranges you give the operator.",
 			tunnelUnknown,
+			"WARN DNS: no Service kube-system/kube-dns; cluster domain unknown (no kubeadm kubelet-config; labforge assumes cluster.local). Do: make sure the host runs cluster DNS that pods on the pod network can reach; lab VMs use it.",
 			"WARN CNI: none of Cilium, Calico or Flannel was recognised in kube-system or kube-flannel. Do: check by hand that the host's CNI gives launcher pods routable addresses and honours NetworkPolicy; docs/host-prerequisites.md lists the known caveats.",
 			"WARN Bandwidth limits: the CNI is unknown, so whether it honours the bandwidth annotations is unknown: labs whose template sets network.bandwidth get no limit, since the launcher pod's bandwidth annotations are ignored unless it does. Do: chain the bandwidth CNI plugin, or use Cilium's Bandwidth Manager.",
 		}))
@@ -216,6 +232,7 @@ var _ = Describe("An admin runs labforge preflight before installing labforge", 
 		nodePorts,
 		"OK   Lab ranges: the template defaults: lab pods 10.200.0.0/16 and services 10.201.0.0/16 overlap none of the host's known ranges and node addresses.",
 		"OK   Lab tunnel port: labs tunnel on UDP 8475; the host CNI's is 8472 (Cilium's VXLAN default).",
+		"OK   DNS: cluster DNS Service kube-system/kube-dns at 10.96.0.10; cluster domain cluster.local (kube-system/kubelet-config); kubelets give pods the resolvers 10.96.0.10.",
 		"OK   CNI: Cilium (ConfigMap kube-system/cilium-config).",
 		`OK   Cilium socket LB: kube-proxy replacement with bpf-lb-sock-hostns-only: "true" (socketLB.hostNamespaceOnly): lab VMs reach Services.`,
 		`OK   Bandwidth limits: Cilium's Bandwidth Manager is on (enable-bandwidth-manager: "true"); older Cilium releases enforce only kubernetes.io/egress-bandwidth.`,
@@ -223,6 +240,12 @@ var _ = Describe("An admin runs labforge preflight before installing labforge", 
 
 	It("passes every check on a host ready for labs", func(ctx context.Context) {
 		setCiliumConfig(ctx, map[string]string{"kube-proxy-replacement": "true", "bpf-lb-sock-hostns-only": "true", "enable-bandwidth-manager": "true"})
+		Expect(k8s.Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-dns"},
+			Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.10", Selector: map[string]string{"k8s-app": "kube-dns"},
+				Ports: []corev1.ServicePort{{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}}},
+		})).To(Succeed())
+		setKubeletConfig(ctx, "10.96.0.10")
 		Expect(run(ctx)).To(Equal(healthy))
 	})
 
@@ -233,7 +256,7 @@ var _ = Describe("An admin runs labforge preflight before installing labforge", 
 
 		out, code := runCommand(ctx, bin, "preflight", "--kubeconfig", cp.KubeconfigPath())
 		Expect(code).To(Equal(0), out)
-		Expect(out).To(Equal(strings.Join(healthy, "\n") + "\n15 OK, 0 WARN, 0 FAIL\n"))
+		Expect(out).To(Equal(strings.Join(healthy, "\n") + "\n16 OK, 0 WARN, 0 FAIL\n"))
 
 		template := filepath.Join(dir, "clash.yaml")
 		Expect(os.WriteFile(template, []byte(`apiVersion: labforge.dev/v1alpha1
@@ -249,7 +272,7 @@ spec:
 		Expect(linesOf(lines, "Lab ranges")).To(Equal([]string{"FAIL Lab ranges: lab pod range 10.244.0.0/16 overlaps the pod range of Node node-a (10.244.0.0/24); lab pod range 10.244.0.0/16 overlaps the pod range of Node node-b (10.244.1.0/24); lab service range 10.96.128.0/20 overlaps the service range of ServiceCIDR kubernetes (10.96.0.0/16). Do: give lab templates a spec.network.podCIDR and serviceCIDR clear of the host's ranges and node addresses."}))
 		Expect(linesOf(lines, "Lab tunnel port")).To(Equal([]string{"FAIL Lab tunnel port: labs tunnel on UDP 8472, the host CNI's tunnel port (Cilium's VXLAN default): lab traffic would be taken for the host's. Do: give lab templates another spec.network.tunnelPort."}))
 		Expect(linesOf(lines, "Bandwidth limits")).To(Equal([]string{"OK   Bandwidth limits: LabTemplate clash sets no bandwidth limits."}))
-		Expect(lines[len(lines)-1]).To(Equal("13 OK, 0 WARN, 2 FAIL"))
+		Expect(lines[len(lines)-1]).To(Equal("14 OK, 0 WARN, 2 FAIL"))
 	}, NodeTimeout(10*time.Minute))
 
 	It("reads the NodePort range from a kubeadm kube-apiserver Pod's command line where there is one", func(ctx context.Context) {
@@ -290,6 +313,22 @@ spec:
 		lines := run(ctx)
 		Expect(linesOf(lines, "Host service ranges")).To(Equal([]string{"OK   Host service ranges: 10.201.128.0/20, 10.96.0.0/16 from ServiceCIDR extra, kubernetes."}))
 		Expect(linesOf(lines, "Lab ranges")).To(Equal([]string{"FAIL Lab ranges: lab service range 10.201.0.0/16 overlaps the service range of ServiceCIDR extra (10.201.128.0/20). Do: give lab templates a spec.network.podCIDR and serviceCIDR clear of the host's ranges and node addresses."}))
+	})
+
+	It("warns when kubelets hand pods NodeLocal DNSCache's link-local address", func(ctx context.Context) {
+		labels := map[string]string{"k8s-app": "node-local-dns"}
+		Expect(k8s.Create(ctx, &appsv1.DaemonSet{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "node-local-dns"},
+			Spec: appsv1.DaemonSetSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "node-cache", Image: "registry.k8s.io/dns/k8s-dns-node-cache:1.26.0"}}},
+				},
+			},
+		})).To(Succeed())
+		setKubeletConfig(ctx, "169.254.20.10")
+		Expect(linesOf(run(ctx), "DNS")).To(Equal([]string{"WARN DNS: cluster DNS Service kube-system/kube-dns at 10.96.0.10; cluster domain cluster.local (kube-system/kubelet-config); kubelets give pods the resolvers 169.254.20.10; NodeLocal DNSCache runs (DaemonSet kube-system/node-local-dns). Lab VMs are given link-local resolvers, which lab egress does not allow: labs get no DNS. Do: tell the operator which host DNS addresses labs may use (docs/host-prerequisites.md, DNS), or point the kubelets' clusterDNS at kube-dns."}))
 	})
 
 	It("says what it could not read when the kubeconfig's user may read nothing", func(ctx context.Context) {
