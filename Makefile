@@ -35,7 +35,7 @@ generate: ## Generate the API's deepcopy code.
 	$(CONTROLLER_GEN) object paths=./api/...
 
 .PHONY: kubevirt-crds
-kubevirt-crds: ## Generate the KubeVirt CRDs (real schemas) the tests install.
+kubevirt-crds: ## Generate the KubeVirt CRDs (VirtualMachine, VirtualMachineInstance, KubeVirt; real schemas) the tests install.
 	$(GO) run ./hack/kubevirt-crdgen -out config/kubevirt
 
 .PHONY: verify-generated

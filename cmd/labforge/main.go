@@ -26,6 +26,9 @@ Usage:
   labforge dev [flags]        run labforge locally on an embedded control plane until Ctrl-C
   labforge operator [flags]   run the operator with simulated VMs against an existing API
                               server (benchmarks and fault tests start, kill and restart it)
+  labforge preflight [flags]  check a host cluster before installing labforge: KubeVirt,
+                              bridge binding, ranges, NodePorts, CNI caveats (OK/WARN/FAIL;
+                              exits 1 when a check fails)
 
 Run "labforge <command> -h" for the flags.
 `
@@ -40,6 +43,8 @@ func main() {
 		os.Exit(dev(os.Args[2:]))
 	case "operator":
 		os.Exit(operator(os.Args[2:]))
+	case "preflight":
+		os.Exit(preflightCmd(os.Args[2:]))
 	default:
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)

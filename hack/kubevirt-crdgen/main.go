@@ -1,10 +1,14 @@
-// Command kubevirt-crdgen writes the KubeVirt VirtualMachine and
-// VirtualMachineInstance CustomResourceDefinitions, with structural OpenAPI
-// schemas derived from the Go types in kubevirt.io/api/core/v1.
+// Command kubevirt-crdgen writes the KubeVirt VirtualMachine,
+// VirtualMachineInstance and KubeVirt CustomResourceDefinitions, with
+// structural OpenAPI schemas derived from the Go types in kubevirt.io/api/core/v1.
 //
 // Test API servers need these CRDs so that a misspelled VM field is pruned,
 // or rejected under strict field validation, exactly as on a cluster running
 // KubeVirt. A schema that preserves unknown fields would silently accept it.
+//
+// The KubeVirt kind (virt-operator's configuration and status, the object
+// `labforge preflight` reads) is there so tests can create it in every shape a
+// real host may show, with the API server pruning what KubeVirt would not keep.
 //
 // KubeVirt's types carry no kubebuilder root markers, so controller-tools
 // cannot discover them as kinds on its own; the generator asks its parser
@@ -89,6 +93,18 @@ var kinds = []kindSpec{
 			{Name: "Paused", Type: "string", JSONPath: ".status.conditions[?(@.type=='Paused')].status", Priority: 1},
 		},
 	},
+	// As virt-operator's NewKubeVirtCrd registers it (kubevirt/kubevirt
+	// pkg/virt-operator/resource/generate/components/crds.go): namespaced,
+	// kv/kvs, an Age and a Phase column, and a status subresource.
+	{
+		kind:       "KubeVirt",
+		plural:     "kubevirts",
+		shortNames: []string{"kv", "kvs"},
+		columns: []apiextensionsv1.CustomResourceColumnDefinition{
+			{Name: "Age", Type: "date", JSONPath: ".metadata.creationTimestamp"},
+			{Name: "Phase", Type: "string", JSONPath: ".status.phase"},
+		},
+	},
 }
 
 func main() {
@@ -164,6 +180,11 @@ func loadParser() (*crd.Parser, *loader.Package, error) {
 	parser := &crd.Parser{
 		Collector: &markers.Collector{Registry: registry},
 		Checker:   &loader.TypeChecker{NodeFilters: []loader.NodeFilter{crd.Generator{}.CheckFilter()}},
+		// The KubeVirt kind's rate limiters carry a float32 QPS
+		// (TokenBucketRateLimiter in core/v1/types.go), which virt-operator's own
+		// CRD serves as a number; VirtualMachine and VirtualMachineInstance have
+		// no float, so their schemas do not change.
+		AllowDangerousTypes: true,
 	}
 	crd.AddKnownTypes(parser)
 

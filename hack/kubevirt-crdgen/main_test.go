@@ -43,7 +43,7 @@ func TestGeneratorIsDeterministicAndCommittedFilesAreFresh(t *testing.T) {
 	}
 
 	committed := filepath.Join(repoRoot(t), "config", "kubevirt")
-	names := []string{"kubevirt.io_virtualmachines.yaml", "kubevirt.io_virtualmachineinstances.yaml"}
+	names := []string{"kubevirt.io_virtualmachines.yaml", "kubevirt.io_virtualmachineinstances.yaml", "kubevirt.io_kubevirts.yaml"}
 	for _, name := range names {
 		a := readFile(t, filepath.Join(first, name))
 		b := readFile(t, filepath.Join(second, name))
@@ -104,15 +104,15 @@ func startAPIServer(t *testing.T) client.Client {
 	}
 	cfg, err := env.Start()
 	if err != nil {
-		t.Fatalf("starting envtest (are both CRDs structural and accepted?): %v", err)
+		t.Fatalf("starting envtest (are all three CRDs structural and accepted?): %v", err)
 	}
 	t.Cleanup(func() {
 		if err := env.Stop(); err != nil {
 			t.Errorf("stopping envtest: %v", err)
 		}
 	})
-	if n := len(env.CRDs); n != 2 {
-		t.Fatalf("installed %d CRDs, want 2", n)
+	if n := len(env.CRDs); n != 3 {
+		t.Fatalf("installed %d CRDs, want 3", n)
 	}
 
 	c, err := client.New(cfg, client.Options{})
@@ -238,6 +238,53 @@ func TestAPIServerWithKubeVirtCRDs(t *testing.T) {
 			t.Fatalf("creating VMI: %v", err)
 		}
 	})
+}
+
+// TestKubeVirtCRKeepsWhatPreflightReads checks the third CRD: the KubeVirt
+// object keeps the configuration labforge preflight reads, prunes a
+// misspelling, and takes its status only through the status subresource.
+func TestKubeVirtCRKeepsWhatPreflightReads(t *testing.T) {
+	c := startAPIServer(t)
+	ctx := context.Background()
+	kv := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "kubevirt.io/v1",
+		"kind":       "KubeVirt",
+		"metadata":   map[string]any{"name": "kubevirt", "namespace": "default"},
+		"spec": map[string]any{"configuration": map[string]any{
+			"network":                map[string]any{"permitBridgeInterfaceOnPodNetwork": false},
+			"developerConfiguration": map[string]any{"cpuAllocationRatio": int64(4), "featureGates": []any{"Snapshot"}, "cpuAllocationRatoi": int64(1)},
+		}},
+		"status": map[string]any{"phase": "Deployed"},
+	}}
+	if err := c.Create(ctx, kv); err != nil {
+		t.Fatalf("creating KubeVirt: %v", err)
+	}
+	got := &unstructured.Unstructured{}
+	got.SetGroupVersionKind(kv.GroupVersionKind())
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "kubevirt"}, got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"configuration": map[string]any{
+		"network":                map[string]any{"permitBridgeInterfaceOnPodNetwork": false},
+		"developerConfiguration": map[string]any{"cpuAllocationRatio": int64(4), "featureGates": []any{"Snapshot"}},
+	}}
+	if diff := cmp.Diff(want, got.Object["spec"]); diff != "" {
+		t.Errorf("stored spec (-want +got):\n%s", diff)
+	}
+	if st, ok := got.Object["status"]; ok {
+		t.Errorf("status was stored on create, as no status subresource would: %v", st)
+	}
+	got.Object["status"] = map[string]any{"phase": "Deployed", "observedKubeVirtVersion": "v1.8.4"}
+	if err := c.Status().Update(ctx, got); err != nil {
+		t.Fatalf("updating status: %v", err)
+	}
+	var typed kubevirtv1.KubeVirt
+	if err := kruntime.DefaultUnstructuredConverter.FromUnstructured(got.Object, &typed); err != nil {
+		t.Fatalf("stored KubeVirt does not decode into kubevirt.io/api types: %v", err)
+	}
+	if typed.Status.Phase != kubevirtv1.KubeVirtPhaseDeployed || typed.Status.ObservedKubeVirtVersion != "v1.8.4" {
+		t.Errorf("status after update = %+v", typed.Status)
+	}
 }
 
 func getVM(ctx context.Context, t *testing.T, c client.Client, name string) *unstructured.Unstructured {
