@@ -47,6 +47,26 @@ var _ = Describe("The samples in config/samples", Ordered, func() {
 		Expect(claim.Status.ObservedGeneration).To(Equal(int64(-1)))
 	})
 
+	It("default each node size field on its own: memory alone, or disk alone", func(ctx context.Context) {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "labforge.dev/v1alpha1", "kind": "LabTemplate",
+			"metadata": map[string]any{"name": "sized"},
+			"spec": map[string]any{
+				"kubernetesVersion": "v1.36.3",
+				"image":             map[string]any{"containerDisk": "quay.io/containerdisks/ubuntu:22.04"},
+				"controlPlane":      map[string]any{"memory": "4Gi"},
+				"workers":           map[string]any{"count": int64(2), "memory": "1Gi", "disk": "50Gi"},
+			},
+		}}
+		Expect(k8s.Create(ctx, u)).To(Succeed())
+		tmpl := &labforgev1alpha1.LabTemplate{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: "sized"}, tmpl)).To(Succeed())
+		Expect(tmpl.Spec.ControlPlane.Memory.String()).To(Equal("4Gi"))
+		Expect(tmpl.Spec.ControlPlane.Disk.String()).To(Equal("20Gi"))
+		Expect(tmpl.Spec.Workers.Disk.String()).To(Equal("50Gi"))
+		Expect(tmpl.Spec.Workers.Threads).To(Equal(int32(1)))
+	})
+
 	It("default a minimal template to a working two-node lab", func(ctx context.Context) {
 		tmpl := &labforgev1alpha1.LabTemplate{}
 		tmpl.Name = "minimal"
@@ -67,6 +87,8 @@ var _ = Describe("The samples in config/samples", Ordered, func() {
 		Expect(tmpl.Spec.ControlPlane.Memory.String()).To(Equal("2Gi"))
 		Expect(tmpl.Spec.Workers.Count).To(Equal(int32(1)))
 		Expect(tmpl.Spec.Workers.Memory.String()).To(Equal("1Gi"))
+		Expect(tmpl.Spec.ControlPlane.Disk.String()).To(Equal("20Gi"))
+		Expect(tmpl.Spec.Workers.Disk.String()).To(Equal("20Gi"))
 		Expect(tmpl.Spec.SSHUser).To(Equal("ubuntu"))
 		Expect(tmpl.Spec.Lifetime.Default.Duration.String()).To(Equal("2h0m0s"))
 		Expect(tmpl.Spec.Lifetime.Maximum.Duration.String()).To(Equal("8h0m0s"))
