@@ -47,14 +47,14 @@ var _ = Describe("The samples in config/samples", Ordered, func() {
 		Expect(claim.Status.ObservedGeneration).To(Equal(int64(-1)))
 	})
 
-	It("default each node size field on its own: memory alone, or disk alone", func(ctx context.Context) {
+	It("default a node's disk on its own, and the rest of a node sized only by memory and disk", func(ctx context.Context) {
 		u := &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "labforge.dev/v1alpha1", "kind": "LabTemplate",
 			"metadata": map[string]any{"name": "sized"},
 			"spec": map[string]any{
 				"kubernetesVersion": "v1.36.3",
 				"image":             map[string]any{"containerDisk": "quay.io/containerdisks/ubuntu:22.04"},
-				"controlPlane":      map[string]any{"memory": "4Gi"},
+				"controlPlane":      map[string]any{"cores": int64(2), "memory": "4Gi"},
 				"workers":           map[string]any{"count": int64(2), "memory": "1Gi", "disk": "50Gi"},
 			},
 		}}
