@@ -17,7 +17,32 @@ const (
 	// ConditionBootstrapComplete is True when the lab reported that kubeadm, the CNI and the
 	// scenario finished; False with the lab's own message when the bootstrap failed.
 	ConditionBootstrapComplete = "BootstrapComplete"
+	// ConditionVMsRestarted is True once a VM of a lab that was Ready runs another
+	// instance than the one it was Ready with (evicted, its host node lost, deleted): its
+	// disks are new, so that node set itself up again from scratch and what was done on
+	// it is gone. It names the nodes, and never goes back to False; absent until then. A
+	// claim holding such a lab carries the same condition.
+	ConditionVMsRestarted = "VMsRestarted"
+	// ReasonVMRestarted is the reason of VMsRestarted=True.
+	ReasonVMRestarted = "VMRestarted"
 )
+
+// InstanceReference names one VM instance (KubeVirt VirtualMachineInstance) of a lab.
+type InstanceReference struct {
+	// Name of the VM and its instance, e.g. control-plane or worker-1.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Name string `json:"name"`
+
+	// UID of the instance: a VM that was restarted has an instance of the same name with
+	// another UID.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=36
+	// +required
+	UID types.UID `json:"uid"`
+}
 
 // ClaimReference identifies the LabClaim a lab is bound to.
 type ClaimReference struct {
@@ -82,7 +107,17 @@ type LabEnvironmentStatus struct {
 	// +optional
 	ReadyTime *metav1.Time `json:"readyTime,omitempty"`
 
-	// Conditions: VMsScheduled, VMsRunning, APIReachable, BootstrapComplete, Ready.
+	// ReadyInstances are the VM instances the lab first became Ready with, recorded in
+	// the same write as ReadyTime. A VM whose instance is not the one recorded was
+	// restarted and built its node again from nothing (condition VMsRestarted).
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=11
+	// +optional
+	ReadyInstances []InstanceReference `json:"readyInstances,omitempty"`
+
+	// Conditions: VMsScheduled, VMsRunning, APIReachable, BootstrapComplete, Ready, and
+	// VMsRestarted once a VM of the Ready lab was restarted.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=16

@@ -126,9 +126,27 @@ func setStatus(s *scope, succeeded bool) {
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionExtensionRefused)
 	}
+	setRestartedCondition(s, set)
 	if succeeded {
 		st.ObservedGeneration = gen
 	}
+}
+
+// setRestartedCondition tells the student that VMs of their lab restarted after it was
+// ready and set themselves up again from nothing (the lab's VMsRestarted, whose message
+// the operator writes, never the lab). Ready stays as the lab reports it. A claim whose
+// lab is gone keeps what it said.
+func setRestartedCondition(s *scope, set func(t string, status metav1.ConditionStatus, reason, msg string)) {
+	if s.env == nil {
+		return
+	}
+	c := meta.FindStatusCondition(s.env.Status.Conditions, labforgev1alpha1.ConditionVMsRestarted)
+	if c == nil || c.Status != metav1.ConditionTrue {
+		meta.RemoveStatusCondition(&s.claim.Status.Conditions, labforgev1alpha1.ConditionVMsRestarted)
+		return
+	}
+	set(labforgev1alpha1.ConditionVMsRestarted, metav1.ConditionTrue, labforgev1alpha1.ReasonVMRestarted,
+		fmt.Sprintf("Lab %s: %s. Delete this claim and claim again for a fresh lab, or ask your admin", s.env.Name, c.Message))
 }
 
 // recordTransitions emits events for the bind, the handover, expiry and refusals, and
@@ -136,6 +154,12 @@ func setStatus(s *scope, succeeded bool) {
 func (r *Reconciler) recordTransitions(ctx context.Context, before *labforgev1alpha1.LabClaim, s *scope) {
 	after := s.claim
 	log := ctrl.LoggerFrom(ctx)
+	wasRestarted := meta.FindStatusCondition(before.Status.Conditions, labforgev1alpha1.ConditionVMsRestarted)
+	if restarted := meta.FindStatusCondition(after.Status.Conditions, labforgev1alpha1.ConditionVMsRestarted); restarted != nil &&
+		(wasRestarted == nil || wasRestarted.Message != restarted.Message) {
+		// Once per newly restarted set of VMs: the student's describe shows it.
+		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, labforgev1alpha1.ReasonVMRestarted, "Restart", "%s", restarted.Message)
+	}
 	was := meta.FindStatusCondition(before.Status.Conditions, labforgev1alpha1.ConditionReady)
 	now := meta.FindStatusCondition(after.Status.Conditions, labforgev1alpha1.ConditionReady)
 	handedOver := now != nil && now.Status == metav1.ConditionTrue && before.Status.ReadyTime == nil

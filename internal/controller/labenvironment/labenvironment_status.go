@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -51,7 +52,14 @@ var bootFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Labs that failed to become Ready, by template and reason (BootstrapFailed, BootTimeout, VMsNotRunning).",
 }, []string{"template", "reason"})
 
-func init() { metrics.Registry.MustRegister(bootFailures) }
+// vmRestarts counts the restarts a lab reports (one per newly restarted set of its VMs):
+// an admin alerts on it, since each one lost a student's work.
+var vmRestarts = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "labforge_lab_vm_restarts_total",
+	Help: "Times a Ready lab's VMs were found restarted (evicted, node lost, deleted) and rebuilt from empty disks, by template.",
+}, []string{"template"})
+
+func init() { metrics.Registry.MustRegister(bootFailures, vmRestarts) }
 
 // terminalReasons are the Ready=False reasons retrying cannot fix.
 var terminalReasons = map[string]bool{
@@ -74,7 +82,7 @@ func setStatus(s *scope, succeeded bool) {
 	}
 	if s.rebuilt {
 		// A lab built again in a new namespace has to prove itself Ready again.
-		st.ReadyTime = nil
+		st.ReadyTime, st.ReadyInstances = nil, nil
 	}
 	if s.template != nil && s.templateGeneration > 0 {
 		st.TemplateGeneration = s.templateGeneration
@@ -91,7 +99,10 @@ func setStatus(s *scope, succeeded bool) {
 	if ready == metav1.ConditionTrue && st.ReadyTime == nil {
 		t := metav1.NewTime(s.now)
 		st.ReadyTime = &t
+		// In the same write: knowing them costs no write of its own.
+		st.ReadyInstances = readyInstances(s)
 	}
+	setRestartedCondition(s, set)
 	if ready == metav1.ConditionFalse && terminalReasons[reason] {
 		set(labforgev1alpha1.ConditionStalled, metav1.ConditionTrue, reason, msg)
 	} else {
@@ -168,6 +179,72 @@ func setProbeConditions(s *scope, set setter) {
 	}
 }
 
+// readyInstances are the lab's VM instances as this pass observed them, in node order.
+func readyInstances(s *scope) []labforgev1alpha1.InstanceReference {
+	var out []labforgev1alpha1.InstanceReference
+	for _, n := range s.vms {
+		if vmi := s.vmis[n.Name]; vmi != nil {
+			out = append(out, labforgev1alpha1.InstanceReference{Name: n.Name, UID: vmi.UID})
+		}
+	}
+	return out
+}
+
+// setRestartedCondition reports the VMs of a Ready lab that run another instance than
+// the one the lab was Ready with, or none any more: their container disk and data disk
+// are new, so they booted and ran their bootstrap again from nothing. A VMI KubeVirt
+// recreates (runStrategy Always) is a new object with a new UID. Ready is left as the lab
+// reports it (a restarted worker may rejoin), and the condition stays once set: what was
+// lost does not come back. A pass that did not observe the VMIs changes nothing.
+func setRestartedCondition(s *scope, set setter) {
+	st := &s.env.Status
+	if st.ReadyTime == nil {
+		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionVMsRestarted)
+		return
+	}
+	if !s.provisioned || s.vmis == nil {
+		return
+	}
+	nodes := restartedNodes(s)
+	if len(nodes) == 0 {
+		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionVMsRestarted)
+		return
+	}
+	set(labforgev1alpha1.ConditionVMsRestarted, metav1.ConditionTrue, labforgev1alpha1.ReasonVMRestarted, restartedMessage(nodes))
+}
+
+// restartedNodes names the lab's VMs whose instance is not the one recorded at Ready. A
+// lab that became Ready before instances were recorded has only its ReadyTime: an
+// instance created after it is a restart (the API server's clock against the
+// operator's, to the second: a restart within the second of Ready goes unseen there).
+func restartedNodes(s *scope) []string {
+	st := &s.env.Status
+	recorded := map[string]types.UID{}
+	for _, r := range st.ReadyInstances {
+		recorded[r.Name] = r.UID
+	}
+	var out []string
+	for _, n := range s.vms {
+		vmi := s.vmis[n.Name]
+		switch uid, ok := recorded[n.Name]; {
+		case ok && (vmi == nil || vmi.UID != uid):
+			out = append(out, n.Name)
+		case !ok && len(st.ReadyInstances) == 0 && vmi != nil && vmi.CreationTimestamp.After(st.ReadyTime.Time):
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}
+
+// restartedMessage says which nodes restarted and what that means; nothing in it comes
+// from the lab, so a claim may show it to its student.
+func restartedMessage(nodes []string) string {
+	return fmt.Sprintf("VMs restarted after the lab was ready and set themselves up again from empty disks: %s. "+
+		"A restarted control plane runs kubeadm init again (the lab's cluster starts empty); a restarted worker "+
+		"rejoins only while the lab's bootstrap token is valid. What was done on these nodes is gone",
+		strings.Join(nodes, ", "))
+}
+
 // readiness decides the Ready condition: True only when the lab itself said its bootstrap
 // finished and all its VMs run; False only for a real failure; Unknown while in progress.
 func readiness(s *scope, succeeded bool) (metav1.ConditionStatus, string, string) {
@@ -226,8 +303,16 @@ func allRunning(s *scope) bool {
 	return true
 }
 
-// recordTransitions emits one event per change of the Ready condition, never one per pass.
+// recordTransitions emits one event per change of the Ready condition, and one per newly
+// restarted set of VMs, never one per pass.
 func (r *Reconciler) recordTransitions(ctx context.Context, before, after *labforgev1alpha1.LabEnvironment) {
+	wasRestarted := meta.FindStatusCondition(before.Status.Conditions, labforgev1alpha1.ConditionVMsRestarted)
+	if restarted := meta.FindStatusCondition(after.Status.Conditions, labforgev1alpha1.ConditionVMsRestarted); restarted != nil &&
+		(wasRestarted == nil || wasRestarted.Message != restarted.Message) {
+		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, labforgev1alpha1.ReasonVMRestarted, "Restart", "%s", restarted.Message)
+		vmRestarts.WithLabelValues(after.Spec.TemplateRef.Name).Inc()
+		ctrl.LoggerFrom(ctx).Info("LabEnvironment's VMs restarted after Ready", "message", restarted.Message)
+	}
 	was := meta.FindStatusCondition(before.Status.Conditions, labforgev1alpha1.ConditionReady)
 	now := meta.FindStatusCondition(after.Status.Conditions, labforgev1alpha1.ConditionReady)
 	if now == nil || (was != nil && was.Status == now.Status && was.Reason == now.Reason) {

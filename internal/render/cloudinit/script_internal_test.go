@@ -128,3 +128,60 @@ func TestWriteMarker(t *testing.T) {
 		}
 	}
 }
+
+// TestBindToDataDisk runs the script's bind_to_data_disk with mount, mountpoint,
+// systemctl and df stood in for (a test cannot mount): what the directory held is copied
+// onto the disk once, with its mode; /etc/fstab gets one bind entry that waits for the
+// disk's mount, and a second run adds nothing.
+func TestBindToDataDisk(t *testing.T) {
+	fn := regexp.MustCompile(`(?ms)^bind_to_data_disk\(\) \{\n.*?^\}\n`).FindString(bootstrapBody)
+	if fn == "" {
+		t.Fatal("bind_to_data_disk not found in the bootstrap script")
+	}
+	root := t.TempDir()
+	fstab := root + "/fstab"
+	fn = strings.ReplaceAll(fn, "/etc/fstab", fstab)
+	if strings.Contains(fn, "/etc/") {
+		t.Fatal("bind_to_data_disk touches /etc beyond /etc/fstab: extend the test")
+	}
+	// The mount stand-in records each call; mountpoint says yes once mount was called.
+	stubs := `log() { echo "log: $*"; }
+mountpoint() { grep -qxF "mount $2" "$ROOT/calls" 2>/dev/null; }
+mount() { echo "mount $*" >>"$ROOT/calls"; }
+systemctl() { echo "systemctl $*" >>"$ROOT/calls"; }
+df() { printf 'Size\n20G\n'; }
+`
+	prelude := "set -Eeuo pipefail\nROOT=" + shellQuote(root) + "\nDATA_MOUNT=\"$ROOT/data\"\n" + stubs + fn
+	setup := `mkdir -p "$ROOT/data" "$ROOT/var/containerd/io.containerd.content.v1.content"
+chmod 0711 "$ROOT/var/containerd"
+echo image >"$ROOT/var/containerd/io.containerd.content.v1.content/blob"
+printf 'LABEL=cloudimg-rootfs / ext4 discard,errors=remount-ro 0 1\n' >` + shellQuote(fstab) + "\n"
+	out := bash(t, prelude+setup+`bind_to_data_disk "$ROOT/var/containerd"
+bind_to_data_disk "$ROOT/var/kubelet"
+bind_to_data_disk "$ROOT/var/containerd"
+bind_to_data_disk "$ROOT/var/kubelet"
+stat -c '%a' "$ROOT/data/containerd" "$ROOT/data/kubelet"
+cat "$ROOT/data/containerd/io.containerd.content.v1.content/blob"
+cat "$ROOT/calls"`)
+	want := strings.Join([]string{
+		"log: " + root + "/var/containerd is on the data disk (20G)",
+		"log: " + root + "/var/kubelet is on the data disk (20G)",
+		"log: " + root + "/var/containerd is mounted already",
+		"log: " + root + "/var/kubelet is mounted already",
+		"711", "711", "image",
+		"systemctl daemon-reload", "mount " + root + "/var/containerd",
+		"systemctl daemon-reload", "mount " + root + "/var/kubelet",
+	}, "\n") + "\n"
+	if out != want {
+		t.Errorf("output:\n%s\nwant:\n%s", out, want)
+	}
+	gotFstab := bash(t, "cat "+shellQuote(fstab))
+	wantFstab := "LABEL=cloudimg-rootfs / ext4 discard,errors=remount-ro 0 1\n" +
+		"# labforge: " + root + "/var/containerd on the data disk\n" +
+		root + "/data/containerd " + root + "/var/containerd none bind,nofail,x-systemd.requires-mounts-for=" + root + "/data 0 0\n" +
+		"# labforge: " + root + "/var/kubelet on the data disk\n" +
+		root + "/data/kubelet " + root + "/var/kubelet none bind,nofail,x-systemd.requires-mounts-for=" + root + "/data 0 0\n"
+	if gotFstab != wantFstab {
+		t.Errorf("fstab:\n%s\nwant:\n%s", gotFstab, wantFstab)
+	}
+}

@@ -110,6 +110,8 @@ var _ = Describe("The samples in config/samples", Ordered, func() {
 		Expect(tmpl.Spec.ControlPlane.Memory.String()).To(Equal("2Gi"))
 		Expect(tmpl.Spec.Workers.Count).To(Equal(int32(1)))
 		Expect(tmpl.Spec.Workers.Memory.String()).To(Equal("1Gi"))
+		Expect(tmpl.Spec.ControlPlane.Disk.String()).To(Equal("20Gi"))
+		Expect(tmpl.Spec.Workers.Disk.String()).To(Equal("20Gi"))
 		Expect(tmpl.Spec.SSHUser).To(Equal("ubuntu"))
 		Expect(tmpl.Spec.Lifetime.Default.Duration.String()).To(Equal("2h0m0s"))
 		Expect(tmpl.Spec.Lifetime.Maximum.Duration.String()).To(Equal("8h0m0s"))

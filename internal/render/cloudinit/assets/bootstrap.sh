@@ -191,8 +191,9 @@ bind_to_data_disk() {
   fi
   install -d -m 0711 "${dir}"
   if ! awk -v d="${dir}" '$2 == d { found = 1 } END { exit !found }' /etc/fstab; then
-    printf '%s %s none bind,nofail,x-systemd.requires-mounts-for=%s 0 0 # labforge data disk\n' \
-      "${src}" "${dir}" "${DATA_MOUNT}" >>/etc/fstab
+    # fstab has no end-of-line comments: the comment is a line of its own.
+    printf '# labforge: %s on the data disk\n%s %s none bind,nofail,x-systemd.requires-mounts-for=%s 0 0\n' \
+      "${dir}" "${src}" "${dir}" "${DATA_MOUNT}" >>/etc/fstab
   fi
   systemctl daemon-reload
   mount "${dir}"
