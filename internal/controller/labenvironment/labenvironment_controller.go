@@ -163,6 +163,8 @@ func (r *Reconciler) markDeleting(ctx context.Context, env *labforgev1alpha1.Lab
 	patch := client.MergeFrom(env.DeepCopy())
 	meta.SetStatusCondition(&env.Status.Conditions, metav1.Condition{Type: labforgev1alpha1.ConditionReady, Status: metav1.ConditionFalse,
 		ObservedGeneration: env.Generation, Reason: ReasonDeleting, Message: fmt.Sprintf("The lab is being deleted with its namespace %s", namespaceOf(env))})
+	// The deletion is this generation (it bumped it), and this pass acted on it.
+	env.Status.ObservedGeneration = env.Generation
 	if err := r.Client.Status().Patch(ctx, env, patch); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("marking LabEnvironment %s as deleting: %w", env.Name, err)
 	}
