@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/labforge/labforge/internal/devenv"
-	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/manager"
 	"github.com/labforge/labforge/internal/simulator"
 )
@@ -71,7 +70,7 @@ func operator(args []string) int {
 	fs := flag.NewFlagSet("labforge operator", flag.ExitOnError)
 	var kubeconfig string
 	var bootDelay time.Duration
-	opts := manager.Options{Host: hostcluster.Default()}
+	opts := manager.Options{Host: devenv.LocalHost()}
 	var qps float64
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Kubeconfig of the API server to run against (required).")
 	fs.DurationVar(&bootDelay, "boot-delay", 0, "How long a simulated VM takes to boot (0 boots at once).")

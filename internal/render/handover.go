@@ -72,6 +72,10 @@ const (
 	AnnotationExpiresAt       = "labforge.dev/expires-at"
 	AnnotationLab             = "labforge.dev/lab"
 	AnnotationLabNamespaceUID = "labforge.dev/lab-namespace-uid"
+	// AnnotationServer records the lab API URL the kubeconfig names, so it is minted
+	// again when the lab is reached at another address (its control plane moved to
+	// another node, or the node's address changed).
+	AnnotationServer = "labforge.dev/server"
 )
 
 // LabelClaim names the LabClaim a Secret in the claim's namespace belongs to.
@@ -95,11 +99,13 @@ func claimObjectMeta(claim *labforgev1alpha1.LabClaim, name string, annotations 
 }
 
 // KubeconfigSecret returns the Secret holding a claim's kubeconfig.
-// labNamespaceUID is the UID of the lab's namespace the kubeconfig was minted in, if known.
-func KubeconfigSecret(claim *labforgev1alpha1.LabClaim, lab, labNamespaceUID string, expiresAt metav1.Time, kubeconfig []byte) *corev1.Secret {
+// labNamespaceUID is the UID of the lab's namespace the kubeconfig was minted in, if known;
+// server the lab API URL it names.
+func KubeconfigSecret(claim *labforgev1alpha1.LabClaim, lab, labNamespaceUID, server string, expiresAt metav1.Time, kubeconfig []byte) *corev1.Secret {
 	annotations := map[string]string{
 		AnnotationExpiresAt: expiresAt.UTC().Format("2006-01-02T15:04:05Z"),
 		AnnotationLab:       lab,
+		AnnotationServer:    server,
 	}
 	if labNamespaceUID != "" {
 		annotations[AnnotationLabNamespaceUID] = labNamespaceUID
