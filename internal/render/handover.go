@@ -38,6 +38,10 @@ func ExposedAPIService(l Lab) *corev1.Service {
 	// service and node ranges only), and a lab VM dialling another lab's NodePort would
 	// arrive as a node and be let in. In-cluster traffic (the probe, joining workers)
 	// goes through the cluster IP, which the policy does not change.
+	//
+	// With Local only the node running the control-plane VMI answers on these ports:
+	// that is the address a claim names (hostcluster.Network.StudentAddress), or, with
+	// --host-public-address, an entry point that must forward to that node (docs/labs.md).
 	svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
 	svc.Spec.Ports = append(svc.Spec.Ports,
 		corev1.ServicePort{Name: PortSSH, Protocol: corev1.ProtocolTCP, Port: lab.SSHPort, TargetPort: intOrString(lab.SSHPort)})

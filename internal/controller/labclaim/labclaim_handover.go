@@ -55,7 +55,9 @@ func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
 	l := render.Lab{Env: s.env}
 	host := r.Host.Network()
 	address, err := r.studentAddress(ctx, s, host)
-	if err != nil || s.pendingReason != "" {
+	if err != nil || address == "" {
+		// The lab's control plane runs on no node yet (the claim says its lab boots, and
+		// the VMI's scheduling wakes it), or on one without an address (s.pendingReason).
 		return err
 	}
 	h := &handover{host: address, serverName: lab.APIServiceHost(s.env.Name, host.ClusterDomain), sshUser: "ubuntu"}
@@ -110,8 +112,9 @@ func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
 // studentAddress returns where the student reaches the lab's NodePorts: the host's
 // public address when the admin runs one entry point, else the address of the node that
 // runs the lab's control-plane VMI (the Service's externalTrafficPolicy is Local, so that
-// node is the one that answers). When that is not known yet, the claim waits
-// (s.pendingReason) and is woken when the VMI or the host's nodes change.
+// node is the one that answers). It is empty while the VMI runs on no node yet, and when
+// the node has no address of the chosen type (then s.pendingReason says so); the VMI's
+// scheduling and the host's node changes wake the claim.
 func (r *Reconciler) studentAddress(ctx context.Context, s *scope, host hostcluster.Network) (string, error) {
 	if host.PublicAddress != "" {
 		return host.PublicAddress, nil
@@ -122,16 +125,15 @@ func (r *Reconciler) studentAddress(ctx context.Context, s *scope, host hostclus
 		return "", fmt.Errorf("reading VirtualMachineInstance %s: %w", key, err)
 	}
 	node := vmi.Status.NodeName
-	if address, ok := host.StudentAddress(node); ok && node != "" {
+	if node == "" {
+		return "", nil
+	}
+	if address, ok := host.StudentAddress(node); ok {
 		return address, nil
 	}
 	s.pendingReason = ReasonNodeAddressUnknown
-	if node == "" {
-		s.pendingMessage = fmt.Sprintf("The lab's control plane (VirtualMachineInstance %s) runs on no node yet", key)
-	} else {
-		s.pendingMessage = fmt.Sprintf("Node %s, which runs the lab's control plane, has no %s address (the operator's %s); the claim waits for one",
-			node, host.NodeAddressType, hostcluster.FlagNodeAddressType)
-	}
+	s.pendingMessage = fmt.Sprintf("Node %s, which runs the lab's control plane, has no %s address (the operator's %s); the claim waits for one",
+		node, host.NodeAddressType, hostcluster.FlagNodeAddressType)
 	return "", nil
 }
 
