@@ -492,3 +492,35 @@ func assertNoSecrets(t *testing.T, err error) {
 		t.Errorf("error reveals PEM material: %q", err)
 	}
 }
+
+// TestProbeClusterDomain: a host whose DNS domain is not cluster.local has its labs'
+// APIs dialled, and their certificates checked, by names in that domain; a certificate
+// for the cluster.local name is not the lab.
+func TestProbeClusterDomain(t *testing.T) {
+	l := newLabPKI(t, "kubernetes")
+	name := "lab-api.lab-" + env + ".svc.labs.internal"
+	for _, tc := range []struct {
+		certName string
+		wantErr  bool
+	}{
+		{certName: name},
+		{certName: lab.APIServiceHost(env, lab.DefaultClusterDomain), wantErr: true},
+	} {
+		srv := labServer(t, l.serving(t, tc.certName), l.pool(), serveMarker(map[string]string{lab.MarkerPhase: lab.MarkerPhaseComplete}))
+		var dialed atomic.Value
+		p := &labprobe.HTTPSProber{Dialer: dialTo(srv, &dialed), ClusterDomain: "labs.internal"}
+		got, err := p.Probe(context.Background(), env, l.creds)
+		if dialed.Load() != name+":6443" {
+			t.Errorf("dialed %v, want %s:6443", dialed.Load(), name)
+		}
+		if tc.wantErr {
+			if err == nil || !strings.Contains(err.Error(), "certificate is valid for "+tc.certName+", not "+name) {
+				t.Errorf("certificate for %s: Probe() error = %v, want a name mismatch", tc.certName, err)
+			}
+			continue
+		}
+		if err != nil || got.Phase != lab.MarkerPhaseComplete {
+			t.Errorf("certificate for %s: Probe() = %+v, %v; want Complete", tc.certName, got, err)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -334,5 +335,36 @@ func TestExposedAPIService(t *testing.T) {
 	}
 	if got := svc.Spec.Selector[lab.LabelNode]; got != lab.ControlPlaneVM {
 		t.Errorf("selector %v does not pick the control-plane VM", svc.Spec.Selector)
+	}
+}
+
+// TestKubeconfigSecretAnnotations: a claim's kubeconfig Secret says which lab, which build
+// of it, which expiry and which server it was minted for, so the claim controller mints it
+// again when any of them changes (the server does when the lab's control plane moves).
+func TestKubeconfigSecretAnnotations(t *testing.T) {
+	claim := &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "students", Name: "alice", UID: "c-1"}}
+	expires := metav1.NewTime(time.Date(2026, 12, 6, 4, 0, 0, 0, time.UTC))
+	tests := map[string]struct {
+		namespaceUID, server string
+		want                 map[string]string
+	}{
+		"node address": {namespaceUID: "ns-1", server: "https://192.168.1.11:31443", want: map[string]string{
+			AnnotationExpiresAt: "2026-12-06T04:00:00Z", AnnotationLab: "lab-a", AnnotationLabNamespaceUID: "ns-1",
+			AnnotationServer: "https://192.168.1.11:31443",
+		}},
+		"namespace unknown, IPv6 node": {server: "https://[fd00::11]:31443", want: map[string]string{
+			AnnotationExpiresAt: "2026-12-06T04:00:00Z", AnnotationLab: "lab-a", AnnotationServer: "https://[fd00::11]:31443",
+		}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := KubeconfigSecret(claim, "lab-a", tc.namespaceUID, tc.server, expires, []byte("kubeconfig"))
+			if diff := cmp.Diff(tc.want, s.Annotations); diff != "" {
+				t.Errorf("annotations (-want +got):\n%s", diff)
+			}
+			if s.Name != "alice-kubeconfig" || string(s.Data[KubeconfigKey]) != "kubeconfig" {
+				t.Errorf("secret %s holds %q", s.Name, s.Data[KubeconfigKey])
+			}
+		})
 	}
 }

@@ -6,8 +6,12 @@ package hostnet_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
@@ -121,6 +125,21 @@ var _ = Describe("The host's facts", Ordered, func() {
 		Expect(err).To(MatchError("the host cluster is not known well enough to run labs: " +
 			"the host's pod ranges are unknown: no Node has spec.podCIDRs (a CNI with its own IPAM, such as Calico or Cilium's cluster-pool, does not use them); set --host-pod-cidrs\n" +
 			"students could not be given an address: --host-public-address is not set and no Node has an address of type InternalIP (--node-address-type)"))
+
+		By("the shipped binary, which exits with that error")
+		bin := filepath.Join(GinkgoT().TempDir(), "manager")
+		build := exec.Command("go", "build", "-o", bin, "./cmd/manager")
+		build.Dir = integration.RepoRoot()
+		out, err := build.CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), "%s", out)
+		run := exec.Command(bin, "--metrics-bind-address=0", "--health-probe-bind-address=0")
+		run.Env = append(os.Environ(), "KUBECONFIG="+cp.KubeconfigPath())
+		out, err = run.CombinedOutput()
+		var exit *exec.ExitError
+		Expect(errors.As(err, &exit)).To(BeTrue(), "the manager ran: %v\n%s", err, out)
+		Expect(exit.ExitCode()).To(Equal(1))
+		Expect(string(out)).To(And(ContainSubstring("Failed to create the manager"),
+			ContainSubstring("set --host-pod-cidrs"), ContainSubstring("--host-public-address is not set")))
 
 		By("being told what the API cannot say")
 		_, err = newManager(hostcluster.Config{PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}, PublicAddress: "labs.example.com"}, nil)
