@@ -53,7 +53,7 @@ func TestHostNetwork(t *testing.T) {
 	RunSpecs(t, "labforge host network")
 }
 
-var _ = BeforeSuite(func() {
+var _ = BeforeSuite(func(_ context.Context) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	var err error
 	cp, err = integration.StartControlPlane(context.Background())
@@ -147,7 +147,13 @@ var _ = Describe("The host's facts", Ordered, func() {
 	})
 
 	var sim *simulator.Simulator
+	var stopManager func()
 	const env = "hostnet-lab"
+	AfterAll(func() {
+		if stopManager != nil {
+			stopManager()
+		}
+	})
 
 	It("reach every lab's policies as nodes and ServiceCIDRs come and go, and nothing else is written", func(ctx context.Context) {
 		createNode(ctx, "node-1", []string{"10.244.1.0/24"}, internalIP("192.168.1.11"), corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "203.0.113.11"})
@@ -157,7 +163,8 @@ var _ = Describe("The host's facts", Ordered, func() {
 		mctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- mgr.Start(mctx) }()
-		DeferCleanup(func() { cancel(); <-done })
+		// The next story's claim is served by the same operator.
+		stopManager = func() { cancel(); <-done }
 
 		Expect(k8s.Create(ctx, integration.Template("hostnet", 0))).To(Succeed())
 		Expect(k8s.Create(ctx, &labforgev1alpha1.LabEnvironment{
@@ -250,6 +257,7 @@ var _ = Describe("The host's facts", Ordered, func() {
 		address := "192.168.7.7"
 		switch err := k8s.Get(ctx, client.ObjectKey{Name: vmi.Status.NodeName}, node); {
 		case apierrors.IsNotFound(err):
+			By("the claim waiting for node " + vmi.Status.NodeName + " to have an address")
 			Eventually(func(g Gomega) metav1.Condition {
 				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(claim), claim)).To(Succeed())
 				c := meta.FindStatusCondition(claim.Status.Conditions, labforgev1alpha1.ConditionReady)
@@ -261,6 +269,7 @@ var _ = Describe("The host's facts", Ordered, func() {
 		case err != nil:
 			Fail(err.Error())
 		default:
+			By("node " + node.Name + " made by the simulator")
 			a, ok := hostcluster.Node{Name: node.Name, Addresses: node.Status.Addresses}.Address(corev1.NodeInternalIP)
 			Expect(ok).To(BeTrue(), "node %s has no InternalIP", node.Name)
 			address = a
