@@ -51,9 +51,6 @@ func (f *Flags) Build() (Config, error) {
 	return c, nil
 }
 
-// ParsePrefixes parses a comma-separated list of CIDRs, masked; empty entries are skipped.
-func ParsePrefixes(list string) ([]netip.Prefix, error) { return parsePrefixes(list) }
-
 func parsePrefixes(list string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range strings.Split(list, ",") {

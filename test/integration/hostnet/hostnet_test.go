@@ -118,6 +118,9 @@ var _ = Describe("The host's facts", Ordered, func() {
 		Expect(facts.PodCIDRs).To(BeEmpty())
 		Expect(facts.Nodes).To(BeEmpty())
 		Expect(facts.KubernetesServiceIPs).To(BeEmpty(), "read only where ServiceCIDR is absent")
+		own := &networkingv1.ServiceCIDR{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: "kubernetes"}, own)).To(Succeed())
+		Expect(own.Spec.CIDRs).To(Equal([]string{controlplane.DefaultServiceCIDR}))
 	})
 
 	It("must be known, or the operator refuses to start and names the flags to set", func() {
