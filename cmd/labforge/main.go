@@ -54,7 +54,7 @@ func dev(args []string) int {
 	zapOpts := zap.Options{Development: true}
 	zapOpts.BindFlags(fs)
 	_ = fs.Parse(args)
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	ctrl.SetLogger(manager.WithoutBodies(zap.New(zap.UseFlagOptions(&zapOpts))))
 
 	if err := devenv.Run(ctrl.SetupSignalHandler(), opts); err != nil {
 		fmt.Fprintf(os.Stderr, "labforge dev: %v\n", err)
@@ -86,7 +86,7 @@ func operator(args []string) int {
 	zapOpts.BindFlags(fs)
 	_ = fs.Parse(args)
 	opts.ClientQPS = float32(qps)
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	ctrl.SetLogger(manager.WithoutBodies(zap.New(zap.UseFlagOptions(&zapOpts))))
 	// As the deployed operator does (cmd/manager).
 	manager.ApplySoftMemoryLimit()
 	manager.ApplyGCPercent()
