@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/labforge/labforge/internal/devenv"
-	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/manager"
 	"github.com/labforge/labforge/internal/simulator"
 )
@@ -64,9 +63,11 @@ func dev(args []string) int {
 	zapOpts.BindFlags(fs)
 	_ = fs.Parse(args)
 	if logToStderr {
-		ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+		ctrl.SetLogger(manager.WithoutBodies(zap.New(zap.UseFlagOptions(&zapOpts))))
 	} else {
-		opts.Logs = func(w io.Writer) { ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts), zap.WriteTo(w))) }
+		opts.Logs = func(w io.Writer) {
+			ctrl.SetLogger(manager.WithoutBodies(zap.New(zap.UseFlagOptions(&zapOpts), zap.WriteTo(w))))
+		}
 	}
 
 	if err := devenv.Run(ctrl.SetupSignalHandler(), opts); err != nil {
@@ -83,7 +84,7 @@ func operator(args []string) int {
 	fs := flag.NewFlagSet("labforge operator", flag.ExitOnError)
 	var kubeconfig string
 	var bootDelay time.Duration
-	opts := manager.Options{Host: hostcluster.Default()}
+	opts := manager.Options{Host: devenv.LocalHost()}
 	var qps float64
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Kubeconfig of the API server to run against (required).")
 	fs.DurationVar(&bootDelay, "boot-delay", 0, "How long a simulated VM takes to boot (0 boots at once).")
@@ -99,7 +100,7 @@ func operator(args []string) int {
 	zapOpts.BindFlags(fs)
 	_ = fs.Parse(args)
 	opts.ClientQPS = float32(qps)
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	ctrl.SetLogger(manager.WithoutBodies(zap.New(zap.UseFlagOptions(&zapOpts))))
 	// As the deployed operator does (cmd/manager).
 	manager.ApplySoftMemoryLimit()
 	manager.ApplyGCPercent()

@@ -39,7 +39,7 @@ func main() {
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	opts.ClientQPS = float32(qps)
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	ctrl.SetLogger(manager.WithoutBodies(zap.New(zap.UseFlagOptions(&zapOpts))))
 	log := ctrl.Log.WithName("setup")
 	if limit := manager.ApplySoftMemoryLimit(); limit > 0 {
 		log.Info("Go soft memory limit set from the container's", "bytes", limit)

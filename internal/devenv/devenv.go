@@ -20,7 +20,6 @@ import (
 
 	"github.com/labforge/labforge/config"
 	"github.com/labforge/labforge/internal/controlplane"
-	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/manager"
 	"github.com/labforge/labforge/internal/simulator"
 )
@@ -102,7 +101,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	mgr, err := manager.New(cp.RESTConfig(), manager.Options{
 		MetricsAddr: opts.MetricsAddr,
 		ProbeAddr:   "0",
-		Host:        hostcluster.Default(),
+		Host:        LocalHost(),
 		// A simulated lab answers as soon as it boots; probing often keeps the demo snappy.
 		ProbeInterval: 200 * time.Millisecond,
 		Simulator:     simulator.New(simulator.Options{BootDelay: opts.BootDelay}),

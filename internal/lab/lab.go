@@ -84,10 +84,18 @@ const (
 	SSHPort    = 22
 )
 
-// APIServiceHost returns the in-cluster DNS name of the lab API Service of env.
-func APIServiceHost(env string) string {
-	return fmt.Sprintf("%s.%s.svc", APIService, Namespace(env))
+// APIServiceHost returns the fully qualified in-cluster DNS name of the lab API Service of
+// env in the host's cluster domain (such as cluster.local). Fully qualified, it resolves
+// without the pod's search domains (which a guest gets only through DHCP) and sends no
+// query upstream first. It is the name the lab API certificate carries and what the
+// operator's probe and the students' kubeconfigs (tls-server-name) check.
+func APIServiceHost(env, clusterDomain string) string {
+	return fmt.Sprintf("%s.%s.svc.%s", APIService, Namespace(env), clusterDomain)
 }
+
+// DefaultClusterDomain is the DNS domain of the host clusters labforge runs on locally
+// (labforge dev, the simulator, the tests).
+const DefaultClusterDomain = "cluster.local"
 
 // The bootstrap marker: a ConfigMap the lab's bootstrap writes into its own kube-system
 // namespace as its last step, which the operator reads through the lab API.

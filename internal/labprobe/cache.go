@@ -11,8 +11,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-
-	"github.com/labforge/labforge/internal/lab"
 )
 
 // clientCache keeps one HTTP client per lab, least recently used first out. A client is
@@ -140,7 +138,7 @@ func (p *HTTPSProber) newClient(env string, creds Credentials) (*http.Client, er
 			// The lab's CA and nothing else: a certificate from any other CA, system
 			// roots included, is not the lab.
 			RootCAs:      roots,
-			ServerName:   lab.APIServiceHost(env),
+			ServerName:   p.apiHost(env),
 			Certificates: []tls.Certificate{cert},
 			MinVersion:   tls.VersionTLS12,
 		},

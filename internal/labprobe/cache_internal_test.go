@@ -130,7 +130,7 @@ func TestNoKeepAlive(t *testing.T) {
 	}
 	op, _ := ca.IssueClient(lab.OperatorUser, nil, now.Add(-time.Minute), now.Add(time.Hour), nil)
 	opKey, _ := op.KeyPEM()
-	srvKP, _ := ca.IssueServing("apiserver", []string{lab.APIServiceHost("k")}, nil, now.Add(-time.Minute), now.Add(time.Hour), nil)
+	srvKP, _ := ca.IssueServing("apiserver", []string{lab.APIServiceHost("k", lab.DefaultClusterDomain)}, nil, now.Add(-time.Minute), now.Add(time.Hour), nil)
 	srvKey, _ := srvKP.KeyPEM()
 	cert, err := tls.X509KeyPair(srvKP.CertPEM(), srvKey)
 	if err != nil {

@@ -109,9 +109,9 @@ func (e *StatusError) Error() string {
 		e.Env, e.StatusCode, http.StatusText(e.StatusCode))
 }
 
-// HTTPSProber probes labs over HTTPS at https://<lab.APIServiceHost(env)>:<lab.APIPort>.
+// HTTPSProber probes labs over HTTPS at https://<lab.APIServiceHost(env, domain)>:<lab.APIPort>.
 // It trusts the lab's CA only (no system roots), checks the server certificate against
-// lab.APIServiceHost(env), presents the operator's client certificate, never follows
+// lab.APIServiceHost(env, domain), presents the operator's client certificate, never follows
 // redirects and never uses a proxy.
 //
 // It keeps one HTTP client per lab, keyed by the lab and a digest of its credentials, so
@@ -120,9 +120,12 @@ func (e *StatusError) Error() string {
 // certificate afresh, and a thousand idle labs hold no sockets or goroutines. Use a
 // pointer; an HTTPSProber must not be copied after first use. Its zero value is ready.
 type HTTPSProber struct {
-	// Dialer opens the TCP connection for addr ("<lab.APIServiceHost(env)>:6443"); nil
-	// means a net.Dialer. The simulated backend supplies its own.
+	// Dialer opens the TCP connection for addr ("<lab.APIServiceHost(env, domain)>:6443");
+	// nil means a net.Dialer. The simulated backend supplies its own.
 	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ClusterDomain is the host cluster's DNS domain, which lab API names are fully
+	// qualified with; lab.DefaultClusterDomain if empty.
+	ClusterDomain string
 	// Timeout bounds one probe; zero means DefaultTimeout.
 	Timeout time.Duration
 	// MaxCachedLabs bounds the cached per-lab clients (least recently used go first);
@@ -145,7 +148,7 @@ func (p *HTTPSProber) Probe(ctx context.Context, env string, creds Credentials) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout())
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, MarkerURL(env), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.MarkerURL(env), nil)
 	if err != nil {
 		return Result{}, fmt.Errorf("lab %s: building the marker request: %w", env, err)
 	}
@@ -159,7 +162,7 @@ func (p *HTTPSProber) Probe(ctx context.Context, env string, creds Credentials) 
 		if errors.As(err, &uerr) {
 			err = uerr.Err
 		}
-		return Result{}, fmt.Errorf("lab %s: reaching the lab API at %s: %w", env, apiAddr(env), err)
+		return Result{}, fmt.Errorf("lab %s: reaching the lab API at %s: %w", env, p.apiAddr(env), err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 
@@ -179,12 +182,21 @@ func (p *HTTPSProber) Probe(ctx context.Context, env string, creds Credentials) 
 func (p *HTTPSProber) Forget(env string) { p.cache.forget(env) }
 
 // MarkerURL is the URL the prober reads the marker of env from.
-func MarkerURL(env string) string {
-	return (&url.URL{Scheme: "https", Host: apiAddr(env), Path: MarkerPath}).String()
+func (p *HTTPSProber) MarkerURL(env string) string {
+	return (&url.URL{Scheme: "https", Host: p.apiAddr(env), Path: MarkerPath}).String()
 }
 
-func apiAddr(env string) string {
-	return net.JoinHostPort(lab.APIServiceHost(env), strconv.Itoa(lab.APIPort))
+func (p *HTTPSProber) apiAddr(env string) string {
+	return net.JoinHostPort(p.apiHost(env), strconv.Itoa(lab.APIPort))
+}
+
+// apiHost is the name the lab API of env is dialled by and its certificate checked for.
+func (p *HTTPSProber) apiHost(env string) string {
+	domain := p.ClusterDomain
+	if domain == "" {
+		domain = lab.DefaultClusterDomain
+	}
+	return lab.APIServiceHost(env, domain)
 }
 
 func (p *HTTPSProber) timeout() time.Duration {

@@ -143,7 +143,7 @@ func status(code int) http.HandlerFunc {
 
 func TestProbeAnswers(t *testing.T) {
 	l := newLabPKI(t, "kubernetes")
-	cert := l.serving(t, lab.APIServiceHost(env), lab.APIServiceHost(env)+".cluster.local")
+	cert := l.serving(t, lab.APIServiceHost(env, lab.DefaultClusterDomain))
 	long := strings.Repeat("é", lab.MarkerMaxMessageLength) // 2 bytes each
 	tests := []struct {
 		name    string
@@ -233,7 +233,7 @@ func TestProbeAnswers(t *testing.T) {
 			if got != tt.want {
 				t.Errorf("Probe() = %+v, want %+v", got, tt.want)
 			}
-			if want := lab.APIServiceHost(env) + ":6443"; dialed.Load() != want {
+			if want := lab.APIServiceHost(env, lab.DefaultClusterDomain) + ":6443"; dialed.Load() != want {
 				t.Errorf("dialed %v, want %s", dialed.Load(), want)
 			}
 			if len(got.Message) > lab.MarkerMaxMessageLength || !utf8.ValidString(got.Message) {
@@ -250,7 +250,7 @@ func TestProbeAnswers(t *testing.T) {
 
 func TestProbeStatusError(t *testing.T) {
 	l := newLabPKI(t, "kubernetes")
-	srv := labServer(t, l.serving(t, lab.APIServiceHost(env)), l.pool(), status(http.StatusServiceUnavailable))
+	srv := labServer(t, l.serving(t, lab.APIServiceHost(env, lab.DefaultClusterDomain)), l.pool(), status(http.StatusServiceUnavailable))
 	p := &labprobe.HTTPSProber{Dialer: dialTo(srv, nil)}
 	_, err := p.Probe(context.Background(), env, l.creds)
 	var se *labprobe.StatusError
@@ -272,11 +272,11 @@ func TestProbeRejects(t *testing.T) {
 		errHas  string
 	}{
 		{
-			name: "server certificate from another CA", cert: other.serving(t, lab.APIServiceHost(env)),
+			name: "server certificate from another CA", cert: other.serving(t, lab.APIServiceHost(env, lab.DefaultClusterDomain)),
 			clients: l.pool(), creds: l.creds, errHas: "certificate signed by unknown authority",
 		},
 		{
-			name: "server certificate for another lab", cert: l.serving(t, lab.APIServiceHost("other")),
+			name: "server certificate for another lab", cert: l.serving(t, lab.APIServiceHost("other", lab.DefaultClusterDomain)),
 			clients: l.pool(), creds: l.creds, errHas: "certificate is valid for",
 		},
 		{
@@ -297,7 +297,7 @@ func TestProbeRejects(t *testing.T) {
 		{
 			// The lab does not accept the operator's certificate (the server never
 			// answers): the probe must fail, not report a reachable lab.
-			name: "client certificate from another CA", cert: l.serving(t, lab.APIServiceHost(env)),
+			name: "client certificate from another CA", cert: l.serving(t, lab.APIServiceHost(env, lab.DefaultClusterDomain)),
 			clients: l.pool(), creds: other.creds, errHas: "",
 		},
 	}
@@ -373,7 +373,7 @@ func TestProbeConnectionErrors(t *testing.T) {
 		if !errors.Is(err, refused) {
 			t.Fatalf("error = %v, want it to wrap the dial error", err)
 		}
-		if !strings.Contains(err.Error(), lab.APIServiceHost(env)) {
+		if !strings.Contains(err.Error(), lab.APIServiceHost(env, lab.DefaultClusterDomain)) {
 			t.Errorf("error %q does not name the lab API address", err)
 		}
 	})
@@ -386,7 +386,7 @@ func TestProbeConnectionErrors(t *testing.T) {
 	})
 	t.Run("timeout", func(t *testing.T) {
 		block := make(chan struct{})
-		srv := labServer(t, l.serving(t, lab.APIServiceHost(env)), l.pool(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv := labServer(t, l.serving(t, lab.APIServiceHost(env, lab.DefaultClusterDomain)), l.pool(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-block:
 			case <-r.Context().Done():
@@ -406,7 +406,7 @@ func TestProbeConnectionErrors(t *testing.T) {
 	t.Run("cancelled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		srv := labServer(t, l.serving(t, lab.APIServiceHost(env)), l.pool(), status(http.StatusNotFound))
+		srv := labServer(t, l.serving(t, lab.APIServiceHost(env, lab.DefaultClusterDomain)), l.pool(), status(http.StatusNotFound))
 		p := &labprobe.HTTPSProber{Dialer: dialTo(srv, nil)}
 		if _, err := p.Probe(ctx, env, l.creds); !errors.Is(err, context.Canceled) {
 			t.Fatalf("error = %v, want context.Canceled", err)
@@ -433,15 +433,15 @@ func TestProbeManyLabs(t *testing.T) {
 			phase = lab.MarkerPhaseFailed
 		}
 		entries[i] = labEntry{name: name, pki: l, phase: phase}
-		certs[lab.APIServiceHost(name)] = &tls.Config{
-			Certificates: []tls.Certificate{l.serving(t, lab.APIServiceHost(name))},
+		certs[lab.APIServiceHost(name, lab.DefaultClusterDomain)] = &tls.Config{
+			Certificates: []tls.Certificate{l.serving(t, lab.APIServiceHost(name, lab.DefaultClusterDomain))},
 			ClientAuth:   tls.RequireAndVerifyClientCert,
 			ClientCAs:    l.pool(),
 		}
 	}
 	phases := map[string]string{}
 	for _, e := range entries {
-		phases[lab.APIServiceHost(e.name)] = e.phase
+		phases[lab.APIServiceHost(e.name, lab.DefaultClusterDomain)] = e.phase
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		serveMarker(map[string]string{lab.MarkerPhase: phases[r.TLS.ServerName]})(w, r)
@@ -490,5 +490,37 @@ func assertNoSecrets(t *testing.T, err error) {
 	t.Helper()
 	if strings.Contains(err.Error(), "BEGIN") || strings.Contains(err.Error(), "PRIVATE") {
 		t.Errorf("error reveals PEM material: %q", err)
+	}
+}
+
+// TestProbeClusterDomain: a host whose DNS domain is not cluster.local has its labs'
+// APIs dialled, and their certificates checked, by names in that domain; a certificate
+// for the cluster.local name is not the lab.
+func TestProbeClusterDomain(t *testing.T) {
+	l := newLabPKI(t, "kubernetes")
+	name := "lab-api.lab-" + env + ".svc.labs.internal"
+	for _, tc := range []struct {
+		certName string
+		wantErr  bool
+	}{
+		{certName: name},
+		{certName: lab.APIServiceHost(env, lab.DefaultClusterDomain), wantErr: true},
+	} {
+		srv := labServer(t, l.serving(t, tc.certName), l.pool(), serveMarker(map[string]string{lab.MarkerPhase: lab.MarkerPhaseComplete}))
+		var dialed atomic.Value
+		p := &labprobe.HTTPSProber{Dialer: dialTo(srv, &dialed), ClusterDomain: "labs.internal"}
+		got, err := p.Probe(context.Background(), env, l.creds)
+		if dialed.Load() != name+":6443" {
+			t.Errorf("dialed %v, want %s:6443", dialed.Load(), name)
+		}
+		if tc.wantErr {
+			if err == nil || !strings.Contains(err.Error(), "certificate is valid for "+tc.certName+", not "+name) {
+				t.Errorf("certificate for %s: Probe() error = %v, want a name mismatch", tc.certName, err)
+			}
+			continue
+		}
+		if err != nil || got.Phase != lab.MarkerPhaseComplete {
+			t.Errorf("certificate for %s: Probe() = %+v, %v; want Complete", tc.certName, got, err)
+		}
 	}
 }

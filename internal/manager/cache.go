@@ -25,14 +25,38 @@ import (
 // cacheOptions caches only labforge's own objects of the kinds a host cluster has many of,
 // and keeps of every object only what labforge reads.
 func cacheOptions() cache.Options {
-	return cache.Options{
-		DefaultTransform: compactMeta,
-		// Only labforge's own objects of these kinds are cached: a host cluster's other
-		// Secrets and ConfigMaps are none of its business and would cost memory.
-		ByObject: managedOnly(&corev1.Secret{}, &corev1.ConfigMap{}, &corev1.Service{},
-			&corev1.ResourceQuota{}, &corev1.LimitRange{}, &networkingv1.NetworkPolicy{},
-			&kubevirtv1.VirtualMachine{}, &kubevirtv1.VirtualMachineInstance{}),
+	// Only labforge's own objects of these kinds are cached: a host cluster's other
+	// Secrets and ConfigMaps are none of its business and would cost memory.
+	byObject := managedOnly(&corev1.Secret{}, &corev1.ConfigMap{}, &corev1.Service{},
+		&corev1.ResourceQuota{}, &corev1.LimitRange{}, &networkingv1.NetworkPolicy{},
+		&kubevirtv1.VirtualMachine{}, &kubevirtv1.VirtualMachineInstance{})
+	// Every Node is cached (the host's facts: hostcluster.Host), but only what labforge
+	// reads of it.
+	byObject[&corev1.Node{}] = cache.ByObject{Transform: nodeFacts}
+	return cache.Options{DefaultTransform: compactMeta, ByObject: byObject}
+}
+
+// nodeFacts keeps of a Node its name and labels, its pod ranges, taints and
+// schedulability, and its addresses: what hostcluster.Facts reads, and what a scheduler
+// (the simulated one) would. A real Node's status lists every image the kubelet holds,
+// its conditions and capacity (often 10-50 KB), and its annotations are the CNI's and
+// kubeadm's; a host of a few hundred nodes would cost megabytes for nothing.
+func nodeFacts(in any) (any, error) {
+	n, ok := in.(*corev1.Node)
+	if !ok {
+		return in, nil
 	}
+	kept := &corev1.Node{
+		TypeMeta: n.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, Labels: n.Labels,
+			CreationTimestamp: n.CreationTimestamp, DeletionTimestamp: n.DeletionTimestamp,
+		},
+		Spec: corev1.NodeSpec{PodCIDR: n.Spec.PodCIDR, PodCIDRs: n.Spec.PodCIDRs,
+			Taints: n.Spec.Taints, Unschedulable: n.Spec.Unschedulable},
+		Status: corev1.NodeStatus{Addresses: n.Status.Addresses},
+	}
+	return kept, nil
 }
 
 // managedOnly restricts the cache of each kind to objects labelled as labforge's.

@@ -50,8 +50,10 @@ type Options struct {
 	// LeaderElectionNamespace holds the leader election Lease; empty means the namespace
 	// the manager runs in.
 	LeaderElectionNamespace string
-	// Host is what the operator knows of the host cluster's network.
-	Host hostcluster.Network
+	// Host is what the admin says about the host cluster (the flags); New adds what the
+	// host's API says (hostcluster.Discover) and refuses to build a manager when the two
+	// together do not say enough.
+	Host hostcluster.Config
 	// SkipControllerNameValidation allows several managers in one process (tests that
 	// restart a manager or run two at once); controller-runtime refuses duplicate
 	// controller names otherwise, because they would share metrics.
@@ -135,10 +137,17 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
+	host, err := discoverHost(cfg, opts.Host)
+	if err != nil {
+		return nil, err
+	}
+	if err := host.Watch(mgr); err != nil {
+		return nil, fmt.Errorf("watching the host cluster: %w", err)
+	}
 	if err := (&labtemplate.Reconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder(labtemplate.ControllerName),
-		Host:     opts.Host,
+		Host:     host,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the %s controller: %w", labtemplate.ControllerName, err)
 	}
@@ -156,7 +165,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			dialer = opts.Simulator.Dialer()
 		}
 	}
-	var prober labprobe.Prober = &labprobe.HTTPSProber{Dialer: dialer}
+	var prober labprobe.Prober = &labprobe.HTTPSProber{Dialer: dialer, ClusterDomain: host.Network().ClusterDomain}
 	if opts.WrapProber != nil {
 		prober = opts.WrapProber(prober)
 	}
@@ -166,7 +175,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Recorder:          mgr.GetEventRecorder(labenvironment.ControllerName),
 		Applier:           ssa.NewApplier(mgr.GetClient(), "labforge-"+labenvironment.ControllerName),
 		Prober:            prober,
-		Host:              opts.Host,
+		Host:              host,
 		OperatorNamespace: opts.OperatorNamespace,
 		ProbeInterval:     opts.ProbeInterval,
 		Clock:             opts.Clock,
@@ -185,7 +194,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder(labclaim.ControllerName),
 		Applier:   ssa.NewApplier(mgr.GetClient(), "labforge-"+labclaim.ControllerName),
-		Host:      opts.Host,
+		Host:      host,
 		Clock:     opts.Clock,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the %s controller: %w", labclaim.ControllerName, err)
@@ -206,6 +215,30 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	return mgr, nil
 }
+
+// discoverHost reads the host's facts straight from the API server (the cache has not
+// started) and returns the Host they and the admin's flags describe, or the error that
+// names the flag to set.
+func discoverHost(cfg *rest.Config, config hostcluster.Config) (*hostcluster.Host, error) {
+	c, err := client.New(cfg, client.Options{Scheme: NewScheme()})
+	if err != nil {
+		return nil, fmt.Errorf("creating a client for host discovery: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), discoveryTimeout)
+	defer cancel()
+	facts, err := hostcluster.Discover(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("discovering the host cluster: %w", err)
+	}
+	host, err := hostcluster.NewHost(config, facts)
+	if err != nil {
+		return nil, fmt.Errorf("the host cluster is not known well enough to run labs: %w", err)
+	}
+	return host, nil
+}
+
+// discoveryTimeout bounds the startup's reads of the host's Nodes and ServiceCIDRs.
+const discoveryTimeout = 30 * time.Second
 
 // newClient returns controller-runtime's own client constructor, wrapped by wrap when set.
 func newClient(wrap func(client.Client) client.Client) client.NewClientFunc {

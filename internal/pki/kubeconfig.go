@@ -18,7 +18,11 @@ import (
 // Everything is embedded as data rather than file paths, so the result can be
 // stored in a Secret and handed to a student as a single file. caPEM is the CA
 // that verifies the API server; it is not required to be client's issuer.
-func Kubeconfig(clusterName, serverURL string, caPEM []byte, user string, client *KeyPair) ([]byte, error) {
+//
+// tlsServerName, when set, is the name the client expects in the server's
+// certificate (the cluster's tls-server-name) whatever serverURL's host is: a lab is
+// reached at whichever node runs it, and its certificate names its Service only.
+func Kubeconfig(clusterName, serverURL, tlsServerName string, caPEM []byte, user string, client *KeyPair) ([]byte, error) {
 	switch {
 	case clusterName == "":
 		return nil, errors.New("pki: kubeconfig cluster name is empty")
@@ -44,6 +48,7 @@ func Kubeconfig(clusterName, serverURL string, caPEM []byte, user string, client
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters[clusterName] = &clientcmdapi.Cluster{
 		Server:                   serverURL,
+		TLSServerName:            tlsServerName,
 		CertificateAuthorityData: caPEM,
 	}
 	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{

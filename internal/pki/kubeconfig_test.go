@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	certutil "k8s.io/client-go/util/cert"
@@ -89,7 +90,7 @@ func TestKubeconfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, err := pki.Kubeconfig(tt.clusterName, tt.server, tt.caPEM, tt.user, tt.client)
+			out, err := pki.Kubeconfig(tt.clusterName, tt.server, "", tt.caPEM, tt.user, tt.client)
 			if diff := cmp.Diff(tt.wantErr, errString(err)); diff != "" {
 				t.Fatalf("error mismatch (-want +got):\n%s", diff)
 			}
@@ -214,7 +215,7 @@ func TestKubeconfigAgainstTLSServer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out, err := pki.Kubeconfig("lab-7", srv.URL, ca.CertPEM(), "student-1", client)
+			out, err := pki.Kubeconfig("lab-7", srv.URL, "", ca.CertPEM(), "student-1", client)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -244,6 +245,91 @@ func TestKubeconfigAgainstTLSServer(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.wantBody, string(body)); diff != "" {
 				t.Errorf("identity seen by the server (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestKubeconfigTLSServerName: a lab is reached by the address of the node that runs it,
+// which its certificate does not name; the kubeconfig's tls-server-name makes client-go
+// check the certificate for the lab API Service's name instead. Without it, or with
+// another name, client-go refuses the server.
+func TestKubeconfigTLSServerName(t *testing.T) {
+	now := time.Now()
+	ca, err := pki.NewCA("lab-ca", now, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const name = "lab-api.lab-7.svc.cluster.local"
+	serving, err := ca.IssueServing("kube-apiserver", []string{name}, nil, now.Add(-time.Minute), now.Add(time.Hour), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	servingKey, err := serving.KeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCert, err := tls.X509KeyPair(serving.CertPEM(), servingKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"major":"1","minor":"36","gitVersion":"v1.36.3"}`)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{tlsCert}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes are expected
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	if !strings.HasPrefix(srv.URL, "https://127.0.0.1:") {
+		t.Fatalf("server URL %s is not an address", srv.URL)
+	}
+	client, err := ca.IssueClient("student-1", nil, now.Add(-time.Minute), now.Add(time.Hour), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := map[string]struct {
+		serverName string
+		wantErr    string
+	}{
+		"the certificate's name": {serverName: name},
+		"no tls-server-name":     {wantErr: "x509: cannot validate certificate for 127.0.0.1 because it doesn't contain any IP SANs"},
+		"another lab's name":     {serverName: "lab-api.lab-8.svc.cluster.local", wantErr: "x509: certificate is valid for " + name + ", not lab-api.lab-8.svc.cluster.local"},
+	}
+	for tn, tc := range tests {
+		t.Run(tn, func(t *testing.T) {
+			out, err := pki.Kubeconfig("lab-7", srv.URL, tc.serverName, ca.CertPEM(), "student-1", client)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := clientcmd.Load(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Clusters["lab-7"].TLSServerName; got != tc.serverName {
+				t.Errorf("tls-server-name = %q, want %q", got, tc.serverName)
+			}
+			restCfg, err := clientcmd.RESTConfigFromKubeConfig(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs, err := kubernetes.NewForConfig(restCfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := cs.Discovery().ServerVersion()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("ServerVersion() error = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ServerVersion(): %v", err)
+			}
+			if v.GitVersion != "v1.36.3" {
+				t.Errorf("GitVersion = %q", v.GitVersion)
 			}
 		})
 	}

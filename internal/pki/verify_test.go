@@ -15,7 +15,7 @@ func TestVerifyKubeconfig(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := pki.Kubeconfig("lab", "https://10.0.0.1:6443", ca.CertPEM(), user, client)
+		out, err := pki.Kubeconfig("lab", "https://10.0.0.1:6443", "", ca.CertPEM(), user, client)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -38,6 +38,10 @@ func ExposedAPIService(l Lab) *corev1.Service {
 	// service and node ranges only), and a lab VM dialling another lab's NodePort would
 	// arrive as a node and be let in. In-cluster traffic (the probe, joining workers)
 	// goes through the cluster IP, which the policy does not change.
+	//
+	// With Local only the node running the control-plane VMI answers on these ports:
+	// that is the address a claim names (hostcluster.Network.StudentAddress), or, with
+	// --host-public-address, an entry point that must forward to that node (docs/labs.md).
 	svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
 	svc.Spec.Ports = append(svc.Spec.Ports,
 		corev1.ServicePort{Name: PortSSH, Protocol: corev1.ProtocolTCP, Port: lab.SSHPort, TargetPort: intOrString(lab.SSHPort)})
@@ -72,6 +76,10 @@ const (
 	AnnotationExpiresAt       = "labforge.dev/expires-at"
 	AnnotationLab             = "labforge.dev/lab"
 	AnnotationLabNamespaceUID = "labforge.dev/lab-namespace-uid"
+	// AnnotationServer records the lab API URL the kubeconfig names, so it is minted
+	// again when the lab is reached at another address (its control plane moved to
+	// another node, or the node's address changed).
+	AnnotationServer = "labforge.dev/server"
 )
 
 // LabelClaim names the LabClaim a Secret in the claim's namespace belongs to.
@@ -95,11 +103,13 @@ func claimObjectMeta(claim *labforgev1alpha1.LabClaim, name string, annotations 
 }
 
 // KubeconfigSecret returns the Secret holding a claim's kubeconfig.
-// labNamespaceUID is the UID of the lab's namespace the kubeconfig was minted in, if known.
-func KubeconfigSecret(claim *labforgev1alpha1.LabClaim, lab, labNamespaceUID string, expiresAt metav1.Time, kubeconfig []byte) *corev1.Secret {
+// labNamespaceUID is the UID of the lab's namespace the kubeconfig was minted in, if known;
+// server the lab API URL it names.
+func KubeconfigSecret(claim *labforgev1alpha1.LabClaim, lab, labNamespaceUID, server string, expiresAt metav1.Time, kubeconfig []byte) *corev1.Secret {
 	annotations := map[string]string{
 		AnnotationExpiresAt: expiresAt.UTC().Format("2006-01-02T15:04:05Z"),
 		AnnotationLab:       lab,
+		AnnotationServer:    server,
 	}
 	if labNamespaceUID != "" {
 		annotations[AnnotationLabNamespaceUID] = labNamespaceUID

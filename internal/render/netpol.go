@@ -77,10 +77,7 @@ func NetworkPolicies(l Lab) []*networkingv1.NetworkPolicy {
 			PodSelector: all,
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
 			Egress: []networkingv1.NetworkPolicyEgressRule{{
-				To: []networkingv1.NetworkPolicyPeer{{
-					NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: "kube-system"}},
-					PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "kube-dns"}},
-				}},
+				To:    dnsPeers(l.Host.DNSAddresses),
 				Ports: []networkingv1.NetworkPolicyPort{port(udp, 53), port(tcp, 53)},
 			}},
 		}),
@@ -90,6 +87,22 @@ func NetworkPolicies(l Lab) []*networkingv1.NetworkPolicy {
 			Egress:      []networkingv1.NetworkPolicyEgressRule{{To: everywhereExcept(egressBlocked)}},
 		}),
 	}
+}
+
+// dnsPeers are the DNS servers a lab may query: the host's kube-dns pods, and the
+// admin's host DNS addresses (NodeLocal DNSCache listens on a link-local address on every
+// node, outside any pod: only an ipBlock admits it, and this policy's allowance stands
+// beside the internet rule's link-local exception, as NetworkPolicies add up).
+func dnsPeers(addrs []netip.Addr) []networkingv1.NetworkPolicyPeer {
+	peers := []networkingv1.NetworkPolicyPeer{{
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: "kube-system"}},
+		PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "kube-dns"}},
+	}}
+	for _, a := range addrs {
+		a = a.Unmap()
+		peers = append(peers, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: netip.PrefixFrom(a, a.BitLen()).String()}})
+	}
+	return peers
 }
 
 func (l Lab) policy(name string, spec networkingv1.NetworkPolicySpec) *networkingv1.NetworkPolicy {

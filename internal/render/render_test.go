@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/hostcluster"
@@ -34,7 +37,7 @@ func testLab(workers int32, mutate ...func(*Lab)) Lab {
 			SSHUser:           "ubuntu",
 			Network:           labforgev1alpha1.LabNetwork{PodCIDR: "10.200.0.0/16", ServiceCIDR: "10.201.0.0/16", TunnelPort: 8475},
 		},
-		Host:              hostcluster.Default(),
+		Host:              testHost(),
 		OperatorNamespace: "labforge-system",
 	}
 	for _, m := range mutate {
@@ -165,6 +168,62 @@ func TestNetworkPolicies(t *testing.T) {
 	}
 }
 
+// testHost is a kubeadm-built host's network with NodeLocal DNSCache.
+func testHost() hostcluster.Network {
+	return hostcluster.Network{
+		PodCIDRs:      []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
+		ServiceCIDRs:  []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")},
+		ClusterDomain: "cluster.local",
+	}
+}
+
+// TestDNSPolicy: a lab may query the host's kube-dns pods and, where the admin lists
+// them, host DNS servers outside any pod (NodeLocal DNSCache's link-local address, which
+// the internet rule's link-local exception would refuse), on port 53 only.
+func TestDNSPolicy(t *testing.T) {
+	kubeDNS := networkingv1.NetworkPolicyPeer{
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "kube-system"}},
+		PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "kube-dns"}},
+	}
+	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
+	dnsPort := intstr.FromInt(53)
+	wantPorts := []networkingv1.NetworkPolicyPort{{Protocol: &udp, Port: &dnsPort}, {Protocol: &tcp, Port: &dnsPort}}
+	tests := map[string]struct {
+		addrs []netip.Addr
+		want  []networkingv1.NetworkPolicyPeer
+	}{
+		"kube-dns only": {want: []networkingv1.NetworkPolicyPeer{kubeDNS}},
+		"NodeLocal DNSCache and an IPv6 resolver": {
+			addrs: []netip.Addr{netip.MustParseAddr("169.254.20.10"), netip.MustParseAddr("fd00::a")},
+			want: []networkingv1.NetworkPolicyPeer{kubeDNS,
+				{IPBlock: &networkingv1.IPBlock{CIDR: "169.254.20.10/32"}},
+				{IPBlock: &networkingv1.IPBlock{CIDR: "fd00::a/128"}}},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			l := testLab(0, func(l *Lab) { l.Host.DNSAddresses = tc.addrs })
+			var dns *networkingv1.NetworkPolicy
+			for _, p := range NetworkPolicies(l) {
+				if p.Name == PolicyDNS {
+					dns = p
+				}
+			}
+			if dns == nil {
+				t.Fatalf("no %s policy", PolicyDNS)
+			}
+			want := networkingv1.NetworkPolicySpec{
+				PodSelector: metav1.LabelSelector{},
+				PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+				Egress:      []networkingv1.NetworkPolicyEgressRule{{To: tc.want, Ports: wantPorts}},
+			}
+			if diff := cmp.Diff(want, dns.Spec); diff != "" {
+				t.Errorf("%s spec (-want +got):\n%s", PolicyDNS, diff)
+			}
+		})
+	}
+}
+
 // TestNoSharedMaps guards against a renderer handing out a map another object (or the
 // input) also holds: a later edit of one object would silently change the other.
 func TestNoSharedMaps(t *testing.T) {
@@ -276,5 +335,36 @@ func TestExposedAPIService(t *testing.T) {
 	}
 	if got := svc.Spec.Selector[lab.LabelNode]; got != lab.ControlPlaneVM {
 		t.Errorf("selector %v does not pick the control-plane VM", svc.Spec.Selector)
+	}
+}
+
+// TestKubeconfigSecretAnnotations: a claim's kubeconfig Secret says which lab, which build
+// of it, which expiry and which server it was minted for, so the claim controller mints it
+// again when any of them changes (the server does when the lab's control plane moves).
+func TestKubeconfigSecretAnnotations(t *testing.T) {
+	claim := &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "students", Name: "alice", UID: "c-1"}}
+	expires := metav1.NewTime(time.Date(2026, 12, 6, 4, 0, 0, 0, time.UTC))
+	tests := map[string]struct {
+		namespaceUID, server string
+		want                 map[string]string
+	}{
+		"node address": {namespaceUID: "ns-1", server: "https://192.168.1.11:31443", want: map[string]string{
+			AnnotationExpiresAt: "2026-12-06T04:00:00Z", AnnotationLab: "lab-a", AnnotationLabNamespaceUID: "ns-1",
+			AnnotationServer: "https://192.168.1.11:31443",
+		}},
+		"namespace unknown, IPv6 node": {server: "https://[fd00::11]:31443", want: map[string]string{
+			AnnotationExpiresAt: "2026-12-06T04:00:00Z", AnnotationLab: "lab-a", AnnotationServer: "https://[fd00::11]:31443",
+		}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := KubeconfigSecret(claim, "lab-a", tc.namespaceUID, tc.server, expires, []byte("kubeconfig"))
+			if diff := cmp.Diff(tc.want, s.Annotations); diff != "" {
+				t.Errorf("annotations (-want +got):\n%s", diff)
+			}
+			if s.Name != "alice-kubeconfig" || string(s.Data[KubeconfigKey]) != "kubeconfig" {
+				t.Errorf("secret %s holds %q", s.Name, s.Data[KubeconfigKey])
+			}
+		})
 	}
 }

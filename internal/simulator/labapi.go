@@ -62,7 +62,7 @@ func (l *labEntry) tlsConfig() (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the lab CA of %s: %w", l.env, err)
 	}
-	host := lab.APIServiceHost(l.env)
+	host := lab.APIServiceHost(l.env, lab.DefaultClusterDomain)
 	now := time.Now()
 	serving, err := ca.IssueServing("kube-apiserver", []string{host, host + ".cluster.local"}, nil,
 		now.Add(-pki.ClockSkew), now.Add(servingValidity), nil)
@@ -88,7 +88,7 @@ func (l *labEntry) tlsConfig() (*tls.Config, error) {
 type labRegistry struct {
 	mu          sync.RWMutex
 	byNamespace map[string]*labEntry
-	byHost      map[string]*labEntry // lab.APIServiceHost(env) and its .cluster.local form
+	byHost      map[string]*labEntry // lab.APIServiceHost(env, lab.DefaultClusterDomain) and its .cluster.local form
 	addr        string               // listener address; "" while not listening
 }
 
@@ -100,7 +100,7 @@ func (r *labRegistry) register(l *labEntry) {
 	}
 	r.unregisterLocked(l.namespace)
 	r.byNamespace[l.namespace] = l
-	host := lab.APIServiceHost(l.env)
+	host := lab.APIServiceHost(l.env, lab.DefaultClusterDomain)
 	r.byHost[host] = l
 	r.byHost[host+".cluster.local"] = l
 }
@@ -117,7 +117,7 @@ func (r *labRegistry) unregisterLocked(namespace string) {
 		return
 	}
 	delete(r.byNamespace, namespace)
-	host := lab.APIServiceHost(l.env)
+	host := lab.APIServiceHost(l.env, lab.DefaultClusterDomain)
 	delete(r.byHost, host)
 	delete(r.byHost, host+".cluster.local")
 }
@@ -154,7 +154,7 @@ func (r *labRegistry) setAddr(addr string) {
 	r.mu.Unlock()
 }
 
-// Dialer returns the dialer for labprobe.HTTPSProber: "<lab.APIServiceHost(env)>:6443"
+// Dialer returns the dialer for labprobe.HTTPSProber: "<lab.APIServiceHost(env, lab.DefaultClusterDomain)>:6443"
 // (or its .cluster.local form) connects to the simulator's listener while that lab's API
 // is served, and is refused, like a Service without endpoints, otherwise. The TLS server
 // name then picks the lab, exactly as the prober sets it.

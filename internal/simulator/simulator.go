@@ -415,7 +415,7 @@ func (s *Simulator) listVMIs(ctx context.Context) ([]kubevirtv1.VirtualMachineIn
 }
 
 // ensureLab starts serving the lab API of env once its control plane runs: a serving
-// certificate for lab.APIServiceHost(env) minted from the lab's own CA.
+// certificate for lab.APIServiceHost(env, lab.DefaultClusterDomain) minted from the lab's own CA.
 func (s *Simulator) ensureLab(ctx context.Context, env string, vm *kubevirtv1.VirtualMachine) error {
 	if s.labs.registered(vm.Namespace, vm.UID) {
 		return nil
@@ -436,7 +436,7 @@ func (s *Simulator) ensureLab(ctx context.Context, env string, vm *kubevirtv1.Vi
 		return fmt.Errorf("starting the lab API of %s: %w", env, err)
 	}
 	s.labs.register(l)
-	ctrl.LoggerFrom(ctx).V(1).Info("Lab API serving", "host", lab.APIServiceHost(env))
+	ctrl.LoggerFrom(ctx).V(1).Info("Lab API serving", "host", lab.APIServiceHost(env, lab.DefaultClusterDomain))
 	return nil
 }
 

@@ -225,10 +225,10 @@ func TestLab(t *testing.T) {
 			t.Errorf("probe of a lab that does not exist: %v, want connection refused", err)
 		}
 		dial := run.sim.Dialer()
-		if _, err := dial(ctx, "tcp", net.JoinHostPort(lab.APIServiceHost(l.env), "22")); !isRefused(err) {
+		if _, err := dial(ctx, "tcp", net.JoinHostPort(lab.APIServiceHost(l.env, lab.DefaultClusterDomain), "22")); !isRefused(err) {
 			t.Errorf("dial of port 22: %v, want connection refused", err)
 		}
-		if c, err := dial(ctx, "tcp", net.JoinHostPort(lab.APIServiceHost(l.env)+".cluster.local", "6443")); err != nil {
+		if c, err := dial(ctx, "tcp", net.JoinHostPort(lab.APIServiceHost(l.env, lab.DefaultClusterDomain)+".cluster.local", "6443")); err != nil {
 			t.Errorf("dial of the .cluster.local name: %v", err)
 		} else {
 			_ = c.Close()

@@ -228,7 +228,7 @@ func TestWriteTracker(t *testing.T) {
 func TestDialerWithoutLabs(t *testing.T) {
 	s := New(Options{})
 	dial := s.Dialer()
-	for _, addr := range []string{lab.APIServiceHost("x") + ":6443", "nonsense", "127.0.0.1:6443"} {
+	for _, addr := range []string{lab.APIServiceHost("x", lab.DefaultClusterDomain) + ":6443", "nonsense", "127.0.0.1:6443"} {
 		if _, err := dial(context.Background(), "tcp", addr); !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("dial %s: %v, want connection refused", addr, err)
 		}
@@ -244,14 +244,14 @@ func TestDialerWithoutLabs(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.labs.register(l)
-	if _, err := dial(context.Background(), "tcp", lab.APIServiceHost("x")+":6443"); !errors.Is(err, syscall.ECONNREFUSED) {
+	if _, err := dial(context.Background(), "tcp", lab.APIServiceHost("x", lab.DefaultClusterDomain)+":6443"); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("dial without a listener: %v", err)
 	}
 	if !s.labs.registered(lab.Namespace("x"), "uid") || s.labs.registered(lab.Namespace("x"), "other") {
 		t.Error("registered() wrong")
 	}
 	s.labs.unregister(lab.Namespace("x"))
-	if s.labs.count() != 0 || s.labs.lookup(lab.APIServiceHost("x")+".cluster.local") != nil {
+	if s.labs.count() != 0 || s.labs.lookup(lab.APIServiceHost("x", lab.DefaultClusterDomain)+".cluster.local") != nil {
 		t.Error("unregister left the lab")
 	}
 	if _, err := newLabEntry("x", "lab-x", "uid", ca.CertPEM(), ca.CertPEM()); err == nil {
@@ -262,7 +262,7 @@ func TestDialerWithoutLabs(t *testing.T) {
 		t.Fatal(err)
 	}
 	cert := conf.Certificates[0].Leaf
-	if err := cert.VerifyHostname(lab.APIServiceHost("x")); err != nil {
+	if err := cert.VerifyHostname(lab.APIServiceHost("x", lab.DefaultClusterDomain)); err != nil {
 		t.Error(err)
 	}
 	if err := cert.CheckSignatureFrom(ca.Cert); err != nil {

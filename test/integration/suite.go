@@ -27,7 +27,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/controlplane"
-	"github.com/labforge/labforge/internal/hostcluster"
+	"github.com/labforge/labforge/internal/devenv"
 	"github.com/labforge/labforge/internal/manager"
 	"github.com/labforge/labforge/internal/simulator"
 )
@@ -87,7 +87,7 @@ func StartOperator(cfg *rest.Config, clk clock.PassiveClock, sim *simulator.Simu
 func StartManager(ctx context.Context, cfg *rest.Config, opts manager.Options) (stop func(), err error) {
 	opts.MetricsAddr, opts.ProbeAddr = "0", "0"
 	if opts.Host.PodCIDRs == nil {
-		opts.Host = hostcluster.Default()
+		opts.Host = devenv.LocalHost()
 	}
 	// Suites restart the manager, and some run two at once.
 	opts.SkipControllerNameValidation = true

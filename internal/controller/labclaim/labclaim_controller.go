@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -29,10 +30,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/controller/labpool"
 	"github.com/labforge/labforge/internal/hostcluster"
+	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/ssa"
 )
 
@@ -62,8 +65,9 @@ type Reconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Applier   *ssa.Applier
-	Host      hostcluster.Network
-	Clock     clock.PassiveClock
+	// Host is the host cluster's network: where students reach their labs.
+	Host  *hostcluster.Host
+	Clock clock.PassiveClock
 	// MaxConcurrentReconciles is how many claims are worked on at once; 16 if zero. A
 	// claim's pass mostly waits on the API server, and a burst of claims is what students
 	// wait for.
@@ -122,6 +126,7 @@ func (l *releasedLabs) forget(uid types.UID) {
 // +kubebuilder:rbac:groups=labforge.dev,resources=labclaims,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=labforge.dev,resources=labclaims/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=labforge.dev,resources=labclaims/finalizers,verbs=update
+// +kubebuilder:rbac:groups=kubevirt.io,resources=virtualmachineinstances,verbs=get;list;watch
 // +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=labforge.dev,resources=labpools;labtemplates,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
@@ -293,8 +298,57 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Freed NodePorts: a lab's Service deleted, or a lab gone with its namespace.
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.nodePortWaiters), builder.WithPredicates(nodePortServiceDeleted())).
 		Watches(&labforgev1alpha1.LabEnvironment{}, handler.EnqueueRequestsFromMapFunc(r.nodePortWaiters), builder.WithPredicates(onlyDeletes())).
+		// Where students connect: the node running a lab's control plane, and its address.
+		Watches(&kubevirtv1.VirtualMachineInstance{}, handler.EnqueueRequestsFromMapFunc(r.claimOfVMI), builder.WithPredicates(r.controlPlaneMoved())).
+		WatchesRawSource(source.Channel(r.Host.Subscribe(func(old, cur hostcluster.Network) bool { return !old.SameAddresses(cur) }),
+			handler.EnqueueRequestsFromMapFunc(r.boundClaims))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
+}
+
+// controlPlaneMoved lets through the updates of a lab's control-plane VMI that move it to
+// another node, when students connect to that node (no public address).
+func (r *Reconciler) controlPlaneMoved() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			old, okOld := e.ObjectOld.(*kubevirtv1.VirtualMachineInstance)
+			cur, okNew := e.ObjectNew.(*kubevirtv1.VirtualMachineInstance)
+			return okOld && okNew && cur.Name == lab.ControlPlaneVM && old.Status.NodeName != cur.Status.NodeName &&
+				r.Host.Network().PublicAddress == ""
+		},
+	}
+}
+
+// claimOfVMI wakes the claim bound to the lab of a VMI.
+func (r *Reconciler) claimOfVMI(ctx context.Context, o client.Object) []reconcile.Request {
+	name := o.GetLabels()[labforgev1alpha1.LabelEnvironment]
+	if name == "" {
+		return nil
+	}
+	env := &labforgev1alpha1.LabEnvironment{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, env, readOnly); err != nil || env.Spec.ClaimRef == nil {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: env.Spec.ClaimRef.Namespace, Name: env.Spec.ClaimRef.Name}}}
+}
+
+// boundClaims wakes every claim bound to a lab: the host's node addresses changed.
+func (r *Reconciler) boundClaims(ctx context.Context, _ client.Object) []reconcile.Request {
+	var labs labforgev1alpha1.LabEnvironmentList
+	if err := r.Client.List(ctx, &labs, readOnly); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list LabEnvironments")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, env := range labs.Items {
+		if ref := env.Spec.ClaimRef; ref != nil {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}})
+		}
+	}
+	return reqs
 }
 
 // envClaimUID is the EnvClaimIndex extractor.

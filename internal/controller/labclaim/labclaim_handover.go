@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/pki"
 	"github.com/labforge/labforge/internal/render"
@@ -32,7 +34,9 @@ const StudentGroup = "kubeadm:cluster-admins"
 
 // handover is what the student was given.
 type handover struct {
-	host             string
+	// host is where the student connects; serverName is the name the lab API's
+	// certificate carries, which the kubeconfig tells client-go to expect.
+	host, serverName string
 	sshPort, apiPort int32
 	sshUser          string
 	sshKeySecret     string
@@ -49,7 +53,14 @@ func sshSecret(c *labforgev1alpha1.LabClaim) string { return render.SSHKeySecret
 // each other and are written at once; the kubeconfig needs the API's NodePort.
 func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
 	l := render.Lab{Env: s.env}
-	h := &handover{host: r.Host.PublicAddress, sshUser: "ubuntu"}
+	host := r.Host.Network()
+	address, err := r.studentAddress(ctx, s, host)
+	if err != nil || address == "" {
+		// The lab's control plane runs on no node yet (the claim says its lab boots, and
+		// the VMI's scheduling wakes it), or on one without an address (s.pendingReason).
+		return err
+	}
+	h := &handover{host: address, serverName: lab.APIServiceHost(s.env.Name, host.ClusterDomain), sshUser: "ubuntu"}
 	if s.template != nil {
 		h.sshUser = s.template.Spec.SSHUser
 	}
@@ -96,6 +107,34 @@ func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
 	}
 	s.handover = h
 	return nil
+}
+
+// studentAddress returns where the student reaches the lab's NodePorts: the host's
+// public address when the admin runs one entry point, else the address of the node that
+// runs the lab's control-plane VMI (the Service's externalTrafficPolicy is Local, so that
+// node is the one that answers). It is empty while the VMI runs on no node yet, and when
+// the node has no address of the chosen type (then s.pendingReason says so); the VMI's
+// scheduling and the host's node changes wake the claim.
+func (r *Reconciler) studentAddress(ctx context.Context, s *scope, host hostcluster.Network) (string, error) {
+	if host.PublicAddress != "" {
+		return host.PublicAddress, nil
+	}
+	vmi := &kubevirtv1.VirtualMachineInstance{}
+	key := client.ObjectKey{Namespace: lab.Namespace(s.env.Name), Name: lab.ControlPlaneVM}
+	if err := r.Client.Get(ctx, key, vmi); client.IgnoreNotFound(err) != nil {
+		return "", fmt.Errorf("reading VirtualMachineInstance %s: %w", key, err)
+	}
+	node := vmi.Status.NodeName
+	if node == "" {
+		return "", nil
+	}
+	if address, ok := host.StudentAddress(node); ok {
+		return address, nil
+	}
+	s.pendingReason = ReasonNodeAddressUnknown
+	s.pendingMessage = fmt.Sprintf("Node %s, which runs the lab's control plane, has no %s address (the operator's %s); the claim waits for one",
+		node, host.NodeAddressType, hostcluster.FlagNodeAddressType)
+	return "", nil
 }
 
 // exposeLab makes the lab's API Service a NodePort Service and returns it as the API
@@ -226,7 +265,7 @@ func (r *Reconciler) ensureKubeconfig(ctx context.Context, s *scope, h *handover
 			return nil
 		}
 	}
-	want := render.KubeconfigSecret(s.claim, s.env.Name, string(s.env.Status.NamespaceUID), expiresAt, nil)
+	want := render.KubeconfigSecret(s.claim, s.env.Name, string(s.env.Status.NamespaceUID), h.server(), expiresAt, nil)
 	// A kubeconfig written before labforge recorded the namespace was for a Ready lab,
 	// whose namespace is never built again: it matches any.
 	madeFor := current.Annotations[render.AnnotationLabNamespaceUID]
@@ -234,6 +273,9 @@ func (r *Reconciler) ensureKubeconfig(ctx context.Context, s *scope, h *handover
 		current.Annotations[render.AnnotationExpiresAt] == want.Annotations[render.AnnotationExpiresAt] &&
 		current.Annotations[render.AnnotationLab] == s.env.Name &&
 		(madeFor == "" || madeFor == want.Annotations[render.AnnotationLabNamespaceUID]) &&
+		// A kubeconfig from before labforge recorded its server was for the one public
+		// address; one for another node than the lab runs on now is minted again.
+		(current.Annotations[render.AnnotationServer] == "" || current.Annotations[render.AnnotationServer] == h.server()) &&
 		len(current.Data[render.KubeconfigKey]) > 0 {
 		return nil
 	}
@@ -265,12 +307,16 @@ func (r *Reconciler) mintKubeconfig(ctx context.Context, s *scope, h *handover, 
 	if err != nil {
 		return nil, fmt.Errorf("minting the kubeconfig of LabClaim %s/%s: %w", s.claim.Namespace, s.claim.Name, err)
 	}
-	server := "https://" + net.JoinHostPort(h.host, strconv.Itoa(int(h.apiPort)))
-	kubeconfig, err := pki.Kubeconfig(s.env.Name, server, pkiSecret.Data[lab.PKICACert], user, cert)
+	kubeconfig, err := pki.Kubeconfig(s.env.Name, h.server(), h.serverName, pkiSecret.Data[lab.PKICACert], user, cert)
 	if err != nil {
 		return nil, err
 	}
-	return render.KubeconfigSecret(s.claim, s.env.Name, string(s.env.Status.NamespaceUID), expiresAt, kubeconfig), nil
+	return render.KubeconfigSecret(s.claim, s.env.Name, string(s.env.Status.NamespaceUID), h.server(), expiresAt, kubeconfig), nil
+}
+
+// server is the lab API's URL as the student reaches it.
+func (h *handover) server() string {
+	return "https://" + net.JoinHostPort(h.host, strconv.Itoa(int(h.apiPort)))
 }
 
 // NodePortRetryInterval is how often a claim waiting for NodePorts tries again on its own.

@@ -3,8 +3,6 @@ package labclaim
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +34,9 @@ const (
 	// ReasonNodePortsExhausted: the lab is bound and Ready, but the host cluster's NodePort
 	// range has no room for its SSH and API ports; the claim waits for ports to be freed.
 	ReasonNodePortsExhausted = "NodePortsExhausted"
+	// ReasonNodeAddressUnknown: the node running the lab's control plane has no address
+	// of the type students are given (or the VMI runs on no node yet); the claim waits.
+	ReasonNodeAddressUnknown = "NodeAddressUnknown"
 )
 
 var (
@@ -86,7 +87,7 @@ func setStatus(s *scope, succeeded bool) {
 			Host: h.host, Port: h.sshPort, User: h.sshUser,
 			Command: fmt.Sprintf("ssh -p %d %s@%s", h.sshPort, h.sshUser, h.host),
 		}
-		st.APIServerURL = "https://" + net.JoinHostPort(h.host, strconv.Itoa(int(h.apiPort)))
+		st.APIServerURL = h.server()
 		st.KubeconfigSecretName = render.KubeconfigSecretName(s.claim.Name)
 		st.SSHKeySecretName = h.sshKeySecret
 	}

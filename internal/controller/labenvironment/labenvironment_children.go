@@ -18,6 +18,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/controller/labtemplate"
+	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/labprobe"
 	"github.com/labforge/labforge/internal/pki"
@@ -32,6 +33,8 @@ const caValidity = 365 * 24 * time.Hour
 type scope struct {
 	env *labforgev1alpha1.LabEnvironment
 	now time.Time
+	// host is the host's network as this pass read it: one pass renders from one view.
+	host hostcluster.Network
 
 	// template is the spec the lab is built from (its snapshot once taken), and
 	// templateGeneration the generation it had.
@@ -67,7 +70,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 	if ok, err := r.reconcileTemplate(ctx, s); !ok || err != nil {
 		return ctrl.Result{}, err
 	}
-	l := render.Lab{Env: s.env, Template: *s.template, Host: r.Host, OperatorNamespace: r.OperatorNamespace}
+	l := render.Lab{Env: s.env, Template: *s.template, Host: s.host, OperatorNamespace: r.OperatorNamespace}
 	if ok, err := r.reconcileNamespace(ctx, s, l); !ok || err != nil {
 		// A namespace deleted by hand must be gone before the lab can be rebuilt; its
 		// deletion event wakes this lab up.
@@ -127,7 +130,7 @@ func (r *Reconciler) reconcileTemplate(ctx context.Context, s *scope) (bool, err
 		}
 		return false, fmt.Errorf("reading LabTemplate %s: %w", s.env.Spec.TemplateRef.Name, err)
 	}
-	if problems := labtemplate.Check(&tmpl.Spec, r.Host); len(problems) > 0 {
+	if problems := labtemplate.Check(&tmpl.Spec, s.host); len(problems) > 0 {
 		s.templateReason = ReasonInvalidTemplate
 		s.templateMessage = fmt.Sprintf("LabTemplate %s cannot be built: %s", tmpl.Name, strings.Join(problems, "; "))
 		return false, nil
@@ -312,7 +315,7 @@ func (r *Reconciler) reconcileMachines(ctx context.Context, s *scope, l render.L
 			BootstrapToken: material.BootstrapToken,
 			TokenTTL:       s.template.BootTimeout.Duration + 10*time.Minute,
 			DiscoveryHash:  pki.DiscoveryHash(ca.Cert),
-			PublicAddress:  r.Host.PublicAddress,
+			ClusterDomain:  s.host.ClusterDomain,
 		}
 		if n.Role == lab.RoleControlPlane {
 			in.CAKeyPEM = material.CAKey

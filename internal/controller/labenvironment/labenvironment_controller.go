@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/hostcluster"
@@ -56,12 +57,13 @@ type Reconciler struct {
 	Recorder  events.EventRecorder
 	Applier   *ssa.Applier
 	Prober    labprobe.Prober
-	Host      hostcluster.Network
+	// Host is the host cluster's network, kept current: a change of what the labs'
+	// NetworkPolicies say of it wakes every lab.
+	Host *hostcluster.Host
 	// OperatorNamespace is where the operator runs: the only namespace allowed to reach a
 	// lab's API from inside the host cluster.
 	OperatorNamespace string
-	// PublicAddress is the host's address students connect to (a lab API certificate SAN).
-	Clock clock.PassiveClock
+	Clock             clock.PassiveClock
 	// ProbeInterval is how often a booting lab is probed; DefaultProbeInterval if zero.
 	ProbeInterval time.Duration
 	// Rand is the source of key material; crypto/rand if nil.
@@ -99,7 +101,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 
-	s := &scope{env: env, now: r.Clock.Now()}
+	s := &scope{env: env, now: r.Clock.Now(), host: r.Host.Network()}
 	result, err := r.reconcileNormal(ctx, s)
 	if statusErr := r.writeStatus(ctx, s, err == nil); statusErr != nil {
 		err = errors.Join(err, statusErr)
@@ -195,6 +197,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return nil
 	})
 	children := builder.WithPredicates(r.ownChildren())
+	hostChanged := r.Host.Subscribe(func(old, cur hostcluster.Network) bool { return !old.SamePolicies(cur) })
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&labforgev1alpha1.LabEnvironment{}, builder.WithPredicates(labChanged)).
@@ -209,6 +212,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&kubevirtv1.VirtualMachine{}, children, builder.WithPredicates(vmStatus)).
 		Watches(&kubevirtv1.VirtualMachineInstance{}, byEnvLabel).
 		Watches(&labforgev1alpha1.LabTemplate{}, handler.EnqueueRequestsFromMapFunc(r.environmentsOfTemplate)).
+		// The host's ranges or DNS servers changed: every lab's policies are rendered
+		// again, and only those that change are written (ssa.Applier compares).
+		WatchesRawSource(source.Channel(hostChanged, handler.EnqueueRequestsFromMapFunc(r.allLabs))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 }
@@ -224,6 +230,22 @@ func (r *Reconciler) environmentsOfTemplate(ctx context.Context, o client.Object
 	var reqs []reconcile.Request
 	for _, env := range list.Items {
 		if env.Status.TemplateGeneration == 0 {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Name: env.Name}})
+		}
+	}
+	return reqs
+}
+
+// allLabs names every lab not being deleted.
+func (r *Reconciler) allLabs(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list labforgev1alpha1.LabEnvironmentList
+	if err := r.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list LabEnvironments")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, env := range list.Items {
+		if env.DeletionTimestamp.IsZero() {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Name: env.Name}})
 		}
 	}

@@ -5,6 +5,7 @@ package labtemplate
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,7 +15,10 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/hostcluster"
@@ -28,7 +32,7 @@ type Reconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
 	// Host is the host cluster's network, which labs must not overlap.
-	Host hostcluster.Network
+	Host *hostcluster.Host
 }
 
 // +kubebuilder:rbac:groups=labforge.dev,resources=labtemplates,verbs=get;list;watch
@@ -46,7 +50,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 
-	problems := Check(&t.Spec, r.Host)
+	problems := Check(&t.Spec, r.Host.Network())
 	want := t.DeepCopy()
 	setStatus(want, problems)
 	if equality.Semantic.DeepEqual(t.Status, want.Status) {
@@ -70,11 +74,30 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return ctrl.Result{}, nil
 }
 
-// SetupWithManager registers the controller. Only spec changes (generation) trigger it:
-// its own status writes must not.
+// SetupWithManager registers the controller. Only spec changes (generation) and changes
+// of the host's ranges (which a template's must not overlap) trigger it: its own status
+// writes must not.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	hostRanges := r.Host.Subscribe(func(old, cur hostcluster.Network) bool {
+		return !slices.Equal(old.Ranges(), cur.Ranges())
+	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&labforgev1alpha1.LabTemplate{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(source.Channel(hostRanges, handler.EnqueueRequestsFromMapFunc(r.allTemplates))).
 		Complete(r)
+}
+
+// allTemplates names every LabTemplate: the host's ranges changed under all of them.
+func (r *Reconciler) allTemplates(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list labforgev1alpha1.LabTemplateList
+	if err := r.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list LabTemplates")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, t := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Name: t.Name}})
+	}
+	return reqs
 }

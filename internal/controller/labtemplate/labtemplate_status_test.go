@@ -1,6 +1,7 @@
 package labtemplate
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -57,7 +58,10 @@ func TestCheck(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			spec := validSpec()
 			tc.mutate(&spec)
-			got := Check(&spec, hostcluster.Default())
+			got := Check(&spec, hostcluster.Network{
+				PodCIDRs:     []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
+				ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")},
+			})
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("Check() mismatch (-want +got):\n%s", diff)
 			}

@@ -117,9 +117,11 @@ type Input struct {
 	TokenTTL time.Duration
 	// DiscoveryHash pins the lab CA for joining workers: "sha256:<hex>".
 	DiscoveryHash string
-	// PublicAddress is the host cluster's public address (IP or DNS name), added to the
-	// lab API certificate's names. Empty when there is none.
-	PublicAddress string
+	// ClusterDomain is the host cluster's DNS domain: every node reaches the lab API by
+	// the Service's fully qualified name in it, which the lab API certificate names. The
+	// certificate names no address students connect to: their kubeconfig says which
+	// name to expect (tls-server-name), so no host address is ever baked into a lab.
+	ClusterDomain string
 }
 
 // config is a validated Input with the values the renderers derive from it.
@@ -136,7 +138,7 @@ type config struct {
 	expectedNodes int
 	scenario      []byte // nil without a scenario
 	dataDisk      bool   // the node has a data disk (a template snapshot from before disks has none)
-	apiHost       string // lab-api.lab-<env>.svc
+	apiHost       string // lab-api.lab-<env>.svc.<cluster domain>
 }
 
 var (
@@ -236,12 +238,8 @@ func newConfig(in Input) (*config, error) {
 	if !discoveryHashPattern.MatchString(in.DiscoveryHash) {
 		bad("discoveryHash %q is not \"sha256:\" and 64 lowercase hex digits", in.DiscoveryHash)
 	}
-	if in.PublicAddress != "" {
-		if _, err := netip.ParseAddr(in.PublicAddress); err != nil {
-			if msgs := validation.IsDNS1123Subdomain(in.PublicAddress); len(msgs) > 0 {
-				bad("publicAddress %q is neither an IP address nor a DNS name: %s", in.PublicAddress, strings.Join(msgs, "; "))
-			}
-		}
+	if msgs := validation.IsDNS1123Subdomain(in.ClusterDomain); len(msgs) > 0 {
+		bad("clusterDomain %q is not a DNS name: %s", in.ClusterDomain, strings.Join(msgs, "; "))
 	}
 	if c.controlPlane {
 		if len(in.CACertPEM) == 0 || len(in.CAKeyPEM) == 0 {
@@ -263,7 +261,7 @@ func newConfig(in Input) (*config, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("cloudinit: %w", err)
 	}
-	c.apiHost = lab.APIServiceHost(in.Environment)
+	c.apiHost = lab.APIServiceHost(in.Environment, in.ClusterDomain)
 	return c, nil
 }
 

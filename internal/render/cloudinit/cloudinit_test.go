@@ -22,9 +22,9 @@ import (
 )
 
 const (
-	testEnv   = "demo-7f3k2"
-	testToken = "abcdef.0123456789abcdef"
-	testAddr  = "203.0.113.7"
+	testEnv    = "demo-7f3k2"
+	testToken  = "abcdef.0123456789abcdef"
+	testDomain = "cluster.local"
 )
 
 // hostileScenario tries every way out of its file: quotes, command substitution, here-doc
@@ -106,7 +106,7 @@ func (f fixture) inputs(tmpl labforgev1alpha1.LabTemplateSpec) []cloudinit.Input
 			BootstrapToken: testToken,
 			TokenTTL:       tmpl.BootTimeout.Duration + 10*time.Minute,
 			DiscoveryHash:  f.hash,
-			PublicAddress:  testAddr,
+			ClusterDomain:  testDomain,
 		}
 		if n.Role == lab.RoleControlPlane {
 			in.CAKeyPEM = f.caKeyPEM
@@ -201,7 +201,7 @@ func TestUserData(t *testing.T) {
 		name          string
 		tmpl          labforgev1alpha1.LabTemplateSpec
 		nodeMaskBits  int
-		publicAddress string
+		clusterDomain string
 	}{{
 		name:         "single node, stock image",
 		tmpl:         template(0),
@@ -244,7 +244,7 @@ func TestUserData(t *testing.T) {
 			return t
 		}(),
 		nodeMaskBits:  26, // 4 nodes in a /24
-		publicAddress: "labs.example.com",
+		clusterDomain: "labs.internal",
 	}, {
 		name: "smallest and largest disks",
 		tmpl: func() labforgev1alpha1.LabTemplateSpec {
@@ -274,8 +274,8 @@ func TestUserData(t *testing.T) {
 				t.Fatalf("%d inputs, want %d", len(ins), want)
 			}
 			for _, in := range ins {
-				if tc.publicAddress != "" {
-					in.PublicAddress = tc.publicAddress
+				if tc.clusterDomain != "" {
+					in.ClusterDomain = tc.clusterDomain
 				}
 				t.Run(in.Node.Name, func(t *testing.T) {
 					checkNode(t, f, in, tc.nodeMaskBits)
@@ -494,7 +494,7 @@ func eq(t *testing.T, what string, got, want any) {
 func checkKubeadmSemantics(t *testing.T, in cloudinit.Input, data []byte, nodeMaskBits int) {
 	t.Helper()
 	docs := yamlDocs(t, data)
-	endpoint := lab.APIServiceHost(in.Environment) + ":6443"
+	endpoint := "lab-api.lab-" + in.Environment + ".svc." + in.ClusterDomain + ":6443"
 	if in.Node.Role == lab.RoleWorker {
 		if len(docs) != 1 {
 			t.Fatalf("worker kubeadm configuration has %d documents, want a JoinConfiguration", len(docs))
@@ -530,8 +530,10 @@ func checkKubeadmSemantics(t *testing.T, in cloudinit.Input, data []byte, nodeMa
 	eq(t, "controlPlaneEndpoint", cc["controlPlaneEndpoint"], endpoint)
 	eq(t, "encryptionAlgorithm", cc["encryptionAlgorithm"], "ECDSA-P256")
 	eq(t, "networking", cc["networking"], map[string]any{"podSubnet": in.Template.Network.PodCIDR, "serviceSubnet": in.Template.Network.ServiceCIDR})
-	host := lab.APIServiceHost(in.Environment)
-	eq(t, "apiServer.certSANs", get(cc, "apiServer", "certSANs"), []string{host, host + ".cluster.local", in.PublicAddress, "127.0.0.1"})
+	// The certificate names the Service, fully qualified, and loopback: never an address
+	// students connect to (their kubeconfig carries tls-server-name).
+	host := "lab-api.lab-" + in.Environment + ".svc." + in.ClusterDomain
+	eq(t, "apiServer.certSANs", get(cc, "apiServer", "certSANs"), []string{host, "127.0.0.1"})
 	eq(t, "controllerManager.extraArgs", get(cc, "controllerManager", "extraArgs"), []map[string]any{{"name": "node-cidr-mask-size", "value": strconv.Itoa(nodeMaskBits)}})
 }
 
@@ -560,7 +562,7 @@ func checkScriptValues(t *testing.T, in cloudinit.Input, script []byte) {
 		strconv.Itoa(1 + int(in.Template.Workers.Count)),
 		strconv.Itoa(int(in.Template.BootTimeout.Seconds())),
 		strconv.FormatBool(hasScenario),
-		lab.APIServiceHost(in.Environment),
+		"lab-api.lab-" + in.Environment + ".svc." + in.ClusterDomain,
 		map[bool]string{true: "/dev/disk/by-id/virtio-labforge-data", false: ""}[hasDataDisk(in)],
 		"/var/lib/labforge-data",
 		strconv.Itoa(lab.MarkerMaxMessageLength),

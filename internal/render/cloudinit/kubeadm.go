@@ -17,9 +17,6 @@ const (
 	// encryptionAlgorithm matches the lab CA (pki.NewCA makes ECDSA P-256 keys), so every
 	// certificate kubeadm issues under it uses the same kind of key.
 	encryptionAlgorithm = "ECDSA-P256"
-	// clusterDNSDomain is the host cluster's DNS domain, for the lab API Service's
-	// fully qualified name in the API certificate.
-	clusterDNSDomain = "cluster.local"
 	// defaultNodeMaskBits is kube-controller-manager's default per-node pod range size.
 	defaultNodeMaskBits = 24
 )
@@ -158,15 +155,13 @@ func (c *config) kubeadmConfig() ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// certSANs are the extra names of the lab API certificate: the Service (short and fully
-// qualified), the host cluster's public address (students reach the lab API through a
-// NodePort there) and loopback. kubeadm adds the node's own names and addresses.
+// certSANs are the extra names of the lab API certificate: the Service's fully qualified
+// name (what every node, the operator's probe and, through tls-server-name, every
+// student's kubeconfig expect) and loopback. No address students connect to is in it, so
+// the lab never depends on where it is reached from. kubeadm adds the node's own names
+// and addresses.
 func (c *config) certSANs() []string {
-	sans := []string{c.apiHost, c.apiHost + "." + clusterDNSDomain}
-	if c.PublicAddress != "" && c.PublicAddress != "127.0.0.1" {
-		sans = append(sans, c.PublicAddress)
-	}
-	return append(sans, "127.0.0.1")
+	return []string{c.apiHost, "127.0.0.1"}
 }
 
 // nodeMaskBits sizes each node's pod range: kube-controller-manager's /24 when the pod

@@ -56,7 +56,8 @@ func TestInvalidInput(t *testing.T) {
 		{"unknown role", controlPlane(), func(in *cloudinit.Input) { in.Node.Role = "master" }, "role"},
 		{"bad node name", worker(), func(in *cloudinit.Input) { in.Node.Name = "worker_1" }, "node name"},
 		{"bad environment", worker(), func(in *cloudinit.Input) { in.Environment = "Demo;id" }, "environment"},
-		{"bad public address", controlPlane(), func(in *cloudinit.Input) { in.PublicAddress = "lab host" }, "publicAddress"},
+		{"bad cluster domain", controlPlane(), func(in *cloudinit.Input) { in.ClusterDomain = "cluster local" }, "clusterDomain"},
+		{"no cluster domain", controlPlane(), func(in *cloudinit.Input) { in.ClusterDomain = "" }, "clusterDomain"},
 		{"data disk too small", controlPlane(), func(in *cloudinit.Input) { in.Template.ControlPlane.Disk = resource.MustParse("4Gi") }, `node "control-plane": disk 4Gi must be between 5Gi and 200Gi`},
 		{"data disk too large", worker(), func(in *cloudinit.Input) { in.Template.Workers.Disk = resource.MustParse("201Gi") }, `node "worker-1": disk 201Gi must be between 5Gi and 200Gi`},
 	}
@@ -98,19 +99,4 @@ func TestWorkerIgnoresCAKey(t *testing.T) {
 	if in.Node.Role != lab.RoleWorker {
 		t.Fatal("fixture changed: input 1 is not a worker")
 	}
-}
-
-// TestNoPublicAddress: without a public address the API certificate names only the
-// Service and loopback.
-func TestNoPublicAddress(t *testing.T) {
-	f := newFixture(t)
-	in := f.inputs(template(0))[0]
-	in.PublicAddress = ""
-	config, err := cloudinit.KubeadmConfig(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkKubeadmConfig(t, config)
-	host := lab.APIServiceHost(in.Environment)
-	eq(t, "certSANs", get(yamlDocs(t, config)["ClusterConfiguration/"], "apiServer", "certSANs"), []string{host, host + ".cluster.local", "127.0.0.1"})
 }

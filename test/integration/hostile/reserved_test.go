@@ -121,6 +121,7 @@ var _ = Describe("A claim dressed up with labforge's reserved labels and annotat
 			"labforge.dev/expires-at":        m.Status.ExpiresAt.UTC().Format(time.RFC3339),
 			"labforge.dev/lab":               m.Status.Lab,
 			"labforge.dev/lab-namespace-uid": string(env.Status.NamespaceUID),
+			"labforge.dev/server":            m.Status.APIServerURL,
 		}))
 		Expect(kubeconfig.Data["value"]).NotTo(Equal(alicesWorld.kubeconfig.Data["value"]))
 

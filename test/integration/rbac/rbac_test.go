@@ -5,6 +5,7 @@ package rbac_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sort"
@@ -28,6 +29,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/controlplane"
+	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/manager"
 	"github.com/labforge/labforge/test/integration"
 )
@@ -188,6 +190,9 @@ var _ = Describe("The operator's ClusterRole", func() {
 			"/resourcequotas: create delete get list patch update watch",
 			"/secrets: create delete get list patch update watch",
 			"/services: create delete get list patch update watch",
+			// The host's facts (hostcluster.Discover): read only.
+			"/nodes: get list watch",
+			"networking.k8s.io/servicecidrs: get list watch",
 			"events.k8s.io/events: create patch",
 			"kubevirt.io/virtualmachineinstances: get list watch",
 			"kubevirt.io/virtualmachines: create delete get list patch update watch",
@@ -204,5 +209,25 @@ var _ = Describe("The operator's ClusterRole", func() {
 			"labforge.dev/labtemplates/status: get patch update",
 			"networking.k8s.io/networkpolicies: create delete get list patch update watch",
 		}))
+	})
+})
+
+var _ = Describe("The operator's ClusterRole, bound", func() {
+	It("is enough to discover the host's facts, and a user without it cannot", func(ctx context.Context) {
+		role := &rbacv1.ClusterRole{}
+		readYAML("config/rbac/role.yaml", role)
+		role.Name = "labforge-manager-discovery"
+		Expect(admin.Create(ctx, role)).To(Succeed())
+		Expect(admin.Create(ctx, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "operator"}},
+		})).To(Succeed())
+		Eventually(func() error {
+			_, err := hostcluster.Discover(ctx, as("operator"))
+			return err
+		}).WithTimeout(10 * time.Second).Should(Succeed())
+		_, err := hostcluster.Discover(ctx, as("nobody"))
+		Expect(forbidden(errors.Unwrap(err))).To(BeTrue(), "%v", err)
 	})
 })

@@ -1,0 +1,22 @@
+package devenv
+
+import (
+	"net/netip"
+
+	"github.com/labforge/labforge/internal/hostcluster"
+)
+
+// LocalHost is the host configuration of `labforge dev`, of `labforge operator` (what the
+// benchmarks run) and of the test suites: the embedded control plane has no kubelets, so
+// no Node says its pod range, and students are on the same machine. 127.0.0.1 as a
+// student address exists here only: the shipped manager discovers the host or refuses
+// to start (hostcluster.Config.Network).
+func LocalHost() hostcluster.Config {
+	return hostcluster.Config{
+		// kubeadm's and Flannel's usual pod range, and the embedded control plane's
+		// --service-cluster-ip-range (internal/controlplane).
+		PodCIDRs:      []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
+		ServiceCIDRs:  []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")},
+		PublicAddress: "127.0.0.1",
+	}
+}
