@@ -259,10 +259,10 @@ func checkDNS(d DNSFacts) Result {
 	switch {
 	case len(linkLocal) > 0:
 		return Result{Warn, check, text + " Lab VMs are given link-local resolvers, which lab egress does not allow: labs get no DNS.",
-			"tell the operator which host DNS addresses labs may use (docs/host-prerequisites.md, DNS), or point the kubelets' clusterDNS at kube-dns."}
+			"run the operator with --host-dns-addresses=<those addresses> (docs/host-prerequisites.md, DNS), or point the kubelets' clusterDNS at kube-dns."}
 	case d.NodeLocal && !d.KubeletConfig:
 		return Result{Warn, check, text + " Whether kubelets hand pods its link-local address is unknown.",
-			"check the kubelets' clusterDNS: a link-local address (169.254.20.10) gives labs no DNS unless the operator is told it."}
+			"check the kubelets' clusterDNS: a link-local address (169.254.20.10) gives labs no DNS unless the operator gets it in --host-dns-addresses."}
 	case !d.KubeDNS.IsValid():
 		return Result{Warn, check, text, "make sure the host runs cluster DNS that pods on the pod network can reach; lab VMs use it."}
 	}

@@ -328,7 +328,7 @@ spec:
 			},
 		})).To(Succeed())
 		setKubeletConfig(ctx, "169.254.20.10")
-		Expect(linesOf(run(ctx), "DNS")).To(Equal([]string{"WARN DNS: cluster DNS Service kube-system/kube-dns at 10.96.0.10; cluster domain cluster.local (kube-system/kubelet-config); kubelets give pods the resolvers 169.254.20.10; NodeLocal DNSCache runs (DaemonSet kube-system/node-local-dns). Lab VMs are given link-local resolvers, which lab egress does not allow: labs get no DNS. Do: tell the operator which host DNS addresses labs may use (docs/host-prerequisites.md, DNS), or point the kubelets' clusterDNS at kube-dns."}))
+		Expect(linesOf(run(ctx), "DNS")).To(Equal([]string{"WARN DNS: cluster DNS Service kube-system/kube-dns at 10.96.0.10; cluster domain cluster.local (kube-system/kubelet-config); kubelets give pods the resolvers 169.254.20.10; NodeLocal DNSCache runs (DaemonSet kube-system/node-local-dns). Lab VMs are given link-local resolvers, which lab egress does not allow: labs get no DNS. Do: run the operator with --host-dns-addresses=<those addresses> (docs/host-prerequisites.md, DNS), or point the kubelets' clusterDNS at kube-dns."}))
 	})
 
 	It("says what it could not read when the kubeconfig's user may read nothing", func(ctx context.Context) {
