@@ -113,7 +113,9 @@ func (s *Simulator) launcherPod(ctx context.Context, vm *kubevirtv1.VirtualMachi
 		}
 		created, err := s.createLauncherPod(ctx, vm, vmi)
 		if err != nil || created == nil {
-			return nil, 0, err
+			// Refused: come back when the backoff ends (zero for a namespace that is
+			// being deleted, where retrying would only be refused again).
+			return nil, s.refused.wait(vmi.UID, time.Now()), err
 		}
 		pod = created
 	}
