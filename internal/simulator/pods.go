@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -166,6 +167,12 @@ func (s *Simulator) createLauncherPod(ctx context.Context, vm *kubevirtv1.Virtua
 		return pod, nil
 	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
 		return nil, nil
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "error looking up service account"):
+		// A namespace just created has no default ServiceAccount for a few milliseconds,
+		// until kube-controller-manager makes it, and admission refuses pods meanwhile.
+		// KubeVirt reports it too and its work queue retries within milliseconds; the
+		// simulator only retries, so that no new lab says it failed for a moment.
+		return nil, fmt.Errorf("creating the virt-launcher Pod of VirtualMachineInstance %s/%s before its namespace's ServiceAccount exists: %w", vmi.Namespace, vmi.Name, err)
 	case refusedByAdmission(err):
 		wait := s.refused.refused(vmi.UID, time.Now())
 		ctrl.LoggerFrom(ctx).Info("The API server refused the virt-launcher Pod; retrying after a backoff",
@@ -239,7 +246,6 @@ func setPodRunning(st *corev1.PodStatus, hostIP, podIP string, now metav1.Time) 
 	st.PodIP = podIP
 	st.PodIPs = []corev1.PodIP{{IP: podIP}}
 	st.StartTime = &now
-	st.QOSClass = corev1.PodQOSBurstable
 	st.Conditions = nil
 	for _, t := range []corev1.PodConditionType{
 		corev1.PodScheduled, corev1.PodInitialized, corev1.ContainersReady, corev1.PodReady,

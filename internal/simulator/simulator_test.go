@@ -337,9 +337,8 @@ func TestHaltedWorker(t *testing.T) {
 
 	setRunStrategy(t, l, worker, kubevirtv1.RunStrategyAlways)
 	probeUntil(t, run.prober, l, labprobe.Result{Reachable: true, Phase: lab.MarkerPhaseComplete})
-	if err := vmRunning(ctx, l, worker); err != nil {
-		t.Fatal(err)
-	}
+	// The lab answers once the VMIs run; the VM's status follows in the same pass.
+	eventually(t, wait, func() error { return vmRunning(ctx, l, worker) })
 
 	setRunStrategy(t, l, worker, kubevirtv1.RunStrategyHalted)
 	eventually(t, wait, func() error {
@@ -408,7 +407,7 @@ func TestBootDelay(t *testing.T) {
 			t.Errorf("VMI %s phase transitions %+v", name, ts)
 		}
 	}
-	if n, want := run.writes.count(l.namespace()), 7*len(l.vmNames()); n != want {
+	if n, want := run.writes.count(l.namespace()), 10*len(l.vmNames()); n != want {
 		t.Errorf("%d writes with a boot delay, want %d", n, want)
 	}
 	if n := simulator.PendingWrites(run.sim); n > 0 {
@@ -442,10 +441,10 @@ func TestManyLabs(t *testing.T) {
 	for _, l := range labs {
 		total += run.writes.count(l.namespace())
 	}
-	if want := n * 3 * 3; total != want {
+	if want := n * 3 * 6; total != want {
 		t.Errorf("%d writes for %d labs, want %d", total, n, want)
 		for _, l := range labs {
-			if w := run.writes.writesIn(l.namespace()); len(w) != 9 {
+			if w := run.writes.writesIn(l.namespace()); len(w) != 18 {
 				t.Logf("%s: %q", l.namespace(), w)
 			}
 		}
