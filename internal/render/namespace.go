@@ -87,7 +87,9 @@ func ResourceQuota(l Lab) *corev1.ResourceQuota {
 // (decision 40). It sets no default limit and no maximum: KubeVirt gives a launcher pod's
 // compute container a memory request of the guest memory plus overhead and no memory
 // limit, so a default limit would be copied in below the request and make the pod
-// invalid, and a maximum refuses a container without a limit ("No limit is specified").
+// invalid; a maximum becomes the default limit where none is set (the API server's
+// defaulting of a LimitRange), with the same effect below a launcher's request and a
+// memory limit KubeVirt would not set above it.
 // The quota bounds the namespace's total; students never get credentials for the host
 // cluster, so nothing else is created in a lab namespace.
 func LimitRange(l Lab) *corev1.LimitRange {

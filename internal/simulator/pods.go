@@ -83,9 +83,13 @@ func (r *refusals) forget(uid types.UID) {
 	delete(r.byUID, uid)
 }
 
-// Attempts counts the launcher pod creates the simulator sent to the API server, refused
-// or not, for tests that check nothing retries hot.
-func (s *Simulator) Attempts() int64 { return s.podCreates.Load() }
+// Attempts counts the launcher pod creates the simulator sent to the API server in
+// namespace, refused or not, for tests that check nothing retries hot.
+func (s *Simulator) Attempts(namespace string) int64 {
+	s.podCreatesMu.Lock()
+	defer s.podCreatesMu.Unlock()
+	return s.podCreates[namespace]
+}
 
 // launcherPod returns vmi's running launcher pod, creating, binding and starting it as
 // KubeVirt, the scheduler and the kubelet would. It returns nil and how long to wait
@@ -157,7 +161,12 @@ func (s *Simulator) createLauncherPod(ctx context.Context, vm *kubevirtv1.Virtua
 		return nil, err
 	}
 	pod := renderLauncherPod(vmi, &vm.Spec.Template.Spec, cfg)
-	s.podCreates.Add(1)
+	s.podCreatesMu.Lock()
+	if s.podCreates == nil {
+		s.podCreates = map[string]int64{}
+	}
+	s.podCreates[vmi.Namespace]++
+	s.podCreatesMu.Unlock()
 	err = s.client.Create(ctx, pod)
 	switch {
 	case err == nil:

@@ -87,8 +87,10 @@ type Simulator struct {
 	labs    labRegistry
 	refused refusals
 
-	// podCreates counts launcher pod creates sent to the API server (Attempts).
-	podCreates atomic.Int64
+	// podCreates counts launcher pod creates sent to the API server, by namespace
+	// (Attempts). Kept for the simulator's life: a few bytes per lab, for tests.
+	podCreatesMu sync.Mutex
+	podCreates   map[string]int64
 
 	startsMu sync.Mutex
 	starts   map[types.UID]time.Time // when each booting VMI was created, by this process

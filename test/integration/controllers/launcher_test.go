@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -93,8 +94,9 @@ var _ = Describe("The simulated KubeVirt", func() {
 			}, 30*time.Second).Should(Satisfy(apierrors.IsNotFound))
 			Eventually(func() []corev1.Pod { return launcherPods(ctx, env) }, 30*time.Second).Should(HaveLen(int(workers) + 1))
 		},
-		Entry("no workers, the smallest VM", "small", int32(0), size("512Mi", 1, 1), size("512Mi", 1, 1), nil),
-		Entry("ten workers, with bandwidth limits", "ten", int32(10), size("2Gi", 2, 1), size("512Mi", 1, 1), bandwidth),
+		// The smallest control plane kubeadm accepts, the smallest worker the CRD allows.
+		Entry("no workers, the smallest control plane", "small", int32(0), size("1700Mi", 2, 1), size("512Mi", 1, 1), nil),
+		Entry("ten of the smallest workers, with bandwidth limits", "ten", int32(10), size("2Gi", 2, 1), size("512Mi", 1, 1), bandwidth),
 		Entry("the largest VMs", "large", int32(1), size("64Gi", 16, 2), size("64Gi", 16, 2), nil),
 		Entry("two workers, with bandwidth limits", "bw", int32(2), size("2Gi", 2, 1), size("1Gi", 1, 2), bandwidth),
 	)
@@ -104,15 +106,18 @@ var _ = Describe("The simulated KubeVirt", func() {
 			env := "refused-" + name
 			ns := lab.Namespace(env)
 			tmpl := integration.Template(env, 0)
-			Expect(k8s.Create(ctx, tmpl)).To(Succeed())
-			// The admin's object is in the lab's namespace before its first VM: the
-			// namespace exists, labelled as the lab's, and the lab adopts it.
+			// The admin's object is in the lab's namespace before its first VM: the lab
+			// waits for its template, the namespace exists, labelled as the lab's (the lab
+			// adopts it), the admin's object is in it, then the template comes.
+			Expect(k8s.Create(ctx, newEnvironment(env, tmpl.Name))).To(Succeed())
+			Eventually(envCondition(ctx, env, labforgev1alpha1.ConditionReady)).Should(
+				HaveField("Reason", labenvironment.ReasonTemplateNotFound))
 			Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{
 				labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue, labforgev1alpha1.LabelEnvironment: env,
 			}}})).To(Succeed())
 			policy.SetNamespace(ns)
 			Expect(k8s.Create(ctx, policy)).To(Succeed())
-			Expect(k8s.Create(ctx, newEnvironment(env, tmpl.Name))).To(Succeed())
+			Expect(k8s.Create(ctx, tmpl)).To(Succeed())
 			DeferCleanup(func(ctx context.Context) {
 				Expect(client.IgnoreNotFound(k8s.Delete(ctx, newEnvironment(env, tmpl.Name)))).To(Succeed())
 				Expect(client.IgnoreNotFound(k8s.Delete(ctx, tmpl))).To(Succeed())
@@ -122,7 +127,7 @@ var _ = Describe("The simulated KubeVirt", func() {
 			Eventually(envCondition(ctx, env, labforgev1alpha1.ConditionReady)).Should(And(
 				HaveField("Status", metav1.ConditionFalse), HaveField("Reason", labenvironment.ReasonVMPodRefused),
 				HaveField("Message", ContainSubstring("The API server refused the virt-launcher pod of VM control-plane: failed to create virtual machine pod: ")),
-				HaveField("Message", ContainSubstring(wantMessage))))
+				HaveField("Message", ContainSubstring(wantMessage))), func() string { return describeLab(ctx, env) })
 			Expect(envCondition(ctx, env, labforgev1alpha1.ConditionVMsScheduled)(Default)).To(And(
 				HaveField("Status", metav1.ConditionFalse), HaveField("Reason", labenvironment.ReasonVMPodRefused)))
 			var e labforgev1alpha1.LabEnvironment
@@ -151,9 +156,9 @@ var _ = Describe("The simulated KubeVirt", func() {
 			}).Should(Succeed())
 
 			By("retrying with a backoff, never hot")
-			before := sim.Attempts()
+			before := sim.Attempts(ns)
 			time.Sleep(4 * time.Second)
-			tried := sim.Attempts() - before
+			tried := sim.Attempts(ns) - before
 			GinkgoWriter.Printf("launcher pod creates in 4s while refused: %d\n", tried)
 			Expect(tried).To(BeNumerically(">=", 1), "the refused pod is never tried again")
 			Expect(tried).To(BeNumerically("<=", 3), "the refused pod is retried hot")
@@ -176,12 +181,29 @@ var _ = Describe("The simulated KubeVirt", func() {
 				corev1.ResourceRequestsMemory: resource.MustParse("1Gi"),
 			}}},
 			"exceeded quota: admin-quota"),
-		Entry("a LimitRange maximum, which refuses a container without a limit", "max",
+		// A maximum without a default becomes the default limit (the API server's defaulting
+		// of a LimitRange), below this launcher's request.
+		Entry("a LimitRange maximum below a launcher's request", "max",
 			&corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Name: "admin-max"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
-				Type: corev1.LimitTypeContainer, Max: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("8Gi")},
+				Type: corev1.LimitTypeContainer, Max: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
 			}}}},
-			"No limit is specified"),
+			"must be less than or equal to memory limit of 1Gi"),
 	)
 })
 
 func ptrTo[T any](v T) *T { return &v }
+
+// describeLab is what a failed story shows of a lab: its conditions, its VMIs' status, its
+// pods.
+func describeLab(ctx context.Context, env string) string {
+	var e labforgev1alpha1.LabEnvironment
+	_ = k8s.Get(ctx, client.ObjectKey{Name: env}, &e)
+	var vmis kubevirtv1.VirtualMachineInstanceList
+	_ = k8s.List(ctx, &vmis, client.InNamespace(lab.Namespace(env)))
+	out := fmt.Sprintf("conditions: %+v\n", e.Status.Conditions)
+	for _, v := range vmis.Items {
+		out += fmt.Sprintf("VMI %s: phase %q conditions %+v\n", v.Name, v.Status.Phase, v.Status.Conditions)
+	}
+	out += fmt.Sprintf("pods: %d\n", len(launcherPods(ctx, env)))
+	return out
+}
