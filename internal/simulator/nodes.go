@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -123,7 +124,14 @@ func (r *nodeRegistrar) Start(ctx context.Context) error {
 // a launcher pod bound to a node is deleted gracefully (by the garbage collector once its
 // VMI is gone, or by a namespace's deletion) and stays until its kubelet confirms that
 // its containers stopped. Simulated guests stop at once, so it confirms at once.
-type kubelet struct{ sim *Simulator }
+type kubelet struct {
+	sim *Simulator
+	// confirmed holds the UIDs of pods whose deletion this kubelet confirmed and whose
+	// delete event has not arrived yet: a later update event of such a pod (another
+	// deleter's graceful delete) finds it still in the cache, and deleting it again would
+	// only be refused (404).
+	confirmed sync.Map
+}
 
 // Reconcile finishes the deletion of a launcher pod on a simulated node.
 func (k *kubelet) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -137,9 +145,18 @@ func (k *kubelet) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 	if _, ours := nodeByName(pod.Spec.NodeName); !ours {
 		return ctrl.Result{}, nil
 	}
+	if _, done := k.confirmed.Load(pod.UID); done {
+		return ctrl.Result{}, nil
+	}
 	err := k.sim.client.Delete(ctx, &pod, client.GracePeriodSeconds(0), client.Preconditions{UID: &pod.UID})
 	if client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
 		return ctrl.Result{}, fmt.Errorf("confirming the deletion of Pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
+	k.confirmed.Store(pod.UID, struct{}{})
 	return ctrl.Result{}, nil
+}
+
+// gone forgets a pod whose delete event arrived.
+func (k *kubelet) gone(o client.Object) {
+	k.confirmed.Delete(o.GetUID())
 }

@@ -112,6 +112,13 @@ func (s *Simulator) launcherPod(ctx context.Context, vm *kubevirtv1.VirtualMachi
 			break
 		}
 	}
+	if pod == nil && phaseIndex[vmi.Status.Phase] >= phaseIndex[kubevirtv1.Scheduled] {
+		// KubeVirt creates a VMI's pod only before it is scheduled; a pod gone under a
+		// scheduled or running VMI (its namespace being deleted, mostly) is not made
+		// again. KubeVirt then fails the VMI; the simulator leaves it (see docs/labs.md).
+		ctrl.LoggerFrom(ctx).V(1).Info("The launcher Pod of a scheduled VirtualMachineInstance is gone; not creating another", "vmi", vmi.Name)
+		return nil, 0, nil
+	}
 	if pod == nil {
 		if wait := s.refused.wait(vmi.UID, time.Now()); wait > 0 {
 			return nil, wait, nil

@@ -140,15 +140,16 @@ func (s *Simulator) SetupWithManager(mgr ctrl.Manager) error {
 	isLauncher := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return o.GetLabels()[labelKubeVirtApp] == launcherAppValue
 	})
+	kl := &kubelet{sim: s}
 	if err := ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName+"-kubelet").
 		For(&corev1.Pod{}, builder.WithPredicates(isLauncher, predicate.Funcs{
 			CreateFunc: func(e event.CreateEvent) bool { return !e.Object.GetDeletionTimestamp().IsZero() },
 			UpdateFunc: func(e event.UpdateEvent) bool { return !e.ObjectNew.GetDeletionTimestamp().IsZero() },
-			DeleteFunc: func(event.DeleteEvent) bool { return false },
+			DeleteFunc: func(e event.DeleteEvent) bool { kl.gone(e.Object); return false },
 		})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 2, UsePriorityQueue: ptr.To(false)}).
-		Complete(&kubelet{sim: s}); err != nil {
+		Complete(kl); err != nil {
 		return fmt.Errorf("setting up the simulated kubelet: %w", err)
 	}
 	workers := s.opts.MaxConcurrentReconciles
