@@ -59,6 +59,7 @@ func dev(args []string) int {
 	fs.DurationVar(&opts.BootDelay, "boot-delay", 3*time.Second, "How long a simulated VM takes to boot (0 boots at once).")
 	var logToStderr bool
 	fs.BoolVar(&logToStderr, "log-to-stderr", false, "Write the operator's logs to stderr instead of <state-dir>/operator.log.")
+	fs.IntVar(&opts.CPUAllocationRatio, "cpu-allocation-ratio", simulator.DefaultCPUAllocationRatio, "KubeVirt's cpuAllocationRatio the simulated launcher pods are rendered with.")
 	zapOpts := zap.Options{Development: true}
 	zapOpts.BindFlags(fs)
 	_ = fs.Parse(args)
@@ -88,6 +89,8 @@ func operator(args []string) int {
 	var qps float64
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Kubeconfig of the API server to run against (required).")
 	fs.DurationVar(&bootDelay, "boot-delay", 0, "How long a simulated VM takes to boot (0 boots at once).")
+	var cpuRatio int
+	fs.IntVar(&cpuRatio, "cpu-allocation-ratio", simulator.DefaultCPUAllocationRatio, "KubeVirt's cpuAllocationRatio the simulated launcher pods are rendered with.")
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", "0", `Address of the manager's metrics endpoint; "0" turns it off.`)
 	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", "0", `Address of /healthz and /readyz; "0" turns them off.`)
 	fs.StringVar(&opts.PprofAddr, "pprof-bind-address", "0", `Address of Go's /debug/pprof profiles; "0" turns them off.`)
@@ -113,7 +116,7 @@ func operator(args []string) int {
 		fmt.Fprintf(os.Stderr, "labforge operator: %v\n", err)
 		return 1
 	}
-	opts.Simulator = simulator.New(simulator.Options{BootDelay: bootDelay})
+	opts.Simulator = simulator.New(simulator.Options{BootDelay: bootDelay, CPUAllocationRatio: cpuRatio})
 	mgr, err := manager.New(cfg, opts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "labforge operator: %v\n", err)

@@ -34,6 +34,9 @@ type Options struct {
 	MetricsAddr string
 	// BootDelay is how long a simulated VM takes to boot.
 	BootDelay time.Duration
+	// CPUAllocationRatio is KubeVirt's cpuAllocationRatio the simulated launcher pods are
+	// rendered with; zero means KubeVirt's default, 10.
+	CPUAllocationRatio int
 	// Out receives the short "try this" text.
 	Out io.Writer
 	// Logs, when set, is called once the state directory is locked with the file the
@@ -104,7 +107,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		Host:        LocalHost(),
 		// A simulated lab answers as soon as it boots; probing often keeps the demo snappy.
 		ProbeInterval: 200 * time.Millisecond,
-		Simulator:     simulator.New(simulator.Options{BootDelay: opts.BootDelay}),
+		Simulator:     simulator.New(simulator.Options{BootDelay: opts.BootDelay, CPUAllocationRatio: opts.CPUAllocationRatio}),
 	})
 	if err != nil {
 		return err

@@ -29,7 +29,11 @@ func cacheOptions() cache.Options {
 	// Secrets and ConfigMaps are none of its business and would cost memory.
 	byObject := managedOnly(&corev1.Secret{}, &corev1.ConfigMap{}, &corev1.Service{},
 		&corev1.ResourceQuota{}, &corev1.LimitRange{}, &networkingv1.NetworkPolicy{},
-		&kubevirtv1.VirtualMachine{}, &kubevirtv1.VirtualMachineInstance{})
+		&kubevirtv1.VirtualMachine{}, &kubevirtv1.VirtualMachineInstance{},
+		// Launcher pods carry their VM's labels. The operator never reads pods; a
+		// simulated VM backend run in the manager does (informers start only for
+		// kinds something reads or watches, so the shipped operator has none).
+		&corev1.Pod{})
 	// Every Node is cached (the host's facts: hostcluster.Host), but only what labforge
 	// reads of it.
 	byObject[&corev1.Node{}] = cache.ByObject{Transform: nodeFacts}
@@ -72,6 +76,8 @@ func managedOnly(objs ...client.Object) map[client.Object]cache.ByObject {
 			by.Transform = vmiStatusOnly
 		case *corev1.ResourceQuota:
 			by.Transform = quotaWithoutUsage
+		case *corev1.Pod:
+			by.Transform = PodSkeleton
 		case *corev1.LimitRange, *networkingv1.NetworkPolicy, *kubevirtv1.VirtualMachine, *corev1.ConfigMap:
 			by.Transform = shareSpec
 		}
@@ -230,6 +236,19 @@ func (p *specPool) lookupOrAdd(key string, add func() any) any {
 func vmiStatusOnly(in any) (any, error) {
 	if vmi, ok := in.(*kubevirtv1.VirtualMachineInstance); ok {
 		vmi.Spec = kubevirtv1.VirtualMachineInstanceSpec{}
+	}
+	return compactMeta(in)
+}
+
+// PodSkeleton keeps of a pod what a VM backend reads of its launcher pods: metadata, the
+// node it is bound to, and its phase and addresses. A pod's spec is most of its bytes.
+func PodSkeleton(in any) (any, error) {
+	if pod, ok := in.(*corev1.Pod); ok {
+		pod.Spec = corev1.PodSpec{NodeName: pod.Spec.NodeName}
+		pod.Status = corev1.PodStatus{
+			Phase: pod.Status.Phase, HostIP: pod.Status.HostIP, PodIP: pod.Status.PodIP,
+			HostIPs: pod.Status.HostIPs, PodIPs: pod.Status.PodIPs,
+		}
 	}
 	return compactMeta(in)
 }

@@ -32,7 +32,6 @@ import (
 	"github.com/labforge/labforge/internal/controller/orphans"
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/labprobe"
-	"github.com/labforge/labforge/internal/simulator"
 	"github.com/labforge/labforge/internal/ssa"
 )
 
@@ -64,8 +63,10 @@ type Options struct {
 	// ProbeInterval is how often a booting lab is asked whether its bootstrap finished.
 	ProbeInterval time.Duration
 	// Simulator, when set, runs this simulated VM backend in the manager and points the
-	// readiness probe at it: for labforge dev and tests only, never in production.
-	Simulator *simulator.Simulator
+	// readiness probe at it: for labforge dev and tests only, never in production. It is
+	// an interface so that the shipped manager (cmd/manager) does not link the simulator
+	// (internal/simulator); `labforge dev`, `labforge operator` and the tests wire it.
+	Simulator SimulatedBackend
 	// ProbeDialer, when set, is how the readiness probe reaches lab APIs (a second
 	// manager in a test reaches the labs of another manager's simulator through it).
 	ProbeDialer func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -87,6 +88,15 @@ type Options struct {
 	// For tests only, never in production: a suite checks which labs' TLS clients the
 	// probe still holds.
 	WrapProber func(labprobe.Prober) labprobe.Prober
+}
+
+// SimulatedBackend is a VM backend that runs inside the manager in place of KubeVirt
+// (internal/simulator's Simulator), with the lab APIs it serves.
+type SimulatedBackend interface {
+	// SetupWithManager registers the backend's controllers and servers with mgr.
+	SetupWithManager(mgr ctrl.Manager) error
+	// Dialer is how the operator's readiness probe reaches the labs the backend serves.
+	Dialer() func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Client rate limits when neither the options nor the rest config set one. The API server

@@ -9,9 +9,16 @@ import (
 	"github.com/labforge/labforge/internal/lab"
 )
 
-// VMOverhead is what a VM's launcher pod needs beyond the guest memory (QEMU, libvirt,
-// virt-launcher). KubeVirt computes it per VM; this upper bound sizes the quota.
-var VMOverhead = resource.MustParse("512Mi")
+// Headroom the lab's quota gives each VM's launcher pod beyond KubeVirt's own arithmetic
+// (LauncherMemoryRequest, and the vCPUs at a cpuAllocationRatio of 1, the most a VM's
+// compute container can ask): its support containers (a CPU millicore and a megabyte per
+// containerDisk container, an init container of up to ten millicores), a KubeVirt whose
+// admin raised additionalGuestMemoryOverheadRatio or the support containers' requests,
+// and a hotplug attachment pod. Decision 40.
+var (
+	LauncherCPUHeadroom    = resource.MustParse("100m")
+	LauncherMemoryHeadroom = resource.MustParse("256Mi")
+)
 
 // Namespace returns the lab's namespace. virt-launcher pods need privileged PodSecurity
 // (they run QEMU with devices); the namespace holds nothing a student can schedule into,
@@ -30,12 +37,16 @@ func Namespace(l Lab) *corev1.Namespace {
 	}
 }
 
-// ResourceQuota bounds what the lab namespace can hold to what the template describes:
-// the CPU and memory of its VMs exactly, twice the launcher pods and NodePorts it needs
-// (quota admission charges a create before the create can fail, so two operators racing
-// to create the same object, or a retried create, are charged twice until
-// kube-controller-manager recounts, and an exact fit would refuse the lab's own objects
-// meanwhile), no volumes and no load balancers.
+// ResourceQuota bounds what the lab namespace can hold to what its VMs' launcher pods
+// need: per VM, the CPU of its vCPUs and the memory KubeVirt asks for it (guest memory
+// plus KubeVirt's overhead), each with the launcher's headroom (LauncherCPUHeadroom,
+// LauncherMemoryHeadroom), so that no cpuAllocationRatio can make a launcher pod exceed
+// it; twice the launcher pods and NodePorts it needs (quota admission charges a create
+// before the create can fail, so two operators racing to create the same object, or a
+// retried create, are charged twice until kube-controller-manager recounts, and an exact
+// fit would refuse the lab's own objects meanwhile); no volumes and no load balancers.
+// It has no limits.* lines: KubeVirt sets limits on a launcher pod only where a quota
+// asks for them, and a lab needs none.
 //
 // It counts only what costs the host: compute, the pods that hold it, and host ports.
 // Every create or delete of a kind the quota counts is one more write (admission charges
@@ -45,15 +56,17 @@ func Namespace(l Lab) *corev1.Namespace {
 // counting VirtualMachines too cost four to five writes per lab (and a conflict with
 // kube-controller-manager's recount at teardown) and guarded nothing more (decision 38).
 func ResourceQuota(l Lab) *corev1.ResourceQuota {
-	nodes := l.Nodes()
-	var vcpus int64
-	memory := resource.Quantity{}
-	for _, n := range nodes {
-		vcpus += int64(n.Size.Cores) * int64(n.Size.Threads)
-		memory.Add(n.Size.Memory)
-		memory.Add(VMOverhead)
+	vms := VirtualMachines(l)
+	cpu := resource.Quantity{Format: resource.DecimalSI}
+	memory := resource.Quantity{Format: resource.BinarySI}
+	for _, vm := range vms {
+		spec := &vm.Spec.Template.Spec
+		cpu.Add(*resource.NewQuantity(VCPUs(spec.Domain.CPU), resource.DecimalSI))
+		cpu.Add(LauncherCPUHeadroom)
+		memory.Add(LauncherMemoryRequest(spec))
+		memory.Add(LauncherMemoryHeadroom)
 	}
-	count := int64(len(nodes))
+	count := int64(len(vms))
 	const headroom = 2
 	return &corev1.ResourceQuota{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ResourceQuota"},
@@ -61,7 +74,7 @@ func ResourceQuota(l Lab) *corev1.ResourceQuota {
 		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{
 			// Launcher pods, plus one spare each for KubeVirt's hotplug or migration pods.
 			corev1.ResourcePods:                   *resource.NewQuantity(2*count, resource.DecimalSI),
-			corev1.ResourceRequestsCPU:            *resource.NewQuantity(vcpus, resource.DecimalSI),
+			corev1.ResourceRequestsCPU:            cpu,
 			corev1.ResourceRequestsMemory:         memory,
 			corev1.ResourceServicesNodePorts:      *resource.NewQuantity(2*headroom, resource.DecimalSI),
 			corev1.ResourceServicesLoadBalancers:  *resource.NewQuantity(0, resource.DecimalSI),
@@ -70,25 +83,22 @@ func ResourceQuota(l Lab) *corev1.ResourceQuota {
 	}
 }
 
-// LimitRange caps any single container in the lab namespace at the largest VM's memory
-// plus overhead, and gives containers without requests small defaults, so that nothing
-// unexpected in the namespace can take a node's memory.
+// LimitRange gives a container that asks for nothing a small request, and nothing else
+// (decision 50). It sets no default limit and no maximum: KubeVirt gives a launcher pod's
+// compute container a memory request of the guest memory plus overhead and no memory
+// limit, so a default limit would be copied in below the request and make the pod
+// invalid; a maximum becomes the default limit where none is set (the API server's
+// defaulting of a LimitRange), with the same effect below a launcher's request and a
+// memory limit KubeVirt would not set above it.
+// The quota bounds the namespace's total; students never get credentials for the host
+// cluster, so nothing else is created in a lab namespace.
 func LimitRange(l Lab) *corev1.LimitRange {
-	largest := resource.Quantity{}
-	for _, n := range l.Nodes() {
-		if n.Size.Memory.Cmp(largest) > 0 {
-			largest = n.Size.Memory.DeepCopy()
-		}
-	}
-	largest.Add(VMOverhead)
 	return &corev1.LimitRange{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "LimitRange"},
 		ObjectMeta: l.objectMeta("lab-limits", nil),
 		Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
 			Type:           corev1.LimitTypeContainer,
-			Max:            corev1.ResourceList{corev1.ResourceMemory: largest},
 			DefaultRequest: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
-			Default:        corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
 		}}},
 	}
 }

@@ -108,13 +108,15 @@ func TestResourceQuota(t *testing.T) {
 		workers int32
 		want    map[corev1.ResourceName]string
 	}{
+		// Control plane: 2 vCPUs + 100m; 2Gi + KubeVirt's overhead (4Mi of page tables,
+		// 220Mi of processes, 2*8Mi per vCPU, 8Mi IOThread, 32Mi video) + 256Mi.
 		"single node": {workers: 0, want: map[corev1.ResourceName]string{
-			"pods": "2", "requests.cpu": "2", "requests.memory": "2560Mi", "services.nodeports": "4",
+			"pods": "2", "requests.cpu": "2100m", "requests.memory": "2584Mi", "services.nodeports": "4",
 			"services.loadbalancers": "0", "persistentvolumeclaims": "0",
 		}},
 		"three workers": {workers: 3, want: map[corev1.ResourceName]string{
-			// 2 + 3*2 vCPUs; 2Gi + 3*1536Mi + 4*512Mi.
-			"pods": "8", "requests.cpu": "8", "requests.memory": "8704Mi", "services.nodeports": "4",
+			// 2 + 3*2 vCPUs + 4*100m; 2584Mi + 3*(1536Mi + 3+220+16+8+32Mi + 256Mi).
+			"pods": "8", "requests.cpu": "8400m", "requests.memory": "8797Mi", "services.nodeports": "4",
 			"services.loadbalancers": "0", "persistentvolumeclaims": "0",
 		}},
 	}

@@ -94,6 +94,7 @@ func startSimulator(t *testing.T, opts simulator.Options) *simRun {
 			ByObject: map[client.Object]cache.ByObject{
 				&kubevirtv1.VirtualMachine{}:         {Label: managedBy},
 				&kubevirtv1.VirtualMachineInstance{}: {Label: managedBy},
+				&corev1.Pod{}:                        {Label: managedBy, Transform: manager.PodSkeleton},
 			},
 		},
 	})
@@ -338,6 +339,21 @@ func (cc countingClient) DeleteAllOf(ctx context.Context, obj client.Object, opt
 
 func (cc countingClient) Status() client.SubResourceWriter {
 	return countingStatus{cc.Client.Status(), cc.c}
+}
+
+func (cc countingClient) SubResource(sub string) client.SubResourceClient {
+	return countingSubResource{cc.Client.SubResource(sub), cc.c, sub}
+}
+
+type countingSubResource struct {
+	client.SubResourceClient
+	c    *writeCounter
+	name string
+}
+
+func (cs countingSubResource) Create(ctx context.Context, obj, sub client.Object, opts ...client.SubResourceCreateOption) error {
+	cs.c.record(cs.name+"-create", obj, false)
+	return cs.SubResourceClient.Create(ctx, obj, sub, opts...)
 }
 
 type countingStatus struct {

@@ -6,6 +6,13 @@
 //     with a lab (labforgev1alpha1.LabelEnvironment) that should run, and moves it through
 //     KubeVirt's real status transitions (Pending, Scheduling, Scheduled, Running) while
 //     keeping the VirtualMachine's status in step (Starting, Running);
+//   - as KubeVirt's virt-controller, the scheduler and the kubelet, it creates each VMI's
+//     virt-launcher pod as KubeVirt renders it (launcher.go) through the API server, so
+//     that LimitRange, ResourceQuota and Pod Security admission decide as on a real host;
+//     a refused pod leaves the VMI Pending with KubeVirt's FailedCreate event and
+//     Synchronized condition. An admitted pod is bound to one of the simulated Nodes and
+//     started; the VMI's node and address come from it, and the garbage collector removes
+//     it with its VMI;
 //   - as the lab, once the control-plane VM runs, it serves the lab's API over real TLS
 //     with a serving certificate signed by the lab's own CA (from lab.PKISecret), requires
 //     a client certificate from that CA, and answers the bootstrap marker request
@@ -29,6 +36,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -36,6 +44,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
@@ -44,9 +53,6 @@ import (
 
 // ControllerName names the simulator's controller in logs and metrics.
 const ControllerName = "simulator"
-
-// NodeName is the node every simulated VMI runs on.
-const NodeName = "sim-node"
 
 // BootstrapFailureAnnotation on a LabEnvironment makes its simulated lab report a failed
 // bootstrap (phase Failed) with the annotation's value as the lab's message.
@@ -61,6 +67,9 @@ type Options struct {
 	BootDelay time.Duration
 	// MaxConcurrentReconciles is how many VMs are worked on at once; zero means 4.
 	MaxConcurrentReconciles int
+	// CPUAllocationRatio is KubeVirt's developerConfiguration cpuAllocationRatio: a VM's
+	// launcher pod requests its vCPUs divided by it. Zero means KubeVirt's default, 10.
+	CPUAllocationRatio int
 }
 
 // Simulator is the simulated VM backend. Create it with New, register it with
@@ -71,9 +80,17 @@ type Simulator struct {
 	apiReader client.Reader
 	log       logr.Logger
 
+	recorder events.EventRecorder
+
 	pending writeTracker
 	ips     ipam
 	labs    labRegistry
+	refused refusals
+
+	// podCreates counts launcher pod creates sent to the API server, by namespace
+	// (Attempts). Kept for the simulator's life: a few bytes per lab, for tests.
+	podCreatesMu sync.Mutex
+	podCreates   map[string]int64
 
 	startsMu sync.Mutex
 	starts   map[types.UID]time.Time // when each booting VMI was created, by this process
@@ -113,8 +130,27 @@ func (s *Simulator) SetupWithManager(mgr ctrl.Manager) error {
 	// restarted among a thousand running labs.
 	s.apiReader = mgr.GetAPIReader()
 	s.log = mgr.GetLogger().WithName(ControllerName)
+	s.recorder = mgr.GetEventRecorder("virtualmachine-controller")
 	if err := mgr.Add(&apiServer{sim: s}); err != nil {
 		return fmt.Errorf("adding the simulated lab API server: %w", err)
+	}
+	if err := mgr.Add(&nodeRegistrar{sim: s}); err != nil {
+		return fmt.Errorf("adding the simulated nodes: %w", err)
+	}
+	isLauncher := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetLabels()[labelKubeVirtApp] == launcherAppValue
+	})
+	kl := &kubelet{sim: s}
+	if err := ctrl.NewControllerManagedBy(mgr).
+		Named(ControllerName+"-kubelet").
+		For(&corev1.Pod{}, builder.WithPredicates(isLauncher, predicate.Funcs{
+			CreateFunc: func(e event.CreateEvent) bool { return !e.Object.GetDeletionTimestamp().IsZero() },
+			UpdateFunc: func(e event.UpdateEvent) bool { return !e.ObjectNew.GetDeletionTimestamp().IsZero() },
+			DeleteFunc: func(e event.DeleteEvent) bool { kl.gone(e.Object); return false },
+		})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 2, UsePriorityQueue: ptr.To(false)}).
+		Complete(kl); err != nil {
+		return fmt.Errorf("setting up the simulated kubelet: %w", err)
 	}
 	workers := s.opts.MaxConcurrentReconciles
 	if workers <= 0 {
@@ -128,6 +164,13 @@ func (s *Simulator) SetupWithManager(mgr ctrl.Manager) error {
 		// observe comes first: it must see every event, also those filtered out after.
 		For(&kubevirtv1.VirtualMachine{}, builder.WithPredicates(s.observe(kindVM), hasLab)).
 		Owns(&kubevirtv1.VirtualMachineInstance{}, builder.WithPredicates(s.observe(kindVMI))).
+		// A launcher pod's VMI has its VM's name.
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []ctrl.Request {
+			if key, ok := launcherKey(o); ok {
+				return []ctrl.Request{{NamespacedName: key}}
+			}
+			return nil
+		}), builder.WithPredicates(isLauncher, s.observePods())).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: workers,
 			// controller-runtime v0.24.1's priority queue can deadlock on shutdown
@@ -148,6 +191,7 @@ func (s *Simulator) observe(kind string) predicate.Predicate {
 			if kind == kindVMI {
 				s.ips.release(e.Object.GetUID())
 				s.forgetStart(e.Object.GetUID())
+				s.refused.forget(e.Object.GetUID())
 			}
 			return true
 		},
@@ -162,7 +206,7 @@ func (s *Simulator) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	log := ctrl.LoggerFrom(ctx)
 	// Before any cache read: once the cache has shown this VM's and its VMI's last
 	// writes, everything read after is at least as new.
-	for _, kind := range []string{kindVM, kindVMI} {
+	for _, kind := range []string{kindVM, kindVMI, kindPod} {
 		wait, expired := s.pending.wait(kind, req.NamespacedName)
 		if expired {
 			log.Info("The cache did not show an earlier write in time; going on with what it shows", "kind", kind)
@@ -226,6 +270,18 @@ func (s *Simulator) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 			}
 			vmi = created
 		}
+		pod, wait, err := s.launcherPod(ctx, &vm, vmi)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if pod == nil {
+			// Refused (reported on the VMI, tried again after a backoff) or not yet
+			// in the cache: the VMI stays where it is.
+			if err := s.updateVMStatus(ctx, &vm, vmi); err != nil {
+				return ctrl.Result{}, err
+			}
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
 		var beforeRunning func()
 		if controlPlane {
 			// The lab's API listens before its VMI says Running: the operator probes it
@@ -233,7 +289,7 @@ func (s *Simulator) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 			// and wait a whole probe interval. A failure is left to the pass below.
 			beforeRunning = func() { _ = s.ensureLab(ctx, env, &vm) }
 		}
-		next, err := s.advanceVMI(ctx, &vm, vmi, beforeRunning)
+		next, err := s.advanceVMI(ctx, &vm, vmi, pod, beforeRunning)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -334,9 +390,10 @@ func (s *Simulator) createVMI(ctx context.Context, vm *kubevirtv1.VirtualMachine
 }
 
 // advanceVMI moves the status of vmi, vm's VMI, to the phase its age calls for and returns
-// how long until the next phase is due (zero once Running). beforeRunning, if set, is
-// called just before the write that makes the VMI Running.
-func (s *Simulator) advanceVMI(ctx context.Context, vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstance, beforeRunning func()) (time.Duration, error) {
+// how long until the next phase is due (zero once Running). Its node and address are
+// those of pod, its running launcher pod. beforeRunning, if set, is called just before
+// the write that makes the VMI Running.
+func (s *Simulator) advanceVMI(ctx context.Context, vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstance, pod *corev1.Pod, beforeRunning func()) (time.Duration, error) {
 	if _, known := phaseIndex[vmi.Status.Phase]; !known {
 		return 0, nil // Succeeded, Failed, Unknown: someone else's doing; leave it
 	}
@@ -345,17 +402,12 @@ func (s *Simulator) advanceVMI(ctx context.Context, vm *kubevirtv1.VirtualMachin
 	if phaseIndex[vmi.Status.Phase] >= phaseIndex[target] {
 		target = vmi.Status.Phase // never backwards
 	}
-	var ip string
-	if target == kubevirtv1.Running {
-		var err error
-		if ip, err = s.ips.assign(ctx, vmi, s.listVMIs); err != nil {
-			return 0, err
-		}
-	}
 	want := vmi.DeepCopy()
 	// The interface name comes from the VM's template, which the VMI's spec copies: the
 	// manager's cache keeps no VMI specs.
-	setVMIStatus(&want.Status, target, ip, primaryInterface(&vm.Spec.Template.Spec), metav1.Now())
+	setVMIStatus(&want.Status, target, pod.Status.PodIP, primaryInterface(&vm.Spec.Template.Spec), pod.Spec.NodeName, metav1.Now())
+	// The pod exists: KubeVirt's sync succeeded, and it drops an earlier failure.
+	removeVMICondition(&want.Status, kubevirtv1.VirtualMachineInstanceSynchronized)
 	if target == kubevirtv1.Running {
 		s.forgetStart(vmi.UID)
 		next = 0
@@ -440,11 +492,44 @@ func (s *Simulator) ensureLab(ctx context.Context, env string, vm *kubevirtv1.Vi
 	return nil
 }
 
-// Writes tracked per kind.
+// Writes tracked per kind. A launcher pod is tracked under its VMI's name.
 const (
 	kindVM  = "VirtualMachine"
 	kindVMI = "VirtualMachineInstance"
+	kindPod = "Pod"
 )
+
+// observePods feeds launcher pod events to the write tracker, under their VMI's key.
+func (s *Simulator) observePods() predicate.Predicate {
+	tracked := func(o client.Object) (client.Object, bool) {
+		key, ok := launcherKey(o)
+		if !ok {
+			return nil, false
+		}
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, ResourceVersion: o.GetResourceVersion()}}, true
+	}
+	return predicate.Funcs{
+		CreateFunc: func(e event.CreateEvent) bool {
+			if p, ok := tracked(e.Object); ok {
+				s.pending.observe(kindPod, p)
+			}
+			return true
+		},
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			if p, ok := tracked(e.ObjectNew); ok {
+				s.pending.observe(kindPod, p)
+			}
+			return true
+		},
+		DeleteFunc: func(e event.DeleteEvent) bool {
+			if key, ok := launcherKey(e.Object); ok {
+				s.pending.forget(kindPod, key)
+			}
+			return true
+		},
+		GenericFunc: func(event.GenericEvent) bool { return true },
+	}
+}
 
 // portString is lab.APIPort as the dialer sees it.
 var portString = strconv.Itoa(lab.APIPort)

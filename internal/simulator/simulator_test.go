@@ -22,6 +22,7 @@ import (
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/labprobe"
+	"github.com/labforge/labforge/internal/render"
 	"github.com/labforge/labforge/internal/simulator"
 )
 
@@ -54,6 +55,43 @@ func vmiOf(t *testing.T, l testLab, name string) *kubevirtv1.VirtualMachineInsta
 		t.Fatal(err)
 	}
 	return &vmi
+}
+
+// launcherPodOf is vmi's one launcher pod, checked for what KubeVirt gives it: its VMI as
+// controlling owner, KubeVirt's labels, the memory request of KubeVirt's arithmetic, a
+// simulated node, Running with an address.
+func launcherPodOf(t *testing.T, l testLab, vmi *kubevirtv1.VirtualMachineInstance) *corev1.Pod {
+	t.Helper()
+	var pods corev1.PodList
+	if err := k8s.List(context.Background(), &pods, client.InNamespace(l.namespace()),
+		client.MatchingLabels{kubevirtv1.CreatedByLabel: string(vmi.UID)}); err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 1 {
+		t.Fatalf("VMI %s has %d launcher pods, want 1", vmi.Name, len(pods.Items))
+	}
+	pod := &pods.Items[0]
+	if !metav1.IsControlledBy(pod, vmi) || !strings.HasPrefix(pod.Name, "virt-launcher-"+vmi.Name+"-") {
+		t.Errorf("pod %s of VMI %s: owners %+v", pod.Name, vmi.Name, pod.OwnerReferences)
+	}
+	if pod.Labels["kubevirt.io"] != "virt-launcher" || pod.Labels["vm.kubevirt.io/name"] != vmi.Name {
+		t.Errorf("pod %s labels %v", pod.Name, pod.Labels)
+	}
+	spec := vmi.Spec
+	if got, want := pod.Spec.Containers[0].Resources.Requests[corev1.ResourceMemory], render.LauncherMemoryRequest(&spec); got.Cmp(want) != 0 {
+		t.Errorf("pod %s compute memory request %s, want %s", pod.Name, got.String(), want.String())
+	}
+	if _, ok := pod.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory]; ok {
+		t.Errorf("pod %s has a memory limit KubeVirt would not set: %v", pod.Name, pod.Spec.Containers[0].Resources.Limits)
+	}
+	found := false
+	for _, n := range simulator.Nodes {
+		found = found || n.Name == pod.Spec.NodeName
+	}
+	if !found || pod.Status.Phase != corev1.PodRunning || pod.Status.PodIP == "" {
+		t.Errorf("pod %s on node %q, phase %s, IP %q", pod.Name, pod.Spec.NodeName, pod.Status.Phase, pod.Status.PodIP)
+	}
+	return pod
 }
 
 func vmOf(t *testing.T, l testLab, name string) *kubevirtv1.VirtualMachine {
@@ -141,8 +179,12 @@ func TestLab(t *testing.T) {
 			t.Errorf("VMI %s spec not copied from the template", name)
 		}
 		st := vmi.Status
-		if st.NodeName != simulator.NodeName {
-			t.Errorf("VMI %s nodeName %q", name, st.NodeName)
+		pod := launcherPodOf(t, l, vmi)
+		if st.NodeName == "" || st.NodeName != pod.Spec.NodeName {
+			t.Errorf("VMI %s nodeName %q, its launcher pod runs on %q", name, st.NodeName, pod.Spec.NodeName)
+		}
+		if len(st.Interfaces) == 1 && st.Interfaces[0].IP != pod.Status.PodIP {
+			t.Errorf("VMI %s address %s, its launcher pod's %s", name, st.Interfaces[0].IP, pod.Status.PodIP)
 		}
 		var phases []kubevirtv1.VirtualMachineInstancePhase
 		for _, p := range st.PhaseTransitionTimestamps {
@@ -172,9 +214,10 @@ func TestLab(t *testing.T) {
 		}
 	}
 
-	// Writes: per VM, create the VMI, its status, the VM's status.
+	// Writes: per VM, create the VMI, create its launcher pod, bind it, the pod's status,
+	// the VMI's status, the VM's status.
 	writes := run.writes.count(l.namespace())
-	if want := 3 * len(l.vmNames()); writes != want {
+	if want := 6 * len(l.vmNames()); writes != want {
 		t.Errorf("%d API writes to reach Running, want %d", writes, want)
 	}
 	t.Logf("API writes to reach Running (BootDelay 0, %d VMs): %d", len(l.vmNames()), writes)
@@ -294,9 +337,8 @@ func TestHaltedWorker(t *testing.T) {
 
 	setRunStrategy(t, l, worker, kubevirtv1.RunStrategyAlways)
 	probeUntil(t, run.prober, l, labprobe.Result{Reachable: true, Phase: lab.MarkerPhaseComplete})
-	if err := vmRunning(ctx, l, worker); err != nil {
-		t.Fatal(err)
-	}
+	// The lab answers once the VMIs run; the VM's status follows in the same pass.
+	eventually(t, wait, func() error { return vmRunning(ctx, l, worker) })
 
 	setRunStrategy(t, l, worker, kubevirtv1.RunStrategyHalted)
 	eventually(t, wait, func() error {
@@ -365,7 +407,7 @@ func TestBootDelay(t *testing.T) {
 			t.Errorf("VMI %s phase transitions %+v", name, ts)
 		}
 	}
-	if n, want := run.writes.count(l.namespace()), 7*len(l.vmNames()); n != want {
+	if n, want := run.writes.count(l.namespace()), 10*len(l.vmNames()); n != want {
 		t.Errorf("%d writes with a boot delay, want %d", n, want)
 	}
 	if n := simulator.PendingWrites(run.sim); n > 0 {
@@ -399,10 +441,10 @@ func TestManyLabs(t *testing.T) {
 	for _, l := range labs {
 		total += run.writes.count(l.namespace())
 	}
-	if want := n * 3 * 3; total != want {
+	if want := n * 3 * 6; total != want {
 		t.Errorf("%d writes for %d labs, want %d", total, n, want)
 		for _, l := range labs {
-			if w := run.writes.writesIn(l.namespace()); len(w) != 9 {
+			if w := run.writes.writesIn(l.namespace()); len(w) != 18 {
 				t.Logf("%s: %q", l.namespace(), w)
 			}
 		}

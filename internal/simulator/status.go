@@ -61,8 +61,9 @@ var guestOS = kubevirtv1.VirtualMachineInstanceGuestOSInfo{
 
 // setVMIStatus brings st to phase, with everything KubeVirt reports in it, leaving what
 // is already right untouched (timestamps included) so that a second call changes nothing.
-// ip is the guest's address, used once Running; iface is the name of its interface.
-func setVMIStatus(st *kubevirtv1.VirtualMachineInstanceStatus, phase kubevirtv1.VirtualMachineInstancePhase, ip, iface string, now metav1.Time) {
+// ip is the guest's address, used once Running; iface is the name of its interface; node
+// is where its launcher pod runs, reported from Scheduled on.
+func setVMIStatus(st *kubevirtv1.VirtualMachineInstanceStatus, phase kubevirtv1.VirtualMachineInstancePhase, ip, iface, node string, now metav1.Time) {
 	for _, p := range bootPhases {
 		if phaseIndex[p] > phaseIndex[phase] {
 			break
@@ -74,7 +75,7 @@ func setVMIStatus(st *kubevirtv1.VirtualMachineInstanceStatus, phase kubevirtv1.
 	}
 	st.Phase = phase
 	if phaseIndex[phase] >= phaseIndex[kubevirtv1.Scheduled] {
-		st.NodeName = NodeName
+		st.NodeName = node
 		setVMICondition(st, kubevirtv1.VirtualMachineInstanceConditionType(corev1.PodScheduled), corev1.ConditionTrue, "", "", now)
 	}
 	if phase != kubevirtv1.Running {
@@ -129,6 +130,16 @@ func setVMICondition(st *kubevirtv1.VirtualMachineInstanceStatus, t kubevirtv1.V
 	st.Conditions = append(st.Conditions, kubevirtv1.VirtualMachineInstanceCondition{
 		Type: t, Status: status, Reason: reason, Message: message, LastTransitionTime: now,
 	})
+}
+
+func removeVMICondition(st *kubevirtv1.VirtualMachineInstanceStatus, t kubevirtv1.VirtualMachineInstanceConditionType) {
+	kept := st.Conditions[:0]
+	for _, c := range st.Conditions {
+		if c.Type != t {
+			kept = append(kept, c)
+		}
+	}
+	st.Conditions = kept
 }
 
 // setVMStatus sets what KubeVirt's VM controller reports for a VM whose VMI is vmi (nil:

@@ -48,14 +48,14 @@ func TestSetVMIStatusIdempotent(t *testing.T) {
 	t1 := metav1.NewTime(time.Unix(2000, 0))
 	var st kubevirtv1.VirtualMachineInstanceStatus
 	for _, p := range bootPhases {
-		setVMIStatus(&st, p, "10.250.0.7", "default", t0)
+		setVMIStatus(&st, p, "10.250.0.7", "default", "sim-node-2", t0)
 		again := *st.DeepCopy()
-		setVMIStatus(&again, p, "10.250.0.7", "default", t1)
+		setVMIStatus(&again, p, "10.250.0.7", "default", "sim-node-2", t1)
 		if !equality.Semantic.DeepEqual(st, again) {
 			t.Errorf("second setVMIStatus(%s) changed the status:\n%+v\n%+v", p, st, again)
 		}
 	}
-	if st.Phase != kubevirtv1.Running || st.NodeName != NodeName || len(st.PhaseTransitionTimestamps) != 4 {
+	if st.Phase != kubevirtv1.Running || st.NodeName != "sim-node-2" || len(st.PhaseTransitionTimestamps) != 4 {
 		t.Errorf("final status %+v", st)
 	}
 	if got := st.Interfaces[0]; got.IP != "10.250.0.7" || got.MAC != "02:00:0a:fa:00:07" || got.Name != "default" {
@@ -63,7 +63,7 @@ func TestSetVMIStatusIdempotent(t *testing.T) {
 	}
 	// Straight to Running records every phase it passed.
 	var direct kubevirtv1.VirtualMachineInstanceStatus
-	setVMIStatus(&direct, kubevirtv1.Running, "10.250.0.8", "default", t0)
+	setVMIStatus(&direct, kubevirtv1.Running, "10.250.0.8", "default", "sim-node-1", t0)
 	if len(direct.PhaseTransitionTimestamps) != 4 || direct.PhaseTransitionTimestamps[3].Phase != kubevirtv1.Running {
 		t.Errorf("direct Running transitions %+v", direct.PhaseTransitionTimestamps)
 	}

@@ -127,6 +127,7 @@ func StartSimulator(cfg *rest.Config, opts simulator.Options) (stop func(), sim 
 				&kubevirtv1.VirtualMachine{}:         {Label: managedBy},
 				&kubevirtv1.VirtualMachineInstance{}: {Label: managedBy},
 				&corev1.Secret{}:                     {Label: managedBy},
+				&corev1.Pod{}:                        {Label: managedBy, Transform: manager.PodSkeleton},
 			},
 		},
 	})

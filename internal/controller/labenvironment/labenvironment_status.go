@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +17,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/labprobe"
 )
 
 // Condition reasons of a LabEnvironment.
@@ -45,6 +47,12 @@ const (
 	ReasonLabReady             = "LabReady"
 	// ReasonDeleting: the lab is being deleted (Ready=False until its namespace is gone).
 	ReasonDeleting = "Deleting"
+	// ReasonVMPodRefused: the API server refused the virt-launcher pod of one of the
+	// lab's VMs (a LimitRange, a ResourceQuota, Pod Security admission), as KubeVirt
+	// reports on the VMI (Synchronized=False, FailedCreate). KubeVirt keeps trying with a
+	// backoff, and the lab boots once an admin has fixed what refused it; if that takes
+	// longer than the template's bootTimeout, the lab times out (decision 51).
+	ReasonVMPodRefused = "VMPodRefused"
 )
 
 var bootFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -139,9 +147,12 @@ func setMachineConditions(s *scope, set setter) {
 			failed = append(failed, n.Name)
 		}
 	}
-	if scheduled == total {
+	switch refused := refusedPods(s); {
+	case scheduled == total:
 		set(labforgev1alpha1.ConditionVMsScheduled, metav1.ConditionTrue, ReasonScheduled, fmt.Sprintf("All %d VMs are scheduled", total))
-	} else {
+	case refused != "":
+		set(labforgev1alpha1.ConditionVMsScheduled, metav1.ConditionFalse, ReasonVMPodRefused, refused)
+	default:
 		set(labforgev1alpha1.ConditionVMsScheduled, metav1.ConditionUnknown, ReasonWaitingForScheduling, fmt.Sprintf("%d of %d VMs are scheduled", scheduled, total))
 	}
 	switch {
@@ -266,7 +277,13 @@ func readiness(s *scope, succeeded bool) (metav1.ConditionStatus, string, string
 		}
 		return metav1.ConditionFalse, ReasonVMsNotRunning, "The lab was ready, but not all of its VMs run any more"
 	case timedOut(s):
-		return metav1.ConditionFalse, ReasonBootTimeout, fmt.Sprintf("The lab did not become ready within the template's bootTimeout of %s", s.template.BootTimeout.Duration)
+		msg := fmt.Sprintf("The lab did not become ready within the template's bootTimeout of %s", s.template.BootTimeout.Duration)
+		if refused := refusedPods(s); refused != "" {
+			msg += "; " + refused
+		}
+		return metav1.ConditionFalse, ReasonBootTimeout, msg
+	case refusedPods(s) != "":
+		return metav1.ConditionFalse, ReasonVMPodRefused, refusedPods(s)
 	case !allRunning(s):
 		return metav1.ConditionUnknown, ReasonBooting, "Waiting for the lab's VMs to run"
 	default:
@@ -288,6 +305,52 @@ func bootstrapFailed(s *scope) bool {
 
 func timedOut(s *scope) bool {
 	return s.template != nil && !s.now.Before(s.bootStarted().Add(s.template.BootTimeout.Duration))
+}
+
+// Bounds of what the API server's refusal may take of a lab's conditions: the message
+// comes from admission plugins and webhooks labforge does not control.
+const (
+	maxRefusalPerVM = 400
+	maxRefusals     = 1000
+)
+
+// refusedPods says which of the lab's VMs have no launcher pod because the API server
+// refused it, with the API server's message as KubeVirt recorded it on the VMI; "" when
+// none has. The messages are made printable and bounded.
+func refusedPods(s *scope) string {
+	var parts []string
+	for _, n := range s.vms {
+		vmi := s.vmis[n.Name]
+		if vmi == nil || vmi.Status.Phase == kubevirtv1.Running || vmi.Status.Phase == kubevirtv1.Scheduled {
+			continue
+		}
+		for _, c := range vmi.Status.Conditions {
+			if c.Type == kubevirtv1.VirtualMachineInstanceSynchronized && c.Status == corev1.ConditionFalse && c.Reason == vmiReasonFailedCreate {
+				parts = append(parts, fmt.Sprintf("VM %s: %s", n.Name, printable(c.Message, maxRefusalPerVM)))
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return printable("The API server refused the virt-launcher pod of "+strings.Join(parts, "; "), maxRefusals)
+}
+
+// vmiReasonFailedCreate is KubeVirt's reason for a launcher pod it could not create.
+const vmiReasonFailedCreate = "FailedCreate"
+
+// printable keeps s on one line of printable characters (labprobe.SanitizeMessage), at
+// most n bytes of it, cut at a character.
+func printable(s string, n int) string {
+	s = labprobe.SanitizeMessage(s)
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 func allRunning(s *scope) bool {

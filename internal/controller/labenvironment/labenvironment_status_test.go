@@ -2,11 +2,13 @@ package labenvironment
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -185,6 +187,67 @@ func TestNextCheck(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			if got := r.nextCheck(tc.scope).RequeueAfter; got != tc.want {
 				t.Errorf("RequeueAfter = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A launcher pod the API server refused makes the lab say so at once, with the API
+// server's message made printable and bounded; after the boot timeout the lab times out
+// and still says why.
+func TestRefusedLauncherPod(t *testing.T) {
+	refused := func(now time.Time, msg string) *scope {
+		s := testScope(now, kubevirtv1.Scheduled, kubevirtv1.Pending)
+		s.vmis["worker-1"].Status.Conditions = []kubevirtv1.VirtualMachineInstanceCondition{{
+			Type: kubevirtv1.VirtualMachineInstanceSynchronized, Status: "False", Reason: "FailedCreate", Message: msg,
+		}}
+		return s
+	}
+	quota := `failed to create virtual machine pod: pods "virt-launcher-worker-1-x2kq9" is forbidden: exceeded quota: tight, requested: requests.memory=1815Mi, used: requests.memory=0, limited: requests.memory=1Gi`
+	tests := map[string]struct {
+		scope                    *scope
+		wantReason, wantMessage  string
+		wantScheduled, wantStall string
+	}{
+		"refused by a quota": {
+			scope: refused(created.Add(time.Minute), quota), wantReason: ReasonVMPodRefused,
+			wantMessage:   "The API server refused the virt-launcher pod of VM worker-1: " + quota,
+			wantScheduled: "False",
+		},
+		"a hostile message is made printable and bounded": {
+			scope:         refused(created.Add(time.Minute), "evil\x1b[31m\n"+strings.Repeat("é", 1000)),
+			wantReason:    ReasonVMPodRefused,
+			wantMessage:   "The API server refused the virt-launcher pod of VM worker-1: evil[31m " + strings.Repeat("é", (maxRefusalPerVM-len("evil[31m ")-3)/2) + "...",
+			wantScheduled: "False",
+		},
+		"still refused at the boot timeout": {
+			scope: refused(created.Add(16*time.Minute), quota), wantReason: ReasonBootTimeout,
+			wantMessage:   "The lab did not become ready within the template's bootTimeout of 15m0s; The API server refused the virt-launcher pod of VM worker-1: " + quota,
+			wantScheduled: "False", wantStall: "True",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			setStatus(tc.scope, true)
+			ready := meta.FindStatusCondition(tc.scope.env.Status.Conditions, labforgev1alpha1.ConditionReady)
+			if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != tc.wantReason {
+				t.Fatalf("Ready %+v, want False %s", ready, tc.wantReason)
+			}
+			if diff := cmp.Diff(tc.wantMessage, ready.Message); diff != "" {
+				t.Errorf("Ready message (-want +got):\n%s", diff)
+			}
+			if sched := meta.FindStatusCondition(tc.scope.env.Status.Conditions, labforgev1alpha1.ConditionVMsScheduled); sched == nil ||
+				string(sched.Status) != tc.wantScheduled {
+				t.Errorf("VMsScheduled %+v", sched)
+			}
+			stalled := meta.FindStatusCondition(tc.scope.env.Status.Conditions, labforgev1alpha1.ConditionStalled)
+			if got := ""; stalled != nil {
+				got = string(stalled.Status)
+				if got != tc.wantStall {
+					t.Errorf("Stalled %+v, want %q", stalled, tc.wantStall)
+				}
+			} else if tc.wantStall != "" {
+				t.Errorf("no Stalled condition, want %s", tc.wantStall)
 			}
 		})
 	}

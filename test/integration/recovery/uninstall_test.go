@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/simulator"
 	"github.com/labforge/labforge/test/integration"
 )
 
@@ -81,6 +82,11 @@ var _ = Describe("An admin uninstalling labforge with claims present", func() {
 		DeferCleanup(reinstall)
 		withLabs(ctx, "uninstall-late", "students-uninstall-late")
 		stopManager()
+		// The host's KubeVirt and kubelets are not labforge's and keep running: they
+		// finish the deletion of the launcher pods of the namespaces deleted below.
+		stopHost, _, err := integration.StartSimulator(cp.RESTConfig(), simulator.Options{})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(stopHost)
 
 		kubectl(ctx, "delete", "--ignore-not-found", "--wait=false", "-k", "config/crd")
 		// Templates and claims carry no finalizer and go; the kinds that do wait, Terminating.
