@@ -63,8 +63,9 @@ var _ = BeforeSuite(func(_ context.Context) {
 	Expect(err).NotTo(HaveOccurred())
 }, NodeTimeout(2*time.Minute))
 
-// newManager builds a manager told nothing of the host but what config says.
-func newManager(config hostcluster.Config, sim *simulator.Simulator) (ctrl.Manager, error) {
+// newManager builds a manager told nothing of the host but what config says. sim is an
+// interface: a nil *simulator.Simulator in it would not be nil.
+func newManager(config hostcluster.Config, sim manager.SimulatedBackend) (ctrl.Manager, error) {
 	return manager.New(cp.RESTConfig(), manager.Options{
 		MetricsAddr: "0", ProbeAddr: "0", SkipControllerNameValidation: true,
 		ProbeInterval: 100 * time.Millisecond, Host: config, Simulator: sim,
@@ -159,6 +160,9 @@ var _ = Describe("The host's facts", Ordered, func() {
 	})
 
 	It("reach every lab's policies as nodes and ServiceCIDRs come and go, and nothing else is written", func(ctx context.Context) {
+		// The simulated KubeVirt registers its own nodes (internal/simulator), which are
+		// host nodes like any other: their addresses are blocked too.
+		simNodes := []string{"127.0.0.11/32", "127.0.0.12/32", "127.0.0.13/32"}
 		createNode(ctx, "node-1", []string{"10.244.1.0/24"}, internalIP("192.168.1.11"), corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "203.0.113.11"})
 		sim = simulator.New(simulator.Options{})
 		mgr, err := newManager(hostcluster.Config{}, sim)
@@ -174,7 +178,7 @@ var _ = Describe("The host's facts", Ordered, func() {
 			ObjectMeta: metav1.ObjectMeta{Name: env},
 			Spec:       labforgev1alpha1.LabEnvironmentSpec{TemplateRef: labforgev1alpha1.LocalObjectReference{Name: "hostnet"}},
 		})).To(Succeed())
-		Eventually(egressExceptions(ctx, env)).Should(Equal([]string{"10.244.1.0/24", "10.96.0.0/16", "169.254.0.0/16", "192.168.1.11/32", "203.0.113.11/32"}))
+		Eventually(egressExceptions(ctx, env)).Should(Equal([]string{"10.244.1.0/24", "10.96.0.0/16", simNodes[0], simNodes[1], simNodes[2], "169.254.0.0/16", "192.168.1.11/32", "203.0.113.11/32"}))
 		Eventually(func(g Gomega) {
 			e := &labforgev1alpha1.LabEnvironment{}
 			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: env}, e)).To(Succeed())
@@ -193,7 +197,7 @@ var _ = Describe("The host's facts", Ordered, func() {
 
 		By("a node joining")
 		createNode(ctx, "node-2", []string{"10.244.2.0/24"}, internalIP("192.168.1.12"))
-		Eventually(egressExceptions(ctx, env)).Should(Equal([]string{"10.244.1.0/24", "10.244.2.0/24", "10.96.0.0/16", "169.254.0.0/16", "192.168.1.11/32", "192.168.1.12/32", "203.0.113.11/32"}))
+		Eventually(egressExceptions(ctx, env)).Should(Equal([]string{"10.244.1.0/24", "10.244.2.0/24", "10.96.0.0/16", simNodes[0], simNodes[1], simNodes[2], "169.254.0.0/16", "192.168.1.11/32", "192.168.1.12/32", "203.0.113.11/32"}))
 		after := policyVersions(ctx, env)
 		changed := []string{}
 		for name, rv := range after {
@@ -212,7 +216,7 @@ var _ = Describe("The host's facts", Ordered, func() {
 
 		By("a node leaving")
 		Expect(k8s.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}})).To(Succeed())
-		Eventually(egressExceptions(ctx, env)).Should(Equal([]string{"10.112.0.0/16", "10.244.2.0/24", "10.96.0.0/16", "169.254.0.0/16", "192.168.1.12/32"}))
+		Eventually(egressExceptions(ctx, env)).Should(Equal([]string{"10.112.0.0/16", "10.244.2.0/24", "10.96.0.0/16", simNodes[0], simNodes[1], simNodes[2], "169.254.0.0/16", "192.168.1.12/32"}))
 
 		By("the service range removed")
 		Expect(k8s.Delete(ctx, extra)).To(Succeed())
@@ -229,7 +233,7 @@ var _ = Describe("The host's facts", Ordered, func() {
 			g.Expect(k8s.Update(ctx, extra)).To(Succeed())
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(extra), extra)).To(MatchError(ContainSubstring("not found")))
 		}).Should(Succeed())
-		Eventually(egressExceptions(ctx, env)).Should(Equal([]string{"10.244.2.0/24", "10.96.0.0/16", "169.254.0.0/16", "192.168.1.12/32"}))
+		Eventually(egressExceptions(ctx, env)).Should(Equal([]string{"10.244.2.0/24", "10.96.0.0/16", simNodes[0], simNodes[1], simNodes[2], "169.254.0.0/16", "192.168.1.12/32"}))
 	}, NodeTimeout(90*time.Second))
 
 	It("give a student the address of the node the lab's control plane runs on, and a kubeconfig that works there", func(ctx context.Context) {
