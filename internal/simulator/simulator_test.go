@@ -193,7 +193,8 @@ func TestLab(t *testing.T) {
 		if !slices.Equal(phases, simulator.BootPhases) {
 			t.Errorf("VMI %s phase transitions %v, want %v", name, phases, simulator.BootPhases)
 		}
-		for _, c := range []kubevirtv1.VirtualMachineInstanceConditionType{kubevirtv1.VirtualMachineInstanceReady, kubevirtv1.VirtualMachineInstanceAgentConnected, "PodScheduled"} {
+		for _, c := range []kubevirtv1.VirtualMachineInstanceConditionType{kubevirtv1.VirtualMachineInstanceReady, kubevirtv1.VirtualMachineInstanceAgentConnected,
+			kubevirtv1.VirtualMachineInstanceAccessCredentialsSynchronized, "PodScheduled"} {
 			if !vmiCondition(st.Conditions, c, corev1.ConditionTrue) {
 				t.Errorf("VMI %s condition %s not True: %+v", name, c, st.Conditions)
 			}

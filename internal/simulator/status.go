@@ -87,6 +87,14 @@ func setVMIStatus(st *kubevirtv1.VirtualMachineInstanceStatus, phase kubevirtv1.
 	}
 	setVMICondition(st, kubevirtv1.VirtualMachineInstanceReady, corev1.ConditionTrue, "", "", now)
 	setVMICondition(st, kubevirtv1.VirtualMachineInstanceAgentConnected, corev1.ConditionTrue, "", "", now)
+	// The guest agent synchronises the VM's access credentials as soon as it connects.
+	// KubeVirt's virt-handler (pkg/virt-handler, updateAccessCredentialConditions, v1.8)
+	// writes this condition only when the sync's result or message changes, so it is set
+	// here once, in the same write as Running, and never touched again: a condition
+	// someone else set (a test playing a failed sync) stays as they left it.
+	if !hasVMICondition(st, kubevirtv1.VirtualMachineInstanceAccessCredentialsSynchronized) {
+		setVMICondition(st, kubevirtv1.VirtualMachineInstanceAccessCredentialsSynchronized, corev1.ConditionTrue, "", "", now)
+	}
 	if len(st.Interfaces) == 0 && ip != "" {
 		st.Interfaces = []kubevirtv1.VirtualMachineInstanceNetworkInterface{{
 			Name:             iface,
@@ -108,6 +116,15 @@ func setVMIStatus(st *kubevirtv1.VirtualMachineInstanceStatus, phase kubevirtv1.
 func hasPhaseTimestamp(st *kubevirtv1.VirtualMachineInstanceStatus, p kubevirtv1.VirtualMachineInstancePhase) bool {
 	for _, t := range st.PhaseTransitionTimestamps {
 		if t.Phase == p {
+			return true
+		}
+	}
+	return false
+}
+
+func hasVMICondition(st *kubevirtv1.VirtualMachineInstanceStatus, t kubevirtv1.VirtualMachineInstanceConditionType) bool {
+	for _, c := range st.Conditions {
+		if c.Type == t {
 			return true
 		}
 	}

@@ -144,6 +144,11 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 	if err := r.handOver(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
+	if s.labReady && s.handover != nil && s.pendingReason == "" {
+		if err := r.observeKeys(ctx, s); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	return ctrl.Result{RequeueAfter: s.requeueAfter()}, nil
 }
 

@@ -307,7 +307,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 // controlPlaneMoved lets through the updates of a lab's control-plane VMI that move it to
-// another node, when students connect to that node (no public address).
+// another node, when students connect to that node (no public address), and the updates
+// of any VMI whose access-credential synchronisation changed (the student's keys).
 func (r *Reconciler) controlPlaneMoved() predicate.Predicate {
 	return predicate.Funcs{
 		CreateFunc:  func(event.CreateEvent) bool { return false },
@@ -316,7 +317,14 @@ func (r *Reconciler) controlPlaneMoved() predicate.Predicate {
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			old, okOld := e.ObjectOld.(*kubevirtv1.VirtualMachineInstance)
 			cur, okNew := e.ObjectNew.(*kubevirtv1.VirtualMachineInstance)
-			return okOld && okNew && cur.Name == lab.ControlPlaneVM && old.Status.NodeName != cur.Status.NodeName &&
+			if !okOld || !okNew {
+				return false
+			}
+			// The student's keys: whether KubeVirt could put them in this VM.
+			if keysChanged(old, cur) {
+				return true
+			}
+			return cur.Name == lab.ControlPlaneVM && old.Status.NodeName != cur.Status.NodeName &&
 				r.Host.Network().PublicAddress == ""
 		},
 	}

@@ -191,6 +191,9 @@ func (r *Reconciler) recordTransitions(ctx context.Context, before *labforgev1al
 		// Once per wait: the condition does not change while the claim keeps waiting.
 		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, ReasonNodePortsExhausted, "Handover", "%s", now.Message)
 		log.Info("LabClaim waits for NodePorts", "lab", after.Status.Lab)
+	case now.Reason == ReasonKeysNotSynchronized:
+		// Once per failure: the condition does not change while KubeVirt keeps failing.
+		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, ReasonKeysNotSynchronized, "Handover", "%s", now.Message)
 	case now.Reason == ReasonExpired:
 		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, ReasonExpired, "Expire", "The claim expired; lab %s was deleted", after.Status.Lab)
 	case now.Status == metav1.ConditionFalse, now.Reason == ReasonPoolNotFound, now.Reason == ReasonTemplateNotFound:
