@@ -486,8 +486,11 @@ var _ = Describe("A claim whose lab is still booting", func() {
 		}).Should(Succeed())
 
 		By("failing the lab's bootstrap while the claim waits for it")
+		// A merge patch: the lab's own status writes go on meanwhile, and an update of the
+		// copy read above would conflict with them.
+		patch := client.MergeFrom(env.DeepCopy())
 		env.Annotations = map[string]string{simulator.BootstrapFailureAnnotation: "the scenario's secret: etcd quorum broken on purpose"}
-		Expect(k8s.Update(ctx, &env)).To(Succeed())
+		Expect(k8s.Patch(ctx, &env, patch)).To(Succeed())
 		Eventually(claimCondition(ctx, "students-fail", "gina", "Ready")).Should(And(
 			HaveField("Status", metav1.ConditionFalse),
 			HaveField("Reason", "LabFailed"),
