@@ -64,7 +64,7 @@ func (l *labEntry) tlsConfig() (*tls.Config, error) {
 	}
 	host := lab.APIServiceHost(l.env, lab.DefaultClusterDomain)
 	now := time.Now()
-	serving, err := ca.IssueServing("kube-apiserver", []string{host, host + ".cluster.local"}, nil,
+	serving, err := ca.IssueServing("kube-apiserver", []string{host}, nil,
 		now.Add(-pki.ClockSkew), now.Add(servingValidity), nil)
 	if err != nil {
 		return nil, fmt.Errorf("issuing the lab API serving certificate of %s: %w", l.env, err)
@@ -88,7 +88,7 @@ func (l *labEntry) tlsConfig() (*tls.Config, error) {
 type labRegistry struct {
 	mu          sync.RWMutex
 	byNamespace map[string]*labEntry
-	byHost      map[string]*labEntry // lab.APIServiceHost(env, lab.DefaultClusterDomain) and its .cluster.local form
+	byHost      map[string]*labEntry // lab.APIServiceHost(env, lab.DefaultClusterDomain), already fully qualified
 	addr        string               // listener address; "" while not listening
 }
 
@@ -102,7 +102,6 @@ func (r *labRegistry) register(l *labEntry) {
 	r.byNamespace[l.namespace] = l
 	host := lab.APIServiceHost(l.env, lab.DefaultClusterDomain)
 	r.byHost[host] = l
-	r.byHost[host+".cluster.local"] = l
 }
 
 func (r *labRegistry) unregister(namespace string) {
@@ -119,7 +118,6 @@ func (r *labRegistry) unregisterLocked(namespace string) {
 	delete(r.byNamespace, namespace)
 	host := lab.APIServiceHost(l.env, lab.DefaultClusterDomain)
 	delete(r.byHost, host)
-	delete(r.byHost, host+".cluster.local")
 }
 
 // registered reports whether the lab in namespace is served for the control-plane VM vmUID.
@@ -155,8 +153,7 @@ func (r *labRegistry) setAddr(addr string) {
 }
 
 // Dialer returns the dialer for labprobe.HTTPSProber: "<lab.APIServiceHost(env, lab.DefaultClusterDomain)>:6443"
-// (or its .cluster.local form) connects to the simulator's listener while that lab's API
-// is served, and is refused, like a Service without endpoints, otherwise. The TLS server
+// connects to the simulator's listener while that lab's API is served, and is refused, like a Service without endpoints, otherwise. The TLS server
 // name then picks the lab, exactly as the prober sets it.
 func (s *Simulator) Dialer() func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
