@@ -17,13 +17,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
-	"github.com/labforge/labforge/internal/controller/labtemplate"
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/labprobe"
 	"github.com/labforge/labforge/internal/pki"
 	"github.com/labforge/labforge/internal/render"
 	"github.com/labforge/labforge/internal/render/cloudinit"
+	"github.com/labforge/labforge/internal/templatecheck"
 )
 
 // caValidity is how long a lab's CA is valid: far longer than any lab lives.
@@ -130,7 +130,7 @@ func (r *Reconciler) reconcileTemplate(ctx context.Context, s *scope) (bool, err
 		}
 		return false, fmt.Errorf("reading LabTemplate %s: %w", s.env.Spec.TemplateRef.Name, err)
 	}
-	if problems := labtemplate.Check(&tmpl.Spec, s.host); len(problems) > 0 {
+	if _, problems := templatecheck.Check(&tmpl.Spec, s.host); len(problems) > 0 {
 		s.templateReason = ReasonInvalidTemplate
 		s.templateMessage = fmt.Sprintf("LabTemplate %s cannot be built: %s", tmpl.Name, strings.Join(problems, "; "))
 		return false, nil

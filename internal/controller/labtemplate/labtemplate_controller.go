@@ -22,6 +22,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/hostcluster"
+	"github.com/labforge/labforge/internal/templatecheck"
 )
 
 // ControllerName names the controller in logs, events and metrics.
@@ -50,7 +51,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 
-	problems := Check(&t.Spec, r.Host.Network())
+	_, problems := templatecheck.Check(&t.Spec, r.Host.Network())
 	want := t.DeepCopy()
 	setStatus(want, problems)
 	if equality.Semantic.DeepEqual(t.Status, want.Status) {

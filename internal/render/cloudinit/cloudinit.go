@@ -27,13 +27,14 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/pki"
+	"github.com/labforge/labforge/internal/templatecheck"
 )
 
 // Paths inside the VM. The bootstrap script, the kubeadm configuration and the lab's own
@@ -80,16 +81,6 @@ const (
 	ContainerdDiskDropIn = "/etc/systemd/system/containerd.service.d/20-labforge-data-disk.conf"
 	KubeletDiskDropIn    = "/etc/systemd/system/kubelet.service.d/20-labforge-data-disk.conf"
 )
-
-// Bounds of a node's data disk, as the LabTemplate CRD states them.
-var (
-	minDataDisk = resource.MustParse("5Gi")
-	maxDataDisk = resource.MustParse("200Gi")
-)
-
-// MinKubernetesMinor is the oldest Kubernetes minor the renderers support: the kubeadm
-// configuration is kubeadm.k8s.io/v1beta4, which kubeadm reads since v1.31.
-const MinKubernetesMinor = 31
 
 // Node is one VM of a lab.
 type Node struct {
@@ -141,14 +132,7 @@ type config struct {
 	apiHost       string // lab-api.lab-<env>.svc.<cluster domain>
 }
 
-var (
-	versionPattern       = regexp.MustCompile(`^v1\.([0-9]{1,2})\.([0-9]{1,3})$`)
-	sshUserPattern       = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
-	discoveryHashPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-)
-
-// maxScenarioBytes mirrors the CRD's limit on scenario.script.
-const maxScenarioBytes = 65536
+var discoveryHashPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 // newConfig validates in. The CRD already refuses bad templates; checking again here keeps
 // a bug elsewhere (or a template that predates a rule) from ever reaching a shell.
@@ -171,61 +155,26 @@ func newConfig(in Input) (*config, error) {
 		bad("node %q: role %q is neither %q nor %q", in.Node.Name, in.Node.Role, lab.RoleControlPlane, lab.RoleWorker)
 	}
 
+	// What the template may be is decided in one place, templatecheck; this renderer
+	// only asks again, so that no template a check would refuse reaches a shell.
 	t := in.Template
-	if m := versionPattern.FindStringSubmatch(t.KubernetesVersion); m == nil {
-		bad("kubernetesVersion %q does not look like v1.36.3", t.KubernetesVersion)
-	} else {
-		c.version = t.KubernetesVersion
-		c.minor, _ = strconv.Atoi(m[1])
-		if c.minor < MinKubernetesMinor {
-			bad("kubernetesVersion %s is older than v1.%d, the first to read kubeadm.k8s.io/v1beta4 configuration", t.KubernetesVersion, MinKubernetesMinor)
-		}
+	valid, problems := templatecheck.Check(&t, hostcluster.Network{})
+	for _, p := range problems {
+		bad("%s", p)
 	}
+	c.version, c.minor = t.KubernetesVersion, valid.Minor
 	c.sshUser = t.SSHUser
-	if len(t.SSHUser) > 32 || !sshUserPattern.MatchString(t.SSHUser) || t.SSHUser == "root" {
-		bad("sshUser %q must be a lowercase POSIX user name other than root, at most 32 characters", t.SSHUser)
-	}
-	var err error
-	if c.podCIDR, err = parseIPv4CIDR("network.podCIDR", t.Network.PodCIDR, 8, 24); err != nil {
-		errs = append(errs, err)
-	}
-	if c.serviceCIDR, err = parseIPv4CIDR("network.serviceCIDR", t.Network.ServiceCIDR, 12, 24); err != nil {
-		errs = append(errs, err)
-	}
-	if c.podCIDR.IsValid() && c.serviceCIDR.IsValid() && c.podCIDR.Overlaps(c.serviceCIDR) {
-		bad("network.podCIDR %s and network.serviceCIDR %s overlap", c.podCIDR, c.serviceCIDR)
-	}
+	c.podCIDR, c.serviceCIDR = valid.PodCIDR, valid.ServiceCIDR
 	c.tunnelPort = int(t.Network.TunnelPort)
-	if c.tunnelPort < 1024 || c.tunnelPort > 65535 || c.tunnelPort == 4789 || c.tunnelPort == 8472 {
-		bad("network.tunnelPort %d must be 1024-65535 and neither 4789 nor 8472", c.tunnelPort)
-	}
 	c.bootTimeout = t.BootTimeout.Duration
-	if c.bootTimeout < time.Minute || c.bootTimeout > 2*time.Hour {
-		bad("bootTimeout %s must be between 1m and 2h", c.bootTimeout)
-	}
-	if t.Workers.Count < 0 || t.Workers.Count > labforgev1alpha1.MaxWorkers {
-		bad("workers.count %d must be between 0 and %d", t.Workers.Count, labforgev1alpha1.MaxWorkers)
-	}
 	c.expectedNodes = 1 + int(t.Workers.Count)
-	disk := t.Workers.Disk
 	if c.controlPlane {
-		disk = t.ControlPlane.Disk
-	}
-	if !disk.IsZero() {
-		c.dataDisk = true
-		if disk.Cmp(minDataDisk) < 0 || disk.Cmp(maxDataDisk) > 0 {
-			bad("node %q: disk %s must be between %s and %s", in.Node.Name, disk.String(), minDataDisk.String(), maxDataDisk.String())
-		}
+		c.dataDisk = !t.ControlPlane.Disk.IsZero()
+	} else {
+		c.dataDisk = !t.Workers.Disk.IsZero()
 	}
 	if t.Scenario != nil {
-		switch {
-		case t.Scenario.Script == "":
-			bad("scenario.script is empty")
-		case len(t.Scenario.Script) > maxScenarioBytes:
-			bad("scenario.script is %d bytes, more than %d", len(t.Scenario.Script), maxScenarioBytes)
-		default:
-			c.scenario = []byte(t.Scenario.Script)
-		}
+		c.scenario = []byte(t.Scenario.Script)
 	}
 
 	if err := pki.ValidateBootstrapToken(in.BootstrapToken); err != nil {
@@ -277,17 +226,6 @@ func parseCertificatePEM(data []byte) (*x509.Certificate, error) {
 			return x509.ParseCertificate(block.Bytes)
 		}
 	}
-}
-
-func parseIPv4CIDR(field, s string, minBits, maxBits int) (netip.Prefix, error) {
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%s %q is not a CIDR", field, s)
-	}
-	if !p.Addr().Is4() || p.Bits() < minBits || p.Bits() > maxBits {
-		return netip.Prefix{}, fmt.Errorf("%s %s must be an IPv4 CIDR with a prefix length between %d and %d", field, s, minBits, maxBits)
-	}
-	return p.Masked(), nil
 }
 
 // apiEndpoint is the lab API as every node reaches it: the host cluster's Service.

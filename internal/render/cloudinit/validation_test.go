@@ -35,7 +35,7 @@ func TestInvalidInput(t *testing.T) {
 	}{
 		{"version without v", controlPlane(), func(in *cloudinit.Input) { in.Template.KubernetesVersion = "1.36.3" }, "kubernetesVersion"},
 		{"version with shell", controlPlane(), func(in *cloudinit.Input) { in.Template.KubernetesVersion = "v1.36.3;id" }, "kubernetesVersion"},
-		{"version before v1beta4", worker(), func(in *cloudinit.Input) { in.Template.KubernetesVersion = "v1.30.9" }, "v1beta4"},
+		{"version before v1beta4", worker(), func(in *cloudinit.Input) { in.Template.KubernetesVersion = "v1.30.9" }, "kubernetesVersion v1.30.9 is not supported"},
 		{"root user", controlPlane(), func(in *cloudinit.Input) { in.Template.SSHUser = "root" }, "sshUser"},
 		{"hostile user", worker(), func(in *cloudinit.Input) { in.Template.SSHUser = "x'$(id)" }, "sshUser"},
 		{"undefaulted user", worker(), func(in *cloudinit.Input) { in.Template.SSHUser = "" }, "sshUser"},
@@ -58,8 +58,8 @@ func TestInvalidInput(t *testing.T) {
 		{"bad environment", worker(), func(in *cloudinit.Input) { in.Environment = "Demo;id" }, "environment"},
 		{"bad cluster domain", controlPlane(), func(in *cloudinit.Input) { in.ClusterDomain = "cluster local" }, "clusterDomain"},
 		{"no cluster domain", controlPlane(), func(in *cloudinit.Input) { in.ClusterDomain = "" }, "clusterDomain"},
-		{"data disk too small", controlPlane(), func(in *cloudinit.Input) { in.Template.ControlPlane.Disk = resource.MustParse("4Gi") }, `node "control-plane": disk 4Gi must be between 5Gi and 200Gi`},
-		{"data disk too large", worker(), func(in *cloudinit.Input) { in.Template.Workers.Disk = resource.MustParse("201Gi") }, `node "worker-1": disk 201Gi must be between 5Gi and 200Gi`},
+		{"data disk too small", controlPlane(), func(in *cloudinit.Input) { in.Template.ControlPlane.Disk = resource.MustParse("4Gi") }, "controlPlane.disk 4Gi must be between 5Gi and 200Gi"},
+		{"data disk too large", worker(), func(in *cloudinit.Input) { in.Template.Workers.Disk = resource.MustParse("201Gi") }, "workers.disk 201Gi must be between 5Gi and 200Gi"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
