@@ -101,7 +101,9 @@ func TestCheck(t *testing.T) {
 			want: []string{"controlPlane.disk 4Gi must be between 5Gi and 200Gi", "workers.disk 201Gi must be between 5Gi and 200Gi"},
 		},
 		"a snapshot from before data disks": {
-			mutate: func(s *labforgev1alpha1.LabTemplateSpec) { s.ControlPlane.Disk, s.Workers.Disk = resource.Quantity{}, resource.Quantity{} },
+			mutate: func(s *labforgev1alpha1.LabTemplateSpec) {
+				s.ControlPlane.Disk, s.Workers.Disk = resource.Quantity{}, resource.Quantity{}
+			},
 		},
 		"scenarios": {
 			mutate: func(s *labforgev1alpha1.LabTemplateSpec) { s.Scenario = &labforgev1alpha1.Scenario{} },
@@ -128,4 +130,3 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
-
