@@ -32,8 +32,8 @@ func setKeysCondition(ctx context.Context, env, vm string, status corev1.Conditi
 
 var _ = Describe("A claim whose keys KubeVirt cannot put into a VM", func() {
 	It("is handed over but not Ready, says which VM and why, and is Ready once the keys are in", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("claim-keys", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool("keys", "claim-keys", 1))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("claim-keys").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool("keys", "claim-keys").Replicas(1).MaxLabs(100).Obj())).To(Succeed())
 		Eventually(poolStatus(ctx, "keys")).Should(HaveField("ReadyReplicas", int32(1)))
 		envName := "keys-0"
 		By("every VM of a simulated lab says its agent synchronised, as KubeVirt's do once their agent connects")
@@ -46,13 +46,13 @@ var _ = Describe("A claim whose keys KubeVirt cannot put into a VM", func() {
 		setKeysCondition(ctx, envName, lab.WorkerVM(1), corev1.ConditionFalse, "guest agent is not responding")
 
 		createNamespace(ctx, "students-keys", nil)
-		Expect(k8s.Create(ctx, newClaim("students-keys", "keyless", "keys"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim("students-keys", "keyless").Pool("keys").Obj())).To(Succeed())
 		Eventually(claimCondition(ctx, "students-keys", "keyless", "Ready")).Should(And(
 			HaveField("Status", metav1.ConditionUnknown), HaveField("Reason", "KeysNotSynchronized"),
 			HaveField("Message", "KubeVirt could not put the SSH keys into VM worker-1 (guest agent is not responding); the claim is Ready once they are in place")))
 		Eventually(integration.Events(ctx, k8s, "LabClaim", "students-keys", "keyless")).Should(ContainElement(
 			"Warning/KeysNotSynchronized: KubeVirt could not put the SSH keys into VM worker-1 (guest agent is not responding); the claim is Ready once they are in place"))
-		claim := newClaim("students-keys", "keyless", "keys")
+		claim := integration.MakeClaim("students-keys", "keyless").Pool("keys").Obj()
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(claim), claim)).To(Succeed())
 		Expect(claim.Status.Lab).To(Equal(envName), "the claim holds its lab while it waits")
 		Expect(claim.Status.SSH).NotTo(BeNil(), "the lab is handed over already")

@@ -23,40 +23,6 @@ import (
 	"github.com/labforge/labforge/test/integration"
 )
 
-const studentKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIlYq0c6HkW6u3uC9B3iJ9Xw2lqWlq3S0sJ7B2nL3f2m alice@laptop"
-
-func newPool(name, template string, replicas int32) *labforgev1alpha1.LabPool {
-	return &labforgev1alpha1.LabPool{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: labforgev1alpha1.LabPoolSpec{
-			TemplateRef: labforgev1alpha1.LocalObjectReference{Name: template}, Replicas: replicas,
-			MaxBooting: 5, MaxLabs: 100, ClaimNamespaceSelector: &metav1.LabelSelector{},
-			UpdateStrategy: labforgev1alpha1.PoolUpdateStrategy{Type: labforgev1alpha1.RollingUpdate},
-		},
-	}
-}
-
-func newClaim(ns, name, pool string) *labforgev1alpha1.LabClaim {
-	return &labforgev1alpha1.LabClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: labforgev1alpha1.LabClaimSpec{
-			PoolRef: &labforgev1alpha1.LocalObjectReference{Name: pool},
-			SSH:     labforgev1alpha1.SSHAccess{AuthorizedKeys: []string{studentKey}},
-		},
-	}
-}
-
-// newColdClaim is a claim naming a template (a lab booted for it) with a generated key pair.
-func newColdClaim(ns, name, template string) *labforgev1alpha1.LabClaim {
-	return &labforgev1alpha1.LabClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: labforgev1alpha1.LabClaimSpec{
-			TemplateRef: &labforgev1alpha1.LocalObjectReference{Name: template},
-			SSH:         labforgev1alpha1.SSHAccess{GenerateKeyPair: true},
-		},
-	}
-}
-
 func claimCondition(ctx context.Context, ns, name, conditionType string) func(Gomega) metav1.Condition {
 	return func(g Gomega) metav1.Condition {
 		var c labforgev1alpha1.LabClaim
@@ -81,12 +47,12 @@ func createNamespace(ctx context.Context, name string, labels map[string]string)
 
 var _ = Describe("A student claiming a lab", func() {
 	It("from a warm pool gets a lab at once, with a kubeconfig that expires with the claim", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("claim-warm", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool("warm", "claim-warm", 2))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("claim-warm").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool("warm", "claim-warm").Replicas(2).MaxLabs(100).Obj())).To(Succeed())
 		Eventually(poolStatus(ctx, "warm")).Should(HaveField("ReadyReplicas", int32(2)))
 
 		createNamespace(ctx, "students-warm", nil)
-		claim := newClaim("students-warm", "alice", "warm")
+		claim := integration.MakeClaim("students-warm", "alice").Pool("warm").Obj()
 		claim.Spec.SSH.GenerateKeyPair = true
 		claim.Spec.Duration = &metav1.Duration{Duration: time.Hour}
 		Expect(k8s.Create(ctx, claim)).To(Succeed())
@@ -177,11 +143,11 @@ var _ = Describe("A student claiming a lab", func() {
 	})
 
 	It("from an empty pool waits in line, then gets the lab the pool boots for it", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("claim-empty", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
-		pool := newPool("empty", "claim-empty", 0)
+		Expect(k8s.Create(ctx, integration.MakeTemplate("claim-empty").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
+		pool := integration.MakePool("empty", "claim-empty").Replicas(0).MaxLabs(100).Obj()
 		Expect(k8s.Create(ctx, pool)).To(Succeed())
 		createNamespace(ctx, "students-empty", nil)
-		Expect(k8s.Create(ctx, newClaim("students-empty", "bob", "empty"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim("students-empty", "bob").Pool("empty").Obj())).To(Succeed())
 		Eventually(claimCondition(ctx, "students-empty", "bob", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
 		var c labforgev1alpha1.LabClaim
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "students-empty", Name: "bob"}, &c)).To(Succeed())
@@ -190,8 +156,8 @@ var _ = Describe("A student claiming a lab", func() {
 	})
 
 	It("by the dozen: 30 claims at once on a pool of 10 are all served, 10 warm, no lab twice", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("claim-burst", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
-		pool := newPool("burst", "claim-burst", 10)
+		Expect(k8s.Create(ctx, integration.MakeTemplate("claim-burst").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
+		pool := integration.MakePool("burst", "claim-burst").Replicas(10).MaxLabs(100).Obj()
 		pool.Spec.MaxBooting = 10
 		Expect(k8s.Create(ctx, pool)).To(Succeed())
 		Eventually(poolStatus(ctx, "burst")).WithTimeout(60 * time.Second).Should(HaveField("ReadyReplicas", int32(10)))
@@ -203,7 +169,7 @@ var _ = Describe("A student claiming a lab", func() {
 			go func() {
 				defer GinkgoRecover()
 				defer wg.Done()
-				Expect(k8s.Create(ctx, newClaim("students-burst", fmt.Sprintf("s%02d", i), "burst"))).To(Succeed())
+				Expect(k8s.Create(ctx, integration.MakeClaim("students-burst", fmt.Sprintf("s%02d", i)).Pool("burst").Obj())).To(Succeed())
 			}()
 		}
 		wg.Wait()
@@ -236,13 +202,13 @@ var _ = Describe("A student claiming a lab", func() {
 	})
 
 	It("from a namespace the pool does not admit is refused, with no lab taken", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("claim-closed", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
-		pool := newPool("closed", "claim-closed", 1)
+		Expect(k8s.Create(ctx, integration.MakeTemplate("claim-closed").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
+		pool := integration.MakePool("closed", "claim-closed").Replicas(1).MaxLabs(100).Obj()
 		pool.Spec.ClaimNamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"labs": "allowed"}}
 		Expect(k8s.Create(ctx, pool)).To(Succeed())
 		Eventually(poolStatus(ctx, "closed")).Should(HaveField("ReadyReplicas", int32(1)))
 		createNamespace(ctx, "outsiders", nil)
-		Expect(k8s.Create(ctx, newClaim("outsiders", "mallory", "closed"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim("outsiders", "mallory").Pool("closed").Obj())).To(Succeed())
 		Eventually(claimCondition(ctx, "outsiders", "mallory", "Ready")).Should(And(
 			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", "NamespaceNotAllowed"),
 			HaveField("Message", "LabPool closed does not admit claims from namespace outsiders")))
@@ -251,10 +217,10 @@ var _ = Describe("A student claiming a lab", func() {
 	})
 
 	It("with a key the API accepts but is not a real key is told so", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("claim-key", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool("key", "claim-key", 1))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("claim-key").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool("key", "claim-key").Replicas(1).MaxLabs(100).Obj())).To(Succeed())
 		createNamespace(ctx, "students-key", nil)
-		claim := newClaim("students-key", "carol", "key")
+		claim := integration.MakeClaim("students-key", "carol").Pool("key").Obj()
 		claim.Spec.SSH.AuthorizedKeys = []string{"ssh-ed25519 AAAAnotbase64key carol"}
 		Expect(k8s.Create(ctx, claim)).To(Succeed())
 		Eventually(claimCondition(ctx, "students-key", "carol", "Ready")).Should(And(
@@ -262,10 +228,10 @@ var _ = Describe("A student claiming a lab", func() {
 	})
 
 	It("that outlives its duration has its lab deleted and stays, Expired; an extension moves the expiry first", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("claim-expiry", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool("expiry", "claim-expiry", 1))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("claim-expiry").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool("expiry", "claim-expiry").Replicas(1).MaxLabs(100).Obj())).To(Succeed())
 		createNamespace(ctx, "students-expiry", nil)
-		claim := newClaim("students-expiry", "dave", "expiry")
+		claim := integration.MakeClaim("students-expiry", "dave").Pool("expiry").Obj()
 		claim.Spec.Duration = &metav1.Duration{Duration: time.Hour}
 		Expect(k8s.Create(ctx, claim)).To(Succeed())
 		Eventually(claimCondition(ctx, "students-expiry", "dave", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
@@ -300,11 +266,11 @@ var _ = Describe("A student claiming a lab", func() {
 
 var _ = Describe("A claim deleted while the operator is down", func() {
 	It("has its lab deleted when the operator is back, and a new claim of the same name keeps its own", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("claim-down", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool("down", "claim-down", 2))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("claim-down").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool("down", "claim-down").Replicas(2).MaxLabs(100).Obj())).To(Succeed())
 		Eventually(poolStatus(ctx, "down")).Should(HaveField("ReadyReplicas", int32(2)))
 		createNamespace(ctx, "students-down", nil)
-		Expect(k8s.Create(ctx, newClaim("students-down", "bob", "down"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim("students-down", "bob").Pool("down").Obj())).To(Succeed())
 		Eventually(claimCondition(ctx, "students-down", "bob", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
 		var first labforgev1alpha1.LabClaim
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "students-down", Name: "bob"}, &first)).To(Succeed())
@@ -312,7 +278,7 @@ var _ = Describe("A claim deleted while the operator is down", func() {
 		stopManager()
 		Expect(k8s.Delete(ctx, &first)).To(Succeed())
 		// The same student claims again under the same name before the operator is back.
-		Expect(k8s.Create(ctx, newClaim("students-down", "bob", "down"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim("students-down", "bob").Pool("down").Obj())).To(Succeed())
 		var err error
 		stopManager, sim, err = integration.StartSimulatedManager(cp.RESTConfig(), clk)
 		Expect(err).NotTo(HaveOccurred())
@@ -337,8 +303,8 @@ var _ = Describe("Two managers running at once", func() {
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(second)
 
-		Expect(k8s.Create(ctx, newTemplate("claim-twice", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
-		pool := newPool("twice", "claim-twice", 8)
+		Expect(k8s.Create(ctx, integration.MakeTemplate("claim-twice").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
+		pool := integration.MakePool("twice", "claim-twice").Replicas(8).MaxLabs(100).Obj()
 		pool.Spec.MaxBooting = 8
 		Expect(k8s.Create(ctx, pool)).To(Succeed())
 		Eventually(poolStatus(ctx, "twice")).WithTimeout(60 * time.Second).Should(HaveField("ReadyReplicas", BeNumerically(">=", 8)))
@@ -350,7 +316,7 @@ var _ = Describe("Two managers running at once", func() {
 			go func() {
 				defer GinkgoRecover()
 				defer wg.Done()
-				Expect(k8s.Create(ctx, newClaim("students-twice", fmt.Sprintf("t%02d", i), "twice"))).To(Succeed())
+				Expect(k8s.Create(ctx, integration.MakeClaim("students-twice", fmt.Sprintf("t%02d", i)).Pool("twice").Obj())).To(Succeed())
 			}()
 		}
 		wg.Wait()
@@ -378,9 +344,9 @@ var _ = Describe("Two managers running at once", func() {
 
 var _ = Describe("A claim that names a template", func() {
 	It("gets a lab booted just for it, named after the claim, in no pool", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("claim-cold", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("claim-cold").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
 		createNamespace(ctx, "students-cold", nil)
-		claim := newColdClaim("students-cold", "erin", "claim-cold")
+		claim := integration.MakeClaim("students-cold", "erin").Template("claim-cold").WithoutKeys().Obj()
 		Expect(k8s.Create(ctx, claim)).To(Succeed())
 		Eventually(claimCondition(ctx, "students-cold", "erin", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(claim), claim)).To(Succeed())
@@ -435,9 +401,9 @@ var _ = Describe("A claim whose lab is still booting", func() {
 	createHeldColdClaim := func(ctx context.Context, suffix, name string) (*labforgev1alpha1.LabClaim, func()) {
 		release := sim.HoldBootstraps()
 		DeferCleanup(release)
-		Expect(k8s.Create(ctx, newTemplate("claim-"+suffix, "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("claim-"+suffix).Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
 		createNamespace(ctx, "students-"+suffix, nil)
-		claim := newColdClaim("students-"+suffix, name, "claim-"+suffix)
+		claim := integration.MakeClaim("students-"+suffix, name).Template("claim-" + suffix).WithoutKeys().Obj()
 		Expect(k8s.Create(ctx, claim)).To(Succeed())
 		return claim, release
 	}
@@ -504,12 +470,12 @@ var _ = Describe("A claim whose lab is still booting", func() {
 
 var _ = Describe("An admin changing a pool's template", func() {
 	It("gets the warm labs replaced while the claimed one is left alone", func(ctx context.Context) {
-		tmpl := newTemplate("claim-update", "v1.36.3", "10.200.0.0/16")
+		tmpl := integration.MakeTemplate("claim-update").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj()
 		Expect(k8s.Create(ctx, tmpl)).To(Succeed())
-		Expect(k8s.Create(ctx, newPool("update", "claim-update", 2))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool("update", "claim-update").Replicas(2).MaxLabs(100).Obj())).To(Succeed())
 		Eventually(poolStatus(ctx, "update")).Should(HaveField("ReadyReplicas", int32(2)))
 		createNamespace(ctx, "students-update", nil)
-		Expect(k8s.Create(ctx, newClaim("students-update", "frank", "update"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim("students-update", "frank").Pool("update").Obj())).To(Succeed())
 		Eventually(claimCondition(ctx, "students-update", "frank", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
 		Eventually(poolStatus(ctx, "update")).Should(And(HaveField("ReadyReplicas", int32(2)), HaveField("BoundReplicas", int32(1))))
 		var claim labforgev1alpha1.LabClaim
@@ -548,13 +514,13 @@ var _ = Describe("An admin changing a pool's template", func() {
 
 var _ = Describe("A claim whose Secret name is taken", func() {
 	It("is refused and never takes over the student's own Secret", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("claim-taken", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool("taken", "claim-taken", 1))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("claim-taken").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool("taken", "claim-taken").Replicas(1).MaxLabs(100).Obj())).To(Succeed())
 		createNamespace(ctx, "students-taken", nil)
 		mine := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "students-taken", Name: "grace-kubeconfig"},
 			StringData: map[string]string{"value": "my own kubeconfig"}}
 		Expect(k8s.Create(ctx, mine)).To(Succeed())
-		Expect(k8s.Create(ctx, newClaim("students-taken", "grace", "taken"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim("students-taken", "grace").Pool("taken").Obj())).To(Succeed())
 		Eventually(claimCondition(ctx, "students-taken", "grace", "Ready")).Should(And(
 			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", "SecretConflict"),
 			HaveField("Message", "Secret students-taken/grace-kubeconfig exists and does not belong to this claim; delete or rename it")))

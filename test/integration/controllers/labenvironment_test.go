@@ -96,7 +96,7 @@ func rv(o client.Object) int64 {
 
 var _ = Describe("A LabEnvironment", func() {
 	It("becomes a namespace of guarded VMs that the lab itself reports Ready", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("env-basic", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("env-basic").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
 		Expect(k8s.Create(ctx, newEnvironment("basic", "env-basic"))).To(Succeed())
 		Eventually(envCondition(ctx, "basic", labforgev1alpha1.ConditionReady)).Should(And(
 			HaveField("Status", metav1.ConditionTrue), HaveField("Reason", "LabReady")))
@@ -154,7 +154,7 @@ var _ = Describe("A LabEnvironment", func() {
 	})
 
 	It("costs no API write when the operator restarts and finds it Ready", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("env-steady", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("env-steady").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
 		Expect(k8s.Create(ctx, newEnvironment("steady", "env-steady"))).To(Succeed())
 		Eventually(envCondition(ctx, "steady", labforgev1alpha1.ConditionReady)).Should(HaveField("Status", metav1.ConditionTrue))
 		before := versionsOf(ctx, "steady")
@@ -189,7 +189,7 @@ var _ = Describe("A LabEnvironment", func() {
 			manager.Options{Clock: clk, Simulator: sim, WrapProber: probes.wrap})
 		Expect(err).NotTo(HaveOccurred())
 
-		Expect(k8s.Create(ctx, newTemplate("env-probed", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("env-probed").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
 		env := newEnvironment("probed", "env-probed")
 		Expect(k8s.Create(ctx, env)).To(Succeed())
 		Eventually(envCondition(ctx, "probed", labforgev1alpha1.ConditionReady)).Should(HaveField("Status", metav1.ConditionTrue))
@@ -210,7 +210,7 @@ var _ = Describe("A LabEnvironment", func() {
 	})
 
 	It("repairs drift: a deleted policy, an edited quota and a deleted VM come back", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("env-drift", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("env-drift").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
 		Expect(k8s.Create(ctx, newEnvironment("drift", "env-drift"))).To(Succeed())
 		Eventually(envCondition(ctx, "drift", labforgev1alpha1.ConditionReady)).Should(HaveField("Status", metav1.ConditionTrue))
 
@@ -235,7 +235,7 @@ var _ = Describe("A LabEnvironment", func() {
 	})
 
 	It("is not touched by an edit of its template", func(ctx context.Context) {
-		t := newTemplate("env-edit", "v1.36.3", "10.200.0.0/16")
+		t := integration.MakeTemplate("env-edit").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj()
 		Expect(k8s.Create(ctx, t)).To(Succeed())
 		Expect(k8s.Create(ctx, newEnvironment("edit", "env-edit"))).To(Succeed())
 		Eventually(envCondition(ctx, "edit", labforgev1alpha1.ConditionReady)).Should(HaveField("Status", metav1.ConditionTrue))
@@ -265,7 +265,7 @@ var _ = Describe("A LabEnvironment", func() {
 	})
 
 	It("with a template labforge cannot build says why, creates nothing, and builds once fixed", func(ctx context.Context) {
-		t := newTemplate("env-bad", "v1.29.1", "10.200.0.0/16")
+		t := integration.MakeTemplate("env-bad").Version("v1.29.1").PodCIDR("10.200.0.0/16").Obj()
 		Expect(k8s.Create(ctx, t)).To(Succeed())
 		Expect(k8s.Create(ctx, newEnvironment("bad", "env-bad"))).To(Succeed())
 		Eventually(envCondition(ctx, "bad", labforgev1alpha1.ConditionReady)).Should(And(
@@ -289,7 +289,7 @@ var _ = Describe("A LabEnvironment", func() {
 	})
 
 	It("whose bootstrap fails shows the lab's own message", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("env-fail", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("env-fail").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
 		env := newEnvironment("fail", "env-fail")
 		env.Annotations = map[string]string{simulator.BootstrapFailureAnnotation: "scenario: coredns patch failed"}
 		Expect(k8s.Create(ctx, env)).To(Succeed())
@@ -303,7 +303,7 @@ var _ = Describe("A LabEnvironment", func() {
 	})
 
 	It("when deleted, takes its namespace and every object it made with it", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("env-gone", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("env-gone").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
 		env := newEnvironment("gone", "env-gone")
 		Expect(k8s.Create(ctx, env)).To(Succeed())
 		Eventually(envCondition(ctx, "gone", labforgev1alpha1.ConditionReady)).Should(HaveField("Status", metav1.ConditionTrue))

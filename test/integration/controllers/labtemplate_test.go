@@ -7,26 +7,12 @@ import (
 	. "github.com/onsi/gomega"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/test/integration"
 )
-
-func newTemplate(name, version, podCIDR string) *labforgev1alpha1.LabTemplate {
-	return &labforgev1alpha1.LabTemplate{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: labforgev1alpha1.LabTemplateSpec{
-			KubernetesVersion: version,
-			Image:             labforgev1alpha1.LabImage{ContainerDisk: "quay.io/containerdisks/ubuntu:22.04"},
-			ControlPlane:      labforgev1alpha1.ControlPlaneSize{Cores: 2, Threads: 1, Memory: resource.MustParse("2Gi")},
-			Workers:           labforgev1alpha1.WorkerSpec{Count: 1, NodeSize: labforgev1alpha1.NodeSize{Cores: 1, Threads: 1, Memory: resource.MustParse("1Gi")}},
-			Network:           labforgev1alpha1.LabNetwork{PodCIDR: podCIDR, ServiceCIDR: "10.201.0.0/16", TunnelPort: 8475},
-		},
-	}
-}
 
 // readyCondition returns the template's Ready condition once observedGeneration caught up
 // with its generation.
@@ -58,7 +44,7 @@ func eventReasons(ctx context.Context, kind, name string) func(Gomega) []string 
 
 var _ = Describe("An admin writing LabTemplates", func() {
 	It("sees a good template accepted, with an event", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("good", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("good").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
 		Eventually(readyCondition(ctx, "good")).Should(And(
 			HaveField("Status", metav1.ConditionTrue),
 			HaveField("Reason", "Accepted"),
@@ -68,7 +54,7 @@ var _ = Describe("An admin writing LabTemplates", func() {
 	})
 
 	It("is told exactly what is wrong with a template labforge cannot build, and sees the fix accepted", func(ctx context.Context) {
-		t := newTemplate("clashing", "v1.29.0", "10.244.0.0/16")
+		t := integration.MakeTemplate("clashing").Version("v1.29.0").PodCIDR("10.244.0.0/16").Obj()
 		Expect(k8s.Create(ctx, t)).To(Succeed())
 		Eventually(readyCondition(ctx, "clashing")).Should(And(
 			HaveField("Status", metav1.ConditionFalse),
@@ -90,7 +76,7 @@ var _ = Describe("An admin writing LabTemplates", func() {
 	})
 
 	It("costs no API write when the operator restarts and sees the same templates again", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("steady", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("steady").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
 		Eventually(readyCondition(ctx, "steady")).Should(HaveField("Status", metav1.ConditionTrue))
 		var before labforgev1alpha1.LabTemplate
 		Expect(k8s.Get(ctx, client.ObjectKey{Name: "steady"}, &before)).To(Succeed())
@@ -101,7 +87,7 @@ var _ = Describe("An admin writing LabTemplates", func() {
 		Expect(err).NotTo(HaveOccurred())
 
 		// A template created after the restart proves the new manager has reconciled.
-		Expect(k8s.Create(ctx, newTemplate("after-restart", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("after-restart").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
 		Eventually(readyCondition(ctx, "after-restart")).Should(HaveField("Status", metav1.ConditionTrue))
 		var after labforgev1alpha1.LabTemplate
 		Expect(k8s.Get(ctx, client.ObjectKey{Name: "steady"}, &after)).To(Succeed())

@@ -39,7 +39,7 @@ var _ = Describe("The simulated KubeVirt", func() {
 
 	DescribeTable("creates a launcher pod the lab's own LimitRange and quota admit, for every template the API accepts",
 		func(ctx context.Context, name string, workers int32, cp, worker labforgev1alpha1.NodeSize, bw *labforgev1alpha1.Bandwidth) {
-			tmpl := integration.Template("launch-"+name, workers)
+			tmpl := integration.MakeTemplate("launch-" + name).Workers(workers).Obj()
 			tmpl.Spec.ControlPlane = labforgev1alpha1.ControlPlaneSize(cp)
 			tmpl.Spec.Workers.NodeSize = worker
 			tmpl.Spec.Network.Bandwidth = bw
@@ -105,7 +105,7 @@ var _ = Describe("The simulated KubeVirt", func() {
 		func(ctx context.Context, name string, policy client.Object, wantMessage string) {
 			env := "refused-" + name
 			ns := lab.Namespace(env)
-			tmpl := integration.Template(env, 0)
+			tmpl := integration.MakeTemplate(env).Workers(0).Obj()
 			// The admin's object is in the lab's namespace before its first VM: the lab
 			// waits for its template, the namespace exists, labelled as the lab's (the lab
 			// adopts it), the admin's object is in it, then the template comes.

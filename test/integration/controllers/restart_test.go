@@ -15,6 +15,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/test/integration"
 )
 
 // eventsOf returns the messages of the events of the given type and reason about one
@@ -35,9 +36,9 @@ func eventsOf(ctx context.Context, kind, name, eventType, reason string) func(Go
 
 var _ = Describe("A Ready lab whose VM is restarted", func() {
 	It("says which node set itself up again from nothing, once, and so does its student's claim", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("restart", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("restart").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
 		createNamespace(ctx, "students-restart", nil)
-		claim := newColdClaim("students-restart", "hana", "restart")
+		claim := integration.MakeClaim("students-restart", "hana").Template("restart").WithoutKeys().Obj()
 		Expect(k8s.Create(ctx, claim)).To(Succeed())
 		Eventually(claimCondition(ctx, "students-restart", "hana", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(claim), claim)).To(Succeed())

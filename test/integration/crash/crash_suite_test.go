@@ -19,7 +19,6 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -121,53 +120,6 @@ func startOperator(wrap func(client.Client) client.Client) *operator {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	return &operator{rec: rec, stop: stop}
-}
-
-// newTemplate returns a lab design of a control plane and one worker whose boot timeout
-// outlasts the restart story's clock jump.
-func newTemplate(name string) *labforgev1alpha1.LabTemplate {
-	return &labforgev1alpha1.LabTemplate{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: labforgev1alpha1.LabTemplateSpec{
-			KubernetesVersion: "v1.36.3",
-			Image:             labforgev1alpha1.LabImage{ContainerDisk: "quay.io/containerdisks/ubuntu:22.04"},
-			ControlPlane:      labforgev1alpha1.ControlPlaneSize{Cores: 2, Threads: 1, Memory: resource.MustParse("2Gi")},
-			Workers:           labforgev1alpha1.WorkerSpec{Count: 1, NodeSize: labforgev1alpha1.NodeSize{Cores: 1, Threads: 1, Memory: resource.MustParse("1Gi")}},
-			Network:           labforgev1alpha1.LabNetwork{PodCIDR: "10.200.0.0/16", ServiceCIDR: "10.201.0.0/16", TunnelPort: 8475},
-			BootTimeout:       metav1.Duration{Duration: 2 * time.Hour},
-		},
-	}
-}
-
-func newPool(name, template string, replicas, maxLabs int32) *labforgev1alpha1.LabPool {
-	return &labforgev1alpha1.LabPool{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: labforgev1alpha1.LabPoolSpec{
-			TemplateRef: labforgev1alpha1.LocalObjectReference{Name: template}, Replicas: replicas,
-			MaxBooting: 5, MaxLabs: maxLabs, ClaimNamespaceSelector: &metav1.LabelSelector{},
-			UpdateStrategy: labforgev1alpha1.PoolUpdateStrategy{Type: labforgev1alpha1.RollingUpdate},
-		},
-	}
-}
-
-const studentKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIlYq0c6HkW6u3uC9B3iJ9Xw2lqWlq3S0sJ7B2nL3f2m alice@laptop"
-
-// newClaim returns a claim on a pool (pool set) or a template, with one key of the
-// student's and a generated key pair.
-func newClaim(ns, name, pool, template string, duration time.Duration) *labforgev1alpha1.LabClaim {
-	c := &labforgev1alpha1.LabClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: labforgev1alpha1.LabClaimSpec{
-			SSH:      labforgev1alpha1.SSHAccess{AuthorizedKeys: []string{studentKey}, GenerateKeyPair: true},
-			Duration: &metav1.Duration{Duration: duration},
-		},
-	}
-	if pool != "" {
-		c.Spec.PoolRef = &labforgev1alpha1.LocalObjectReference{Name: pool}
-	} else {
-		c.Spec.TemplateRef = &labforgev1alpha1.LocalObjectReference{Name: template}
-	}
-	return c
 }
 
 func createNamespace(ctx context.Context, name string) {

@@ -17,6 +17,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/test/integration"
 )
 
 // scenario is one student's claim, and the writes that are about it: the claim's own
@@ -240,7 +241,7 @@ func describeWrites(ws []write) string {
 var _ = Describe("An operator killed right after one of its writes", Ordered, func() {
 	var op *operator
 	BeforeAll(func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("crash"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("crash").BootTimeout(2*time.Hour).Obj())).To(Succeed())
 		op = startOperator(nil)
 		DeferCleanup(func() { op.stop() })
 	})
@@ -250,7 +251,7 @@ var _ = Describe("An operator killed right after one of its writes", Ordered, fu
 		base := &scenario{ns: "cold-base", claim: "alice"}
 		createNamespace(ctx, base.ns)
 		var baseRun crashRun
-		op, baseRun = serve(ctx, op, base, 0, newClaim(base.ns, base.claim, "", "crash", time.Hour))
+		op, baseRun = serve(ctx, op, base, 0, integration.MakeClaim(base.ns, base.claim).Template("crash").GenerateKeyPair().Duration(time.Hour).Obj())
 		n := len(baseRun.writes)
 		AddReportEntry("writes of a cold claim", describeWrites(baseRun.writes))
 		baseEnv := labsBoundTo(ctx, Default, getClaim(ctx, Default, base.ns, base.claim).UID)
@@ -269,7 +270,7 @@ var _ = Describe("An operator killed right after one of its writes", Ordered, fu
 			sc := &scenario{ns: fmt.Sprintf("cold-%02d", k), claim: "alice"}
 			createNamespace(ctx, sc.ns)
 			var run crashRun
-			op, run = serve(ctx, op, sc, k, newClaim(sc.ns, sc.claim, "", "crash", time.Hour))
+			op, run = serve(ctx, op, sc, k, integration.MakeClaim(sc.ns, sc.claim).Template("crash").GenerateKeyPair().Duration(time.Hour).Obj())
 			runs = append(runs, run)
 			keys := run.keys
 			if !run.hadKeys {
@@ -290,7 +291,7 @@ var _ = Describe("An operator killed right after one of its writes", Ordered, fu
 		// A pool of one lab at most: the lab taken is never replaced, so every write
 		// after the claim is the handover's.
 		warmLab := func(pool string) (string, types.UID, keyMaterial) {
-			Expect(k8s.Create(ctx, newPool(pool, "crash", 1, 1))).To(Succeed())
+			Expect(k8s.Create(ctx, integration.MakePool(pool, "crash").Replicas(1).MaxLabs(1).Obj())).To(Succeed())
 			Eventually(poolStatus(ctx, pool)).Should(HaveField("ReadyReplicas", int32(1)))
 			var env labforgev1alpha1.LabEnvironment
 			Expect(k8s.Get(ctx, client.ObjectKey{Name: pool + "-0"}, &env)).To(Succeed())
@@ -305,7 +306,7 @@ var _ = Describe("An operator killed right after one of its writes", Ordered, fu
 		baseBefore := labInventory(ctx, Default, env, envUID)
 		Expect(baseBefore).To(HaveKeyWithValue("Service", []string{"lab-api"}), "a warm lab has no NodePorts")
 		var baseRun crashRun
-		op, baseRun = serve(ctx, op, base, 0, newClaim(base.ns, base.claim, "warm-base", "", time.Hour))
+		op, baseRun = serve(ctx, op, base, 0, integration.MakeClaim(base.ns, base.claim).Pool("warm-base").GenerateKeyPair().Duration(time.Hour).Obj())
 		n := len(baseRun.writes)
 		AddReportEntry("writes of a warm claim's handover", describeWrites(baseRun.writes))
 		want := labInventory(ctx, Default, env, envUID)
@@ -321,7 +322,7 @@ var _ = Describe("An operator killed right after one of its writes", Ordered, fu
 			sc := &scenario{ns: pool, claim: "bob", env: env}
 			createNamespace(ctx, sc.ns)
 			var run crashRun
-			op, run = serve(ctx, op, sc, k, newClaim(sc.ns, sc.claim, pool, "", time.Hour))
+			op, run = serve(ctx, op, sc, k, integration.MakeClaim(sc.ns, sc.claim).Pool(pool).GenerateKeyPair().Duration(time.Hour).Obj())
 			runs = append(runs, run)
 			expectServedOnce(ctx, sc, labforgev1alpha1.LaunchWarm, envUID, want, keys)
 			Expect(run.pkiCreates).To(BeZero())
@@ -343,8 +344,8 @@ var _ = Describe("An operator killed right after one of its writes", Ordered, fu
 var _ = Describe("An operator killed right after it bound a warm lab", Ordered, func() {
 	It("boots exactly one replacement once restarted: the claim is bound, not waiting", func(ctx context.Context) {
 		const pool = "rebind"
-		Expect(k8s.Create(ctx, newTemplate("rebind"))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool(pool, "rebind", 1, 5))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("rebind").BootTimeout(2*time.Hour).Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool(pool, "rebind").Replicas(1).MaxLabs(5).Obj())).To(Succeed())
 		createNamespace(ctx, pool)
 		labs := watchLabs(ctx, pool)
 		op := startOperator(nil)
@@ -356,7 +357,7 @@ var _ = Describe("An operator killed right after it bound a warm lab", Ordered, 
 			return w.Verb == "update" && w.Kind == "LabEnvironment" && w.Name == pool+"-0"
 		}
 		op.rec.arm(bind, 1)
-		Expect(k8s.Create(ctx, newClaim(pool, "carol", pool, "", time.Hour))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim(pool, "carol").Pool(pool).GenerateKeyPair().Duration(time.Hour).Obj())).To(Succeed())
 		Eventually(op.rec.crashedNow()).Should(BeClosed())
 		op.stop()
 		Expect(getClaim(ctx, Default, pool, "carol").Status.Lab).To(BeEmpty())

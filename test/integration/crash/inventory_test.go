@@ -20,6 +20,7 @@ import (
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/pki"
 	"github.com/labforge/labforge/internal/render"
+	"github.com/labforge/labforge/test/integration"
 )
 
 // labKinds are the kinds of object a lab's namespace holds, each labelled with the lab.
@@ -175,7 +176,7 @@ func expectHandedOver(ctx context.Context, g Gomega, claim *labforgev1alpha1.Lab
 	for _, v := range keys.Data {
 		authorized = append(authorized, strings.TrimSpace(string(v)))
 	}
-	g.Expect(authorized).To(ConsistOf(studentKey, strings.TrimSpace(string(keyPair.Data["ssh-publickey"]))))
+	g.Expect(authorized).To(ConsistOf(integration.StudentKey, strings.TrimSpace(string(keyPair.Data["ssh-publickey"]))))
 }
 
 // expectNoOrphans checks the whole cluster: every lab namespace belongs to a

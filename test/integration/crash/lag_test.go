@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/test/integration"
 )
 
 // laggingReads makes an operator's view of one pool's labs lag: while frozen, a List of
@@ -192,8 +193,8 @@ var _ = Describe("A pool controller whose reads lag behind its own writes", Orde
 		}
 
 		By("filling a pool of 2 with a cache that keeps up")
-		Expect(k8s.Create(ctx, newTemplate("lag"))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool(pool, "lag", 2, 10))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("lag").BootTimeout(2*time.Hour).Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool(pool, "lag").Replicas(2).MaxLabs(10).Obj())).To(Succeed())
 		Eventually(poolStatus(ctx, pool)).Should(And(HaveField("ReadyReplicas", int32(2)), HaveField("Replicas", int32(2))))
 
 		By("scaling to 5 while the pool controller sees its labs as they were")

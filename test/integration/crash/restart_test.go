@@ -17,6 +17,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/test/integration"
 )
 
 // stamp is an object as a snapshot saw it.
@@ -104,9 +105,9 @@ var _ = Describe("An operator restarted with claims in every state", Ordered, fu
 	It("re-provisions nothing, re-binds nothing, forgets nothing, and rebuilds the pool's counts from the API", func(ctx context.Context) {
 		const ns, pool = "restart", "restart"
 		countAll := func(write, client.Object) bool { return true }
-		Expect(k8s.Create(ctx, newTemplate("restart"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("restart").BootTimeout(2*time.Hour).Obj())).To(Succeed())
 		// Three labs at most, one warm.
-		Expect(k8s.Create(ctx, newPool(pool, "restart", 1, 3))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool(pool, "restart").Replicas(1).MaxLabs(3).Obj())).To(Succeed())
 		createNamespace(ctx, ns)
 		// The first operator lives an hour in the past; the new one on the real clock. The
 		// clock moves back, not forward, because labs minted by the new operator must be
@@ -130,11 +131,11 @@ var _ = Describe("An operator restarted with claims in every state", Ordered, fu
 			duration time.Duration
 		}{{"ready", 4 * time.Hour}, {"expiring", time.Hour}, {"deleting", 4 * time.Hour}} {
 			Eventually(poolStatus(ctx, pool)).Should(HaveField("ReadyReplicas", int32(1)))
-			Expect(k8s.Create(ctx, newClaim(ns, c.name, pool, "", c.duration))).To(Succeed())
+			Expect(k8s.Create(ctx, integration.MakeClaim(ns, c.name).Pool(pool).GenerateKeyPair().Duration(c.duration).Obj())).To(Succeed())
 			Eventually(ready(c.name)).Should(Succeed())
 		}
 		By("queueing a fourth claim on the pool, which is at its maxLabs")
-		Expect(k8s.Create(ctx, newClaim(ns, "waiting", pool, "", 4*time.Hour))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim(ns, "waiting").Pool(pool).GenerateKeyPair().Duration(4*time.Hour).Obj())).To(Succeed())
 		Eventually(func(g Gomega) {
 			c := getClaim(ctx, g, ns, "waiting")
 			g.Expect(meta.FindStatusCondition(c.Status.Conditions, labforgev1alpha1.ConditionReady)).To(
@@ -144,7 +145,7 @@ var _ = Describe("An operator restarted with claims in every state", Ordered, fu
 
 		By("binding a template claim to a lab that cannot boot while the VM backend is down")
 		backend.stop()
-		Expect(k8s.Create(ctx, newClaim(ns, "booting", "", "restart", 4*time.Hour))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim(ns, "booting").Template("restart").GenerateKeyPair().Duration(4*time.Hour).Obj())).To(Succeed())
 		var bootingLab string
 		Eventually(func(g Gomega) {
 			c := getClaim(ctx, g, ns, "booting")

@@ -10,14 +10,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/test/integration"
 )
 
 var _ = Describe("A student who holds her deleted claim with a finalizer of her own", func() {
 	It("does not keep the lab: the lab goes when the claim's deletion starts", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("strip"))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool("strip", "strip", 1))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("strip").Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool("strip", "strip").Replicas(1).Obj())).To(Succeed())
 		grace := student(ctx, "grace", "students-grace")
-		claim := newClaim("students-grace", "keep", "strip")
+		claim := integration.MakeClaim("students-grace", "keep").Pool("strip").Obj()
 		claim.Finalizers = []string{"example.com/keep"}
 		Expect(grace.Create(ctx, claim)).To(Succeed())
 		Eventually(claimCondition(ctx, grace, "students-grace", "keep", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/test/integration"
 )
 
 // fuzzNamespace holds the LabClaims the fuzz targets send; no story uses it, so it must
@@ -36,7 +37,7 @@ const requestTimeout = 30 * time.Second
 func FuzzLabClaimSpec(f *testing.F) {
 	fuzzSpec(f, "LabClaim", fuzzNamespace, map[string]any{
 		"poolRef":  map[string]any{"name": "broken-dns"},
-		"ssh":      map[string]any{"authorizedKeys": []any{aliceKey}, "generateKeyPair": true},
+		"ssh":      map[string]any{"authorizedKeys": []any{integration.StudentKey}, "generateKeyPair": true},
 		"duration": "2h",
 	})
 }

@@ -52,8 +52,8 @@ var _ = Describe("A host whose NodePort range runs out", Ordered, func() {
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(stop)
 
-		Expect(np.Create(ctx, newTemplate("ports"))).To(Succeed())
-		Expect(np.Create(ctx, newPool("ports", "ports", 3))).To(Succeed())
+		Expect(np.Create(ctx, integration.MakeTemplate("ports").Obj())).To(Succeed())
+		Expect(np.Create(ctx, integration.MakePool("ports", "ports").Replicas(3).Obj())).To(Succeed())
 		Expect(np.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "students"}})).To(Succeed())
 	}, NodeTimeout(3*time.Minute))
 
@@ -64,7 +64,7 @@ var _ = Describe("A host whose NodePort range runs out", Ordered, func() {
 	}
 	claim := func(ctx context.Context, name string, duration time.Duration) {
 		GinkgoHelper()
-		c := newClaim("students", name, "ports")
+		c := integration.MakeClaim("students", name).Pool("ports").Obj()
 		c.Spec.Duration = &metav1.Duration{Duration: duration}
 		Expect(np.Create(ctx, c)).To(Succeed())
 	}

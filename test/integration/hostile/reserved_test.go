@@ -19,6 +19,7 @@ import (
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/simulator"
+	"github.com/labforge/labforge/test/integration"
 )
 
 // world is what a student has from labforge, to check later that nothing of it moved.
@@ -58,20 +59,20 @@ func expectSameWorld(g Gomega, got, want world) {
 
 var _ = Describe("A claim dressed up with labforge's reserved labels and annotations", func() {
 	It("gets a lab of its own, leaves the other student's lab, Secrets and claim alone, and passes none of it on", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("reserved"))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool("reserved", "reserved", 2))).To(Succeed())
-		Expect(k8s.Create(ctx, newTemplate("decoy"))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool("decoy", "decoy", 1))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("reserved").Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool("reserved", "reserved").Replicas(2).Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("decoy").Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool("decoy", "decoy").Replicas(1).Obj())).To(Succeed())
 		alice := student(ctx, "alice", "students-alice")
 		mallory := student(ctx, "mallory", "students-mallory")
 
-		Expect(alice.Create(ctx, newClaim("students-alice", "lab", "reserved"))).To(Succeed())
+		Expect(alice.Create(ctx, integration.MakeClaim("students-alice", "lab").Pool("reserved").Obj())).To(Succeed())
 		Eventually(claimCondition(ctx, alice, "students-alice", "lab", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
 		alicesWorld := worldOf(ctx, Default, "students-alice", "lab")
 		alicesLab := alicesWorld.claimStatus.Lab
 
 		By("claiming, under the same name, with every reserved key pointing at Alice's lab, another pool and a failed boot")
-		spoof := newClaim("students-mallory", "lab", "reserved")
+		spoof := integration.MakeClaim("students-mallory", "lab").Pool("reserved").Obj()
 		spoof.Labels = map[string]string{
 			labforgev1alpha1.LabelEnvironment:      alicesLab,
 			labforgev1alpha1.LabelPool:             "decoy",
@@ -175,11 +176,11 @@ var _ = Describe("A claim dressed up with labforge's reserved labels and annotat
 
 var _ = Describe("A claim reaching into another namespace", func() {
 	It("has no field to do it with: a namespace, a Secret or a lab of its choosing is refused or dropped, and it is served in its own namespace", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("reach"))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool("reach", "reach", 2))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("reach").Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool("reach", "reach").Replicas(2).Obj())).To(Succeed())
 		bob := student(ctx, "bob", "students-bob")
 		eve := student(ctx, "eve", "students-eve")
-		Expect(bob.Create(ctx, newClaim("students-bob", "mine", "reach"))).To(Succeed())
+		Expect(bob.Create(ctx, integration.MakeClaim("students-bob", "mine").Pool("reach").Obj())).To(Succeed())
 		Eventually(claimCondition(ctx, bob, "students-bob", "mine", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
 		bobsWorld := worldOf(ctx, Default, "students-bob", "mine")
 
@@ -189,7 +190,7 @@ var _ = Describe("A claim reaching into another namespace", func() {
 				"metadata": map[string]any{"namespace": "students-eve", "name": "reach"},
 				"spec": map[string]any{
 					"poolRef":             map[string]any{"name": "reach", "namespace": "students-bob"},
-					"ssh":                 map[string]any{"authorizedKeys": []any{aliceKey}},
+					"ssh":                 map[string]any{"authorizedKeys": []any{integration.StudentKey}},
 					"kubeconfigSecretRef": map[string]any{"namespace": "students-bob", "name": "mine-kubeconfig"},
 					"lab":                 bobsWorld.claimStatus.Lab,
 				},
@@ -216,7 +217,7 @@ var _ = Describe("A claim reaching into another namespace", func() {
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "students-eve", Name: "reach"}, stored)).To(Succeed())
 		Expect(stored.Object["spec"]).To(Equal(map[string]any{
 			"poolRef": map[string]any{"name": "reach"},
-			"ssh":     map[string]any{"authorizedKeys": []any{aliceKey}},
+			"ssh":     map[string]any{"authorizedKeys": []any{integration.StudentKey}},
 		}))
 
 		By("serving Eve a lab of her own, with her Secret in her namespace")
@@ -233,14 +234,14 @@ var _ = Describe("A claim reaching into another namespace", func() {
 
 var _ = Describe("A claim asking for longer than the template allows", func() {
 	It("is refused without taking a lab, and an extension past the maximum later is refused visibly", func(ctx context.Context) {
-		t := newTemplate("short")
+		t := integration.MakeTemplate("short").Obj()
 		t.Spec.Lifetime = labforgev1alpha1.Lifetime{Default: metav1.Duration{Duration: 30 * time.Minute}, Maximum: metav1.Duration{Duration: time.Hour}}
 		Expect(k8s.Create(ctx, t)).To(Succeed())
-		Expect(k8s.Create(ctx, newPool("short", "short", 1))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool("short", "short").Replicas(1).Obj())).To(Succeed())
 		Eventually(poolStatus(ctx, k8s, "short")).Should(HaveField("ReadyReplicas", int32(1)))
 		frank := student(ctx, "frank", "students-frank")
 
-		greedy := newClaim("students-frank", "greedy", "short")
+		greedy := integration.MakeClaim("students-frank", "greedy").Pool("short").Obj()
 		greedy.Spec.Duration = &metav1.Duration{Duration: 2 * time.Hour}
 		Expect(frank.Create(ctx, greedy)).To(Succeed())
 		Eventually(claimCondition(ctx, frank, "students-frank", "greedy", "Ready")).Should(And(
@@ -255,7 +256,7 @@ var _ = Describe("A claim asking for longer than the template allows", func() {
 		}).Should(Succeed())
 
 		By("serving a claim within the maximum, then refusing its extension past it")
-		modest := newClaim("students-frank", "modest", "short")
+		modest := integration.MakeClaim("students-frank", "modest").Pool("short").Obj()
 		modest.Spec.Duration = &metav1.Duration{Duration: 45 * time.Minute}
 		Expect(frank.Create(ctx, modest)).To(Succeed())
 		Eventually(claimCondition(ctx, frank, "students-frank", "modest", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))

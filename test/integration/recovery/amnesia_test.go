@@ -14,6 +14,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/test/integration"
 )
 
 // stripOwnership removes owner references and finalizers, as restoring a backup without
@@ -31,11 +32,11 @@ func stripOwnership(ctx context.Context, objs ...client.Object) {
 var _ = Describe("An admin restoring labforge's objects from a backup that kept no owner references or finalizers", func() {
 	It("gets the owner graph and the finalizers back after a restart, and deleting still cleans up", func(ctx context.Context) {
 		const template, pool, students = "amnesia", "amnesia", "students-amnesia"
-		Expect(k8s.Create(ctx, newTemplate(template))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool(pool, template, 2))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate(template).Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool(pool, template).Replicas(2).Obj())).To(Succeed())
 		createNamespace(ctx, students)
-		Expect(k8s.Create(ctx, newClaim(students, "alice", pool))).To(Succeed())
-		Expect(k8s.Create(ctx, newColdClaim(students, "erin", template))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim(students, "alice").Pool(pool).GenerateKeyPair().Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim(students, "erin").Template(template).GenerateKeyPair().Obj())).To(Succeed())
 		Eventually(claimReady(ctx, students, "alice")).Should(HaveField("Status", metav1.ConditionTrue))
 		Eventually(claimReady(ctx, students, "erin")).Should(HaveField("Status", metav1.ConditionTrue))
 		Eventually(poolStatus(ctx, pool)).Should(And(HaveField("ReadyReplicas", int32(2)), HaveField("BoundReplicas", int32(1))))

@@ -30,10 +30,10 @@ func unclaimedLabs(ctx context.Context, g Gomega, template string) []string {
 var _ = Describe("An admin deleting a template while its labs run", func() {
 	It("leaves the running labs alone, holds the pool and new claims, and everything goes once the pool and claims do", func(ctx context.Context) {
 		const template, pool, students = "del-template", "del-template", "students-del-template"
-		Expect(k8s.Create(ctx, newTemplate(template))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool(pool, template, 1))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate(template).Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool(pool, template).Replicas(1).Obj())).To(Succeed())
 		createNamespace(ctx, students)
-		Expect(k8s.Create(ctx, newClaim(students, "alice", pool))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim(students, "alice").Pool(pool).GenerateKeyPair().Obj())).To(Succeed())
 		Eventually(claimReady(ctx, students, "alice")).Should(HaveField("Status", metav1.ConditionTrue))
 		Eventually(func(g Gomega) []string { return unclaimedLabs(ctx, g, template) }).WithTimeout(60 * time.Second).Should(HaveLen(1))
 		Eventually(poolStatus(ctx, pool)).Should(HaveField("ReadyReplicas", int32(1)))
@@ -46,7 +46,7 @@ var _ = Describe("An admin deleting a template while its labs run", func() {
 		}
 
 		By("deleting the template: it goes at once, nothing holds it")
-		Expect(k8s.Delete(ctx, newTemplate(template))).To(Succeed())
+		Expect(k8s.Delete(ctx, integration.MakeTemplate(template).Obj())).To(Succeed())
 		Eventually(gone(ctx, client.ObjectKey{Name: template}, &labforgev1alpha1.LabTemplate{})).Should(BeTrue())
 
 		By("keeping both labs running from their snapshots")
@@ -62,7 +62,7 @@ var _ = Describe("An admin deleting a template while its labs run", func() {
 		By("holding the pool and a new claim with TemplateNotFound")
 		Eventually(condition(ctx, &labforgev1alpha1.LabPool{ObjectMeta: metav1.ObjectMeta{Name: pool}}, "Ready")).Should(And(
 			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", "TemplateNotFound")))
-		Expect(k8s.Create(ctx, newClaim(students, "bob", pool))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim(students, "bob").Pool(pool).GenerateKeyPair().Obj())).To(Succeed())
 		Eventually(claimReady(ctx, students, "bob")).Should(And(
 			HaveField("Status", metav1.ConditionUnknown), HaveField("Reason", "TemplateNotFound"),
 			HaveField("Message", "LabTemplate del-template does not exist")))
@@ -70,10 +70,10 @@ var _ = Describe("An admin deleting a template while its labs run", func() {
 			"Warning/TemplateNotFound: LabTemplate del-template does not exist"), "kubectl describe says why kubectl wait would time out")
 
 		By("deleting the pool, then the claims: nothing is left")
-		Expect(k8s.Delete(ctx, newPool(pool, template, 0))).To(Succeed())
+		Expect(k8s.Delete(ctx, integration.MakePool(pool, template).Replicas(0).Obj())).To(Succeed())
 		Eventually(gone(ctx, client.ObjectKey{Name: pool}, &labforgev1alpha1.LabPool{})).Should(BeTrue())
-		Expect(k8s.Delete(ctx, newClaim(students, "alice", pool))).To(Succeed())
-		Expect(k8s.Delete(ctx, newClaim(students, "bob", pool))).To(Succeed())
+		Expect(k8s.Delete(ctx, integration.MakeClaim(students, "alice").Pool(pool).GenerateKeyPair().Obj())).To(Succeed())
+		Expect(k8s.Delete(ctx, integration.MakeClaim(students, "bob").Pool(pool).GenerateKeyPair().Obj())).To(Succeed())
 		Eventually(leftovers(ctx, inStory(template, students))).WithTimeout(60 * time.Second).Should(BeEmpty())
 		Expect(gone(ctx, client.ObjectKey{Namespace: students, Name: "alice"}, &labforgev1alpha1.LabClaim{})()).To(BeTrue())
 		Expect(gone(ctx, client.ObjectKey{Namespace: students, Name: "bob"}, &labforgev1alpha1.LabClaim{})()).To(BeTrue())
@@ -83,17 +83,17 @@ var _ = Describe("An admin deleting a template while its labs run", func() {
 var _ = Describe("An admin deleting a pool that has claimed labs", func() {
 	It("deletes the unclaimed labs and leaves each claimed lab to its student until the claim ends", func(ctx context.Context) {
 		const template, pool, students = "del-pool", "del-pool", "students-del-pool"
-		Expect(k8s.Create(ctx, newTemplate(template))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool(pool, template, 2))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate(template).Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool(pool, template).Replicas(2).Obj())).To(Succeed())
 		createNamespace(ctx, students)
-		Expect(k8s.Create(ctx, newClaim(students, "alice", pool))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim(students, "alice").Pool(pool).GenerateKeyPair().Obj())).To(Succeed())
 		Eventually(claimReady(ctx, students, "alice")).Should(HaveField("Status", metav1.ConditionTrue))
 		alice := claimOf(ctx, students, "alice")
 		bound := get(ctx, Default, client.ObjectKey{Name: alice.Status.Lab}, &labforgev1alpha1.LabEnvironment{})
 		Expect(bound.OwnerReferences).To(BeEmpty(), "a claimed lab must not be owned by its pool")
 		Eventually(func(g Gomega) []string { return unclaimedLabs(ctx, g, template) }).WithTimeout(60 * time.Second).Should(HaveLen(2))
 
-		Expect(k8s.Delete(ctx, newPool(pool, template, 0))).To(Succeed())
+		Expect(k8s.Delete(ctx, integration.MakePool(pool, template).Replicas(0).Obj())).To(Succeed())
 		Eventually(gone(ctx, client.ObjectKey{Name: pool}, &labforgev1alpha1.LabPool{})).Should(BeTrue())
 		Eventually(func(g Gomega) []string { return unclaimedLabs(ctx, g, template) }).WithTimeout(60 * time.Second).Should(BeEmpty())
 		Eventually(leftovers(ctx, func(o client.Object) bool {
@@ -121,7 +121,7 @@ var _ = Describe("An admin deleting a pool that has claimed labs", func() {
 var _ = Describe("A student deleting a claim whose lab is still provisioning", func() {
 	It("leaves nothing behind, even though the lab never booted", func(ctx context.Context) {
 		const template, students = "del-provisioning", "students-del-provisioning"
-		Expect(k8s.Create(ctx, newTemplate(template))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate(template).Obj())).To(Succeed())
 		createNamespace(ctx, students)
 		By("running the operator while KubeVirt starts no VM")
 		stopManager()
@@ -131,7 +131,7 @@ var _ = Describe("A student deleting a claim whose lab is still provisioning", f
 		})
 		startOperatorWithoutVMs()
 
-		claim := newColdClaim(students, "erin", template)
+		claim := integration.MakeClaim(students, "erin").Template(template).GenerateKeyPair().Obj()
 		Expect(k8s.Create(ctx, claim)).To(Succeed())
 		Eventually(claimReady(ctx, students, "erin")).Should(HaveField("Reason", "LabBooting"))
 		name := claimOf(ctx, students, "erin").Status.Lab
@@ -148,11 +148,11 @@ var _ = Describe("A student deleting a claim whose lab is still provisioning", f
 
 	It("leaves nothing behind when deleted the moment it was created", func(ctx context.Context) {
 		const template, pool, students = "del-instant", "del-instant", "students-del-instant"
-		Expect(k8s.Create(ctx, newTemplate(template))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool(pool, template, 1))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate(template).Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool(pool, template).Replicas(1).Obj())).To(Succeed())
 		createNamespace(ctx, students)
 		Eventually(poolStatus(ctx, pool)).Should(HaveField("ReadyReplicas", int32(1)))
-		for _, c := range []*labforgev1alpha1.LabClaim{newColdClaim(students, "cold", template), newClaim(students, "warm", pool)} {
+		for _, c := range []*labforgev1alpha1.LabClaim{integration.MakeClaim(students, "cold").Template(template).GenerateKeyPair().Obj(), integration.MakeClaim(students, "warm").Pool(pool).GenerateKeyPair().Obj()} {
 			Expect(k8s.Create(ctx, c)).To(Succeed())
 			Expect(k8s.Delete(ctx, c)).To(Succeed())
 		}
@@ -165,7 +165,7 @@ var _ = Describe("A student deleting a claim whose lab is still provisioning", f
 			}
 		}).WithTimeout(60 * time.Second).Should(Succeed())
 
-		Expect(k8s.Delete(ctx, newPool(pool, template, 0))).To(Succeed())
+		Expect(k8s.Delete(ctx, integration.MakePool(pool, template).Replicas(0).Obj())).To(Succeed())
 		Eventually(leftovers(ctx, inStory(template, students))).WithTimeout(60 * time.Second).Should(BeEmpty())
 	})
 })
@@ -173,8 +173,8 @@ var _ = Describe("A student deleting a claim whose lab is still provisioning", f
 var _ = Describe("An admin deleting a lab's namespace by hand", func() {
 	It("gets an unclaimed lab rebuilt from scratch, with new key material, that proves itself Ready again", func(ctx context.Context) {
 		const template, pool = "del-namespace", "del-namespace"
-		Expect(k8s.Create(ctx, newTemplate(template))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool(pool, template, 1))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate(template).Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool(pool, template).Replicas(1).Obj())).To(Succeed())
 		Eventually(poolStatus(ctx, pool)).Should(HaveField("ReadyReplicas", int32(1)))
 		labs := labsOfTemplate(ctx, Default, template)
 		Expect(labs).To(HaveLen(1))
@@ -199,16 +199,16 @@ var _ = Describe("An admin deleting a lab's namespace by hand", func() {
 		Expect(get(ctx, Default, client.ObjectKey{Namespace: ns.Name, Name: lab.PKISecret}, &corev1.Secret{}).Data[lab.PKICACert]).NotTo(Equal(ca))
 		Eventually(func(g Gomega) { expectLabOwnedBy(ctx, g, rebuilt, false) }).Should(Succeed())
 
-		Expect(k8s.Delete(ctx, newPool(pool, template, 0))).To(Succeed())
+		Expect(k8s.Delete(ctx, integration.MakePool(pool, template).Replicas(0).Obj())).To(Succeed())
 		Eventually(leftovers(ctx, inStory(template))).WithTimeout(60 * time.Second).Should(BeEmpty())
 	})
 
 	It("reports a claimed lab lost, to the lab's admin and to its student, and never rebuilds it", func(ctx context.Context) {
 		const template, pool, students = "del-claimed-namespace", "del-claimed-namespace", "students-del-claimed-namespace"
-		Expect(k8s.Create(ctx, newTemplate(template))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool(pool, template, 1))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate(template).Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool(pool, template).Replicas(1).Obj())).To(Succeed())
 		createNamespace(ctx, students)
-		Expect(k8s.Create(ctx, newClaim(students, "alice", pool))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim(students, "alice").Pool(pool).GenerateKeyPair().Obj())).To(Succeed())
 		Eventually(claimReady(ctx, students, "alice")).Should(HaveField("Status", metav1.ConditionTrue))
 		name := claimOf(ctx, students, "alice").Status.Lab
 
@@ -224,9 +224,9 @@ var _ = Describe("An admin deleting a lab's namespace by hand", func() {
 		Consistently(gone(ctx, client.ObjectKey{Name: lab.Namespace(name)}, &corev1.Namespace{})).Should(BeTrue(), "the claimed lab was rebuilt")
 
 		By("ending the lost lab with its claim")
-		Expect(k8s.Delete(ctx, newClaim(students, "alice", pool))).To(Succeed())
+		Expect(k8s.Delete(ctx, integration.MakeClaim(students, "alice").Pool(pool).GenerateKeyPair().Obj())).To(Succeed())
 		Eventually(gone(ctx, client.ObjectKey{Name: name}, &labforgev1alpha1.LabEnvironment{})).Should(BeTrue())
-		Expect(k8s.Delete(ctx, newPool(pool, template, 0))).To(Succeed())
+		Expect(k8s.Delete(ctx, integration.MakePool(pool, template).Replicas(0).Obj())).To(Succeed())
 		Eventually(leftovers(ctx, inStory(template, students))).WithTimeout(60 * time.Second).Should(BeEmpty())
 	})
 })

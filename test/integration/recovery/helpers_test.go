@@ -13,7 +13,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -26,50 +25,6 @@ import (
 	"github.com/labforge/labforge/internal/manager"
 	"github.com/labforge/labforge/test/integration"
 )
-
-const studentKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIlYq0c6HkW6u3uC9B3iJ9Xw2lqWlq3S0sJ7B2nL3f2m alice@laptop"
-
-func newTemplate(name string) *labforgev1alpha1.LabTemplate {
-	return &labforgev1alpha1.LabTemplate{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: labforgev1alpha1.LabTemplateSpec{
-			KubernetesVersion: "v1.36.3",
-			Image:             labforgev1alpha1.LabImage{ContainerDisk: "quay.io/containerdisks/ubuntu:22.04"},
-			ControlPlane:      labforgev1alpha1.ControlPlaneSize{Cores: 2, Threads: 1, Memory: resource.MustParse("2Gi")},
-			Workers:           labforgev1alpha1.WorkerSpec{Count: 1, NodeSize: labforgev1alpha1.NodeSize{Cores: 1, Threads: 1, Memory: resource.MustParse("1Gi")}},
-			Network:           labforgev1alpha1.LabNetwork{PodCIDR: "10.200.0.0/16", ServiceCIDR: "10.201.0.0/16", TunnelPort: 8475},
-		},
-	}
-}
-
-func newPool(name, template string, replicas int32) *labforgev1alpha1.LabPool {
-	return &labforgev1alpha1.LabPool{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: labforgev1alpha1.LabPoolSpec{
-			TemplateRef: labforgev1alpha1.LocalObjectReference{Name: template}, Replicas: replicas,
-			MaxBooting: 5, MaxLabs: 20, ClaimNamespaceSelector: &metav1.LabelSelector{},
-		},
-	}
-}
-
-// newClaim returns a claim on a pool, with one public key and a generated key pair.
-func newClaim(ns, name, pool string) *labforgev1alpha1.LabClaim {
-	return &labforgev1alpha1.LabClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: labforgev1alpha1.LabClaimSpec{
-			PoolRef: &labforgev1alpha1.LocalObjectReference{Name: pool},
-			SSH:     labforgev1alpha1.SSHAccess{AuthorizedKeys: []string{studentKey}, GenerateKeyPair: true},
-		},
-	}
-}
-
-// newColdClaim returns a claim that names a template: its lab is booted just for it.
-func newColdClaim(ns, name, template string) *labforgev1alpha1.LabClaim {
-	c := newClaim(ns, name, "")
-	c.Spec.PoolRef = nil
-	c.Spec.TemplateRef = &labforgev1alpha1.LocalObjectReference{Name: template}
-	return c
-}
 
 func createNamespace(ctx context.Context, name string) {
 	GinkgoHelper()

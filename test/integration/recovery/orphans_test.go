@@ -14,6 +14,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/test/integration"
 )
 
 // managedLabels are the labels labforge puts on what it creates for template.
@@ -39,12 +40,12 @@ func orphanLab(name, template string, labels map[string]string, pool string, cla
 var _ = Describe("Objects labelled as labforge's whose owner is gone", func() {
 	It("are removed, while live objects and objects not labelled as labforge's are never touched", func(ctx context.Context) {
 		const template, pool, students = "orphans", "orphans", "students-orphans"
-		Expect(k8s.Create(ctx, newTemplate(template))).To(Succeed())
-		Expect(k8s.Create(ctx, newPool(pool, template, 1))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate(template).Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool(pool, template).Replicas(1).Obj())).To(Succeed())
 		createNamespace(ctx, students)
-		Expect(k8s.Create(ctx, newClaim(students, "live", pool))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeClaim(students, "live").Pool(pool).GenerateKeyPair().Obj())).To(Succeed())
 		// A claim of the same name as a lab's claimRef, but another object (another UID).
-		reborn := newClaim(students, "reborn", "no-such-pool")
+		reborn := integration.MakeClaim(students, "reborn").Pool("no-such-pool").GenerateKeyPair().Obj()
 		Expect(k8s.Create(ctx, reborn)).To(Succeed())
 		Eventually(claimReady(ctx, students, "live")).Should(HaveField("Status", metav1.ConditionTrue))
 		Eventually(claimReady(ctx, students, "reborn")).Should(HaveField("Reason", "PoolNotFound"))
@@ -143,7 +144,7 @@ var _ = Describe("Objects labelled as labforge's whose owner is gone", func() {
 
 	It("include a lab namespace left by an earlier LabEnvironment of the same name: the new one gets a namespace of its own", func(ctx context.Context) {
 		const template, name = "orphans-reborn", "orphans-reborn"
-		Expect(k8s.Create(ctx, newTemplate(template))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate(template).Obj())).To(Succeed())
 		earlier := types.UID("00000000-0000-4000-8000-000000000003")
 		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 			Name:   lab.Namespace(name),

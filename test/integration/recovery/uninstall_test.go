@@ -56,11 +56,11 @@ func reinstall(ctx context.Context) {
 // and waits until both claims are Ready.
 func withLabs(ctx context.Context, template, students string) {
 	GinkgoHelper()
-	Expect(k8s.Create(ctx, newTemplate(template))).To(Succeed())
-	Expect(k8s.Create(ctx, newPool(template, template, 1))).To(Succeed())
+	Expect(k8s.Create(ctx, integration.MakeTemplate(template).Obj())).To(Succeed())
+	Expect(k8s.Create(ctx, integration.MakePool(template, template).Replicas(1).Obj())).To(Succeed())
 	createNamespace(ctx, students)
-	Expect(k8s.Create(ctx, newClaim(students, "alice", template))).To(Succeed())
-	Expect(k8s.Create(ctx, newColdClaim(students, "erin", template))).To(Succeed())
+	Expect(k8s.Create(ctx, integration.MakeClaim(students, "alice").Pool(template).GenerateKeyPair().Obj())).To(Succeed())
+	Expect(k8s.Create(ctx, integration.MakeClaim(students, "erin").Template(template).GenerateKeyPair().Obj())).To(Succeed())
 	Eventually(claimReady(ctx, students, "alice")).Should(HaveField("Status", metav1.ConditionTrue))
 	Eventually(claimReady(ctx, students, "erin")).Should(HaveField("Status", metav1.ConditionTrue))
 	Eventually(poolStatus(ctx, template)).Should(HaveField("ReadyReplicas", int32(1)))

@@ -108,8 +108,8 @@ var _ = Describe("A hundred labs handed to a hundred students", func() {
 			n = 300
 		}
 		order := watchCreationOrder(ctx)
-		Expect(k8s.Create(ctx, integration.Template("hundred", 1))).To(Succeed())
-		pool := integration.Pool("hundred", "hundred", int32(n), int32(n))
+		Expect(k8s.Create(ctx, integration.MakeTemplate("hundred").Workers(1).Obj())).To(Succeed())
+		pool := integration.MakePool("hundred", "hundred").Replicas(int32(n)).MaxLabs(int32(n)).MaxBooting(10).Obj()
 		pool.Spec.MaxBooting = 50
 		Expect(k8s.Create(ctx, pool)).To(Succeed())
 		operator := startOperator("operator.log", "--zap-log-level=10")
@@ -120,7 +120,7 @@ var _ = Describe("A hundred labs handed to a hundred students", func() {
 		createNamespace(ctx, "hundred")
 		start := time.Now()
 		for i := range n {
-			c := integration.Claim("hundred", fmt.Sprintf("student-%03d", i), "hundred")
+			c := integration.MakeClaim("hundred", fmt.Sprintf("student-%03d", i)).Pool("hundred").Obj()
 			c.Spec.SSH.GenerateKeyPair = true
 			c.Spec.Duration = &metav1.Duration{Duration: time.Hour + time.Duration(i)*time.Minute}
 			Expect(k8s.Create(ctx, c)).To(Succeed())

@@ -32,9 +32,9 @@ var _ = Describe("Two operators with leader election, the leader killed in the m
 		if long {
 			rounds = 3
 		}
-		Expect(k8s.Create(ctx, integration.Template("leader", 0))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("leader").Workers(0).Obj())).To(Succeed())
 		const warm, burst = 30, 20
-		Expect(k8s.Create(ctx, integration.Pool("leader", "leader", warm, 1000))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool("leader", "leader").Replicas(warm).MaxLabs(1000).MaxBooting(10).Obj())).To(Succeed())
 		bindings := watchBindings(ctx)
 		args := []string{"--leader-elect", "--leader-election-namespace", "kube-system"}
 		procs := []*integration.OperatorProcess{startOperator("operator-a.log", args...), startOperator("operator-b.log", args...)}
@@ -69,9 +69,9 @@ var _ = Describe("The API server restarted in the middle of a burst", func() {
 		if long {
 			restarts = 3
 		}
-		Expect(k8s.Create(ctx, integration.Template("restart", 0))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("restart").Workers(0).Obj())).To(Succeed())
 		const warm, burst = 20, 20
-		Expect(k8s.Create(ctx, integration.Pool("restart", "restart", warm, 1000))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool("restart", "restart").Replicas(warm).MaxLabs(1000).MaxBooting(10).Obj())).To(Succeed())
 		bindings := watchBindings(ctx)
 		operator := startOperator("operator.log")
 		Eventually(poolStatus(ctx, "restart")).WithTimeout(3 * time.Minute).Should(HaveField("ReadyReplicas", int32(warm)))

@@ -33,7 +33,7 @@ func createBurst(ctx context.Context, ns, pool string, n int) []string {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = k8s.Create(ctx, integration.Claim(ns, names[i], pool))
+			errs[i] = k8s.Create(ctx, integration.MakeClaim(ns, names[i]).Pool(pool).Obj())
 		}()
 	}
 	wg.Wait()
