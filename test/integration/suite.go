@@ -56,12 +56,18 @@ func CRDPaths() []string {
 // StartControlPlane starts a control plane with every CRD installed. It fails, rather than
 // skips, when the binaries are missing: `make test` builds them first.
 func StartControlPlane(ctx context.Context) (*controlplane.ControlPlane, error) {
+	return startControlPlane(ctx, controlplane.Options{})
+}
+
+// startControlPlane is StartControlPlane with opts, whose binaries and CRDs it sets.
+func startControlPlane(ctx context.Context, opts controlplane.Options) (*controlplane.ControlPlane, error) {
 	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
 		if _, err := os.Stat(filepath.Join(BinDir(), b)); err != nil {
 			return nil, fmt.Errorf("control-plane binary %s missing in %s: run `make controlplane` (make test does): %w", b, BinDir(), err)
 		}
 	}
-	return controlplane.Start(ctx, controlplane.Options{BinDir: BinDir(), CRDPaths: CRDPaths()})
+	opts.BinDir, opts.CRDPaths = BinDir(), CRDPaths()
+	return controlplane.Start(ctx, opts)
 }
 
 // StartSimulatedManager runs labforge's manager with every controller and a simulated VM

@@ -12,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/labforge/labforge/internal/controlplane"
-	"github.com/labforge/labforge/internal/manager"
 	"github.com/labforge/labforge/test/integration"
 )
 
@@ -27,10 +26,6 @@ func TestAPI(t *testing.T) {
 }
 
 var _ = BeforeSuite(func(ctx context.Context) {
-	var err error
-	cp, err = integration.StartControlPlane(context.Background())
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(cp.Stop)
-	k8s, err = client.New(cp.RESTConfig(), client.Options{Scheme: manager.NewScheme()})
-	Expect(err).NotTo(HaveOccurred())
+	s := integration.SetUpSuite(integration.SuiteOptions{Quiet: true})
+	cp, k8s = s.ControlPlane, s.Client
 }, NodeTimeout(120e9))

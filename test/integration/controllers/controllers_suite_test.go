@@ -9,12 +9,9 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/labforge/labforge/internal/controlplane"
-	"github.com/labforge/labforge/internal/manager"
 	"github.com/labforge/labforge/internal/simulator"
 	"github.com/labforge/labforge/test/integration"
 )
@@ -37,13 +34,9 @@ func TestControllers(t *testing.T) {
 }
 
 var _ = BeforeSuite(func(ctx context.Context) {
-	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	s := integration.SetUpSuite(integration.SuiteOptions{})
+	cp, k8s = s.ControlPlane, s.Client
 	var err error
-	cp, err = integration.StartControlPlane(context.Background())
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(cp.Stop)
-	k8s, err = client.New(cp.RESTConfig(), client.Options{Scheme: manager.NewScheme()})
-	Expect(err).NotTo(HaveOccurred())
 	stopManager, sim, err = integration.StartSimulatedManager(cp.RESTConfig(), clk)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() {

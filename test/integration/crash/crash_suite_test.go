@@ -20,9 +20,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/controlplane"
@@ -54,13 +52,8 @@ func TestCrash(t *testing.T) {
 }
 
 var _ = BeforeSuite(func(_ context.Context) {
-	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
-	var err error
-	cp, err = integration.StartControlPlane(context.Background())
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(cp.Stop)
-	k8s, err = client.NewWithWatch(cp.RESTConfig(), client.Options{Scheme: manager.NewScheme()})
-	Expect(err).NotTo(HaveOccurred())
+	s := integration.SetUpSuite(integration.SuiteOptions{})
+	cp, k8s = s.ControlPlane, s.Client
 	backend.start()
 	DeferCleanup(backend.stop)
 }, NodeTimeout(2*time.Minute))

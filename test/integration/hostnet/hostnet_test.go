@@ -29,7 +29,6 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/controlplane"
@@ -54,13 +53,8 @@ func TestHostNetwork(t *testing.T) {
 }
 
 var _ = BeforeSuite(func(_ context.Context) {
-	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
-	var err error
-	cp, err = integration.StartControlPlane(context.Background())
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(cp.Stop)
-	k8s, err = client.New(cp.RESTConfig(), client.Options{Scheme: manager.NewScheme()})
-	Expect(err).NotTo(HaveOccurred())
+	s := integration.SetUpSuite(integration.SuiteOptions{})
+	cp, k8s = s.ControlPlane, s.Client
 }, NodeTimeout(2*time.Minute))
 
 // newManager builds a manager told nothing of the host but what config says. sim is an

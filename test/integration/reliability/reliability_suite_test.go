@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/labforge/labforge/internal/controlplane"
-	"github.com/labforge/labforge/internal/manager"
 	"github.com/labforge/labforge/test/integration"
 )
 
@@ -37,11 +36,8 @@ var _ = BeforeSuite(func(ctx context.Context) {
 	var err error
 	labforgeBin, err = integration.BuildLabforge(ctx, GinkgoT().TempDir())
 	Expect(err).NotTo(HaveOccurred())
-	cp, err = integration.StartControlPlane(context.Background())
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(cp.Stop)
-	k8s, err = client.NewWithWatch(cp.RESTConfig(), client.Options{Scheme: manager.NewScheme()})
-	Expect(err).NotTo(HaveOccurred())
+	s := integration.SetUpSuite(integration.SuiteOptions{Quiet: true})
+	cp, k8s = s.ControlPlane, s.Client
 	SetDefaultEventuallyTimeout(2 * time.Minute)
 	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
 }, NodeTimeout(10*time.Minute))
