@@ -30,7 +30,7 @@ const (
 	ReasonBound               = "Bound"
 	ReasonNotBound            = "NotBound"
 	ReasonExpired             = "Expired"
-	ReasonProvisioningFailed  = "HandoverFailed"
+	ReasonHandoverFailed      = "HandoverFailed"
 	// ReasonNodePortsExhausted: the lab is bound and Ready, but the host cluster's NodePort
 	// range has no room for its SSH and API ports; the claim waits for ports to be freed.
 	ReasonNodePortsExhausted = "NodePortsExhausted"
@@ -107,7 +107,7 @@ func setStatus(s *scope, succeeded bool) {
 			st.SSH, st.APIServerURL = nil, ""
 		}
 	case !succeeded:
-		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, ReasonProvisioningFailed, "Handing the lab over failed; retrying")
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, ReasonHandoverFailed, "Handing the lab over failed; retrying")
 	case s.handover != nil && s.labReady:
 		set(labforgev1alpha1.ConditionReady, metav1.ConditionTrue, ReasonLabReady, "The lab is ready: "+st.SSH.Command)
 		if st.ReadyTime == nil {
