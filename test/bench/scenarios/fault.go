@@ -1,4 +1,4 @@
-package main
+package scenarios
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/test/bench/recorder"
+	"github.com/labforge/labforge/test/bench/report"
 )
 
 // coldParams configures the cold scenario.
@@ -20,7 +22,7 @@ type coldParams struct {
 
 // runCold: claims naming a template, one after another: how fast the operator creates a
 // lab's VMs, and how fast it turns the lab's readiness into a Ready claim.
-func (h *harness) runCold(ctx context.Context, r *scenarioResult, p coldParams) error {
+func (h *Harness) runCold(ctx context.Context, r *report.ScenarioResult, p coldParams) error {
 	r.Parameters = claimParams()
 	r.Parameters["claims"] = p.claims
 	r.Parameters["claimRef"] = "templateRef (no pool): each claim boots its own lab"
@@ -44,46 +46,46 @@ func (h *harness) runCold(ctx context.Context, r *scenarioResult, p coldParams) 
 		name := fmt.Sprintf("cold-%04d", i)
 		names[name] = true
 		c := e.createClaim(ctx, name, "", e.template.Name)
-		if c.createErr != nil {
-			return fmt.Errorf("creating claim %s: %w", name, c.createErr)
+		if c.CreateErr != nil {
+			return fmt.Errorf("creating claim %s: %w", name, c.CreateErr)
 		}
 		ok, err := e.awaitReady(ctx, c, readyDeadline)
 		if err != nil {
 			return err
 		}
-		v := e.claims.snapshot(map[string]bool{name: true})[0]
-		toReady = append(toReady, v.latency())
-		if !ok || len(v.labs) == 0 {
-			toVMs, signalToReady = append(toVMs, inf), append(signalToReady, inf)
+		v := e.claims.Snapshot(map[string]bool{name: true})[0]
+		toReady = append(toReady, v.Latency(readyDeadline))
+		if !ok || len(v.Labs) == 0 {
+			toVMs, signalToReady = append(toVMs, report.Inf), append(signalToReady, report.Inf)
 			continue
 		}
-		ns := lab.Namespace(v.labs[0])
+		ns := lab.Namespace(v.Labs[0])
 		// The VM and VMI watches are other streams than the claim's: let them catch up.
 		_ = e.waitFor(ctx, 10*time.Second, "the VMs of "+ns, func() bool {
-			vms, running := e.vms.allSeen(ns, e.vmsPerLab())
+			vms, running := e.vms.AllSeen(ns, e.vmsPerLab())
 			return !vms.IsZero() && !running.IsZero()
 		}, nil)
-		vms, running := e.vms.allSeen(ns, e.vmsPerLab())
+		vms, running := e.vms.AllSeen(ns, e.vmsPerLab())
 		if vms.IsZero() || running.IsZero() {
-			toVMs, signalToReady = append(toVMs, inf), append(signalToReady, inf)
+			toVMs, signalToReady = append(toVMs, report.Inf), append(signalToReady, report.Inf)
 		} else {
-			toVMs = append(toVMs, ms(vms.Sub(v.t0)))
-			signalToReady = append(signalToReady, ms(v.readyAt.Sub(running)))
+			toVMs = append(toVMs, report.Millis(vms.Sub(v.T0)))
+			signalToReady = append(signalToReady, report.Millis(v.ReadyAt.Sub(running)))
 		}
 		if err := e.deleteClaim(ctx, name); err != nil {
 			return err
 		}
 	}
-	o := outcome(e.claims.snapshot(names))
-	r.Figures = append(r.Figures, latencyFigures("claim -> all VM objects created", toVMs, 0, 250)...)
-	r.Figures = append(r.Figures, latencyFigures("readiness signal -> claim Ready", signalToReady, 0, 100)...)
-	r.Figures = append(r.Figures, latencyFigures("claim -> Ready", toReady, 0, 0)...)
-	r.Figures = append(r.Figures, newFigure("claims served Cold", float64(o.cold), "count"))
+	o := outcome(e.claims.Snapshot(names))
+	r.Figures = append(r.Figures, report.LatencyFigures("claim -> all VM objects created", toVMs, 0, 250)...)
+	r.Figures = append(r.Figures, report.LatencyFigures("readiness signal -> claim Ready", signalToReady, 0, 100)...)
+	r.Figures = append(r.Figures, report.LatencyFigures("claim -> Ready", toReady, 0, 0)...)
+	r.Figures = append(r.Figures, report.NewFigure("claims served Cold", float64(o.cold), "count"))
 	r.Figures = append(r.Figures, o.countFigures()...)
 	h.latencyImage(r, "cold-latency.svg", fmt.Sprintf("cold path: %d claims naming a template, one after another", p.claims),
-		[]series{{name: "claim -> all VMs created", values: toVMs}, {name: "last VMI Running -> claim Ready", values: signalToReady},
-			{name: "claim -> Ready", values: toReady}},
-		[]vline{{"target VMs 250 ms", 250}, {"target signal -> Ready 100 ms", 100}})
+		[]report.Series{{Name: "claim -> all VMs created", Values: toVMs}, {Name: "last VMI Running -> claim Ready", Values: signalToReady},
+			{Name: "claim -> Ready", Values: toReady}},
+		[]report.VLine{{Label: "target VMs 250 ms", X: 250}, {Label: "target signal -> Ready 100 ms", X: 100}})
 	if _, err := e.settle(ctx, 2*time.Second, 5*time.Minute, nil); err != nil {
 		return err
 	}
@@ -101,7 +103,7 @@ type restartParams struct {
 
 // runRestart: the operator killed with SIGKILL in the middle of a burst and started again
 // at once. How long until it binds again, and whether any claim was lost or double-bound.
-func (h *harness) runRestart(ctx context.Context, r *scenarioResult, p restartParams) error {
+func (h *Harness) runRestart(ctx context.Context, r *report.ScenarioResult, p restartParams) error {
 	r.Parameters = claimParams()
 	r.Parameters["pool"], r.Parameters["claims"], r.Parameters["clients"] = p.pool.params(), p.claims, p.clients
 	r.Parameters["kill"] = fmt.Sprintf("SIGKILL once the harness saw %d claims bound, then a new operator process at once", p.killAfter)
@@ -116,7 +118,7 @@ func (h *harness) runRestart(ctx context.Context, r *scenarioResult, p restartPa
 	}
 	burstDone := make(chan map[string]bool, 1)
 	go func() { burstDone <- createBurst(ctx, e, "restart", p.pool.name, p.claims, p.clients) }()
-	bound := func() int { return e.claims.count(func(c *claimRec) bool { return !c.boundAt.IsZero() }) }
+	bound := func() int { return e.claims.Count(func(c *recorder.ClaimRec) bool { return !c.BoundAt.IsZero() }) }
 	if err := e.waitFor(ctx, readyDeadline, fmt.Sprintf("%d claims bound", p.killAfter), func() bool { return bound() >= p.killAfter }, nil); err != nil {
 		return err
 	}
@@ -144,9 +146,9 @@ func (h *harness) runRestart(ctx context.Context, r *scenarioResult, p restartPa
 	names := <-burstDone
 	firstBind := func() time.Time {
 		var first time.Time
-		for _, v := range e.claims.snapshot(names) {
-			if !boundBefore[v.name] && !v.boundAt.IsZero() && (first.IsZero() || v.boundAt.Before(first)) {
-				first = v.boundAt
+		for _, v := range e.claims.Snapshot(names) {
+			if !boundBefore[v.Name] && !v.BoundAt.IsZero() && (first.IsZero() || v.BoundAt.Before(first)) {
+				first = v.BoundAt
 			}
 		}
 		return first
@@ -156,12 +158,12 @@ func (h *harness) runRestart(ctx context.Context, r *scenarioResult, p restartPa
 		return rebindErr
 	}
 	readyErr := e.waitFor(ctx, readyDeadline, "every claim Ready after the restart", func() bool {
-		return e.claims.count(func(c *claimRec) bool { return names[c.name] && (!c.readyAt.IsZero() || c.createErr != nil) }) == len(names)
+		return e.claims.Count(func(c *recorder.ClaimRec) bool { return names[c.Name] && (!c.ReadyAt.IsZero() || c.CreateErr != nil) }) == len(names)
 	}, nil)
 	if readyErr != nil && e.op.failure() != nil {
 		return readyErr
 	}
-	views := e.claims.snapshot(names)
+	views := e.claims.Snapshot(names)
 	o := outcome(views)
 
 	// Double binding, seen three ways: a claim whose lab changed, a lab named by two claims
@@ -169,14 +171,14 @@ func (h *harness) runRestart(ctx context.Context, r *scenarioResult, p restartPa
 	claimsOfLab := map[string]map[string]bool{}
 	labChanged := 0
 	for _, v := range views {
-		if len(v.labs) > 1 {
+		if len(v.Labs) > 1 {
 			labChanged++
 		}
-		for _, l := range v.labs {
+		for _, l := range v.Labs {
 			if claimsOfLab[l] == nil {
 				claimsOfLab[l] = map[string]bool{}
 			}
-			claimsOfLab[l][v.name] = true
+			claimsOfLab[l][v.Name] = true
 		}
 	}
 	sharedLabs := 0
@@ -185,7 +187,7 @@ func (h *harness) runRestart(ctx context.Context, r *scenarioResult, p restartPa
 			sharedLabs++
 		}
 	}
-	refChanged, sharedClaims := e.labs.integrity()
+	refChanged, sharedClaims := e.labs.Integrity()
 	var envs labforgev1alpha1.LabEnvironmentList
 	if err := e.c.List(ctx, &envs); err != nil {
 		return err
@@ -202,20 +204,20 @@ func (h *harness) runRestart(ctx context.Context, r *scenarioResult, p restartPa
 			apiDouble++
 		}
 	}
-	firstBindFig := newFigure("restart -> first bind", inf, "s").want("<=", 5)
+	firstBindFig := report.NewFigure("restart -> first bind", report.Inf, "s").Want("<=", 5)
 	if fb := firstBind(); !fb.IsZero() {
-		firstBindFig = newFigure("restart -> first bind", fb.Sub(proc.started).Seconds(), "s").want("<=", 5).note("from the new process's start")
+		firstBindFig = report.NewFigure("restart -> first bind", fb.Sub(proc.started).Seconds(), "s").Want("<=", 5).WithNote("from the new process's start")
 	}
-	r.Figures = []figure{
+	r.Figures = []report.Figure{
 		firstBindFig,
-		newFigure("claims bound when killed", float64(boundAtKill), "count"),
-		newFigure("lost claims (never Ready)", float64(o.never+o.failures), "count").want("==", 0),
-		newFigure("double-bound claims or labs", float64(labChanged+sharedLabs+sharedClaims+apiDouble), "count").want("==", 0).
-			note("claims whose lab changed %d, labs named by two claims %d, claims held by two labs (watch %d, API %d)", labChanged, sharedLabs, sharedClaims, apiDouble),
-		newFigure("labs whose claimRef changed", float64(refChanged), "count").want("==", 0),
-		newFigure("cold fallbacks", float64(o.cold), "count"),
+		report.NewFigure("claims bound when killed", float64(boundAtKill), "count"),
+		report.NewFigure("lost claims (never Ready)", float64(o.never+o.failures), "count").Want("==", 0),
+		report.NewFigure("double-bound claims or labs", float64(labChanged+sharedLabs+sharedClaims+apiDouble), "count").Want("==", 0).
+			WithNote("claims whose lab changed %d, labs named by two claims %d, claims held by two labs (watch %d, API %d)", labChanged, sharedLabs, sharedClaims, apiDouble),
+		report.NewFigure("labs whose claimRef changed", float64(refChanged), "count").Want("==", 0),
+		report.NewFigure("cold fallbacks", float64(o.cold), "count"),
 	}
-	r.Figures = append(r.Figures, latencyFigures("claim -> Ready", o.latencies, 0, 0)...)
+	r.Figures = append(r.Figures, report.LatencyFigures("claim -> Ready", o.latencies, 0, 0)...)
 	if rebindErr != nil {
 		r.Notes = append(r.Notes, rebindErr.Error())
 	}
@@ -235,8 +237,8 @@ func (h *harness) runRestart(ctx context.Context, r *scenarioResult, p restartPa
 }
 
 // restartImage draws claims bound and Ready over time around the kill.
-func (h *harness) restartImage(r *scenarioResult, views []claimView, start, killed, restarted time.Time) {
-	cumulative := func(name string, at func(v claimView) time.Time) timeLine {
+func (h *Harness) restartImage(r *report.ScenarioResult, views []recorder.ClaimView, start, killed, restarted time.Time) {
+	cumulative := func(name string, at func(v recorder.ClaimView) time.Time) report.TimeLine {
 		var ts []float64
 		for _, v := range views {
 			if t := at(v); !t.IsZero() {
@@ -244,19 +246,19 @@ func (h *harness) restartImage(r *scenarioResult, views []claimView, start, kill
 			}
 		}
 		sort.Float64s(ts)
-		l := timeLine{name: name, points: [][2]float64{{0, 0}}}
+		l := report.TimeLine{Name: name, Points: [][2]float64{{0, 0}}}
 		for i, t := range ts {
-			l.points = append(l.points, [2]float64{t, float64(i + 1)})
+			l.Points = append(l.Points, [2]float64{t, float64(i + 1)})
 		}
 		return l
 	}
-	lines := []timeLine{
-		cumulative("claims bound (status.lab seen)", func(v claimView) time.Time { return v.boundAt }),
-		cumulative("claims Ready", func(v claimView) time.Time { return v.readyAt }),
+	lines := []report.TimeLine{
+		cumulative("claims bound (status.lab seen)", func(v recorder.ClaimView) time.Time { return v.BoundAt }),
+		cumulative("claims Ready", func(v recorder.ClaimView) time.Time { return v.ReadyAt }),
 	}
 	file := "restart-timeline.svg"
-	err := drawTimeline(filepath.Join(h.outDir, file), fmt.Sprintf("restart: %d claims at once, the operator killed mid-burst", len(views)), "claims",
-		lines, []vline{{"SIGKILL", killed.Sub(start).Seconds()}, {"new process", restarted.Sub(start).Seconds()}})
+	err := report.DrawTimeline(filepath.Join(h.OutDir, file), fmt.Sprintf("restart: %d claims at once, the operator killed mid-burst", len(views)), "claims",
+		lines, []report.VLine{{Label: "SIGKILL", X: killed.Sub(start).Seconds()}, {Label: "new process", X: restarted.Sub(start).Seconds()}})
 	if err != nil {
 		r.Notes = append(r.Notes, "drawing "+file+": "+err.Error())
 		return

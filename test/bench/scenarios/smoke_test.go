@@ -1,4 +1,4 @@
-package main
+package scenarios
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labforge/labforge/test/bench/report"
 	"github.com/labforge/labforge/test/integration"
 )
 
@@ -32,17 +33,17 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("building labforge: %v\n%s", err, out)
 	}
 	var log bytes.Buffer
-	h := &harness{labforgeBin: bin, outDir: dir, logRoot: filepath.Join(dir, "logs"), audit: true, log: &log}
-	r := runScenario(ctx, h, scenario{name: "smoke", description: "3 claims on a pool of 3", run: func(ctx context.Context, h *harness, r *scenarioResult) error {
+	h := &Harness{LabforgeBin: bin, OutDir: dir, LogRoot: filepath.Join(dir, "logs"), Audit: true, Log: &log}
+	r := Run(ctx, h, Scenario{Name: "smoke", Description: "3 claims on a pool of 3", run: func(ctx context.Context, h *Harness, r *report.ScenarioResult) error {
 		return h.runSerial(ctx, r, serialParams{pool: poolSpec{name: "smoke", replicas: 3, maxBooting: 3, maxLab: 10}, claims: 3})
 	}})
-	printSummary(&log, r)
+	report.PrintSummary(&log, r)
 	t.Log(log.String())
 	if r.Error != "" {
 		t.Fatalf("the scenario failed: %s\noperator log:\n%s", r.Error, tail(filepath.Join(dir, "logs", "smoke", "operator-1.log"), 40))
 	}
 
-	figures := map[string]figure{}
+	figures := map[string]report.Figure{}
 	for _, f := range r.Figures {
 		figures[f.Name] = f
 	}
@@ -93,7 +94,7 @@ func TestSmoke(t *testing.T) {
 
 	// The audit log (-audit) holds every write, the harness's claim creates among them,
 	// and no object's body.
-	auditLog, err := os.ReadFile(filepath.Join(dir, "logs", "smoke", auditLogFile))
+	auditLog, err := os.ReadFile(filepath.Join(dir, "logs", "smoke", AuditLogFile))
 	if err != nil {
 		t.Fatalf("the audit log: %v", err)
 	}
@@ -122,12 +123,12 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("images %v, want one", r.Images)
 	}
 	svg, err := os.ReadFile(filepath.Join(dir, r.Images[0]))
-	if err != nil || !strings.HasPrefix(string(svg), "<svg") || !strings.Contains(string(svg), "n=3") {
+	if err != nil || !strings.Contains(string(svg), "<svg") || !strings.Contains(string(svg), "n=3") {
 		t.Errorf("image %s: %v, want an SVG of 3 claims", r.Images[0], err)
 	}
 
 	path := filepath.Join(dir, "results.json")
-	if err := writeResults(path, &results{Schema: schemaVersion, Machine: readMachine(time.Now()), Scenarios: []*scenarioResult{r}}); err != nil {
+	if err := report.WriteResults(path, &report.Results{Schema: report.SchemaVersion, Machine: report.ReadMachine(time.Now()), Scenarios: []*report.ScenarioResult{r}}); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(path)
@@ -150,7 +151,7 @@ func TestSmoke(t *testing.T) {
 	if err := json.Unmarshal(data, &back); err != nil {
 		t.Fatal(err)
 	}
-	if back.Schema != schemaVersion || back.Machine.CPUs < 1 || len(back.Scenarios) != 1 || back.Scenarios[0].Name != "smoke" ||
+	if back.Schema != report.SchemaVersion || back.Machine.CPUs < 1 || len(back.Scenarios) != 1 || back.Scenarios[0].Name != "smoke" ||
 		len(back.Scenarios[0].Figures) != len(r.Figures) || back.Scenarios[0].Parameters["claims"] != 3.0 {
 		t.Errorf("results.json does not read back: %s", data)
 	}

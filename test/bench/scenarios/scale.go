@@ -1,4 +1,4 @@
-package main
+package scenarios
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/test/bench/recorder"
+	"github.com/labforge/labforge/test/bench/report"
 )
 
 const mib = 1 << 20
@@ -24,8 +26,8 @@ type fillParams struct {
 }
 
 // runFill: a pool created empty, until every lab is Ready.
-func (h *harness) runFill(ctx context.Context, r *scenarioResult, p fillParams) error {
-	r.Parameters = map[string]any{"pool": p.pool.params(), "template": claimParams()["template"], "bootDelay": h.bootDelay.String()}
+func (h *Harness) runFill(ctx context.Context, r *report.ScenarioResult, p fillParams) error {
+	r.Parameters = map[string]any{"pool": p.pool.params(), "template": claimParams()["template"], "bootDelay": h.BootDelay.String()}
 	e, err := h.startEnv(ctx, r)
 	defer e.close()
 	if err != nil {
@@ -38,7 +40,7 @@ func (h *harness) runFill(ctx context.Context, r *scenarioResult, p fillParams) 
 	if err != nil {
 		return err
 	}
-	e.labs.record(p.pool.name)
+	e.labs.Record(p.pool.name)
 	start := time.Now()
 	if err := e.createPool(ctx, p.pool); err != nil {
 		return err
@@ -49,33 +51,33 @@ func (h *harness) runFill(ctx context.Context, r *scenarioResult, p fillParams) 
 		return fillErr
 	}
 	statusErr := e.waitFor(ctx, time.Minute, "LabPool status readyReplicas", func() bool {
-		return !e.pools.readySince(p.pool.name, p.pool.replicas).IsZero()
+		return !e.pools.ReadySince(p.pool.name, p.pool.replicas).IsZero()
 	}, nil)
-	timeline := e.labs.stopRecording(p.pool.name)
-	firstReady, allReady := inf, inf
+	timeline := e.labs.StopRecording(p.pool.name)
+	firstReady, allReady := report.Inf, report.Inf
 	for _, s := range timeline {
-		if s.count[labReady] >= 1 && firstReady == inf {
-			firstReady = s.at.Sub(start).Seconds()
+		if s.Count[recorder.LabReady] >= 1 && firstReady == report.Inf {
+			firstReady = s.At.Sub(start).Seconds()
 		}
-		if s.count[labReady] >= n && allReady == inf {
-			allReady = s.at.Sub(start).Seconds()
+		if s.Count[recorder.LabReady] >= n && allReady == report.Inf {
+			allReady = s.At.Sub(start).Seconds()
 		}
 	}
-	statusReady := inf
+	statusReady := report.Inf
 	if statusErr == nil {
-		statusReady = e.pools.readySince(p.pool.name, p.pool.replicas).Sub(start).Seconds()
+		statusReady = e.pools.ReadySince(p.pool.name, p.pool.replicas).Sub(start).Seconds()
 	}
-	r.Figures = []figure{
-		newFigure("pool created -> all labs Ready", allReady, "s").want("<=", 5).note("as the harness's LabEnvironment watch saw them"),
-		newFigure("pool created -> status.readyReplicas = replicas", statusReady, "s"),
-		newFigure("pool created -> first lab Ready", firstReady, "s"),
+	r.Figures = []report.Figure{
+		report.NewFigure("pool created -> all labs Ready", allReady, "s").Want("<=", 5).WithNote("as the harness's LabEnvironment watch saw them"),
+		report.NewFigure("pool created -> status.readyReplicas = replicas", statusReady, "s"),
+		report.NewFigure("pool created -> first lab Ready", firstReady, "s"),
 	}
 	if fillErr != nil {
 		r.Notes = append(r.Notes, fillErr.Error())
 	}
-	if err := drawTimeline(filepath.Join(h.outDir, "fill-occupancy.svg"),
-		fmt.Sprintf("fill: a pool of %d from empty (maxBooting %d, boot delay %s)", p.pool.replicas, p.pool.maxBooting, h.bootDelay), "labs",
-		occupancyLines(timeline, float64(start.UnixNano())/1e9)[:2], []vline{{"pool created", 0}}); err != nil {
+	if err := report.DrawTimeline(filepath.Join(h.OutDir, "fill-occupancy.svg"),
+		fmt.Sprintf("fill: a pool of %d from empty (maxBooting %d, boot delay %s)", p.pool.replicas, p.pool.maxBooting, h.BootDelay), "labs",
+		occupancyLines(timeline, float64(start.UnixNano())/1e9)[:2], []report.VLine{{Label: "pool created", X: 0}}); err != nil {
 		r.Notes = append(r.Notes, "drawing fill-occupancy.svg: "+err.Error())
 	} else {
 		r.Images = append(r.Images, "fill-occupancy.svg")
@@ -86,12 +88,12 @@ func (h *harness) runFill(ctx context.Context, r *scenarioResult, p fillParams) 
 	win, err := e.end(ctx, w)
 	r.Windows = append(r.Windows, win)
 	r.Figures = append(r.Figures,
-		newFigure("mutating API requests per lab", win.MutatingRequests/float64(n), "per lab").note("all told: operator, kube-controller-manager, harness"),
-		newFigure("operator writes per lab", operatorWrites(win)/float64(n), "per lab"),
-		newFigure("operator CPU per lab", win.OperatorCPUSeconds*1000/float64(n), "ms").note("process_cpu_seconds_total"),
-		newFigure("CPU per lab, all processes", win.totalCPU()*1000/float64(n), "ms").note("%s", cpuShares(win, float64(n), 1000, "ms")),
-		newFigure("CPU time of all processes / CPUs", win.totalCPU()/float64(runtime.NumCPU()), "s").
-			note("the fill's floor on this machine: how long it takes at least with every CPU doing nothing else"))
+		report.NewFigure("mutating API requests per lab", win.MutatingRequests/float64(n), "per lab").WithNote("all told: operator, kube-controller-manager, harness"),
+		report.NewFigure("operator writes per lab", operatorWrites(win)/float64(n), "per lab"),
+		report.NewFigure("operator CPU per lab", win.OperatorCPUSeconds*1000/float64(n), "ms").WithNote("process_cpu_seconds_total"),
+		report.NewFigure("CPU per lab, all processes", win.TotalCPU()*1000/float64(n), "ms").WithNote("%s", report.CPUShares(win, float64(n), 1000, "ms")),
+		report.NewFigure("CPU time of all processes / CPUs", win.TotalCPU()/float64(runtime.NumCPU()), "s").
+			WithNote("the fill's floor on this machine: how long it takes at least with every CPU doing nothing else"))
 	return err
 }
 
@@ -111,13 +113,13 @@ func (e *env) memory(ctx context.Context) (memoryReading, error) {
 		return memoryReading{}, err
 	}
 	r := memoryReading{
-		rss:       m.set.sum("process_resident_memory_bytes", nil),
-		heapAlloc: m.set.sum("go_memstats_heap_alloc_bytes", nil),
-		heapInuse: m.set.sum("go_memstats_heap_inuse_bytes", nil),
-		goSys:     m.set.sum("go_memstats_sys_bytes", nil),
+		rss:       m.Set.Sum("process_resident_memory_bytes", nil),
+		heapAlloc: m.Set.Sum("go_memstats_heap_alloc_bytes", nil),
+		heapInuse: m.Set.Sum("go_memstats_heap_inuse_bytes", nil),
+		goSys:     m.Set.Sum("go_memstats_sys_bytes", nil),
 	}
 	if p := e.op.current(); p != nil {
-		if st, err := procStatus(p.cmd.Process.Pid); err == nil {
+		if st, err := recorder.ProcStatus(p.cmd.Process.Pid); err == nil {
 			r.peak, r.anon, r.file = st["VmHWM"], st["RssAnon"], st["RssFile"]
 		}
 	}
@@ -177,7 +179,7 @@ func (e *env) setReplicas(ctx context.Context, pool string, replicas int32) erro
 }
 
 // runScale: the operator's memory once it settled at each number of Ready labs.
-func (h *harness) runScale(ctx context.Context, r *scenarioResult, p scaleParams) error {
+func (h *Harness) runScale(ctx context.Context, r *report.ScenarioResult, p scaleParams) error {
 	p.pool.replicas = p.steps[0]
 	r.Parameters = map[string]any{"pool": p.pool.params(), "steps": p.steps, "template": claimParams()["template"],
 		"settle": "no queued or running reconcile and reconcile counts unchanged for 3s before reading"}
@@ -204,23 +206,23 @@ func (h *harness) runScale(ctx context.Context, r *scenarioResult, p scaleParams
 			return err
 		}
 		at := fmt.Sprintf(" at %d labs", n)
-		rssFig := newFigure("operator RSS"+at, mem.rss/mib, "MiB")
+		rssFig := report.NewFigure("operator RSS"+at, mem.rss/mib, "MiB")
 		if i == len(p.steps)-1 {
-			rssFig = rssFig.want("<=", 150)
+			rssFig = rssFig.Want("<=", 150)
 		}
 		r.Figures = append(r.Figures, rssFig,
-			newFigure("of which anonymous"+at, mem.anon/mib, "MiB").note("RssAnon of /proc: heap, stacks"),
-			newFigure("of which file-backed"+at, mem.file/mib, "MiB").note("RssFile of /proc: the binary's pages"),
-			newFigure("Go heap in use"+at, mem.heapInuse/mib, "MiB"),
-			newFigure("Go heap allocated"+at, mem.heapAlloc/mib, "MiB"),
-			newFigure("Go runtime's memory"+at, mem.goSys/mib, "MiB").note("go_memstats_sys_bytes: all the runtime obtained from the OS"),
-			newFigure("peak RSS up to"+at[3:], mem.peak/mib, "MiB").note("VmHWM of /proc"))
+			report.NewFigure("of which anonymous"+at, mem.anon/mib, "MiB").WithNote("RssAnon of /proc: heap, stacks"),
+			report.NewFigure("of which file-backed"+at, mem.file/mib, "MiB").WithNote("RssFile of /proc: the binary's pages"),
+			report.NewFigure("Go heap in use"+at, mem.heapInuse/mib, "MiB"),
+			report.NewFigure("Go heap allocated"+at, mem.heapAlloc/mib, "MiB"),
+			report.NewFigure("Go runtime's memory"+at, mem.goSys/mib, "MiB").WithNote("go_memstats_sys_bytes: all the runtime obtained from the OS"),
+			report.NewFigure("peak RSS up to"+at[3:], mem.peak/mib, "MiB").WithNote("VmHWM of /proc"))
 		h.logf("%d labs: RSS %.0f MiB (%.0f anonymous, %.0f file), heap in use %.0f MiB", n, mem.rss/mib, mem.anon/mib, mem.file/mib, mem.heapInuse/mib)
 		live, err := e.liveHeap(ctx, n)
 		if err != nil {
 			return err
 		}
-		r.Figures = append(r.Figures, newFigure("Go heap live"+at, live/mib, "MiB").note("HeapAlloc right after a collection the harness asks for"))
+		r.Figures = append(r.Figures, report.NewFigure("Go heap live"+at, live/mib, "MiB").WithNote("HeapAlloc right after a collection the harness asks for"))
 	}
 	return nil
 }
@@ -232,7 +234,7 @@ type idleParams struct {
 
 // runIdleResync: many Ready labs, the operator restarted; what its first pass writes and
 // how long it takes.
-func (h *harness) runIdleResync(ctx context.Context, r *scenarioResult, p idleParams) error {
+func (h *Harness) runIdleResync(ctx context.Context, r *report.ScenarioResult, p idleParams) error {
 	r.Parameters = map[string]any{"pool": p.pool.params(), "template": claimParams()["template"],
 		"restart": "SIGTERM, then a new operator process at once",
 		"passEnd": "every controller started its workers, no queued or running reconcile, every LabEnvironment reconciled, counts unchanged for 3s"}
@@ -257,10 +259,10 @@ func (h *harness) runIdleResync(ctx context.Context, r *scenarioResult, p idlePa
 		go e.profileCPU(ctx, proc.pprofAddr, w.name)
 	}
 	labs := float64(p.pool.replicas)
-	settled, settleErr := e.settle(ctx, 3*time.Second, 30*time.Minute, func(m operatorMetrics) bool {
-		return m.reconcilesOf("labenvironment") >= labs
+	settled, settleErr := e.settle(ctx, 3*time.Second, 30*time.Minute, func(m recorder.OperatorMetrics) bool {
+		return m.ReconcilesOf("labenvironment") >= labs
 	})
-	pass := inf
+	pass := report.Inf
 	if settleErr == nil {
 		pass = settled.Sub(proc.started).Seconds()
 	} else if e.op.failure() != nil || ctx.Err() != nil {
@@ -275,12 +277,12 @@ func (h *harness) runIdleResync(ctx context.Context, r *scenarioResult, p idlePa
 	for _, v := range win.Reconciles {
 		reconciles += v
 	}
-	r.Figures = []figure{
-		newFigure("mutating API requests during the resync", win.MutatingRequests, "count").want("==", 0).note("all clients; leases excluded"),
-		newFigure("operator writes during the resync", operatorWrites(win), "count"),
-		newFigure("resync pass (process start -> idle)", pass, "s").want("<=", 5),
-		newFigure("process start -> metrics served", metricsUp.Seconds(), "s"),
-		newFigure("reconciles in the pass", reconciles, "count"),
+	r.Figures = []report.Figure{
+		report.NewFigure("mutating API requests during the resync", win.MutatingRequests, "count").Want("==", 0).WithNote("all clients; leases excluded"),
+		report.NewFigure("operator writes during the resync", operatorWrites(win), "count"),
+		report.NewFigure("resync pass (process start -> idle)", pass, "s").Want("<=", 5),
+		report.NewFigure("process start -> metrics served", metricsUp.Seconds(), "s"),
+		report.NewFigure("reconciles in the pass", reconciles, "count"),
 	}
 	return err
 }

@@ -1,4 +1,4 @@
-package main
+package scenarios
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/test/bench/recorder"
+	"github.com/labforge/labforge/test/bench/report"
 )
 
 // readyDeadline is how long a claim may take to become Ready before the harness counts it
@@ -34,8 +36,8 @@ func serialClaims(ctx context.Context, e *env, prefix, pool, template string, n 
 		name := fmt.Sprintf("%s-%04d", prefix, i)
 		names[name] = true
 		r := e.createClaim(ctx, name, pool, template)
-		if r.createErr != nil {
-			e.h.logf("creating claim %s: %v", name, r.createErr)
+		if r.CreateErr != nil {
+			e.h.logf("creating claim %s: %v", name, r.CreateErr)
 			continue
 		}
 		if _, err := e.awaitReady(ctx, r, readyDeadline); err != nil {
@@ -60,27 +62,27 @@ type claimOutcome struct {
 	first, last                  time.Time // earliest t0, latest readyAt
 }
 
-func outcome(views []claimView) claimOutcome {
+func outcome(views []recorder.ClaimView) claimOutcome {
 	var o claimOutcome
 	for _, v := range views {
-		if v.createErr != nil {
+		if v.CreateErr != nil {
 			o.failures++
 			continue
 		}
-		l := v.latency()
+		l := v.Latency(readyDeadline)
 		o.latencies = append(o.latencies, l)
 		if math.IsInf(l, 1) {
 			o.never++
 		} else {
 			o.ready++
-			if v.readyAt.After(o.last) {
-				o.last = v.readyAt
+			if v.ReadyAt.After(o.last) {
+				o.last = v.ReadyAt
 			}
 		}
-		if o.first.IsZero() || v.t0.Before(o.first) {
-			o.first = v.t0
+		if o.first.IsZero() || v.T0.Before(o.first) {
+			o.first = v.T0
 		}
-		if v.launch == labforgev1alpha1.LaunchCold {
+		if v.Launch == labforgev1alpha1.LaunchCold {
 			o.cold++
 		}
 	}
@@ -88,29 +90,29 @@ func outcome(views []claimView) claimOutcome {
 }
 
 // countFigures are the claim counts every claim scenario reports.
-func (o claimOutcome) countFigures() []figure {
-	return []figure{
-		newFigure("claims Ready", float64(o.ready), "count"),
-		newFigure("claims never Ready (within the deadline)", float64(o.never), "count"),
-		newFigure("claim creates refused by the API server", float64(o.failures), "count"),
+func (o claimOutcome) countFigures() []report.Figure {
+	return []report.Figure{
+		report.NewFigure("claims Ready", float64(o.ready), "count"),
+		report.NewFigure("claims never Ready (within the deadline)", float64(o.never), "count"),
+		report.NewFigure("claim creates refused by the API server", float64(o.failures), "count"),
 	}
 }
 
 // perClaim divides a window's counts by n claims.
-func perClaim(w apiWindow, n int, suffix string) []figure {
+func perClaim(w report.APIWindow, n int, suffix string) []report.Figure {
 	d := float64(max(n, 1))
 	reconciles := 0.0
 	for _, v := range w.Reconciles {
 		reconciles += v
 	}
-	return []figure{
-		newFigure("mutating API requests per claim"+suffix, w.MutatingRequests/d, "per claim"),
-		newFigure("409 conflicts per claim"+suffix, w.Conflicts/d, "per claim"),
-		newFigure("operator writes per claim"+suffix, operatorWrites(w)/d, "per claim").note("the operator's own client, rest_client_requests_total"),
-		newFigure("reconciles per claim"+suffix, reconciles/d, "per claim"),
-		newFigure("operator CPU per claim"+suffix, w.OperatorCPUSeconds*1000/d, "ms").note("process_cpu_seconds_total"),
-		newFigure("CPU per claim, all processes"+suffix, w.totalCPU()*1000/d, "ms").note("%s", cpuShares(w, d, 1000, "ms")),
-		newFigure("operator garbage collections per claim"+suffix, w.OperatorGCs/d, "per claim"),
+	return []report.Figure{
+		report.NewFigure("mutating API requests per claim"+suffix, w.MutatingRequests/d, "per claim"),
+		report.NewFigure("409 conflicts per claim"+suffix, w.Conflicts/d, "per claim"),
+		report.NewFigure("operator writes per claim"+suffix, operatorWrites(w)/d, "per claim").WithNote("the operator's own client, rest_client_requests_total"),
+		report.NewFigure("reconciles per claim"+suffix, reconciles/d, "per claim"),
+		report.NewFigure("operator CPU per claim"+suffix, w.OperatorCPUSeconds*1000/d, "ms").WithNote("process_cpu_seconds_total"),
+		report.NewFigure("CPU per claim, all processes"+suffix, w.TotalCPU()*1000/d, "ms").WithNote("%s", report.CPUShares(w, d, 1000, "ms")),
+		report.NewFigure("operator garbage collections per claim"+suffix, w.OperatorGCs/d, "per claim"),
 	}
 }
 
@@ -118,14 +120,14 @@ func perClaim(w apiWindow, n int, suffix string) []figure {
 // target with nothing booting or being deleted.
 func waitReleased(ctx context.Context, e *env, names map[string]bool, pool string, replicas int) error {
 	return e.waitFor(ctx, 5*time.Minute, "released claims gone and LabPool "+pool+" refilled", func() bool {
-		gone := e.claims.count(func(r *claimRec) bool { return names[r.name] && (!r.deletedAt.IsZero() || r.createErr != nil) })
-		o := e.labs.occupancy(pool)
-		return gone == len(names) && o.count[labReady] >= replicas && o.count[labBooting] == 0 && o.count[labDeleting] == 0
+		gone := e.claims.Count(func(r *recorder.ClaimRec) bool { return names[r.Name] && (!r.DeletedAt.IsZero() || r.CreateErr != nil) })
+		o := e.labs.Occupancy(pool)
+		return gone == len(names) && o.Count[recorder.LabReady] >= replicas && o.Count[recorder.LabBooting] == 0 && o.Count[recorder.LabDeleting] == 0
 	}, func() string { return e.describePool(pool) })
 }
 
 // prepare starts a scenario's env with one pool filled and the operator idle.
-func (h *harness) prepare(ctx context.Context, r *scenarioResult, pool poolSpec) (*env, error) {
+func (h *Harness) prepare(ctx context.Context, r *report.ScenarioResult, pool poolSpec) (*env, error) {
 	e, err := h.startEnv(ctx, r)
 	if err != nil {
 		return e, err
@@ -145,8 +147,8 @@ func (h *harness) prepare(ctx context.Context, r *scenarioResult, pool poolSpec)
 }
 
 // latencyImage draws a latency image next to results.json and lists it in r.
-func (h *harness) latencyImage(r *scenarioResult, file, title string, ss []series, targets []vline) {
-	if err := drawLatency(filepath.Join(h.outDir, file), title, ss, targets); err != nil {
+func (h *Harness) latencyImage(r *report.ScenarioResult, file, title string, ss []report.Series, targets []report.VLine) {
+	if err := report.DrawLatency(filepath.Join(h.OutDir, file), title, ss, targets); err != nil {
 		r.Notes = append(r.Notes, "drawing "+file+": "+err.Error())
 		return
 	}
@@ -160,7 +162,7 @@ type serialParams struct {
 }
 
 // runSerial: a warm pool, claims one after another, each released once Ready.
-func (h *harness) runSerial(ctx context.Context, r *scenarioResult, p serialParams) error {
+func (h *Harness) runSerial(ctx context.Context, r *report.ScenarioResult, p serialParams) error {
 	r.Parameters = claimParams()
 	r.Parameters["pool"], r.Parameters["claims"] = p.pool.params(), p.claims
 	r.Parameters["release"] = "each claim is deleted as soon as it is Ready, before the next is created; the pool refills meanwhile"
@@ -177,11 +179,11 @@ func (h *harness) runSerial(ctx context.Context, r *scenarioResult, p serialPara
 	if err != nil {
 		return err
 	}
-	o := outcome(e.claims.snapshot(names))
-	r.Figures = append(latencyFigures("claim -> Ready", o.latencies, 20, 60), o.countFigures()...)
-	r.Figures = append(r.Figures, newFigure("cold fallbacks", float64(o.cold), "count"))
+	o := outcome(e.claims.Snapshot(names))
+	r.Figures = append(report.LatencyFigures("claim -> Ready", o.latencies, 20, 60), o.countFigures()...)
+	r.Figures = append(r.Figures, report.NewFigure("cold fallbacks", float64(o.cold), "count"))
 	h.latencyImage(r, "serial-latency.svg", fmt.Sprintf("serial warm claims: %d claims one after another, pool of %d", p.claims, p.pool.replicas),
-		[]series{{name: "claim -> Ready", values: o.latencies}}, []vline{{"target p50 20 ms", 20}, {"target p99 60 ms", 60}})
+		[]report.Series{{Name: "claim -> Ready", Values: o.latencies}}, []report.VLine{{Label: "target p50 20 ms", X: 20}, {Label: "target p99 60 ms", X: 60}})
 
 	if err := waitReleased(ctx, e, names, p.pool.name, int(p.pool.replicas)); err != nil {
 		return err
@@ -226,7 +228,7 @@ func createBurst(ctx context.Context, e *env, prefix, pool string, claims, clien
 }
 
 // runBurst: a warm pool, many claims at once.
-func (h *harness) runBurst(ctx context.Context, r *scenarioResult, p burstParams) error {
+func (h *Harness) runBurst(ctx context.Context, r *report.ScenarioResult, p burstParams) error {
 	r.Parameters = claimParams()
 	r.Parameters["pool"], r.Parameters["claims"], r.Parameters["clients"] = p.pool.params(), p.claims, p.clients
 	r.Parameters["release"] = "claims are kept; the pool refills behind them"
@@ -241,22 +243,22 @@ func (h *harness) runBurst(ctx context.Context, r *scenarioResult, p burstParams
 	}
 	names := createBurst(ctx, e, "burst", p.pool.name, p.claims, p.clients)
 	err = e.waitFor(ctx, readyDeadline, "every burst claim Ready", func() bool {
-		return e.claims.count(func(c *claimRec) bool { return names[c.name] && (!c.readyAt.IsZero() || c.createErr != nil) }) == len(names)
+		return e.claims.Count(func(c *recorder.ClaimRec) bool { return names[c.Name] && (!c.ReadyAt.IsZero() || c.CreateErr != nil) }) == len(names)
 	}, nil)
 	if err != nil && e.op.failure() != nil {
 		return err
 	}
-	o := outcome(e.claims.snapshot(names))
-	r.Figures = latencyFigures("claim -> Ready", o.latencies, 0, 300)
-	all := inf
+	o := outcome(e.claims.Snapshot(names))
+	r.Figures = report.LatencyFigures("claim -> Ready", o.latencies, 0, 300)
+	all := report.Inf
 	if o.never == 0 && o.failures == 0 {
-		all = ms(o.last.Sub(o.first))
+		all = report.Millis(o.last.Sub(o.first))
 	}
-	r.Figures = append(r.Figures, newFigure("first create -> all Ready", all, "ms").want("<=", 400),
-		newFigure("cold fallbacks", float64(o.cold), "count").want("==", 0))
+	r.Figures = append(r.Figures, report.NewFigure("first create -> all Ready", all, "ms").Want("<=", 400),
+		report.NewFigure("cold fallbacks", float64(o.cold), "count").Want("==", 0))
 	r.Figures = append(r.Figures, o.countFigures()...)
 	h.latencyImage(r, "burst-latency.svg", fmt.Sprintf("burst: %d claims at once from %d clients, pool of %d", p.claims, p.clients, p.pool.replicas),
-		[]series{{name: "claim -> Ready", values: o.latencies}}, []vline{{"target p99 300 ms", 300}, {"target all Ready 400 ms", 400}})
+		[]report.Series{{Name: "claim -> Ready", Values: o.latencies}}, []report.VLine{{Label: "target p99 300 ms", X: 300}, {Label: "target all Ready 400 ms", X: 400}})
 
 	if err := e.waitPoolReady(ctx, p.pool.name, int(p.pool.replicas), 5*time.Minute); err != nil {
 		return err
@@ -297,7 +299,7 @@ func arrivals(seed uint64, rate float64, duration time.Duration) []time.Duration
 
 // runSustained: Poisson arrivals for a while, each claim released after a dwell, while
 // the pool refills.
-func (h *harness) runSustained(ctx context.Context, r *scenarioResult, p sustainedParams) error {
+func (h *Harness) runSustained(ctx context.Context, r *report.ScenarioResult, p sustainedParams) error {
 	plan := arrivals(p.seed, p.rate, p.duration)
 	r.Parameters = claimParams()
 	r.Parameters["pool"], r.Parameters["rate"], r.Parameters["duration"] = p.pool.params(), p.rate, p.duration.String()
@@ -312,7 +314,7 @@ func (h *harness) runSustained(ctx context.Context, r *scenarioResult, p sustain
 	if err != nil {
 		return err
 	}
-	e.labs.record(p.pool.name)
+	e.labs.Record(p.pool.name)
 	start := time.Now()
 	h.logf("%d arrivals over %s (seed %d)", len(plan), p.duration, p.seed)
 	var wg sync.WaitGroup
@@ -324,7 +326,7 @@ func (h *harness) runSustained(ctx context.Context, r *scenarioResult, p sustain
 			case <-time.After(d):
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-e.op.failed():
+			case <-e.op.Failed():
 				return e.op.failure()
 			}
 		}
@@ -335,7 +337,7 @@ func (h *harness) runSustained(ctx context.Context, r *scenarioResult, p sustain
 		go func() {
 			defer wg.Done()
 			c := e.createClaim(ctx, name, p.pool.name, "")
-			if c.createErr != nil {
+			if c.CreateErr != nil {
 				return
 			}
 			if ok, err := e.awaitReady(ctx, c, readyDeadline); err != nil {
@@ -358,58 +360,58 @@ func (h *harness) runSustained(ctx context.Context, r *scenarioResult, p sustain
 	if e.op.failure() != nil {
 		return e.op.failure()
 	}
-	views := e.claims.snapshot(names)
+	views := e.claims.Snapshot(names)
 	o := outcome(views)
 	rate := 0.0
 	if o.ready > 0 {
 		rate = float64(o.ready) / o.last.Sub(o.first).Seconds()
 	}
-	r.Figures = []figure{
-		newFigure("offered rate", float64(len(plan))/p.duration.Seconds(), "per second").note("arrivals drawn / duration"),
-		newFigure("achieved rate", rate, "per second").want(">=", p.rate).note("claims Ready / (last Ready - first create)"),
-		newFigure("max arrival lag", ms(maxLag), "ms").note("how late the harness issued an arrival"),
+	r.Figures = []report.Figure{
+		report.NewFigure("offered rate", float64(len(plan))/p.duration.Seconds(), "per second").WithNote("arrivals drawn / duration"),
+		report.NewFigure("achieved rate", rate, "per second").Want(">=", p.rate).WithNote("claims Ready / (last Ready - first create)"),
+		report.NewFigure("max arrival lag", report.Millis(maxLag), "ms").WithNote("how late the harness issued an arrival"),
 	}
-	r.Figures = append(r.Figures, latencyFigures("claim -> Ready", o.latencies, 0, 0)...)
-	var perWindow []series
+	r.Figures = append(r.Figures, report.LatencyFigures("claim -> Ready", o.latencies, 0, 0)...)
+	var perWindow []report.Series
 	var p50s []float64
 	for from := time.Duration(0); from < p.duration; from += p.windows {
 		var ls []float64
 		for _, v := range views {
-			if off := v.t0.Sub(start); v.createErr == nil && off >= from && off < from+p.windows {
-				ls = append(ls, v.latency())
+			if off := v.T0.Sub(start); v.CreateErr == nil && off >= from && off < from+p.windows {
+				ls = append(ls, v.Latency(readyDeadline))
 			}
 		}
 		sort.Float64s(ls)
-		p50 := percentile(ls, 0.5)
+		p50 := report.Percentile(ls, 0.5)
 		p50s = append(p50s, p50)
 		name := fmt.Sprintf("%.0f-%.0fs", from.Seconds(), (from + p.windows).Seconds())
-		r.Figures = append(r.Figures, newFigure("claim -> Ready p50, arrivals "+name, p50, "ms"))
-		perWindow = append(perWindow, series{name: "arrivals " + name, values: ls})
+		r.Figures = append(r.Figures, report.NewFigure("claim -> Ready p50, arrivals "+name, p50, "ms"))
+		perWindow = append(perWindow, report.Series{Name: "arrivals " + name, Values: ls})
 	}
 	lo, hi := math.Inf(1), 0.0
 	for _, v := range p50s {
 		lo, hi = math.Min(lo, v), math.Max(hi, v)
 	}
-	r.Figures = append(r.Figures, newFigure("p50 spread across windows (max / min)", hi/lo, "ratio").note("1 is perfectly flat"))
+	r.Figures = append(r.Figures, report.NewFigure("p50 spread across windows (max / min)", hi/lo, "ratio").WithNote("1 is perfectly flat"))
 
-	timeline := e.labs.stopRecording(p.pool.name)
+	timeline := e.labs.StopRecording(p.pool.name)
 	minReady := math.MaxInt
 	for _, s := range timeline {
-		if !s.at.After(arrivalsEnd) {
-			minReady = min(minReady, s.count[labReady])
+		if !s.At.After(arrivalsEnd) {
+			minReady = min(minReady, s.Count[recorder.LabReady])
 		}
 	}
 	r.Figures = append(r.Figures,
-		newFigure("fewest Ready unclaimed labs during arrivals", float64(minReady), "count"),
-		newFigure("pool drained", boolValue(minReady == 0), "bool").want("==", 0).note("1 if the pool had no Ready unclaimed lab at some moment"),
-		newFigure("cold fallbacks", float64(o.cold), "count"))
+		report.NewFigure("fewest Ready unclaimed labs during arrivals", float64(minReady), "count"),
+		report.NewFigure("pool drained", report.BoolValue(minReady == 0), "bool").Want("==", 0).WithNote("1 if the pool had no Ready unclaimed lab at some moment"),
+		report.NewFigure("cold fallbacks", float64(o.cold), "count"))
 	r.Figures = append(r.Figures, o.countFigures()...)
 	h.latencyImage(r, "sustained-latency.svg", fmt.Sprintf("sustained: Poisson %.0f/s for %s, dwell %s, pool of %d (one curve per %s of arrivals)",
 		p.rate, p.duration, p.dwell, p.pool.replicas, p.windows), perWindow, nil)
 	t0 := float64(start.UnixNano()) / 1e9
-	if err := drawTimeline(filepath.Join(h.outDir, "sustained-occupancy.svg"),
+	if err := report.DrawTimeline(filepath.Join(h.OutDir, "sustained-occupancy.svg"),
 		fmt.Sprintf("sustained: labs of the pool (%d warm) while claims arrive at %.0f/s", p.pool.replicas, p.rate), "labs",
-		occupancyLines(timeline, t0), []vline{{"arrivals start", 0}, {"arrivals end", arrivalsEnd.Sub(start).Seconds()}}); err != nil {
+		occupancyLines(timeline, t0), []report.VLine{{Label: "arrivals start", X: 0}, {Label: "arrivals end", X: arrivalsEnd.Sub(start).Seconds()}}); err != nil {
 		r.Notes = append(r.Notes, "drawing sustained-occupancy.svg: "+err.Error())
 	} else {
 		r.Images = append(r.Images, "sustained-occupancy.svg")
@@ -436,7 +438,7 @@ type apiCostParams struct {
 
 // runAPICost: what a warm claim costs the API server, first on the claim path alone (a
 // pool that cannot refill), then with release and refill.
-func (h *harness) runAPICost(ctx context.Context, r *scenarioResult, p apiCostParams) error {
+func (h *Harness) runAPICost(ctx context.Context, r *report.ScenarioResult, p apiCostParams) error {
 	n := int32(p.claims)
 	path := poolSpec{name: "path", replicas: n, maxBooting: n, maxLab: n}
 	r.Parameters = claimParams()
@@ -464,16 +466,16 @@ func (h *harness) runAPICost(ctx context.Context, r *scenarioResult, p apiCostPa
 		return err
 	}
 	r.Windows = append(r.Windows, win)
-	o := outcome(e.claims.snapshot(names))
+	o := outcome(e.claims.Snapshot(names))
 	figs := perClaim(win, p.claims, " (claim path)")
-	figs[0] = figs[0].want("<=", 8)
-	figs[1] = figs[1].want("<=", 0.1)
+	figs[0] = figs[0].Want("<=", 8)
+	figs[1] = figs[1].Want("<=", 0.1)
 	r.Figures = append(r.Figures, figs...)
-	r.Figures = append(r.Figures, newFigure("claims Ready (claim path)", float64(o.ready), "count"),
-		newFigure("harness writes per claim (claim path)", win.HarnessWrites/float64(p.claims), "per claim").note("the claim's create"))
+	r.Figures = append(r.Figures, report.NewFigure("claims Ready (claim path)", float64(o.ready), "count"),
+		report.NewFigure("harness writes per claim (claim path)", win.HarnessWrites/float64(p.claims), "per claim").WithNote("the claim's create"))
 	// The warm claim's latency with nothing else going on: what serial's would be if the
 	// teardown and refill behind each claim cost the machine nothing.
-	r.Figures = append(r.Figures, latencyFigures("claim path: claim -> Ready", o.latencies, 0, 0)...)
+	r.Figures = append(r.Figures, report.LatencyFigures("claim path: claim -> Ready", o.latencies, 0, 0)...)
 
 	if err := e.createPool(ctx, p.refillPool); err != nil {
 		return err
@@ -500,12 +502,29 @@ func (h *harness) runAPICost(ctx context.Context, r *scenarioResult, p apiCostPa
 		return err
 	}
 	r.Windows = append(r.Windows, win)
-	o = outcome(e.claims.snapshot(names))
+	o = outcome(e.claims.Snapshot(names))
 	figs = perClaim(win, p.claims, " (with refill)")
-	figs[1] = figs[1].want("<=", 0.1)
+	figs[1] = figs[1].Want("<=", 0.1)
 	r.Figures = append(r.Figures, figs...)
-	r.Figures = append(r.Figures, newFigure("claims Ready (with refill)", float64(o.ready), "count"),
-		newFigure("harness writes per claim (with refill)", win.HarnessWrites/float64(p.claims), "per claim").note("the claim's create and delete"))
-	r.Figures = append(r.Figures, latencyFigures("with refill: claim -> Ready", o.latencies, 0, 0)...)
+	r.Figures = append(r.Figures, report.NewFigure("claims Ready (with refill)", float64(o.ready), "count"),
+		report.NewFigure("harness writes per claim (with refill)", win.HarnessWrites/float64(p.claims), "per claim").WithNote("the claim's create and delete"))
+	r.Figures = append(r.Figures, report.LatencyFigures("with refill: claim -> Ready", o.latencies, 0, 0)...)
 	return nil
+}
+
+// occupancyLines turns a pool's occupancy timeline into lines, with x in seconds from t0.
+func occupancyLines(timeline []recorder.Occupancy, t0 float64) []report.TimeLine {
+	names := []struct {
+		name  string
+		state recorder.LabState
+	}{{"ready, unclaimed", recorder.LabReady}, {"booting", recorder.LabBooting}, {"bound to a claim", recorder.LabBound}, {"being deleted", recorder.LabDeleting}}
+	var out []report.TimeLine
+	for _, n := range names {
+		l := report.TimeLine{Name: n.name}
+		for _, o := range timeline {
+			l.Points = append(l.Points, [2]float64{float64(o.At.UnixNano())/1e9 - t0, float64(o.Count[n.state])})
+		}
+		out = append(out, l)
+	}
+	return out
 }

@@ -1,4 +1,4 @@
-package main
+package scenarios
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/labforge/labforge/test/bench/recorder"
 )
 
 // spawner starts child processes from one goroutine locked to its OS thread for the
@@ -22,7 +24,7 @@ import (
 // moment, while forking from this thread kills it only when the harness dies (the same
 // reasoning as internal/controlplane's spawner).
 type spawner struct {
-	requests chan spawnRequest
+	Requests chan spawnRequest
 }
 
 type spawnRequest struct {
@@ -31,10 +33,10 @@ type spawnRequest struct {
 }
 
 func newSpawner() *spawner {
-	s := &spawner{requests: make(chan spawnRequest)}
+	s := &spawner{Requests: make(chan spawnRequest)}
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread lives as long as the harness
-		for r := range s.requests {
+		for r := range s.Requests {
 			r.result <- r.cmd.Start()
 		}
 	}()
@@ -43,7 +45,7 @@ func newSpawner() *spawner {
 
 func (s *spawner) start(cmd *exec.Cmd) error {
 	r := spawnRequest{cmd: cmd, result: make(chan error, 1)}
-	s.requests <- r
+	s.Requests <- r
 	return <-r.result
 }
 
@@ -169,7 +171,7 @@ func (o *operator) startOnce(ctx context.Context) (*opProcess, error) {
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		reqCtx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := scrapeOperator(reqCtx, addr)
+		_, err := recorder.ScrapeOperator(reqCtx, addr)
 		cancel()
 		if err == nil {
 			return p, nil
@@ -241,36 +243,14 @@ func (o *operator) end(sig syscall.Signal, grace time.Duration) error {
 	}
 }
 
-// failed is closed when the operator exits without being asked to.
-func (o *operator) failed() <-chan struct{} { return o.unexpected }
+// Failed is closed when the operator exits without being asked to.
+func (o *operator) Failed() <-chan struct{} { return o.unexpected }
 
 // failure says why failed was closed.
 func (o *operator) failure() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.unexpectedErr
-}
-
-// procStatus reads the memory sizes of pid's /proc status (VmRSS, VmHWM: peak RSS,
-// RssAnon, RssFile, ...), in bytes.
-func procStatus(pid int) (map[string]float64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(data), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		var kb float64
-		if _, err := fmt.Sscanf(strings.TrimSpace(v), "%f kB", &kb); err != nil {
-			continue
-		}
-		out[k] = kb * 1024
-	}
-	return out, nil
 }
 
 func freePort() (int, error) {
@@ -302,71 +282,4 @@ func countInFile(path, s string) int {
 		return 0
 	}
 	return strings.Count(string(data), s)
-}
-
-// userHZ is the unit of the CPU times in /proc/<pid>/stat: USER_HZ, 100 on Linux whatever
-// the kernel's own tick rate.
-const userHZ = 100
-
-// procCPUSeconds returns the CPU time, user and system, all its threads, that process pid
-// has used so far (/proc/<pid>/stat, fields 14 and 15).
-func procCPUSeconds(pid int) (float64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) is in parentheses and may hold spaces: count from after it.
-	i := strings.LastIndexByte(string(data), ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	fields := strings.Fields(string(data[i+1:]))
-	if len(fields) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the command name, want at least 13", pid, len(fields))
-	}
-	var ticks float64
-	for _, f := range fields[11:13] { // utime and stime: fields 14 and 15 of the line
-		v, err := strconv.ParseUint(f, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-		}
-		ticks += float64(v)
-	}
-	return ticks / userHZ, nil
-}
-
-// processCPU is a process's CPU time at one moment.
-type processCPU struct {
-	pid     int
-	seconds float64
-}
-
-// readCPU reads the CPU time of every process: the control plane's by component name, and
-// the harness's own as "bench". A process that cannot be read (it just exited) is left out.
-func readCPU(pids map[string]int) map[string]processCPU {
-	out := make(map[string]processCPU, len(pids)+1)
-	read := func(name string, pid int) {
-		if s, err := procCPUSeconds(pid); err == nil {
-			out[name] = processCPU{pid, s}
-		}
-	}
-	for name, pid := range pids {
-		read(name, pid)
-	}
-	read("bench", os.Getpid())
-	return out
-}
-
-// cpuSince returns the CPU time each process used between two readings. A process with a
-// new pid (kube-apiserver restarted) counts from its start.
-func cpuSince(before, after map[string]processCPU) map[string]float64 {
-	out := make(map[string]float64, len(after))
-	for name, a := range after {
-		b, ok := before[name]
-		if !ok || b.pid != a.pid {
-			b.seconds = 0
-		}
-		out[name] = a.seconds - b.seconds
-	}
-	return out
 }

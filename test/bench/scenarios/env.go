@@ -1,4 +1,4 @@
-package main
+package scenarios
 
 import (
 	"context"
@@ -28,35 +28,37 @@ import (
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/controlplane"
 	"github.com/labforge/labforge/internal/manager"
+	"github.com/labforge/labforge/test/bench/recorder"
+	"github.com/labforge/labforge/test/bench/report"
 	"github.com/labforge/labforge/test/integration"
 )
 
 // studentNamespace is where the harness creates its claims; every pool admits it.
 const studentNamespace = "students"
 
-// harness is what every scenario shares: where the binaries are and where output goes.
-type harness struct {
-	// labforgeBin is the `labforge` binary run as the operator.
-	labforgeBin string
-	// outDir receives images.
-	outDir string
-	// logRoot receives one directory of logs per scenario.
-	logRoot string
-	// bootDelay is the simulated VMs' boot delay (0: they run at once).
-	bootDelay time.Duration
-	// profile, when not zero, is how long a CPU profile of the operator each window takes
+// Harness is what every scenario shares: where the binaries are and where output goes.
+type Harness struct {
+	// LabforgeBin is the `labforge` binary run as the operator.
+	LabforgeBin string
+	// OutDir receives images.
+	OutDir string
+	// LogRoot receives one directory of logs per scenario.
+	LogRoot string
+	// BootDelay is the simulated VMs' boot delay (0: they run at once).
+	BootDelay time.Duration
+	// Profile, when not zero, is how long a CPU profile of the operator each window takes
 	// from its start (in the scenario's log directory).
-	profile time.Duration
-	// audit, when set, has kube-apiserver keep an audit log of every write in the
-	// scenario's log directory (auditLogFile).
-	audit bool
-	// log receives progress lines.
-	log io.Writer
+	Profile time.Duration
+	// Audit, when set, has kube-apiserver keep an audit log of every write in the
+	// scenario's log directory (AuditLogFile).
+	Audit bool
+	// Log receives progress lines.
+	Log io.Writer
 }
 
-// auditLogFile is the audit log a scenario's kube-apiserver writes in its log directory
+// AuditLogFile is the audit log a scenario's kube-apiserver writes in its log directory
 // when the harness's audit is set.
-const auditLogFile = "audit.log"
+const AuditLogFile = "audit.log"
 
 // auditPolicy records every write's metadata (who, what, which object, when received and
 // when answered, the response code), never a body: the objects include Secrets.
@@ -70,7 +72,7 @@ rules:
 `
 
 // auditArgs writes the audit policy into dir and returns the kube-apiserver flags that
-// log by it to dir/auditLogFile. The log is written in batches, so that no request waits
+// log by it to dir/AuditLogFile. The log is written in batches, so that no request waits
 // on the file; it still costs kube-apiserver CPU, which a run's figures then include.
 func auditArgs(dir string) ([]string, error) {
 	policy := filepath.Join(dir, "audit-policy.yaml")
@@ -79,23 +81,23 @@ func auditArgs(dir string) ([]string, error) {
 	}
 	return []string{
 		"--audit-policy-file=" + policy,
-		"--audit-log-path=" + filepath.Join(dir, auditLogFile),
+		"--audit-log-path=" + filepath.Join(dir, AuditLogFile),
 		"--audit-log-format=json",
 		"--audit-log-mode=batch",
 		"--audit-log-maxsize=1024",
 	}, nil
 }
 
-func (h *harness) logf(format string, args ...any) {
-	fmt.Fprintf(h.log, "   %s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+func (h *Harness) logf(format string, args ...any) {
+	fmt.Fprintf(h.Log, "   %s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 }
 
 // env is one scenario's world: a fresh control plane, the operator as a child process,
 // the harness's client and its watches.
 type env struct {
-	h *harness
+	h *Harness
 	// r is the scenario's result; close adds what the operator's logs tell.
-	r      *scenarioResult
+	r      *report.ScenarioResult
 	name   string
 	logDir string
 	cp     *controlplane.ControlPlane
@@ -108,11 +110,11 @@ type env struct {
 	op       *operator
 	template *labforgev1alpha1.LabTemplate
 
-	changed notifier
-	claims  *claimTracker
-	labs    *labTracker
-	vms     *vmTracker
-	pools   *poolTracker
+	changed recorder.Notifier
+	claims  *recorder.ClaimTracker
+	labs    *recorder.LabTracker
+	vms     *recorder.VMTracker
+	pools   *recorder.PoolTracker
 
 	cancelCache context.CancelFunc
 	cacheDone   chan struct{}
@@ -121,16 +123,16 @@ type env struct {
 	// lastScrape holds each operator process's last metrics scrape, by generation, so that
 	// a window spanning a kill still counts what the killed process did.
 	scrapeMu   sync.Mutex
-	lastScrape map[int]operatorMetrics
+	lastScrape map[int]recorder.OperatorMetrics
 	// workersUp records the operator processes whose controllers all started.
 	workersUp map[int]bool
 }
 
 // startEnv starts a control plane, installs the sample template and the student
 // namespace, starts the harness's watches and the operator.
-func (h *harness) startEnv(ctx context.Context, r *scenarioResult) (e *env, err error) {
+func (h *Harness) startEnv(ctx context.Context, r *report.ScenarioResult) (e *env, err error) {
 	name := r.Name
-	logDir := filepath.Join(h.logRoot, name)
+	logDir := filepath.Join(h.LogRoot, name)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -138,11 +140,11 @@ func (h *harness) startEnv(ctx context.Context, r *scenarioResult) (e *env, err 
 	if err != nil {
 		return nil, err
 	}
-	e = &env{h: h, r: r, name: name, logDir: logDir, lastScrape: map[int]operatorMetrics{}, workersUp: map[int]bool{}}
-	e.claims = newClaimTracker(&e.changed)
-	e.labs = newLabTracker(&e.changed)
-	e.vms = newVMTracker(&e.changed)
-	e.pools = newPoolTracker(&e.changed)
+	e = &env{h: h, r: r, name: name, logDir: logDir, lastScrape: map[int]recorder.OperatorMetrics{}, workersUp: map[int]bool{}}
+	e.claims = recorder.NewClaimTracker(&e.changed)
+	e.labs = recorder.NewLabTracker(&e.changed)
+	e.vms = recorder.NewVMTracker(&e.changed)
+	e.pools = recorder.NewPoolTracker(&e.changed)
 	e.cpLog = cpLog
 	defer func() {
 		if err != nil {
@@ -155,7 +157,7 @@ func (h *harness) startEnv(ctx context.Context, r *scenarioResult) (e *env, err 
 		}
 	}
 	opts := controlplane.Options{BinDir: integration.BinDir(), CRDPaths: integration.CRDPaths(), Log: cpLog}
-	if h.audit {
+	if h.Audit {
 		if opts.APIServerArgs, err = auditArgs(logDir); err != nil {
 			return e, err
 		}
@@ -188,9 +190,9 @@ func (h *harness) startEnv(ctx context.Context, r *scenarioResult) (e *env, err 
 	if err := e.c.Create(ctx, e.template.DeepCopy()); err != nil {
 		return e, fmt.Errorf("creating LabTemplate %s: %w", e.template.Name, err)
 	}
-	e.op = newOperator(h.labforgeBin, e.cp.KubeconfigPath(), logDir, h.bootDelay)
+	e.op = newOperator(h.LabforgeBin, e.cp.KubeconfigPath(), logDir, h.BootDelay)
 	// scale reads the live heap through /debug/pprof.
-	e.op.pprof = h.profile > 0 || name == "scale"
+	e.op.pprof = h.Profile > 0 || name == "scale"
 	if _, err := e.op.start(ctx); err != nil {
 		return e, err
 	}
@@ -233,14 +235,14 @@ func (e *env) startWatches(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
-	vmHandler, vmiHandler := e.vms.handlers()
+	vmHandler, vmiHandler := e.vms.Handlers()
 	for _, w := range []struct {
 		obj     client.Object
-		handler toolscache.ResourceEventHandler
+		Handler toolscache.ResourceEventHandler
 	}{
-		{&labforgev1alpha1.LabClaim{}, e.claims.handler()},
-		{&labforgev1alpha1.LabEnvironment{}, e.labs.handler()},
-		{&labforgev1alpha1.LabPool{}, e.pools.handler()},
+		{&labforgev1alpha1.LabClaim{}, e.claims.Handler()},
+		{&labforgev1alpha1.LabEnvironment{}, e.labs.Handler()},
+		{&labforgev1alpha1.LabPool{}, e.pools.Handler()},
 		{&kubevirtv1.VirtualMachine{}, vmHandler},
 		{&kubevirtv1.VirtualMachineInstance{}, vmiHandler},
 	} {
@@ -248,7 +250,7 @@ func (e *env) startWatches(ctx context.Context, cfg *rest.Config) error {
 		if err != nil {
 			return err
 		}
-		if _, err := inf.AddEventHandler(w.handler); err != nil {
+		if _, err := inf.AddEventHandler(w.Handler); err != nil {
 			return err
 		}
 	}
@@ -324,15 +326,15 @@ func (e *env) createPool(ctx context.Context, p poolSpec) error {
 // the harness's watch sees them, printing progress.
 func (e *env) waitPoolReady(ctx context.Context, pool string, n int, timeout time.Duration) error {
 	return e.waitFor(ctx, timeout, fmt.Sprintf("%d Ready labs in LabPool %s", n, pool), func() bool {
-		o := e.labs.occupancy(pool)
-		return o.count[labReady] >= n && o.count[labBooting] == 0
+		o := e.labs.Occupancy(pool)
+		return o.Count[recorder.LabReady] >= n && o.Count[recorder.LabBooting] == 0
 	}, func() string { return e.describePool(pool) })
 }
 
 func (e *env) describePool(pool string) string {
-	o := e.labs.occupancy(pool)
+	o := e.labs.Occupancy(pool)
 	return fmt.Sprintf("pool %s: %d ready, %d booting, %d bound, %d failed, %d deleting",
-		pool, o.count[labReady], o.count[labBooting], o.count[labBound], o.count[labFailed], o.count[labDeleting])
+		pool, o.Count[recorder.LabReady], o.Count[recorder.LabBooting], o.Count[recorder.LabBound], o.Count[recorder.LabFailed], o.Count[recorder.LabDeleting])
 }
 
 // newClaim is the sample claim (a generated key pair, one hour) on a pool or a template.
@@ -353,12 +355,12 @@ func newClaim(name, pool, template string) *labforgev1alpha1.LabClaim {
 }
 
 // createClaim registers, stamps and creates one claim.
-func (e *env) createClaim(ctx context.Context, name, pool, template string) *claimRec {
-	r := e.claims.register(name)
+func (e *env) createClaim(ctx context.Context, name, pool, template string) *recorder.ClaimRec {
+	r := e.claims.Register(name)
 	c := newClaim(name, pool, template)
-	e.claims.stamp(r)
+	e.claims.Stamp(r)
 	err := e.c.Create(ctx, c)
-	e.claims.created(r, c.UID, err)
+	e.claims.Created(r, c.UID, err)
 	return r
 }
 
@@ -369,15 +371,15 @@ func (e *env) deleteClaim(ctx context.Context, name string) error {
 }
 
 // awaitReady waits for one claim's Ready, up to timeout; false when it did not come.
-func (e *env) awaitReady(ctx context.Context, r *claimRec, timeout time.Duration) (bool, error) {
+func (e *env) awaitReady(ctx context.Context, r *recorder.ClaimRec, timeout time.Duration) (bool, error) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
-	case <-r.ready:
+	case <-r.Ready():
 		return true, nil
 	case <-t.C:
 		return false, nil
-	case <-e.op.failed():
+	case <-e.op.Failed():
 		return false, e.op.failure()
 	case <-ctx.Done():
 		return false, ctx.Err()
@@ -391,17 +393,17 @@ func (e *env) waitFor(ctx context.Context, timeout time.Duration, what string, c
 	defer deadline.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	report := time.NewTicker(10 * time.Second)
-	defer report.Stop()
+	logTick := time.NewTicker(10 * time.Second)
+	defer logTick.Stop()
 	for {
-		changed := e.changed.changed()
+		changed := e.changed.Changed()
 		if cond() {
 			return nil
 		}
 		select {
 		case <-changed:
 		case <-tick.C:
-		case <-report.C:
+		case <-logTick.C:
 			if progress != nil {
 				e.h.logf("waiting for %s: %s", what, progress())
 			}
@@ -411,7 +413,7 @@ func (e *env) waitFor(ctx context.Context, timeout time.Duration, what string, c
 				msg += " (" + progress() + ")"
 			}
 			return errors.New(msg)
-		case <-e.op.failed():
+		case <-e.op.Failed():
 			return e.op.failure()
 		case <-ctx.Done():
 			return ctx.Err()
@@ -434,7 +436,7 @@ func (e *env) poll(ctx context.Context, timeout time.Duration, what string, f fu
 		}
 		select {
 		case <-time.After(50 * time.Millisecond):
-		case <-e.op.failed():
+		case <-e.op.Failed():
 			return e.op.failure()
 		case <-ctx.Done():
 			return ctx.Err()
@@ -443,12 +445,12 @@ func (e *env) poll(ctx context.Context, timeout time.Duration, what string, f fu
 }
 
 // scrape reads the running operator's metrics and remembers them as its process's last.
-func (e *env) scrape(ctx context.Context) (operatorMetrics, int, error) {
+func (e *env) scrape(ctx context.Context) (recorder.OperatorMetrics, int, error) {
 	p := e.op.current()
 	if p == nil {
-		return operatorMetrics{}, 0, errors.New("the operator is not running")
+		return recorder.OperatorMetrics{}, 0, errors.New("the operator is not running")
 	}
-	m, err := scrapeOperator(ctx, p.addr)
+	m, err := recorder.ScrapeOperator(ctx, p.addr)
 	if err != nil {
 		return m, p.gen, err
 	}
@@ -461,38 +463,38 @@ func (e *env) scrape(ctx context.Context) (operatorMetrics, int, error) {
 // settle waits until the operator is idle: no queued or running reconciles, and reconcile
 // counts unchanged for stable, while extra (if set) holds on the latest scrape. It returns
 // the time the idle state was first seen.
-func (e *env) settle(ctx context.Context, stable, timeout time.Duration, extra func(m operatorMetrics) bool) (time.Time, error) {
+func (e *env) settle(ctx context.Context, stable, timeout time.Duration, extra func(m recorder.OperatorMetrics) bool) (time.Time, error) {
 	deadline := time.Now().Add(timeout)
 	var since time.Time
 	var last map[string]float64
 	lastGen := -1
-	report := time.Now().Add(10 * time.Second)
+	nextLog := time.Now().Add(10 * time.Second)
 	for {
 		m, gen, err := e.scrape(ctx)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("settling: %w", err)
 		}
-		counts := m.reconciles()
-		idle := !m.busy() && e.workersStarted(m) && (extra == nil || extra(m))
+		counts := m.Reconciles()
+		idle := !m.Busy() && e.workersStarted(m) && (extra == nil || extra(m))
 		switch {
 		case !idle:
 			since = time.Time{}
-		case since.IsZero() || gen != lastGen || !sameCounts(counts, last):
-			since = m.at
-		case m.at.Sub(since) >= stable:
+		case since.IsZero() || gen != lastGen || !recorder.SameCounts(counts, last):
+			since = m.At
+		case m.At.Sub(since) >= stable:
 			return since, nil
 		}
 		last, lastGen = counts, gen
 		if time.Now().After(deadline) {
-			return time.Time{}, fmt.Errorf("the operator did not settle within %s (queued or running work: %v)", timeout, m.busy())
+			return time.Time{}, fmt.Errorf("the operator did not settle within %s (queued or running work: %v)", timeout, m.Busy())
 		}
-		if time.Now().After(report) {
-			e.h.logf("settling: operator busy=%v, reconciles so far: %s", m.busy(), topEntries(counts, 5))
-			report = time.Now().Add(10 * time.Second)
+		if time.Now().After(nextLog) {
+			e.h.logf("settling: operator busy=%v, reconciles so far: %s", m.Busy(), report.TopEntries(counts, 5))
+			nextLog = time.Now().Add(10 * time.Second)
 		}
 		select {
 		case <-time.After(100 * time.Millisecond):
-		case <-e.op.failed():
+		case <-e.op.Failed():
 			return time.Time{}, e.op.failure()
 		case <-ctx.Done():
 			return time.Time{}, ctx.Err()
@@ -503,7 +505,7 @@ func (e *env) settle(ctx context.Context, stable, timeout time.Duration, extra f
 // workersStarted says whether every controller of the running operator has synced its
 // caches and started its workers (controller-runtime logs "Starting workers" then): before
 // that, an empty work queue means nothing, as the initial events are not queued yet.
-func (e *env) workersStarted(m operatorMetrics) bool {
+func (e *env) workersStarted(m recorder.OperatorMetrics) bool {
 	p := e.op.current()
 	if p == nil {
 		return false
@@ -514,9 +516,9 @@ func (e *env) workersStarted(m operatorMetrics) bool {
 		return true
 	}
 	controllers := map[string]bool{}
-	for _, s := range m.set {
-		if s.name == "controller_runtime_reconcile_total" {
-			controllers[s.labels["controller"]] = true
+	for _, s := range m.Set {
+		if s.Name == "controller_runtime_reconcile_total" {
+			controllers[s.Labels["controller"]] = true
 		}
 	}
 	up := len(controllers) > 0 && countInFile(p.log, "Starting workers") >= len(controllers)
@@ -528,11 +530,11 @@ func (e *env) workersStarted(m operatorMetrics) bool {
 type window struct {
 	name    string
 	start   time.Time
-	api     apiCounts
-	op      operatorMetrics
+	api     recorder.APICounts
+	op      recorder.OperatorMetrics
 	opGen   int
 	harness int64
-	cpu     map[string]processCPU
+	cpu     map[string]recorder.ProcessCPU
 }
 
 // begin starts measuring a phase: the API server's counters, the operator's, the harness's,
@@ -546,10 +548,10 @@ func (e *env) begin(ctx context.Context, name string) (*window, error) {
 	} else if w.op, w.opGen, err = e.scrape(ctx); err != nil {
 		return nil, err
 	}
-	if w.api, err = scrapeAPIServer(ctx, e.apiREST); err != nil {
+	if w.api, err = recorder.ScrapeAPIServer(ctx, e.apiREST); err != nil {
 		return nil, err
 	}
-	w.cpu = readCPU(e.cp.PIDs())
+	w.cpu = recorder.ReadCPU(e.cp.PIDs())
 	w.start = time.Now()
 	if p := e.op.current(); p != nil && p.pprofAddr != "" {
 		go e.profileCPU(ctx, p.pprofAddr, name)
@@ -561,7 +563,7 @@ func (e *env) begin(ctx context.Context, name string) (*window, error) {
 // to the scenario's log directory (go tool pprof reads it with bin/labforge).
 func (e *env) profileCPU(ctx context.Context, addr, name string) {
 	path := filepath.Join(e.logDir, "cpu-"+strings.ReplaceAll(name, " ", "-")+".pprof")
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(e.h.profile.Seconds()))
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(e.h.Profile.Seconds()))
 	if err := fetchTo(ctx, url, path); err != nil {
 		e.h.logf("CPU profile of window %q: %v", name, err)
 		return
@@ -593,14 +595,14 @@ func fetchTo(ctx context.Context, url, path string) error {
 // end finishes a phase and returns what was counted during it. When the operator was
 // restarted within the phase, each process's counts are added up (a killed process's are
 // those of its last scrape).
-func (e *env) end(ctx context.Context, w *window) (apiWindow, error) {
-	out := apiWindow{Name: w.name, Seconds: time.Since(w.start).Seconds(), CPUSeconds: cpuSince(w.cpu, readCPU(e.cp.PIDs()))}
-	after, err := scrapeAPIServer(ctx, e.apiREST)
+func (e *env) end(ctx context.Context, w *window) (report.APIWindow, error) {
+	out := report.APIWindow{Name: w.name, Seconds: time.Since(w.start).Seconds(), CPUSeconds: recorder.CPUSince(w.cpu, recorder.ReadCPU(e.cp.PIDs()))}
+	after, err := recorder.ScrapeAPIServer(ctx, e.apiREST)
 	if err != nil {
 		return out, err
 	}
-	d := diffAPI(w.api, after)
-	out.MutatingRequests, out.LeaseWrites, out.Conflicts, out.ByResource, out.Failed = d.mutating, d.leases, d.conflicts, d.byResource, d.failed
+	d := recorder.DiffAPI(w.api, after)
+	out.MutatingRequests, out.LeaseWrites, out.Conflicts, out.ByResource, out.Failed = d.Mutating, d.Leases, d.Conflicts, d.ByResource, d.Failed
 	out.HarnessWrites = float64(e.writes.Load() - w.harness)
 	if _, _, err := e.scrape(ctx); err != nil && e.op.current() != nil {
 		return out, err
@@ -613,15 +615,15 @@ func (e *env) end(ctx context.Context, w *window) (apiWindow, error) {
 		case gen < w.opGen:
 			continue
 		case gen == w.opGen:
-			add(out.Reconciles, subtract(m.reconciles(), w.op.reconciles()))
-			add(out.OperatorRequests, subtract(m.requests(), w.op.requests()))
+			recorder.Add(out.Reconciles, recorder.Subtract(m.Reconciles(), w.op.Reconciles()))
+			recorder.Add(out.OperatorRequests, recorder.Subtract(m.Requests(), w.op.Requests()))
 		default:
-			add(out.Reconciles, m.reconciles())
-			add(out.OperatorRequests, m.requests())
+			recorder.Add(out.Reconciles, m.Reconciles())
+			recorder.Add(out.OperatorRequests, m.Requests())
 		}
-		cpu, gcs := m.cpu()
+		cpu, gcs := m.CPU()
 		if gen == w.opGen {
-			cpu0, gcs0 := w.op.cpu()
+			cpu0, gcs0 := w.op.CPU()
 			cpu, gcs = cpu-cpu0, gcs-gcs0
 		}
 		out.OperatorCPUSeconds += cpu
@@ -631,10 +633,10 @@ func (e *env) end(ctx context.Context, w *window) (apiWindow, error) {
 }
 
 // operatorWrites sums the operator's own mutating requests in a window.
-func operatorWrites(w apiWindow) float64 {
+func operatorWrites(w report.APIWindow) float64 {
 	total := 0.0
 	for k, v := range w.OperatorRequests {
-		if method, _, _ := strings.Cut(k, " "); mutatingVerbs[method] {
+		if method, _, _ := strings.Cut(k, " "); recorder.MutatingVerbs[method] {
 			total += v
 		}
 	}
@@ -662,8 +664,8 @@ func (e *env) doClose() {
 		for _, l := range logs {
 			throttled += countInFile(l, "client-side throttling")
 		}
-		e.r.Figures = append(e.r.Figures, newFigure("operator log: requests held by client-side throttling over 1s", float64(throttled), "count").
-			note("client-go logs only waits over 1 s, so 0 does not mean the limit was never hit"))
+		e.r.Figures = append(e.r.Figures, report.NewFigure("operator log: requests held by client-side throttling over 1s", float64(throttled), "count").
+			WithNote("client-go logs only waits over 1 s, so 0 does not mean the limit was never hit"))
 	}
 	if e.cancelCache != nil {
 		e.cancelCache()
