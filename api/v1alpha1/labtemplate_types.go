@@ -238,8 +238,21 @@ type LabNetwork struct {
 	// +optional
 	TunnelPort int32 `json:"tunnelPort,omitempty"`
 
+	// InternetEgress says whether the lab's VMs may open connections beyond the lab:
+	// Allow (the default) lets them reach every address but the host cluster's ranges,
+	// link-local addresses and egressExceptCIDRs; Deny lets them reach only each other and
+	// DNS. An offline lab needs an image that holds everything its bootstrap would
+	// download (image.prebaked, with the kubeadm and flannel images pulled). Recorded when a
+	// lab is built: changing it affects new labs only.
+	// +kubebuilder:validation:Enum=Allow;Deny
+	// +kubebuilder:default=Allow
+	// +optional
+	InternetEgress InternetEgress `json:"internetEgress,omitempty"`
+
 	// EgressExceptCIDRs are ranges the lab may not reach, on top of the host cluster's own
-	// ranges and link-local addresses, which are always blocked.
+	// ranges and link-local addresses, which are always blocked. A /0 (0.0.0.0/0 or ::/0)
+	// takes away that whole address family: ["::/0"] is an IPv4-only lab. Has no effect
+	// when internetEgress is Deny.
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=43
 	// +kubebuilder:validation:items:XValidation:rule="isCIDR(self)",message="egressExceptCIDRs entries must be CIDRs such as 192.0.2.0/24"
@@ -251,6 +264,18 @@ type LabNetwork struct {
 	// +optional
 	Bandwidth *Bandwidth `json:"bandwidth,omitempty"`
 }
+
+// InternetEgress is whether a lab may reach addresses beyond itself: Allow or Deny.
+type InternetEgress string
+
+// The values of LabNetwork.InternetEgress.
+const (
+	// InternetEgressAllow lets a lab reach every address but the host cluster's ranges,
+	// link-local addresses and the template's exceptions.
+	InternetEgressAllow InternetEgress = "Allow"
+	// InternetEgressDeny lets a lab reach only its own VMs and DNS.
+	InternetEgressDeny InternetEgress = "Deny"
+)
 
 // Bandwidth limits a VM's network traffic, in bits per second ("10M" is 10 Mbit/s). The
 // limits become the kubernetes.io/ingress-bandwidth and egress-bandwidth annotations on

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
 )
 
@@ -30,7 +31,11 @@ const (
 // exactly the lab's VMs to each other, SSH and API to the control plane from outside the
 // host cluster's ranges (reachable only once a NodePort exists), the operator's namespace
 // to the lab API, DNS, and egress to the internet minus the host cluster's ranges,
-// link-local addresses and the template's exceptions.
+// link-local addresses and the template's exceptions (a /0 among them takes its address
+// family away). Every lab has the same six policies: an offline lab's
+// allow-internet-egress (internetEgress Deny, or every family taken away) has no rule and
+// so allows nothing. No rule is ever rendered with an empty peer list, which would allow
+// every address (decision 59).
 func NetworkPolicies(l Lab) []*networkingv1.NetworkPolicy {
 	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
 	port := func(p corev1.Protocol, n int) networkingv1.NetworkPolicyPort {
@@ -44,6 +49,19 @@ func NetworkPolicies(l Lab) []*networkingv1.NetworkPolicy {
 		}
 	}
 	all := metav1.LabelSelector{}
+	var studentIngress []networkingv1.NetworkPolicyIngressRule
+	if from := everywhereExcept(blocked); len(from) > 0 {
+		studentIngress = []networkingv1.NetworkPolicyIngressRule{{
+			From:  from,
+			Ports: []networkingv1.NetworkPolicyPort{port(tcp, lab.SSHPort), port(tcp, lab.APIPort)},
+		}}
+	}
+	var internet []networkingv1.NetworkPolicyEgressRule
+	if l.Template.Network.InternetEgress != labforgev1alpha1.InternetEgressDeny {
+		if to := everywhereExcept(egressBlocked); len(to) > 0 {
+			internet = []networkingv1.NetworkPolicyEgressRule{{To: to}}
+		}
+	}
 	return []*networkingv1.NetworkPolicy{
 		l.policy(PolicyDefaultDeny, networkingv1.NetworkPolicySpec{
 			PodSelector: all,
@@ -58,10 +76,7 @@ func NetworkPolicies(l Lab) []*networkingv1.NetworkPolicy {
 		l.policy(PolicyStudentAccess, networkingv1.NetworkPolicySpec{
 			PodSelector: metav1.LabelSelector{MatchLabels: controlPlaneSelector(l)},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
-			Ingress: []networkingv1.NetworkPolicyIngressRule{{
-				From:  everywhereExcept(blocked),
-				Ports: []networkingv1.NetworkPolicyPort{port(tcp, lab.SSHPort), port(tcp, lab.APIPort)},
-			}},
+			Ingress:     studentIngress,
 		}),
 		l.policy(PolicyOperatorAccess, networkingv1.NetworkPolicySpec{
 			PodSelector: metav1.LabelSelector{MatchLabels: controlPlaneSelector(l)},
@@ -84,7 +99,7 @@ func NetworkPolicies(l Lab) []*networkingv1.NetworkPolicy {
 		l.policy(PolicyInternetEgress, networkingv1.NetworkPolicySpec{
 			PodSelector: all,
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
-			Egress:      []networkingv1.NetworkPolicyEgressRule{{To: everywhereExcept(egressBlocked)}},
+			Egress:      internet,
 		}),
 	}
 }
@@ -114,26 +129,39 @@ func (l Lab) policy(name string, spec networkingv1.NetworkPolicySpec) *networkin
 }
 
 // everywhereExcept returns one ipBlock per address family: everything of that family but
-// the given ranges (an ipBlock's exceptions must lie inside its CIDR).
+// the given ranges (an ipBlock's exceptions must lie inside its CIDR). A /0 among them
+// blocks its whole family, which then has no ipBlock (an exception may not equal the
+// block's CIDR); when both are blocked the result is empty, and the caller must render no
+// rule at all, since a rule with no peers admits everyone.
 func everywhereExcept(blocked []netip.Prefix) []networkingv1.NetworkPolicyPeer {
 	var v4, v6 []string
+	allV4, allV6 := false, false
 	seen := map[netip.Prefix]bool{}
 	for _, p := range blocked {
 		p = p.Masked()
-		if seen[p] || p.Bits() == 0 {
+		if seen[p] {
 			continue
 		}
 		seen[p] = true
-		if p.Addr().Is4() {
+		switch {
+		case p.Bits() == 0 && p.Addr().Is4():
+			allV4 = true
+		case p.Bits() == 0:
+			allV6 = true
+		case p.Addr().Is4():
 			v4 = append(v4, p.String())
-		} else {
+		default:
 			v6 = append(v6, p.String())
 		}
 	}
 	sort.Strings(v4)
 	sort.Strings(v6)
-	return []networkingv1.NetworkPolicyPeer{
-		{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0", Except: v4}},
-		{IPBlock: &networkingv1.IPBlock{CIDR: "::/0", Except: v6}},
+	var peers []networkingv1.NetworkPolicyPeer
+	if !allV4 {
+		peers = append(peers, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0", Except: v4}})
 	}
+	if !allV6 {
+		peers = append(peers, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: "::/0", Except: v6}})
+	}
+	return peers
 }

@@ -7,7 +7,8 @@
 // this process has not applied (after a restart) or that changed since, a comparison of the
 // desired object with the observed one (Covers): every field we would send already holds
 // the value we would send. An edit by anyone else to one of those fields fails the
-// comparison, so drift is still repaired.
+// comparison, so drift is still repaired. Objects that confine something (a lab's guards)
+// are compared exactly instead, and replaced when they hold more (ApplyExact).
 package ssa
 
 import (
@@ -21,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -59,13 +61,7 @@ func (a *Applier) Apply(ctx context.Context, desired client.Object, current clie
 	if err != nil {
 		return false, fmt.Errorf("encoding %s %s: %w", gvk.Kind, desired.GetName(), err)
 	}
-	sum := sha256.Sum256(body)
-	hash := hex.EncodeToString(sum[:])
-	ns := desired.GetNamespace()
-	if ns == "" && gvk.Kind == "Namespace" {
-		ns = desired.GetName()
-	}
-	key := gvk.String() + "/" + desired.GetName()
+	ns, key, hash := a.cacheKey(gvk, desired, body)
 
 	if current != nil {
 		seenKey := current.GetResourceVersion() + "/" + hash
@@ -99,6 +95,17 @@ func (a *Applier) Apply(ctx context.Context, desired client.Object, current clie
 		return true, fmt.Errorf("decoding the applied %s %s: %w", gvk.Kind, desired.GetName(), err)
 	}
 	return true, nil
+}
+
+// cacheKey returns where the applier remembers desired (its namespace, a Namespace
+// counting as its own, and its kind and name) and the hash of its encoding.
+func (a *Applier) cacheKey(gvk schema.GroupVersionKind, desired client.Object, body []byte) (ns, key, hash string) {
+	sum := sha256.Sum256(body)
+	ns = desired.GetNamespace()
+	if ns == "" && gvk.Kind == "Namespace" {
+		ns = desired.GetName()
+	}
+	return ns, gvk.String() + "/" + desired.GetName(), hex.EncodeToString(sum[:])
 }
 
 // ForgetNamespace drops what the applier remembers of a namespace's objects, once the

@@ -193,15 +193,17 @@ func handedOver(env *labforgev1alpha1.LabEnvironment) bool {
 	return env.Spec.ClaimRef != nil && env.Status.ReadyTime != nil
 }
 
-// reconcileGuards writes what confines the lab before anything runs in it.
+// reconcileGuards writes what confines the lab before anything runs in it, and keeps it
+// exactly as rendered: a guard that holds anything more or less (a narrowed selector, a
+// widened port, an extra peer, whoever wrote it) is replaced whole (decision 60).
 func (r *Reconciler) reconcileGuards(ctx context.Context, l render.Lab) error {
 	var errs []error
 	quota := render.ResourceQuota(l)
-	errs = append(errs, r.Applier.ApplyCurrent(ctx, r.Client, quota, &corev1.ResourceQuota{}))
+	errs = append(errs, r.Applier.ExactCurrent(ctx, r.Client, r.APIReader, quota, &corev1.ResourceQuota{}))
 	limits := render.LimitRange(l)
-	errs = append(errs, r.Applier.ApplyCurrent(ctx, r.Client, limits, &corev1.LimitRange{}))
+	errs = append(errs, r.Applier.ExactCurrent(ctx, r.Client, r.APIReader, limits, &corev1.LimitRange{}))
 	for _, p := range render.NetworkPolicies(l) {
-		errs = append(errs, r.Applier.ApplyCurrent(ctx, r.Client, p, &networkingv1.NetworkPolicy{}))
+		errs = append(errs, r.Applier.ExactCurrent(ctx, r.Client, r.APIReader, p, &networkingv1.NetworkPolicy{}))
 	}
 	return errors.Join(errs...)
 }

@@ -115,5 +115,8 @@ var _ = Describe("The samples in config/samples", Ordered, func() {
 		Expect(tmpl.Spec.SSHUser).To(Equal("ubuntu"))
 		Expect(tmpl.Spec.Lifetime.Default.Duration.String()).To(Equal("2h0m0s"))
 		Expect(tmpl.Spec.Lifetime.Maximum.Duration.String()).To(Equal("8h0m0s"))
+		// Defaulted inside the defaulted network block: a template that says nothing
+		// keeps today's internet access (decision 59).
+		Expect(tmpl.Spec.Network.InternetEgress).To(Equal(labforgev1alpha1.InternetEgressAllow))
 	})
 })

@@ -145,6 +145,8 @@ var _ = Describe("Invalid labforge objects", func() {
 			`spec.network.tunnelPort: Invalid value: 8472: tunnelPort must not be 4789 or 8472, the host CNI's usual VXLAN ports`),
 		Entry("template: an egress exception that is not a CIDR", set(template("t"), "network.egressExceptCIDRs", []any{"everything"}),
 			`spec.network.egressExceptCIDRs[0]: Invalid value: "everything": egressExceptCIDRs entries must be CIDRs such as 192.0.2.0/24`),
+		Entry("template: internet egress neither Allow nor Deny", set(template("t"), "network.internetEgress", "Off"),
+			`spec.network.internetEgress: Unsupported value: "Off": supported values: "Allow", "Deny"`),
 		Entry("template: a bandwidth limit below 1M", set(template("t"), "network.bandwidth", map[string]any{"ingress": "1k"}),
 			`spec.network.bandwidth.ingress: Invalid value: "1k": ingress bandwidth must be between 1M and 100G`),
 		Entry("template: an empty bandwidth block", set(template("t"), "network.bandwidth", map[string]any{}),
