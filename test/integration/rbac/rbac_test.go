@@ -183,31 +183,37 @@ var _ = Describe("The operator's ClusterRole", func() {
 			Expect(rule.NonResourceURLs).To(BeEmpty())
 			Expect(rule.ResourceNames).To(BeEmpty())
 		}
+		// Server-side apply needs patch, and create where it creates; merge patches need
+		// patch; nothing the operator writes is ever updated whole (PUT) but a lab at bind
+		// (optimistic lock) and the finalizers subresources (owner references that block
+		// deletion). Deletes: labs, lab namespaces, a claim's Secrets. The RBAC rules
+		// cannot say "only labforge's" or "only lab-*": config/policy/operator-bounds.yaml
+		// does (decision 62).
 		Expect(got).To(ConsistOf([]string{
-			"/configmaps: create delete get list patch update watch",
-			"/limitranges: create delete get list patch update watch",
-			"/namespaces: create delete get list patch update watch",
-			"/resourcequotas: create delete get list patch update watch",
-			"/secrets: create delete get list patch update watch",
-			"/services: create delete get list patch update watch",
+			"/configmaps: create get list patch watch",
+			"/limitranges: create get list patch watch",
+			"/namespaces: create delete get list patch watch",
+			"/resourcequotas: create get list patch watch",
+			"/secrets: create delete get list patch watch",
+			"/services: create get list patch watch",
 			// The host's facts (hostcluster.Discover): read only.
 			"/nodes: get list watch",
 			"networking.k8s.io/servicecidrs: get list watch",
 			"events.k8s.io/events: create patch",
 			"kubevirt.io/virtualmachineinstances: get list watch",
-			"kubevirt.io/virtualmachines: create delete get list patch update watch",
-			"labforge.dev/labclaims: get list patch update watch",
+			"kubevirt.io/virtualmachines: create get list patch watch",
+			"labforge.dev/labclaims: get list patch watch",
 			"labforge.dev/labclaims/finalizers: update",
-			"labforge.dev/labclaims/status: get patch update",
+			"labforge.dev/labclaims/status: patch",
 			"labforge.dev/labenvironments: create delete get list patch update watch",
 			"labforge.dev/labenvironments/finalizers: update",
-			"labforge.dev/labenvironments/status: get patch update",
-			"labforge.dev/labpools: get list patch update watch",
+			"labforge.dev/labenvironments/status: patch",
+			"labforge.dev/labpools: get list patch watch",
 			"labforge.dev/labpools/finalizers: update",
-			"labforge.dev/labpools/status: get patch update",
+			"labforge.dev/labpools/status: patch",
 			"labforge.dev/labtemplates: get list watch",
-			"labforge.dev/labtemplates/status: get patch update",
-			"networking.k8s.io/networkpolicies: create delete get list patch update watch",
+			"labforge.dev/labtemplates/status: patch",
+			"networking.k8s.io/networkpolicies: create get list patch watch",
 		}))
 	})
 })
