@@ -24,7 +24,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
@@ -45,12 +47,16 @@ func TestRBAC(t *testing.T) {
 }
 
 var _ = BeforeSuite(func(ctx context.Context) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	var err error
 	cp, err = integration.StartControlPlane(context.Background())
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(cp.Stop)
 	admin, err = client.New(cp.RESTConfig(), client.Options{Scheme: manager.NewScheme()})
 	Expect(err).NotTo(HaveOccurred())
+	// Every spec runs with the operator's service account as config/ deploys it, and the
+	// operator-bounds policy enforced (bounds_test.go).
+	installOperator(ctx)
 }, NodeTimeout(2*time.Minute))
 
 // readYAML decodes one manifest of config/.
