@@ -55,7 +55,7 @@ func dev(args []string) int {
 	opts := devenv.Options{Out: os.Stdout}
 	fs.StringVar(&opts.StateDir, "state-dir", ".labforge", "Directory for the lock, the control plane's state and logs, and the kubeconfig.")
 	fs.StringVar(&opts.BinDir, "bin-dir", defaultBinDir(), "Directory holding etcd, kube-apiserver and kube-controller-manager (make controlplane builds them).")
-	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", "0", `Address of the manager's metrics endpoint; "0" turns it off.`)
+	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", "0", `Address of the manager's metrics endpoint, plain HTTP without authentication (keep it on localhost; the deployed operator, cmd/manager, serves HTTPS to authorized callers only); "0" turns it off.`)
 	fs.DurationVar(&opts.BootDelay, "boot-delay", 3*time.Second, "How long a simulated VM takes to boot (0 boots at once).")
 	var logToStderr bool
 	fs.BoolVar(&logToStderr, "log-to-stderr", false, "Write the operator's logs to stderr instead of <state-dir>/operator.log.")
@@ -91,7 +91,7 @@ func operator(args []string) int {
 	fs.DurationVar(&bootDelay, "boot-delay", 0, "How long a simulated VM takes to boot (0 boots at once).")
 	var cpuRatio int
 	fs.IntVar(&cpuRatio, "cpu-allocation-ratio", simulator.DefaultCPUAllocationRatio, "KubeVirt's cpuAllocationRatio the simulated launcher pods are rendered with.")
-	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", "0", `Address of the manager's metrics endpoint; "0" turns it off.`)
+	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", "0", `Address of the manager's metrics endpoint, plain HTTP without authentication (keep it on localhost; the deployed operator, cmd/manager, serves HTTPS to authorized callers only); "0" turns it off.`)
 	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", "0", `Address of /healthz and /readyz; "0" turns them off.`)
 	fs.StringVar(&opts.PprofAddr, "pprof-bind-address", "0", `Address of Go's /debug/pprof profiles; "0" turns them off.`)
 	fs.BoolVar(&opts.LeaderElection, "leader-elect", false, "Elect a leader among several operators.")

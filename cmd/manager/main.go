@@ -9,6 +9,7 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/manager"
@@ -24,7 +25,9 @@ func envOr(key, fallback string) string {
 func main() {
 	var opts manager.Options
 	var qps float64
-	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", `Address of the metrics endpoint; "0" turns it off.`)
+	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8443", `Address of the metrics endpoint; "0" turns it off.`)
+	var secureMetrics bool
+	flag.BoolVar(&secureMetrics, "metrics-secure", true, `Serve metrics over HTTPS, only to callers the API server authenticates and authorizes for "get /metrics" (config/rbac/metrics_reader_role.yaml); false serves plain HTTP to anyone who can connect.`)
 	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", `Address of the /healthz and /readyz endpoints; "0" turns them off.`)
 	flag.StringVar(&opts.PprofAddr, "pprof-bind-address", "0", `Address of Go's /debug/pprof profiles (CPU, heap); "0" turns them off. Keep it on localhost.`)
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", false, "Elect a leader, so that only one of several replicas acts at a time.")
@@ -39,6 +42,9 @@ func main() {
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	opts.ClientQPS = float32(qps)
+	if secureMetrics {
+		opts.MetricsFilter = filters.WithAuthenticationAndAuthorization
+	}
 	ctrl.SetLogger(manager.WithoutBodies(zap.New(zap.UseFlagOptions(&zapOpts))))
 	log := ctrl.Log.WithName("setup")
 	if limit := manager.ApplySoftMemoryLimit(); limit > 0 {

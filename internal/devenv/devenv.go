@@ -30,7 +30,8 @@ type Options struct {
 	StateDir string
 	// BinDir holds etcd, kube-apiserver and kube-controller-manager.
 	BinDir string
-	// MetricsAddr is where the manager serves metrics; "0" turns them off.
+	// MetricsAddr is where the manager serves metrics, over plain HTTP (a local run);
+	// "0" turns them off.
 	MetricsAddr string
 	// BootDelay is how long a simulated VM takes to boot.
 	BootDelay time.Duration

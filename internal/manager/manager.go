@@ -5,8 +5,10 @@ package manager
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -39,6 +41,14 @@ import (
 type Options struct {
 	// MetricsAddr is where Prometheus metrics are served; "0" turns them off.
 	MetricsAddr string
+	// MetricsFilter, when set, serves metrics over HTTPS (a self-signed certificate) behind
+	// the filter it provides. The deployed operator (cmd/manager) sets controller-runtime's
+	// filters.WithAuthenticationAndAuthorization: only callers the API server authenticates
+	// (TokenReview) and authorizes for "get /metrics" (SubjectAccessReview) are answered.
+	// Unset, metrics are plain HTTP: labforge dev and the benchmarks, on localhost. It is a
+	// function rather than a switch so that only cmd/manager links k8s.io/apiserver's
+	// authentication stack (and its tracing and gRPC dependencies).
+	MetricsFilter func(c *rest.Config, httpClient *http.Client) (metricsserver.Filter, error)
 	// ProbeAddr is where /healthz and /readyz are served; "0" turns them off.
 	ProbeAddr string
 	// PprofAddr is where Go's /debug/pprof profiles are served; "" or "0" turns them off.
@@ -127,7 +137,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	cfg = rateLimited(cfg, opts)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  NewScheme(),
-		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
+		Metrics:                 metricsOptions(opts),
 		HealthProbeBindAddress:  opts.ProbeAddr,
 		PprofBindAddress:        opts.PprofAddr,
 		LeaderElection:          opts.LeaderElection,
@@ -223,6 +233,22 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("adding the readiness check: %w", err)
 	}
 	return mgr, nil
+}
+
+// metricsOptions serves metrics as opts ask. Secure metrics follow the kubebuilder v4
+// layout: HTTPS behind controller-runtime's authentication and authorization filter,
+// HTTP/2 off (the HTTP/2 rapid-reset and stream-cancellation advisories,
+// CVE-2023-44487 and CVE-2023-39325, which kubebuilder's scaffold also guards against).
+// The filter's TokenReviews and SubjectAccessReviews are granted by
+// config/rbac/metrics_auth_role.yaml, not by the controllers' role.
+func metricsOptions(opts Options) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: opts.MetricsAddr}
+	if opts.MetricsFilter != nil {
+		m.SecureServing = true
+		m.FilterProvider = opts.MetricsFilter
+		m.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	}
+	return m
 }
 
 // discoverHost reads the host's facts straight from the API server (the cache has not

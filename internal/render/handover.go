@@ -85,6 +85,12 @@ const (
 // LabelClaim names the LabClaim a Secret in the claim's namespace belongs to.
 const LabelClaim = labforgev1alpha1.LabelPrefix + "claim"
 
+// LabelClaimNamespace names the namespace of the LabClaim a Secret belongs to. The
+// operator-bounds admission policy (config/policy/operator-bounds.yaml) refuses the
+// operator a claim's Secret whose label differs from the namespace it is written to: a
+// claim's credentials never land in another namespace (decision 62).
+const LabelClaimNamespace = labforgev1alpha1.LabelPrefix + "claim-namespace"
+
 // claimObjectMeta is the metadata of a Secret a claim owns in its namespace.
 func claimObjectMeta(claim *labforgev1alpha1.LabClaim, name string, annotations map[string]string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
@@ -93,6 +99,7 @@ func claimObjectMeta(claim *labforgev1alpha1.LabClaim, name string, annotations 
 		Labels: map[string]string{
 			labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue,
 			LabelClaim:                      claim.Name,
+			LabelClaimNamespace:             claim.Namespace,
 		},
 		Annotations: annotations,
 		OwnerReferences: []metav1.OwnerReference{{

@@ -370,3 +370,29 @@ func TestKubeconfigSecretAnnotations(t *testing.T) {
 		})
 	}
 }
+
+// TestClaimSecretLabels: both of a claim's Secrets name the claim and its namespace, which
+// is what the operator-bounds admission policy checks against the namespace they are
+// written to (config/policy/operator-bounds.yaml).
+func TestClaimSecretLabels(t *testing.T) {
+	claim := &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "students", Name: "alice", UID: "c-1"}}
+	want := map[string]string{
+		labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue,
+		LabelClaim:                      "alice",
+		LabelClaimNamespace:             "students",
+	}
+	secrets := map[string]*corev1.Secret{
+		"kubeconfig": KubeconfigSecret(claim, "lab-a", "", "https://192.168.1.11:31443", metav1.Now(), nil),
+		"key pair":   SSHKeySecret(claim, []byte("private"), "ssh-ed25519 AAAA"),
+	}
+	for name, s := range secrets {
+		t.Run(name, func(t *testing.T) {
+			if diff := cmp.Diff(want, s.Labels); diff != "" {
+				t.Errorf("labels (-want +got):\n%s", diff)
+			}
+			if s.Namespace != "students" {
+				t.Errorf("namespace %q, want students", s.Namespace)
+			}
+		})
+	}
+}

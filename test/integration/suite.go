@@ -87,11 +87,14 @@ func StartOperator(cfg *rest.Config, clk clock.PassiveClock, sim *simulator.Simu
 }
 
 // StartManager runs labforge's manager with opts, completed with the suites' defaults (no
-// metrics or health servers, the default host network when opts.Host has no pod ranges,
+// health server, no metrics server unless opts.MetricsAddr names one, the default host network when opts.Host has no pod ranges,
 // several managers per process, a 100ms probe interval when none is set), until ctx is cancelled or stop is called. stop waits for the
 // manager to exit, whichever ended it.
 func StartManager(ctx context.Context, cfg *rest.Config, opts manager.Options) (stop func(), err error) {
-	opts.MetricsAddr, opts.ProbeAddr = "0", "0"
+	if opts.MetricsAddr == "" {
+		opts.MetricsAddr = "0"
+	}
+	opts.ProbeAddr = "0"
 	if opts.Host.PodCIDRs == nil {
 		opts.Host = devenv.LocalHost()
 	}

@@ -123,14 +123,15 @@ func (l *releasedLabs) forget(uid types.UID) {
 	delete(l.uids, uid)
 }
 
-// +kubebuilder:rbac:groups=labforge.dev,resources=labclaims,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=labforge.dev,resources=labclaims/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=labforge.dev,resources=labclaims,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=labforge.dev,resources=labclaims/status,verbs=patch
 // +kubebuilder:rbac:groups=labforge.dev,resources=labclaims/finalizers,verbs=update
 // +kubebuilder:rbac:groups=kubevirt.io,resources=virtualmachineinstances,verbs=get;list;watch
 // +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=labforge.dev,resources=labpools;labtemplates,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets;services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile serves one claim.

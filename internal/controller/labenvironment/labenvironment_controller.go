@@ -73,14 +73,17 @@ type Reconciler struct {
 	MaxConcurrentReconciles int
 }
 
-// +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments/status,verbs=patch
 // +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments/finalizers,verbs=update
 // +kubebuilder:rbac:groups=labforge.dev,resources=labtemplates,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=secrets;configmaps;services;resourcequotas;limitranges,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=kubevirt.io,resources=virtualmachines,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets;configmaps;services,verbs=get;list;watch;create;patch
+// The lab's guards are replaced whole, by an update under the version last seen, when
+// anyone changed them (decision 60).
+// +kubebuilder:rbac:groups="",resources=resourcequotas;limitranges,verbs=get;list;watch;create;patch;update
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;update
+// +kubebuilder:rbac:groups=kubevirt.io,resources=virtualmachines,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=kubevirt.io,resources=virtualmachineinstances,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 

@@ -194,8 +194,8 @@ func (r *Reconciler) claimsFirst(pool string, inFlight int, outrun bool) time.Du
 	return 0
 }
 
-// +kubebuilder:rbac:groups=labforge.dev,resources=labpools,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=labforge.dev,resources=labpools/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=labforge.dev,resources=labpools,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=labforge.dev,resources=labpools/status,verbs=patch
 // +kubebuilder:rbac:groups=labforge.dev,resources=labpools/finalizers,verbs=update
 // +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments,verbs=get;list;watch;create;delete;patch
 // +kubebuilder:rbac:groups=labforge.dev,resources=labclaims,verbs=get;list;watch

@@ -37,7 +37,7 @@ type Reconciler struct {
 }
 
 // +kubebuilder:rbac:groups=labforge.dev,resources=labtemplates,verbs=get;list;watch
-// +kubebuilder:rbac:groups=labforge.dev,resources=labtemplates/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=labforge.dev,resources=labtemplates/status,verbs=patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile checks one template and records the verdict. It writes only when the verdict

@@ -115,8 +115,9 @@ var _ = Describe("A claim dressed up with labforge's reserved labels and annotat
 		var kubeconfig corev1.Secret
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "students-mallory", Name: "lab-kubeconfig"}, &kubeconfig)).To(Succeed())
 		Expect(kubeconfig.Labels).To(Equal(map[string]string{
-			labforgev1alpha1.LabelManagedBy:        labforgev1alpha1.ManagedByValue,
-			labforgev1alpha1.LabelPrefix + "claim": "lab",
+			labforgev1alpha1.LabelManagedBy:                  labforgev1alpha1.ManagedByValue,
+			labforgev1alpha1.LabelPrefix + "claim":           "lab",
+			labforgev1alpha1.LabelPrefix + "claim-namespace": "students-mallory",
 		}))
 		Expect(kubeconfig.Annotations).To(Equal(map[string]string{
 			"labforge.dev/expires-at":        m.Status.ExpiresAt.UTC().Format(time.RFC3339),

@@ -24,7 +24,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
@@ -45,12 +47,16 @@ func TestRBAC(t *testing.T) {
 }
 
 var _ = BeforeSuite(func(ctx context.Context) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	var err error
 	cp, err = integration.StartControlPlane(context.Background())
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(cp.Stop)
 	admin, err = client.New(cp.RESTConfig(), client.Options{Scheme: manager.NewScheme()})
 	Expect(err).NotTo(HaveOccurred())
+	// Every spec runs with the operator's service account as config/ deploys it, and the
+	// operator-bounds policy enforced (bounds_test.go).
+	installOperator(ctx)
 }, NodeTimeout(2*time.Minute))
 
 // readYAML decodes one manifest of config/.
@@ -183,31 +189,38 @@ var _ = Describe("The operator's ClusterRole", func() {
 			Expect(rule.NonResourceURLs).To(BeEmpty())
 			Expect(rule.ResourceNames).To(BeEmpty())
 		}
+		// Server-side apply needs patch, and create where it creates; merge patches need
+		// patch; nothing the operator writes is ever updated whole (PUT) but a lab at bind
+		// (optimistic lock), a lab's guards someone changed (replaced under the version
+		// last seen, decision 60) and the finalizers subresources (owner references that
+		// block deletion). Deletes: labs, lab namespaces, a claim's Secrets. The RBAC rules
+		// cannot say "only labforge's" or "only lab-*": config/policy/operator-bounds.yaml
+		// does (decision 62).
 		Expect(got).To(ConsistOf([]string{
-			"/configmaps: create delete get list patch update watch",
-			"/limitranges: create delete get list patch update watch",
-			"/namespaces: create delete get list patch update watch",
-			"/resourcequotas: create delete get list patch update watch",
-			"/secrets: create delete get list patch update watch",
-			"/services: create delete get list patch update watch",
+			"/configmaps: create get list patch watch",
+			"/limitranges: create get list patch update watch",
+			"/namespaces: create delete get list patch watch",
+			"/resourcequotas: create get list patch update watch",
+			"/secrets: create delete get list patch watch",
+			"/services: create get list patch watch",
 			// The host's facts (hostcluster.Discover): read only.
 			"/nodes: get list watch",
 			"networking.k8s.io/servicecidrs: get list watch",
 			"events.k8s.io/events: create patch",
 			"kubevirt.io/virtualmachineinstances: get list watch",
-			"kubevirt.io/virtualmachines: create delete get list patch update watch",
-			"labforge.dev/labclaims: get list patch update watch",
+			"kubevirt.io/virtualmachines: create get list patch watch",
+			"labforge.dev/labclaims: get list patch watch",
 			"labforge.dev/labclaims/finalizers: update",
-			"labforge.dev/labclaims/status: get patch update",
+			"labforge.dev/labclaims/status: patch",
 			"labforge.dev/labenvironments: create delete get list patch update watch",
 			"labforge.dev/labenvironments/finalizers: update",
-			"labforge.dev/labenvironments/status: get patch update",
-			"labforge.dev/labpools: get list patch update watch",
+			"labforge.dev/labenvironments/status: patch",
+			"labforge.dev/labpools: get list patch watch",
 			"labforge.dev/labpools/finalizers: update",
-			"labforge.dev/labpools/status: get patch update",
+			"labforge.dev/labpools/status: patch",
 			"labforge.dev/labtemplates: get list watch",
-			"labforge.dev/labtemplates/status: get patch update",
-			"networking.k8s.io/networkpolicies: create delete get list patch update watch",
+			"labforge.dev/labtemplates/status: patch",
+			"networking.k8s.io/networkpolicies: create get list patch update watch",
 		}))
 	})
 })
