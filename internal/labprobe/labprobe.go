@@ -4,7 +4,9 @@
 // bootstrap marker ConfigMap (lab.Marker*) the lab's bootstrap writes as its last step.
 //
 // The HTTPSProber is the production implementation. It differs between a real lab and the
-// simulated backend (internal/simulator) only in its Dialer.
+// simulated backend (internal/simulator) only in its Dialer. The lab controller runs it
+// through a Pool, off its reconcile workers: what answers at a booting lab's address may
+// be the student's, and may stall (decision 55).
 package labprobe
 
 import (
