@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 
 	"github.com/labforge/labforge/internal/hostcluster"
+	"github.com/labforge/labforge/internal/labprobe"
 	"github.com/labforge/labforge/internal/manager"
 )
 
@@ -36,6 +37,9 @@ func main() {
 	flag.Float64Var(&qps, "kube-api-qps", manager.DefaultClientQPS, "Requests per second the operator may send to the API server.")
 	flag.IntVar(&opts.ClientBurst, "kube-api-burst", manager.DefaultClientBurst, "Requests the operator may send at once above --kube-api-qps.")
 	flag.DurationVar(&opts.ProbeInterval, "probe-interval", 5*time.Second, "How often a booting lab is asked whether its bootstrap finished.")
+	flag.IntVar(&opts.ProbePool.Workers, "probe-workers", labprobe.DefaultWorkers, "Booting labs whose API is asked at once; a probe holds a worker for at most 1s (docs/operations.md).")
+	flag.IntVar(&opts.ProbePool.SlowSlots, "probe-slow-slots", labprobe.DefaultSlowSlots, "Probes of labs that did not answer within 1s that run at once; other labs never wait for them.")
+	flag.DurationVar(&opts.ProbePool.Timeout, "probe-timeout", labprobe.DefaultTimeout, "Deadline of one probe of a lab's API (dial, TLS handshake, request, answer).")
 	var host hostcluster.Flags
 	host.Bind(flag.CommandLine)
 	zapOpts := zap.Options{}

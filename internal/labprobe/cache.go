@@ -2,6 +2,7 @@ package labprobe
 
 import (
 	"container/list"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -116,6 +117,10 @@ func credentialsDigest(creds Credentials) [sha256.Size]byte {
 	return sum
 }
 
+// probeContextKey carries a probe's own context (its deadline and cancellation) to the
+// transport's dial, which net/http detaches from them.
+type probeContextKey struct{}
+
 // newClient builds the HTTP client for one lab. Its errors name what is wrong with the
 // credentials, never their content.
 func (p *HTTPSProber) newClient(env string, creds Credentials) (*http.Client, error) {
@@ -133,7 +138,24 @@ func (p *HTTPSProber) newClient(env string, creds Credentials) (*http.Client, er
 		dial = (&net.Dialer{Timeout: timeout}).DialContext
 	}
 	transport := &http.Transport{
-		DialContext: dial,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			// net/http dials (and runs the TLS handshake) on a context detached from the
+			// request's cancellation (Transport.getConn: "the dial should proceed even if
+			// the request is canceled"), bounded only by TLSHandshakeTimeout. A probe cut
+			// off by its deadline or by the pool must not leave a stalling lab's
+			// connection behind: the probe's own context bounds the dial and closes the
+			// connection when the probe ends (with keep-alives off, nothing reuses it).
+			probe, ok := ctx.Value(probeContextKey{}).(context.Context)
+			if !ok {
+				probe = ctx
+			}
+			conn, err := dial(probe, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			context.AfterFunc(probe, func() { _ = conn.Close() })
+			return conn, nil
+		},
 		TLSClientConfig: &tls.Config{
 			// The lab's CA and nothing else: a certificate from any other CA, system
 			// roots included, is not the lab.

@@ -4,7 +4,9 @@
 // bootstrap marker ConfigMap (lab.Marker*) the lab's bootstrap writes as its last step.
 //
 // The HTTPSProber is the production implementation. It differs between a real lab and the
-// simulated backend (internal/simulator) only in its Dialer.
+// simulated backend (internal/simulator) only in its Dialer. The lab controller runs it
+// through a Pool, off its reconcile workers: what answers at a booting lab's address may
+// be the student's, and may stall (decision 55).
 package labprobe
 
 import (
@@ -137,8 +139,11 @@ type HTTPSProber struct {
 
 var _ Prober = (*HTTPSProber)(nil)
 
-// Probe asks the lab of env for its bootstrap marker.
-func (p *HTTPSProber) Probe(ctx context.Context, env string, creds Credentials) (Result, error) {
+// Probe asks the lab of env for its bootstrap marker. Its errors say what went wrong in
+// sanitised words (SanitizeError): a certificate's names, a server's malformed answer or
+// a TLS alert come from the lab, whose root the student has.
+func (p *HTTPSProber) Probe(ctx context.Context, env string, creds Credentials) (_ Result, err error) {
+	defer func() { err = SanitizeError(err) }()
 	if env == "" {
 		return Result{}, errors.New("labprobe: empty lab name")
 	}
@@ -148,6 +153,7 @@ func (p *HTTPSProber) Probe(ctx context.Context, env string, creds Credentials) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout())
 	defer cancel()
+	ctx = context.WithValue(ctx, probeContextKey{}, ctx)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.MarkerURL(env), nil)
 	if err != nil {
 		return Result{}, fmt.Errorf("lab %s: building the marker request: %w", env, err)
@@ -161,6 +167,11 @@ func (p *HTTPSProber) Probe(ctx context.Context, env string, creds Credentials) 
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			// Its end closed the connection (newClient): the deadline or the
+			// cancellation is what happened, not the closed connection.
+			err = ctxErr
 		}
 		return Result{}, fmt.Errorf("lab %s: reaching the lab API at %s: %w", env, p.apiAddr(env), err)
 	}

@@ -524,3 +524,62 @@ func TestProbeClusterDomain(t *testing.T) {
 		}
 	}
 }
+
+// TestProbeErrorsAreSanitised: the student has the lab's CA key (root on the control
+// plane), so the lab API can present a certificate the lab's CA signed with whatever
+// names it likes, and answer whatever bytes it likes. What reaches the probe's error is
+// printable, on one line and bounded, like a marker message.
+func TestProbeErrorsAreSanitised(t *testing.T) {
+	l := newLabPKI(t, "kubernetes")
+	host := lab.APIServiceHost(env, lab.DefaultClusterDomain)
+	t.Run("certificate names", func(t *testing.T) {
+		hostile := []string{"\x1b[31mpwned\x1b[0m\r\nReady=True\x07", strings.Repeat("a", 10<<10)}
+		srv := labServer(t, l.serving(t, hostile...), l.pool(), serveMarker(nil))
+		_, err := (&labprobe.HTTPSProber{Dialer: dialTo(srv, nil)}).Probe(context.Background(), env, l.creds)
+		prefix := "lab probe: reaching the lab API at " + host + ":6443: tls: failed to verify certificate: " +
+			"x509: certificate is valid for [31mpwned[0m Ready=True, "
+		want := prefix + strings.Repeat("a", lab.MarkerMaxMessageLength-len(prefix))
+		if err == nil || err.Error() != want {
+			t.Fatalf("error =\n%q\nwant\n%q", err, want)
+		}
+		var hostErr x509.HostnameError
+		if !errors.As(err, &hostErr) {
+			t.Errorf("error %T does not wrap the x509.HostnameError any more", err)
+		}
+	})
+	t.Run("malformed answer", func(t *testing.T) {
+		// A TLS server with the right certificate that answers raw bytes.
+		cert := l.serving(t, host)
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer func() { _ = c.Close() }()
+					buf := make([]byte, 4096)
+					_, _ = c.Read(buf)
+					_, _ = c.Write([]byte("HTTP/1.1 200\x1b]0;owned\x07\r\n" + strings.Repeat("X-\x1b[2J: y\r\n", 2000) + "\r\n"))
+				}()
+			}
+		}()
+		dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, ln.Addr().String())
+		}
+		_, err = (&labprobe.HTTPSProber{Dialer: dial}).Probe(context.Background(), env, l.creds)
+		if err == nil {
+			t.Fatal("Probe() of a malformed answer succeeded")
+		}
+		msg := err.Error()
+		if len(msg) > lab.MarkerMaxMessageLength || strings.ContainsFunc(msg, func(r rune) bool { return !unicode.IsPrint(r) }) {
+			t.Errorf("error %q is not sanitised", msg)
+		}
+	})
+}

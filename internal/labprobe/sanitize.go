@@ -15,6 +15,30 @@ import (
 // boundary, to at most lab.MarkerMaxMessageLength bytes.
 func SanitizeMessage(s string) string { return sanitize(s, lab.MarkerMaxMessageLength) }
 
+// SanitizeError returns err with its message made safe like SanitizeMessage makes a
+// marker message safe: what a lab puts into an error (the names of a certificate it
+// presents, bytes of a malformed answer) may hold control characters, terminal escape
+// sequences, newlines or kilobytes of text, and the message goes into a condition, an
+// event or a log line. errors.Is and errors.As still see err. nil stays nil.
+func SanitizeError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, done := err.(*sanitizedError); done {
+		return err
+	}
+	return &sanitizedError{err: err, msg: SanitizeMessage(err.Error())}
+}
+
+// sanitizedError is an error whose message was made safe by SanitizeError.
+type sanitizedError struct {
+	err error
+	msg string
+}
+
+func (e *sanitizedError) Error() string { return e.msg }
+func (e *sanitizedError) Unwrap() error { return e.err }
+
 func sanitize(s string, maxBytes int) string {
 	var b strings.Builder
 	b.Grow(min(len(s), maxBytes))

@@ -72,6 +72,9 @@ type Options struct {
 	OperatorNamespace string
 	// ProbeInterval is how often a booting lab is asked whether its bootstrap finished.
 	ProbeInterval time.Duration
+	// ProbePool sizes the readiness probe's own workers and bounds one probe (Timeout);
+	// zero values take labprobe's defaults (decision 55).
+	ProbePool labprobe.PoolOptions
 	// Simulator, when set, runs this simulated VM backend in the manager and points the
 	// readiness probe at it: for labforge dev and tests only, never in production. It is
 	// an interface so that the shipped manager (cmd/manager) does not link the simulator
@@ -185,7 +188,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			dialer = opts.Simulator.Dialer()
 		}
 	}
-	var prober labprobe.Prober = &labprobe.HTTPSProber{Dialer: dialer, ClusterDomain: host.Network().ClusterDomain}
+	var prober labprobe.Prober = &labprobe.HTTPSProber{Dialer: dialer, ClusterDomain: host.Network().ClusterDomain, Timeout: opts.ProbePool.Timeout}
 	if opts.WrapProber != nil {
 		prober = opts.WrapProber(prober)
 	}
@@ -195,6 +198,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Recorder:          mgr.GetEventRecorder(labenvironment.ControllerName),
 		Applier:           ssa.NewApplier(mgr.GetClient(), "labforge-"+labenvironment.ControllerName),
 		Prober:            prober,
+		ProbePool:         opts.ProbePool,
 		Host:              host,
 		OperatorNamespace: opts.OperatorNamespace,
 		ProbeInterval:     opts.ProbeInterval,

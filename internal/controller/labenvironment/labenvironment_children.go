@@ -62,6 +62,8 @@ type scope struct {
 	probed   bool
 	probe    labprobe.Result
 	probeErr error
+	// probePending: the lab's VMs run and its first probe has not answered yet.
+	probePending bool
 }
 
 // reconcileNormal runs the provisioning phases in order; each phase returns whether the
@@ -382,17 +384,26 @@ func (r *Reconciler) probeLab(ctx context.Context, s *scope, material render.PKI
 	if bootstrapDone(s) || !allRunning(s) {
 		return
 	}
-	s.probed = true
-	s.probe, s.probeErr = r.Prober.Probe(ctx, s.env.Name, labprobe.Credentials{
+	// The probe runs on the pool's goroutines, never on this reconcile worker (decision
+	// 55): this pass gets the lab's latest answer, waiting briefly for a lab that answers
+	// promptly, and an answer that comes later wakes the lab.
+	answer, known := r.probes.Probe(ctx, s.env.Name, labprobe.Credentials{
 		CACertPEM: material.CACert, ClientCertPEM: material.OperatorCert, ClientKeyPEM: material.OperatorKey,
 	})
+	if !known {
+		s.probePending = true
+		return
+	}
+	s.probed = true
+	// Sanitised again: the Prober is an interface, and the lab is the student's.
+	s.probe, s.probeErr = answer.Result, labprobe.SanitizeError(answer.Err)
 	if s.probeErr != nil {
 		ctrl.LoggerFrom(ctx).V(4).Info("Probed lab API", "error", s.probeErr.Error())
 	}
 	if bootstrapSucceeded(s) {
 		// Never probed again (see bootstrapDone): its TLS client would only take memory,
 		// a thousand Ready labs' worth of parsed certificates.
-		r.Prober.Forget(s.env.Name)
+		r.probes.Forget(s.env.Name)
 	}
 }
 

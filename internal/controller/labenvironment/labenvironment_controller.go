@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -56,7 +57,10 @@ type Reconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Applier   *ssa.Applier
+	// Prober asks a lab whether its bootstrap finished. It runs in a labprobe.Pool sized
+	// by ProbePool, never on the reconcile workers.
 	Prober    labprobe.Prober
+	ProbePool labprobe.PoolOptions
 	// Host is the host cluster's network, kept current: a change of what the labs'
 	// NetworkPolicies say of it wakes every lab.
 	Host *hostcluster.Host
@@ -71,6 +75,8 @@ type Reconciler struct {
 	// MaxConcurrentReconciles is how many labs are worked on at once; 8 if zero. A pass
 	// is mostly waiting on API round trips, so a pool fills in parallel.
 	MaxConcurrentReconciles int
+
+	probes *labprobe.Pool
 }
 
 // +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments,verbs=get;list;watch;patch
@@ -131,7 +137,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, env *labforgev1alpha1.
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
 		r.Applier.ForgetNamespace(namespaceOf(env))
-		r.Prober.Forget(env.Name)
+		r.probes.Forget(env.Name)
 		ctrl.LoggerFrom(ctx).Info("Deleted LabEnvironment", "namespace", namespaceOf(env))
 		return ctrl.Result{}, nil
 	case err != nil:
@@ -199,6 +205,16 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return nil
 	})
+	r.probes = labprobe.NewPool(r.Prober, r.ProbePool)
+	if err := mgr.Add(r.probes); err != nil {
+		return fmt.Errorf("adding the lab probe pool: %w", err)
+	}
+	// A probe's answer that no pass waited for wakes its lab. The pool adds to the
+	// workqueue directly: it never blocks, and the queue folds repeats.
+	probeAnswers := source.Func(func(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+		r.probes.SetNotify(func(env string) { q.Add(reconcile.Request{NamespacedName: client.ObjectKey{Name: env}}) })
+		return nil
+	})
 	children := builder.WithPredicates(r.ownChildren())
 	hostChanged := r.Host.Subscribe(func(old, cur hostcluster.Network) bool { return !old.SamePolicies(cur) })
 	return ctrl.NewControllerManagedBy(mgr).
@@ -218,6 +234,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// The host's ranges or DNS servers changed: every lab's policies are rendered
 		// again, and only those that change are written (ssa.Applier compares).
 		WatchesRawSource(source.Channel(hostChanged, handler.EnqueueRequestsFromMapFunc(r.allLabs))).
+		WatchesRawSource(probeAnswers).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 }

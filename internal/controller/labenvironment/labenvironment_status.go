@@ -39,12 +39,15 @@ const (
 	ReasonVMsNotRunning        = "VMsNotRunning"
 	ReasonWaitingForVMs        = "WaitingForVMs"
 	ReasonUnreachable          = "Unreachable"
-	ReasonReached              = "Reached"
-	ReasonBootstrapping        = "Bootstrapping"
-	ReasonBootstrapComplete    = "BootstrapComplete"
-	ReasonBootstrapFailed      = "BootstrapFailed"
-	ReasonBootTimeout          = "BootTimeout"
-	ReasonLabReady             = "LabReady"
+	// ReasonProbing: the lab's VMs run and the operator's first probe of its API has not
+	// answered yet (the probe runs off the reconcile workers; decision 55).
+	ReasonProbing           = "Probing"
+	ReasonReached           = "Reached"
+	ReasonBootstrapping     = "Bootstrapping"
+	ReasonBootstrapComplete = "BootstrapComplete"
+	ReasonBootstrapFailed   = "BootstrapFailed"
+	ReasonBootTimeout       = "BootTimeout"
+	ReasonLabReady          = "LabReady"
 	// ReasonDeleting: the lab is being deleted (Ready=False until its namespace is gone).
 	ReasonDeleting = "Deleting"
 	// ReasonVMPodRefused: the API server refused the virt-launcher pod of one of the
@@ -171,6 +174,9 @@ func setProbeConditions(s *scope, set setter) {
 		// Reported once by the lab; what a student does to the lab later is theirs.
 		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionTrue, ReasonReached, "The operator reached the lab API and verified it against the lab's CA")
 		set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionTrue, ReasonBootstrapComplete, "The lab reported that its bootstrap finished")
+	case s.probePending:
+		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionUnknown, ReasonProbing, "The operator is asking the lab API whether its bootstrap finished")
+		set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionUnknown, ReasonProbing, "The operator is asking the lab API whether its bootstrap finished")
 	case !s.probed:
 		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionUnknown, ReasonWaitingForVMs, "Waiting for the lab's VMs to run")
 		set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionUnknown, ReasonWaitingForVMs, "Waiting for the lab's VMs to run")

@@ -75,6 +75,16 @@ func TestSetStatus(t *testing.T) {
 			want: map[string]cond{"Ready": {"Unknown", "Bootstrapping"}, "VMsScheduled": {"True", "Scheduled"},
 				"VMsRunning": {"True", "Running"}, "APIReachable": {"Unknown", "Unreachable"}, "BootstrapComplete": {"Unknown", "Bootstrapping"}},
 		},
+		"VMs run, first probe not answered yet": {
+			scope: func() *scope {
+				s := testScope(soon, kubevirtv1.Running, kubevirtv1.Running)
+				s.probePending = true
+				return s
+			}(),
+			succeeded: true,
+			want: map[string]cond{"Ready": {"Unknown", "Bootstrapping"}, "VMsScheduled": {"True", "Scheduled"},
+				"VMsRunning": {"True", "Running"}, "APIReachable": {"Unknown", "Probing"}, "BootstrapComplete": {"Unknown", "Probing"}},
+		},
 		"bootstrap complete": {
 			scope: probed(testScope(soon, kubevirtv1.Running, kubevirtv1.Running), lab.MarkerPhaseComplete, "", nil), succeeded: true,
 			want: map[string]cond{"Ready": {"True", "LabReady"}, "VMsScheduled": {"True", "Scheduled"},
