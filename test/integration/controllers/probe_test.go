@@ -171,7 +171,7 @@ var _ = Describe("The lab readiness probe", Ordered, func() {
 			ProbePool: labprobe.PoolOptions{Workers: 2, SlowSlots: 16, Timeout: 30 * time.Minute},
 		})
 		Expect(err).NotTo(HaveOccurred())
-		t := newTemplate("probe", "v1.36.3", "10.200.0.0/16")
+		t := integration.MakeTemplate("probe").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj()
 		t.Spec.Workers.Count = 0
 		Expect(k8s.Create(ctx, t)).To(Succeed())
 	})

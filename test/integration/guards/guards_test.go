@@ -155,7 +155,7 @@ var _ = Describe("A lab's guards", Ordered, func() {
 	var pristine map[string]string
 
 	BeforeAll(func(ctx context.Context) {
-		Expect(k8s.Create(ctx, integration.Template("guarded", 1))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("guarded").Workers(1).Obj())).To(Succeed())
 		Expect(k8s.Create(ctx, environment("drift"))).To(Succeed())
 		labReady(ctx, "drift")
 		pristine = guards(ctx, ns)(Default)

@@ -160,7 +160,7 @@ var _ = Describe("The operator, bounded by the API server", Ordered, ContinueOnF
 		for _, ns := range []string{students, others} {
 			Expect(admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 		}
-		claim = integration.Claim(students, "mine", "p")
+		claim = integration.MakeClaim(students, "mine").Pool("p").Obj()
 		Expect(admin.Create(ctx, claim)).To(Succeed())
 		// What is not labforge's: a student's own Secret, a lab-* namespace someone else
 		// made, and a Secret that is labelled as labforge's but is no claim's.

@@ -80,8 +80,8 @@ var _ = Describe("The operator running as its service account, bounded by the po
 	})
 
 	It("serves a claim from a warm pool, hands it over and tears it down, with no write refused", func(ctx context.Context) {
-		Expect(admin.Create(ctx, integration.Template(pool, 1))).To(Succeed())
-		Expect(admin.Create(ctx, integration.Pool(pool, pool, 1, 3))).To(Succeed())
+		Expect(admin.Create(ctx, integration.MakeTemplate(pool).Workers(1).Obj())).To(Succeed())
+		Expect(admin.Create(ctx, integration.MakePool(pool, pool).Replicas(1).MaxLabs(3).MaxBooting(10).Obj())).To(Succeed())
 		Eventually(func(g Gomega) int32 {
 			var p labforgev1alpha1.LabPool
 			g.Expect(admin.Get(ctx, client.ObjectKey{Name: pool}, &p)).To(Succeed())
@@ -89,7 +89,7 @@ var _ = Describe("The operator running as its service account, bounded by the po
 		}).WithTimeout(60 * time.Second).Should(Equal(int32(1)))
 
 		Expect(admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: students}})).To(Succeed())
-		claim := integration.Claim(students, "alice", pool)
+		claim := integration.MakeClaim(students, "alice").Pool(pool).Obj()
 		claim.Spec.SSH.GenerateKeyPair = true
 		Expect(admin.Create(ctx, claim)).To(Succeed())
 		Eventually(func(g Gomega) metav1.ConditionStatus {
