@@ -185,6 +185,9 @@ func (h *harness) startEnv(ctx context.Context, r *scenarioResult) (e *env, err 
 	if e.template, err = sampleTemplate(); err != nil {
 		return e, err
 	}
+	// The sample admits no claim that names it; the fault scenario's claims do, one at a
+	// time (the default caps never hold them back).
+	integration.AdmitClaimsFrom(e.template, studentNamespace)
 	if err := e.c.Create(ctx, e.template.DeepCopy()); err != nil {
 		return e, fmt.Errorf("creating LabTemplate %s: %w", e.template.Name, err)
 	}

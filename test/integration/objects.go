@@ -1,6 +1,7 @@
 package integration
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -48,4 +49,19 @@ func Claim(namespace, name, pool string) *labforgev1alpha1.LabClaim {
 			SSH:     labforgev1alpha1.SSHAccess{AuthorizedKeys: []string{StudentKey}},
 		},
 	}
+}
+
+// AdmitClaimsFrom makes t admit claims that name it (spec.templateRef) from the namespaces
+// named, by the kubernetes.io/metadata.name label the API server sets on every namespace,
+// and returns t. A template admits none unless told (decision 53).
+func AdmitClaimsFrom(t *labforgev1alpha1.LabTemplate, namespaces ...string) *labforgev1alpha1.LabTemplate {
+	t.Spec.Claims.NamespaceSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+		Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: namespaces}}}
+	return t
+}
+
+// AdmitAllClaims makes t admit claims that name it from every namespace, and returns t.
+func AdmitAllClaims(t *labforgev1alpha1.LabTemplate) *labforgev1alpha1.LabTemplate {
+	t.Spec.Claims.NamespaceSelector = &metav1.LabelSelector{}
+	return t
 }

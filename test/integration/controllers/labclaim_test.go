@@ -378,7 +378,7 @@ var _ = Describe("Two managers running at once", func() {
 
 var _ = Describe("A claim that names a template", func() {
 	It("gets a lab booted just for it, named after the claim, in no pool", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("claim-cold", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.AdmitClaimsFrom(newTemplate("claim-cold", "v1.36.3", "10.200.0.0/16"), "students-cold"))).To(Succeed())
 		createNamespace(ctx, "students-cold", nil)
 		claim := newColdClaim("students-cold", "erin", "claim-cold")
 		Expect(k8s.Create(ctx, claim)).To(Succeed())
@@ -435,7 +435,7 @@ var _ = Describe("A claim whose lab is still booting", func() {
 	createHeldColdClaim := func(ctx context.Context, suffix, name string) (*labforgev1alpha1.LabClaim, func()) {
 		release := sim.HoldBootstraps()
 		DeferCleanup(release)
-		Expect(k8s.Create(ctx, newTemplate("claim-"+suffix, "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.AdmitClaimsFrom(newTemplate("claim-"+suffix, "v1.36.3", "10.200.0.0/16"), "students-"+suffix))).To(Succeed())
 		createNamespace(ctx, "students-"+suffix, nil)
 		claim := newColdClaim("students-"+suffix, name, "claim-"+suffix)
 		Expect(k8s.Create(ctx, claim)).To(Succeed())

@@ -15,6 +15,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/test/integration"
 )
 
 // eventsOf returns the messages of the events of the given type and reason about one
@@ -35,7 +36,7 @@ func eventsOf(ctx context.Context, kind, name, eventType, reason string) func(Go
 
 var _ = Describe("A Ready lab whose VM is restarted", func() {
 	It("says which node set itself up again from nothing, once, and so does its student's claim", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("restart", "v1.36.3", "10.200.0.0/16"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.AdmitClaimsFrom(newTemplate("restart", "v1.36.3", "10.200.0.0/16"), "students-restart"))).To(Succeed())
 		createNamespace(ctx, "students-restart", nil)
 		claim := newColdClaim("students-restart", "hana", "restart")
 		Expect(k8s.Create(ctx, claim)).To(Succeed())

@@ -17,6 +17,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/test/integration"
 )
 
 // scenario is one student's claim, and the writes that are about it: the claim's own
@@ -240,7 +241,8 @@ func describeWrites(ws []write) string {
 var _ = Describe("An operator killed right after one of its writes", Ordered, func() {
 	var op *operator
 	BeforeAll(func(ctx context.Context) {
-		Expect(k8s.Create(ctx, newTemplate("crash"))).To(Succeed())
+		// Each scenario claims from a namespace of its own.
+		Expect(k8s.Create(ctx, integration.AdmitAllClaims(newTemplate("crash")))).To(Succeed())
 		op = startOperator(nil)
 		DeferCleanup(func() { op.stop() })
 	})

@@ -17,6 +17,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/test/integration"
 )
 
 // stamp is an object as a snapshot saw it.
@@ -104,7 +105,7 @@ var _ = Describe("An operator restarted with claims in every state", Ordered, fu
 	It("re-provisions nothing, re-binds nothing, forgets nothing, and rebuilds the pool's counts from the API", func(ctx context.Context) {
 		const ns, pool = "restart", "restart"
 		countAll := func(write, client.Object) bool { return true }
-		Expect(k8s.Create(ctx, newTemplate("restart"))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.AdmitClaimsFrom(newTemplate("restart"), ns))).To(Succeed())
 		// Three labs at most, one warm.
 		Expect(k8s.Create(ctx, newPool(pool, "restart", 1, 3))).To(Succeed())
 		createNamespace(ctx, ns)

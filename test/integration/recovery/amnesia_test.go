@@ -14,6 +14,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/test/integration"
 )
 
 // stripOwnership removes owner references and finalizers, as restoring a backup without
@@ -31,7 +32,7 @@ func stripOwnership(ctx context.Context, objs ...client.Object) {
 var _ = Describe("An admin restoring labforge's objects from a backup that kept no owner references or finalizers", func() {
 	It("gets the owner graph and the finalizers back after a restart, and deleting still cleans up", func(ctx context.Context) {
 		const template, pool, students = "amnesia", "amnesia", "students-amnesia"
-		Expect(k8s.Create(ctx, newTemplate(template))).To(Succeed())
+		Expect(k8s.Create(ctx, integration.AdmitClaimsFrom(newTemplate(template), students))).To(Succeed())
 		Expect(k8s.Create(ctx, newPool(pool, template, 2))).To(Succeed())
 		createNamespace(ctx, students)
 		Expect(k8s.Create(ctx, newClaim(students, "alice", pool))).To(Succeed())

@@ -56,7 +56,7 @@ func reinstall(ctx context.Context) {
 // and waits until both claims are Ready.
 func withLabs(ctx context.Context, template, students string) {
 	GinkgoHelper()
-	Expect(k8s.Create(ctx, newTemplate(template))).To(Succeed())
+	Expect(k8s.Create(ctx, integration.AdmitClaimsFrom(newTemplate(template), students))).To(Succeed())
 	Expect(k8s.Create(ctx, newPool(template, template, 1))).To(Succeed())
 	createNamespace(ctx, students)
 	Expect(k8s.Create(ctx, newClaim(students, "alice", template))).To(Succeed())
