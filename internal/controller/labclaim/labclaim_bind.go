@@ -205,9 +205,11 @@ func (r *Reconciler) resolve(ctx context.Context, s *scope) error {
 		tmpl = nil
 	}
 	s.template = tmpl
-	if s.env == nil && s.claim.Spec.TemplateRef != nil {
+	if s.env == nil && s.claim.Status.Lab == "" && s.claim.Spec.TemplateRef != nil {
 		// A claim that names a template boots a lab of its own: only where the template
-		// admits it (decision 53), as a pool admits its claims.
+		// admits it (decision 53), as a pool admits its claims. Decided before the bind
+		// only: a claim that had its lab (expired, or lost) says so whatever the template
+		// admits now.
 		if ok, msg, err := r.admits(ctx, "LabTemplate", tmpl.Name, "spec.claims.namespaceSelector", tmpl.Spec.Claims.NamespaceSelector, s.claim.Namespace); err != nil {
 			return err
 		} else if !ok {
