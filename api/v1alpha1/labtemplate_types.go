@@ -80,6 +80,42 @@ type LabTemplateSpec struct {
 	// +kubebuilder:default={podCIDR: "10.200.0.0/16", serviceCIDR: "10.201.0.0/16", tunnelPort: 8475}
 	// +optional
 	Network LabNetwork `json:"network,omitzero"`
+
+	// Claims says which namespaces may claim a lab of this template directly (a LabClaim
+	// with spec.templateRef, which boots a lab just for it), and caps those labs as a
+	// LabPool caps its own. Unset admits no namespace: such claims are refused until an
+	// admin allows them here. Claims through a pool are the pool's to admit and count.
+	// +kubebuilder:default={maxBooting: 5, maxLabs: 100}
+	// +optional
+	Claims TemplateClaims `json:"claims,omitzero"`
+}
+
+// TemplateClaims admits and caps the labs booted for claims that name a template
+// (spec.templateRef), the way a LabPool's claimNamespaceSelector, maxBooting and maxLabs
+// do for the pool's.
+type TemplateClaims struct {
+	// NamespaceSelector selects the namespaces whose LabClaims may name this template.
+	// Unset admits no namespace; an empty selector ({}) admits every namespace.
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn'] ? (has(e.values) && size(e.values) > 0) : (e.operator in ['Exists', 'DoesNotExist'] && (!has(e.values) || size(e.values) == 0)))",message="claims.namespaceSelector.matchExpressions: the operator must be In or NotIn with values, or Exists or DoesNotExist without values"
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+
+	// MaxBooting caps how many labs booted for claims of this template may be booting
+	// (not Ready yet) at once; a claim beyond it waits. Defaults to 5.
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	MaxBooting int32 `json:"maxBooting,omitempty"`
+
+	// MaxLabs caps the labs booted for claims of this template, in every state (booting,
+	// Ready, failed, being deleted); a claim beyond it waits until one is gone. Labs of
+	// pools do not count. Defaults to 100.
+	// +kubebuilder:default=100
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	// +optional
+	MaxLabs int32 `json:"maxLabs,omitempty"`
 }
 
 // LabImage says which disk the lab's VMs boot from.

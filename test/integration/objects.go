@@ -3,6 +3,7 @@ package integration
 import (
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -60,6 +61,21 @@ func (w *TemplateWrapper) PodCIDR(cidr string) *TemplateWrapper {
 // BootTimeout sets how long a lab may take to boot.
 func (w *TemplateWrapper) BootTimeout(d time.Duration) *TemplateWrapper {
 	w.Spec.BootTimeout = metav1.Duration{Duration: d}
+	return w
+}
+
+// AdmitClaimsFrom makes the template admit claims that name it (spec.templateRef) from the
+// namespaces named, by the kubernetes.io/metadata.name label the API server sets on every
+// namespace. A template admits none unless told (decision 53).
+func (w *TemplateWrapper) AdmitClaimsFrom(namespaces ...string) *TemplateWrapper {
+	w.Spec.Claims.NamespaceSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+		Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: namespaces}}}
+	return w
+}
+
+// AdmitAllClaims makes the template admit claims that name it from every namespace.
+func (w *TemplateWrapper) AdmitAllClaims() *TemplateWrapper {
+	w.Spec.Claims.NamespaceSelector = &metav1.LabelSelector{}
 	return w
 }
 

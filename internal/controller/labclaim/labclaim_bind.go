@@ -10,7 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -206,6 +205,18 @@ func (r *Reconciler) resolve(ctx context.Context, s *scope) error {
 		tmpl = nil
 	}
 	s.template = tmpl
+	if s.env == nil && s.claim.Status.Lab == "" && s.claim.Spec.TemplateRef != nil {
+		// A claim that names a template boots a lab of its own: only where the template
+		// admits it (decision 53), as a pool admits its claims. Decided before the bind
+		// only: a claim that had its lab (expired, or lost) says so whatever the template
+		// admits now.
+		if ok, msg, err := r.admits(ctx, "LabTemplate", tmpl.Name, "spec.claims.namespaceSelector", tmpl.Spec.Claims.NamespaceSelector, s.claim.Namespace); err != nil {
+			return err
+		} else if !ok {
+			s.refusedReason, s.refusedMessage = ReasonNamespaceNotAllowed, msg
+			return nil
+		}
+	}
 	maximum, dflt := 8*time.Hour, 2*time.Hour
 	if tmpl != nil {
 		maximum, dflt = tmpl.Spec.Lifetime.Maximum.Duration, tmpl.Spec.Lifetime.Default.Duration
@@ -234,21 +245,7 @@ func (r *Reconciler) resolve(ctx context.Context, s *scope) error {
 // admitted says whether a pool admits claims from a namespace. An unset selector admits
 // none; an empty one admits all.
 func (r *Reconciler) admitted(ctx context.Context, pool *labforgev1alpha1.LabPool, namespace string) (bool, string, error) {
-	if pool.Spec.ClaimNamespaceSelector == nil {
-		return false, fmt.Sprintf("LabPool %s admits claims from no namespace (spec.claimNamespaceSelector is unset)", pool.Name), nil
-	}
-	selector, err := metav1.LabelSelectorAsSelector(pool.Spec.ClaimNamespaceSelector)
-	if err != nil {
-		return false, fmt.Sprintf("LabPool %s has an invalid claimNamespaceSelector: %v", pool.Name, err), nil
-	}
-	ns := &corev1.Namespace{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
-		return false, "", fmt.Errorf("reading namespace %s: %w", namespace, err)
-	}
-	if !selector.Matches(labels.Set(ns.Labels)) {
-		return false, fmt.Sprintf("LabPool %s does not admit claims from namespace %s", pool.Name, namespace), nil
-	}
-	return true, "", nil
+	return r.admits(ctx, "LabPool", pool.Name, "spec.claimNamespaceSelector", pool.Spec.ClaimNamespaceSelector, namespace)
 }
 
 // expire ends the claim's lab at its expiry. The claim stays, Expired, so the student sees
@@ -473,8 +470,12 @@ func withoutPool(refs []metav1.OwnerReference) []metav1.OwnerReference {
 	return kept
 }
 
-// bindCold creates a lab for a claim that names a template. The lab is born bound.
+// bindCold creates a lab for a claim that names a template, within the template's caps
+// (reserveColdLab). The lab is born bound.
 func (r *Reconciler) bindCold(ctx context.Context, s *scope) error {
+	if ok, err := r.reserveColdLab(ctx, s); err != nil || !ok {
+		return err
+	}
 	env := &labforgev1alpha1.LabEnvironment{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: coldLabName(s.claim),
@@ -496,6 +497,7 @@ func (r *Reconciler) bindCold(ctx context.Context, s *scope) error {
 			r.binds.Store(s.claim.UID, env.Name)
 			return nil
 		}
+		r.coldLabs.CreationFailed(env.Spec.TemplateRef.Name, env.Name)
 		return fmt.Errorf("creating a lab for LabClaim %s/%s: %w", s.claim.Namespace, s.claim.Name, err)
 	}
 	r.binds.Store(s.claim.UID, env.Name)

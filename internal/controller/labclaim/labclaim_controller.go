@@ -86,6 +86,11 @@ type Reconciler struct {
 	// released remembers the labs this process deleted because their claim was gone,
 	// until the LabEnvironment cache shows them deleting (see deleteOrphanedLabs).
 	released releasedLabs
+	// coldMu makes counting a template's labs against its caps and expecting the lab a
+	// claim creates one step; coldLabs holds, by template, the labs created for claims that
+	// the cache does not show yet (see reserveColdLab).
+	coldMu   sync.Mutex
+	coldLabs *labpool.Expectations
 }
 
 // releasedLabs is a set of LabEnvironment UIDs. A gone claim is reconciled once for its
@@ -279,11 +284,17 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 16
 	}
+	if r.coldLabs == nil {
+		r.coldLabs = labpool.NewExpectations(r.Clock, 0)
+	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabEnvironment{}, EnvClaimIndex, envClaimUID); err != nil {
 		return fmt.Errorf("indexing LabEnvironments by claim: %w", err)
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabEnvironment{}, EnvClaimNameIndex, envClaimName); err != nil {
 		return fmt.Errorf("indexing LabEnvironments by claim name: %w", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabClaim{}, ClaimTemplateIndex, claimTemplate); err != nil {
+		return fmt.Errorf("indexing LabClaims by template: %w", err)
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabClaim{}, claimNodePortWaitIndex, waitingForNodePorts); err != nil {
 		return fmt.Errorf("indexing LabClaims waiting for NodePorts: %w", err)
@@ -294,6 +305,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Secret{}).
 		Watches(&labforgev1alpha1.LabEnvironment{}, handler.EnqueueRequestsFromMapFunc(r.claimsOfLab)).
 		Watches(&labforgev1alpha1.LabPool{}, handler.EnqueueRequestsFromMapFunc(r.waitingClaimsOfPool)).
+		// Its caps or its namespaceSelector changed: claims naming it may go ahead now.
+		Watches(&labforgev1alpha1.LabTemplate{}, handler.EnqueueRequestsFromMapFunc(r.claimsOfTemplate),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// A namespace labelled anew may be admitted now, or no longer.
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.refusedClaimsOfNamespace), builder.WithPredicates(labelsChanged())).
 		// A claim leaving the line (bound, refused or deleted) moves those behind it up.
 		Watches(&labforgev1alpha1.LabClaim{}, handler.EnqueueRequestsFromMapFunc(r.claimsBehind), builder.WithPredicates(leftTheLine())).
 		// Freed NodePorts: a lab's Service deleted, or a lab gone with its namespace.
@@ -387,6 +403,10 @@ func (r *Reconciler) claimsOfLab(ctx context.Context, o client.Object) []reconci
 	}
 	if env.Spec.PoolRef != nil {
 		reqs = append(reqs, r.waitingClaims(ctx, env.Spec.PoolRef.Name)...)
+	} else if env.Spec.ClaimRef != nil {
+		// A lab booted for a template's claim became Ready or went: room under the
+		// template's caps for the claims waiting on it.
+		reqs = append(reqs, r.wakeTemplateLine(ctx, env.Spec.TemplateRef.Name, false)...)
 	}
 	return reqs
 }
@@ -397,26 +417,31 @@ func (r *Reconciler) claimsOfLab(ctx context.Context, o client.Object) []reconci
 // otherwise be counted as waiting by the last pass of those behind it, and hold them
 // back for good.
 func (r *Reconciler) claimsBehind(ctx context.Context, o client.Object) []reconcile.Request {
-	if ref := o.(*labforgev1alpha1.LabClaim).Spec.PoolRef; ref != nil {
+	c := o.(*labforgev1alpha1.LabClaim)
+	if ref := c.Spec.PoolRef; ref != nil {
 		return r.waitingClaims(ctx, ref.Name)
+	}
+	if ref := c.Spec.TemplateRef; ref != nil {
+		return r.wakeTemplateLine(ctx, ref.Name, false)
 	}
 	return nil
 }
 
-// inLine says whether a claim waits for a lab of its pool (what placeInLine counts).
+// inLine says whether a claim waits for a lab of its pool, or of its template (what
+// placeInLine and placeInTemplateLine count).
 func inLine(c *labforgev1alpha1.LabClaim) bool {
-	return c.Spec.PoolRef != nil && c.Status.Lab == "" && c.DeletionTimestamp.IsZero() &&
+	return (c.Spec.PoolRef != nil || c.Spec.TemplateRef != nil) && c.Status.Lab == "" && c.DeletionTimestamp.IsZero() &&
 		!meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionStalled)
 }
 
-// leftTheLine lets through the events of a claim of a pool that stops waiting.
+// leftTheLine lets through the events of a claim of a pool or template that stops waiting.
 func leftTheLine() predicate.Predicate {
 	return predicate.Funcs{
 		CreateFunc:  func(event.CreateEvent) bool { return false },
 		GenericFunc: func(event.GenericEvent) bool { return false },
 		DeleteFunc: func(e event.DeleteEvent) bool {
 			c, ok := e.Object.(*labforgev1alpha1.LabClaim)
-			return ok && c.Spec.PoolRef != nil
+			return ok && (c.Spec.PoolRef != nil || c.Spec.TemplateRef != nil)
 		},
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			old, okOld := e.ObjectOld.(*labforgev1alpha1.LabClaim)

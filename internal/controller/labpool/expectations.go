@@ -82,6 +82,22 @@ func (e *Expectations) expect(pool string, names []string, which func(*poolExpec
 	}
 }
 
+// CreationFailed drops the expected creations of the labs named: the API server refused
+// them, so the cache will never show them, and waiting for their TTL would hold their
+// place for nothing.
+func (e *Expectations) CreationFailed(pool string, names ...string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.pools[pool]
+	if p == nil {
+		return
+	}
+	for _, n := range names {
+		delete(p.creates, n)
+	}
+	e.pruneLocked(pool, p)
+}
+
 // Observed settles pool's expectations against the cache: labs are the names of the
 // pool's labs the cache holds and that are not being deleted. An expected creation is
 // met once its lab is listed; an expected deletion is met once its lab is no longer

@@ -44,6 +44,15 @@ func TestExpectations(t *testing.T) {
 			},
 			want: map[string]pending{"p": {Creates: 1}},
 		},
+		"a refused creation is pending no more": {
+			do: func(e *Expectations, _ *testingclock.FakePassiveClock) {
+				e.ExpectCreations("p", "a", "b")
+				e.ExpectDeletions("p", "c")
+				e.CreationFailed("p", "a")
+				e.CreationFailed("other", "b")
+			},
+			want: map[string]pending{"p": {Creates: 1, Deletes: 1}, "other": {}},
+		},
 		"expecting the same name twice is one expectation": {
 			do: func(e *Expectations, _ *testingclock.FakePassiveClock) {
 				e.ExpectCreations("p", "a")

@@ -187,6 +187,9 @@ func (h *Harness) startEnv(ctx context.Context, r *report.ScenarioResult) (e *en
 	if e.template, err = sampleTemplate(); err != nil {
 		return e, err
 	}
+	// The sample admits no claim that names it; the fault scenario's claims do, one at a
+	// time (the default caps never hold them back).
+	e.template.Spec.Claims.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: studentNamespace}}
 	if err := e.c.Create(ctx, e.template.DeepCopy()); err != nil {
 		return e, fmt.Errorf("creating LabTemplate %s: %w", e.template.Name, err)
 	}

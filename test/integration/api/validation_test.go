@@ -143,6 +143,11 @@ var _ = Describe("Invalid labforge objects", func() {
 			`spec.network: Invalid value: podCIDR and serviceCIDR must not overlap`),
 		Entry("template: the host CNI's tunnel port", set(template("t"), "network.tunnelPort", int64(8472)),
 			`spec.network.tunnelPort: Invalid value: 8472: tunnelPort must not be 4789 or 8472, the host CNI's usual VXLAN ports`),
+		Entry("template: a claims namespace selector with In and no values", set(template("t"), "claims", map[string]any{
+			"namespaceSelector": map[string]any{"matchExpressions": []any{map[string]any{"key": "classroom", "operator": "In"}}}}),
+			`spec.claims.namespaceSelector: Invalid value: claims.namespaceSelector.matchExpressions: the operator must be In or NotIn with values, or Exists or DoesNotExist without values`),
+		Entry("template: claims capped at no lab", set(template("t"), "claims", map[string]any{"maxLabs": int64(0)}),
+			`spec.claims.maxLabs: Invalid value: 0: spec.claims.maxLabs in body should be greater than or equal to 1`),
 		Entry("template: an egress exception that is not a CIDR", set(template("t"), "network.egressExceptCIDRs", []any{"everything"}),
 			`spec.network.egressExceptCIDRs[0]: Invalid value: "everything": egressExceptCIDRs entries must be CIDRs such as 192.0.2.0/24`),
 		Entry("template: internet egress neither Allow nor Deny", set(template("t"), "network.internetEgress", "Off"),

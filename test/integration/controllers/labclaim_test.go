@@ -344,7 +344,7 @@ var _ = Describe("Two managers running at once", func() {
 
 var _ = Describe("A claim that names a template", func() {
 	It("gets a lab booted just for it, named after the claim, in no pool", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, integration.MakeTemplate("claim-cold").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("claim-cold").Version("v1.36.3").PodCIDR("10.200.0.0/16").AdmitClaimsFrom("students-cold").Obj())).To(Succeed())
 		createNamespace(ctx, "students-cold", nil)
 		claim := integration.MakeClaim("students-cold", "erin").Template("claim-cold").WithoutKeys().Obj()
 		Expect(k8s.Create(ctx, claim)).To(Succeed())
@@ -401,7 +401,7 @@ var _ = Describe("A claim whose lab is still booting", func() {
 	createHeldColdClaim := func(ctx context.Context, suffix, name string) (*labforgev1alpha1.LabClaim, func()) {
 		release := sim.HoldBootstraps()
 		DeferCleanup(release)
-		Expect(k8s.Create(ctx, integration.MakeTemplate("claim-"+suffix).Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("claim-"+suffix).Version("v1.36.3").PodCIDR("10.200.0.0/16").AdmitClaimsFrom("students-"+suffix).Obj())).To(Succeed())
 		createNamespace(ctx, "students-"+suffix, nil)
 		claim := integration.MakeClaim("students-"+suffix, name).Template("claim-" + suffix).WithoutKeys().Obj()
 		Expect(k8s.Create(ctx, claim)).To(Succeed())

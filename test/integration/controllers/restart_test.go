@@ -36,7 +36,7 @@ func eventsOf(ctx context.Context, kind, name, eventType, reason string) func(Go
 
 var _ = Describe("A Ready lab whose VM is restarted", func() {
 	It("says which node set itself up again from nothing, once, and so does its student's claim", func(ctx context.Context) {
-		Expect(k8s.Create(ctx, integration.MakeTemplate("restart").Version("v1.36.3").PodCIDR("10.200.0.0/16").Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("restart").Version("v1.36.3").PodCIDR("10.200.0.0/16").AdmitClaimsFrom("students-restart").Obj())).To(Succeed())
 		createNamespace(ctx, "students-restart", nil)
 		claim := integration.MakeClaim("students-restart", "hana").Template("restart").WithoutKeys().Obj()
 		Expect(k8s.Create(ctx, claim)).To(Succeed())

@@ -241,7 +241,8 @@ func describeWrites(ws []write) string {
 var _ = Describe("An operator killed right after one of its writes", Ordered, func() {
 	var op *operator
 	BeforeAll(func(ctx context.Context) {
-		Expect(k8s.Create(ctx, integration.MakeTemplate("crash").BootTimeout(2*time.Hour).Obj())).To(Succeed())
+		// Each scenario claims from a namespace of its own.
+		Expect(k8s.Create(ctx, integration.MakeTemplate("crash").BootTimeout(2*time.Hour).AdmitAllClaims().Obj())).To(Succeed())
 		op = startOperator(nil)
 		DeferCleanup(func() { op.stop() })
 	})

@@ -105,7 +105,7 @@ var _ = Describe("An operator restarted with claims in every state", Ordered, fu
 	It("re-provisions nothing, re-binds nothing, forgets nothing, and rebuilds the pool's counts from the API", func(ctx context.Context) {
 		const ns, pool = "restart", "restart"
 		countAll := func(write, client.Object) bool { return true }
-		Expect(k8s.Create(ctx, integration.MakeTemplate("restart").BootTimeout(2*time.Hour).Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("restart").BootTimeout(2*time.Hour).AdmitClaimsFrom(ns).Obj())).To(Succeed())
 		// Three labs at most, one warm.
 		Expect(k8s.Create(ctx, integration.MakePool(pool, "restart").Replicas(1).MaxLabs(3).Obj())).To(Succeed())
 		createNamespace(ctx, ns)

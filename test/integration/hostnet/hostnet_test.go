@@ -167,7 +167,7 @@ var _ = Describe("The host's facts", Ordered, func() {
 		// The next story's claim is served by the same operator.
 		stopManager = func() { cancel(); <-done }
 
-		Expect(k8s.Create(ctx, integration.MakeTemplate("hostnet").Workers(0).Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate("hostnet").Workers(0).AdmitClaimsFrom("students").Obj())).To(Succeed())
 		Expect(k8s.Create(ctx, &labforgev1alpha1.LabEnvironment{
 			ObjectMeta: metav1.ObjectMeta{Name: env},
 			Spec:       labforgev1alpha1.LabEnvironmentSpec{TemplateRef: labforgev1alpha1.LocalObjectReference{Name: "hostnet"}},

@@ -32,7 +32,7 @@ func stripOwnership(ctx context.Context, objs ...client.Object) {
 var _ = Describe("An admin restoring labforge's objects from a backup that kept no owner references or finalizers", func() {
 	It("gets the owner graph and the finalizers back after a restart, and deleting still cleans up", func(ctx context.Context) {
 		const template, pool, students = "amnesia", "amnesia", "students-amnesia"
-		Expect(k8s.Create(ctx, integration.MakeTemplate(template).Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate(template).AdmitClaimsFrom(students).Obj())).To(Succeed())
 		Expect(k8s.Create(ctx, integration.MakePool(pool, template).Replicas(2).Obj())).To(Succeed())
 		createNamespace(ctx, students)
 		Expect(k8s.Create(ctx, integration.MakeClaim(students, "alice").Pool(pool).GenerateKeyPair().Obj())).To(Succeed())

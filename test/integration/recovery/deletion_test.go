@@ -121,7 +121,7 @@ var _ = Describe("An admin deleting a pool that has claimed labs", func() {
 var _ = Describe("A student deleting a claim whose lab is still provisioning", func() {
 	It("leaves nothing behind, even though the lab never booted", func(ctx context.Context) {
 		const template, students = "del-provisioning", "students-del-provisioning"
-		Expect(k8s.Create(ctx, integration.MakeTemplate(template).Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate(template).AdmitClaimsFrom(students).Obj())).To(Succeed())
 		createNamespace(ctx, students)
 		By("running the operator while KubeVirt starts no VM")
 		stopManager()
@@ -148,7 +148,7 @@ var _ = Describe("A student deleting a claim whose lab is still provisioning", f
 
 	It("leaves nothing behind when deleted the moment it was created", func(ctx context.Context) {
 		const template, pool, students = "del-instant", "del-instant", "students-del-instant"
-		Expect(k8s.Create(ctx, integration.MakeTemplate(template).Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakeTemplate(template).AdmitClaimsFrom(students).Obj())).To(Succeed())
 		Expect(k8s.Create(ctx, integration.MakePool(pool, template).Replicas(1).Obj())).To(Succeed())
 		createNamespace(ctx, students)
 		Eventually(poolStatus(ctx, pool)).Should(HaveField("ReadyReplicas", int32(1)))

@@ -56,7 +56,7 @@ func reinstall(ctx context.Context) {
 // and waits until both claims are Ready.
 func withLabs(ctx context.Context, template, students string) {
 	GinkgoHelper()
-	Expect(k8s.Create(ctx, integration.MakeTemplate(template).Obj())).To(Succeed())
+	Expect(k8s.Create(ctx, integration.MakeTemplate(template).AdmitClaimsFrom(students).Obj())).To(Succeed())
 	Expect(k8s.Create(ctx, integration.MakePool(template, template).Replicas(1).Obj())).To(Succeed())
 	createNamespace(ctx, students)
 	Expect(k8s.Create(ctx, integration.MakeClaim(students, "alice").Pool(template).GenerateKeyPair().Obj())).To(Succeed())
