@@ -100,6 +100,11 @@ func (r *Reconciler) findLaggingLab(ctx context.Context, s *scope) error {
 }
 
 func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result, error) {
+	if meta.IsStatusConditionTrue(s.claim.Status.Conditions, labforgev1alpha1.ConditionExpired) {
+		// Expired is for good: the lab and its terms are gone, and neither the template as
+		// it is now nor a longer spec.duration may bring the claim back to life.
+		return ctrl.Result{}, r.expire(ctx, s)
+	}
 	if err := r.resolve(ctx, s); err != nil || s.refusedReason != "" || s.pendingReason != "" {
 		return ctrl.Result{}, err
 	}
