@@ -11,7 +11,8 @@ const (
 	// ConditionExpired is True once the claim's duration ran out and its lab was deleted.
 	ConditionExpired = "Expired"
 	// ConditionExtensionRefused is True while spec.duration, raised after the bind, asks
-	// for more than the template's lifetime.maximum: the claim keeps its earlier expiry.
+	// for more than the lifetime.maximum the claim was bound with (status.lifetime): the
+	// claim keeps its earlier expiry.
 	// It goes away when spec.duration is within the maximum again.
 	ConditionExtensionRefused = "ExtensionRefused"
 
@@ -73,7 +74,8 @@ type LabClaimSpec struct {
 
 	// Duration is how long the claim holds its lab, counted from the bind. Defaults to the
 	// template's lifetime.default; more than the template's lifetime.maximum is refused.
-	// Raising it extends a running claim (its kubeconfig is re-issued).
+	// Both are the template's as it was at the bind (status.lifetime). Raising it extends
+	// a running claim (its kubeconfig is re-issued).
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('720h')",message="duration must be between 1m and 720h"
 	// +optional
 	Duration *metav1.Duration `json:"duration,omitempty"`
@@ -146,6 +148,13 @@ type LabClaimStatus struct {
 	// ExpiresAt is when the lab will be deleted.
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// Lifetime is the template's lifetime as it was when the claim was bound: the
+	// duration the claim got when it asked for none, and the most spec.duration may ask
+	// for, extensions included. Editing or deleting the template afterwards changes
+	// neither (nor the login in ssh.user).
+	// +optional
+	Lifetime *Lifetime `json:"lifetime,omitempty"`
 
 	// Conditions: Bound, Ready, Expired.
 	// +listType=map

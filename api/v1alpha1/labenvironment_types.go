@@ -66,10 +66,37 @@ type ClaimReference struct {
 	UID types.UID `json:"uid"`
 }
 
+// ClaimTerms are what a bound claim's lifetime and access were fixed to when it was bound:
+// the template's lifetime as it was then, and the login of the lab's nodes. They are
+// written in the same write that binds the lab and never change afterwards, so editing or
+// deleting the template never shortens, lengthens or locks out a running claim (decision
+// 57). They live on the lab, which only the operator writes, not on the claim, whose spec
+// and metadata are the student's and whose status must be rebuildable.
+type ClaimTerms struct {
+	// BoundTime is when the lab was bound to the claim: the claim's duration counts from
+	// here.
+	// +required
+	BoundTime metav1.Time `json:"boundTime"`
+
+	// Lifetime is the template's lifetime at the bind: the claim's duration when it asks
+	// for none, and the most it may ask for, extensions included.
+	// +required
+	Lifetime Lifetime `json:"lifetime"`
+
+	// SSHUser is the login on the lab's nodes, the one its VMs were made with.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z_][a-z0-9_-]*$') && self != 'root'",message="sshUser must be a lowercase POSIX user name other than root"
+	// +required
+	SSHUser string `json:"sshUser"`
+}
+
 // LabEnvironmentSpec is one lab instance.
 // +kubebuilder:validation:XValidation:rule="self.templateRef == oldSelf.templateRef",message="templateRef is immutable"
 // +kubebuilder:validation:XValidation:rule="has(self.poolRef) == has(oldSelf.poolRef) && (!has(self.poolRef) || self.poolRef == oldSelf.poolRef)",message="poolRef is immutable"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.claimRef) || (has(self.claimRef) && self.claimRef == oldSelf.claimRef)",message="claimRef cannot be changed or removed once set: a lab is never handed to a second claim"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.terms) || (has(self.terms) && self.terms == oldSelf.terms)",message="terms cannot be changed or removed once set: a running claim keeps what it was bound with"
+// +kubebuilder:validation:XValidation:rule="!has(self.terms) || has(self.claimRef)",message="terms are set with claimRef, by the bind"
 type LabEnvironmentSpec struct {
 	// TemplateRef names the LabTemplate the lab is built from. Immutable.
 	// +required
@@ -84,6 +111,13 @@ type LabEnvironmentSpec struct {
 	// changed: a lab is never handed to a second student.
 	// +optional
 	ClaimRef *ClaimReference `json:"claimRef,omitempty"`
+
+	// Terms are the bound claim's lifetime and login, recorded by the operator in the
+	// write that binds the lab and never changed: the claim reads them from here, never
+	// from the live template. Set once; a lab bound by a labforge version before them gets
+	// them on its claim's first pass.
+	// +optional
+	Terms *ClaimTerms `json:"terms,omitempty"`
 }
 
 // LabEnvironmentStatus is what the operator observed of a lab.

@@ -25,8 +25,12 @@ type scope struct {
 
 	// env is the lab bound to the claim, if any.
 	env *labforgev1alpha1.LabEnvironment
-	// template is the template the claim's lab comes from (for duration, description).
+	// template is the template the claim asks for, read while it is not bound yet (for
+	// its duration, description and the bind's terms); never read once it is bound.
 	template *labforgev1alpha1.LabTemplate
+	// terms are the bound claim's lifetime and login as recorded on its lab at the bind
+	// (decision 57); nil while it is not bound.
+	terms    *labforgev1alpha1.ClaimTerms
 	duration time.Duration
 
 	// refusedReason and refusedMessage: the claim cannot be served as written (terminal).
@@ -95,10 +99,15 @@ func (r *Reconciler) findLaggingLab(ctx context.Context, s *scope) error {
 }
 
 func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result, error) {
+	if meta.IsStatusConditionTrue(s.claim.Status.Conditions, labforgev1alpha1.ConditionExpired) {
+		// Expired is for good: the lab and its terms are gone, and neither the template as
+		// it is now nor a longer spec.duration may bring the claim back to life.
+		return ctrl.Result{}, r.expire(ctx, s)
+	}
 	if err := r.resolve(ctx, s); err != nil || s.refusedReason != "" || s.pendingReason != "" {
 		return ctrl.Result{}, err
 	}
-	if s.claim.Status.BoundTime != nil && !s.now.Before(s.expiresAt()) {
+	if (s.terms != nil || s.claim.Status.BoundTime != nil) && !s.now.Before(s.expiresAt()) {
 		return ctrl.Result{}, r.expire(ctx, s)
 	}
 	if s.env == nil {
@@ -162,47 +171,38 @@ func built(env *labforgev1alpha1.LabEnvironment) bool {
 }
 
 // resolve finds the claim's pool or template, checks the claim may use it, and settles its
-// duration.
+// duration. A bound claim reads neither: its lab's terms settle it (resolveBound).
 func (r *Reconciler) resolve(ctx context.Context, s *scope) error {
+	if s.env != nil {
+		return r.resolveBound(ctx, s)
+	}
 	templateName := ""
 	if ref := s.claim.Spec.PoolRef; ref != nil {
 		pool := &labforgev1alpha1.LabPool{}
 		if err := r.Client.Get(ctx, client.ObjectKey{Name: ref.Name}, pool); err != nil {
-			if apierrors.IsNotFound(err) && s.env == nil {
+			if apierrors.IsNotFound(err) {
 				s.pendingReason, s.pendingMessage = ReasonPoolNotFound, fmt.Sprintf("LabPool %s does not exist", ref.Name)
 				return nil
 			}
-			if !apierrors.IsNotFound(err) {
-				return fmt.Errorf("reading LabPool %s: %w", ref.Name, err)
-			}
-		} else {
-			if s.env == nil {
-				if ok, msg, err := r.admitted(ctx, pool, s.claim.Namespace); err != nil {
-					return err
-				} else if !ok {
-					s.refusedReason, s.refusedMessage = ReasonNamespaceNotAllowed, msg
-					return nil
-				}
-			}
-			templateName = pool.Spec.TemplateRef.Name
+			return fmt.Errorf("reading LabPool %s: %w", ref.Name, err)
 		}
+		if ok, msg, err := r.admitted(ctx, pool, s.claim.Namespace); err != nil {
+			return err
+		} else if !ok {
+			s.refusedReason, s.refusedMessage = ReasonNamespaceNotAllowed, msg
+			return nil
+		}
+		templateName = pool.Spec.TemplateRef.Name
 	} else {
 		templateName = s.claim.Spec.TemplateRef.Name
-	}
-	if s.env != nil {
-		templateName = s.env.Spec.TemplateRef.Name
 	}
 	tmpl := &labforgev1alpha1.LabTemplate{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: templateName}, tmpl); err != nil {
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("reading LabTemplate %s: %w", templateName, err)
 		}
-		if s.env == nil {
-			s.pendingReason, s.pendingMessage = ReasonTemplateNotFound, fmt.Sprintf("LabTemplate %s does not exist", templateName)
-			return nil
-		}
-		// A bound lab lives on from its snapshot; use the API's defaults for what is shown.
-		tmpl = nil
+		s.pendingReason, s.pendingMessage = ReasonTemplateNotFound, fmt.Sprintf("LabTemplate %s does not exist", templateName)
+		return nil
 	}
 	s.template = tmpl
 	if s.env == nil && s.claim.Status.Lab == "" && s.claim.Spec.TemplateRef != nil {
@@ -217,10 +217,7 @@ func (r *Reconciler) resolve(ctx context.Context, s *scope) error {
 			return nil
 		}
 	}
-	maximum, dflt := 8*time.Hour, 2*time.Hour
-	if tmpl != nil {
-		maximum, dflt = tmpl.Spec.Lifetime.Maximum.Duration, tmpl.Spec.Lifetime.Default.Duration
-	}
+	maximum, dflt := tmpl.Spec.Lifetime.Maximum.Duration, tmpl.Spec.Lifetime.Default.Duration
 	s.duration = dflt
 	if d := s.claim.Spec.Duration; d != nil {
 		s.duration = d.Duration
@@ -402,11 +399,20 @@ func (r *Reconciler) tryBind(ctx context.Context, s *scope, candidate *labforgev
 		return false, client.IgnoreNotFound(err)
 	}
 	env := cached.DeepCopy()
+	var terms *labforgev1alpha1.ClaimTerms
 	for attempt := 0; attempt < 2; attempt++ {
 		if env.Spec.ClaimRef != nil || !env.DeletionTimestamp.IsZero() || !meta.IsStatusConditionTrue(env.Status.Conditions, labforgev1alpha1.ConditionReady) {
 			return false, nil
 		}
+		if terms == nil {
+			var err error
+			if terms, err = r.termsFor(ctx, env, s.template, s.now); err != nil {
+				return false, err
+			}
+		}
 		env.Spec.ClaimRef = &labforgev1alpha1.ClaimReference{Namespace: s.claim.Namespace, Name: s.claim.Name, UID: s.claim.UID}
+		// The claim's lifetime and login are frozen in the same write (decision 57).
+		env.Spec.Terms = terms.DeepCopy()
 		// The lab leaves its pool in the same write: deleting the pool must not take a
 		// student's lab with it.
 		env.OwnerReferences = withoutPool(env.OwnerReferences)
@@ -415,6 +421,7 @@ func (r *Reconciler) tryBind(ctx context.Context, s *scope, candidate *labforgev
 			r.binds.Store(s.claim.UID, env.Name)
 			s.env, s.boundNow = env, true
 			s.launch = launchType(s.claim, env)
+			s.bound(env)
 			bindsTotal.WithLabelValues(s.claim.Spec.PoolRef.Name, "bound").Inc()
 			return true, nil
 		}
@@ -488,6 +495,8 @@ func (r *Reconciler) bindCold(ctx context.Context, s *scope) error {
 		Spec: labforgev1alpha1.LabEnvironmentSpec{
 			TemplateRef: *s.claim.Spec.TemplateRef,
 			ClaimRef:    &labforgev1alpha1.ClaimReference{Namespace: s.claim.Namespace, Name: s.claim.Name, UID: s.claim.UID},
+			// The lab has no snapshot yet: it is built from this template, as it is now.
+			Terms: chooseTerms(s.template, nil, s.now),
 		},
 	}
 	if err := r.Client.Create(ctx, env); err != nil {
@@ -502,13 +511,23 @@ func (r *Reconciler) bindCold(ctx context.Context, s *scope) error {
 	}
 	r.binds.Store(s.claim.UID, env.Name)
 	s.env, s.boundNow, s.launch = env, true, labforgev1alpha1.LaunchCold
+	s.bound(env)
 	return nil
+}
+
+// bound holds the claim this pass bound to env to the terms the bind recorded.
+func (s *scope) bound(env *labforgev1alpha1.LabEnvironment) {
+	s.terms = env.Spec.Terms
+	s.applyTerms(env.Spec.TemplateRef.Name)
 }
 
 // expiresAt is when the claim's lab ends: its duration after the bind.
 func (s *scope) expiresAt() time.Time {
 	bound := s.now
-	if s.claim.Status.BoundTime != nil {
+	switch {
+	case s.terms != nil:
+		bound = s.terms.BoundTime.Time
+	case s.claim.Status.BoundTime != nil:
 		bound = s.claim.Status.BoundTime.Time
 	}
 	return bound.Add(s.duration)

@@ -153,7 +153,7 @@ func TestTryBindSkipsLabsBoundHere(t *testing.T) {
 	// The pass's copy is older than the cache's: a write from it would conflict.
 	stale := ready("lab-c")
 	stale.ResourceVersion = "1"
-	s := &scope{claim: claim}
+	s := &scope{claim: claim, now: time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)}
 	if bound, err := r.tryBind(ctx, s, stale); err != nil || !bound || updates != 1 {
 		t.Fatalf("tryBind(lab-c) from a stale copy = %v, %v after %d writes; want bound in one write", bound, err, updates)
 	}
@@ -162,6 +162,16 @@ func TestTryBindSkipsLabsBoundHere(t *testing.T) {
 	}
 	if lab, _ := r.binds.Load(claim.UID); lab != "lab-c" {
 		t.Errorf("binds[%s] = %v, want lab-c", claim.UID, lab)
+	}
+	// The claim's terms go in the bind's one write (no template nor snapshot here: the
+	// API's defaults).
+	stored := &labforgev1alpha1.LabEnvironment{}
+	if err := c.Get(ctx, client.ObjectKey{Name: "lab-c"}, stored); err != nil {
+		t.Fatal(err)
+	}
+	want := &labforgev1alpha1.ClaimTerms{BoundTime: metav1.NewTime(s.now.Truncate(time.Second)), Lifetime: builtinLifetime, SSHUser: "ubuntu"}
+	if stored.Spec.ClaimRef == nil || !cmp.Equal(stored.Spec.Terms, want) {
+		t.Errorf("lab-c bound to %v with terms %+v, want %+v", stored.Spec.ClaimRef, stored.Spec.Terms, want)
 	}
 }
 

@@ -60,9 +60,10 @@ func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
 		// the VMI's scheduling wakes it), or on one without an address (s.pendingReason).
 		return err
 	}
-	h := &handover{host: address, serverName: lab.APIServiceHost(s.env.Name, host.ClusterDomain), sshUser: "ubuntu"}
-	if s.template != nil {
-		h.sshUser = s.template.Spec.SSHUser
+	h := &handover{host: address, serverName: lab.APIServiceHost(s.env.Name, host.ClusterDomain), sshUser: builtinSSHUser}
+	if s.terms != nil {
+		// The login recorded at the bind, never the template's as it is now (decision 57).
+		h.sshUser = s.terms.SSHUser
 	}
 
 	var svc *corev1.Service

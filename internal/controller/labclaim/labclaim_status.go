@@ -62,20 +62,25 @@ func setStatus(s *scope, succeeded bool) {
 	set := func(t string, status metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: status, ObservedGeneration: gen, Reason: reason, Message: msg})
 	}
+	// The template's words while the claim waits and at its bind; a bound claim keeps
+	// them (s.template is never read for a bound claim).
 	if s.template != nil {
 		st.Description, st.Hints = s.template.Spec.Description, s.template.Spec.Hints
 	}
 	if s.env != nil {
 		st.Lab = s.env.Name
-		if st.BoundTime == nil {
-			t := metav1.NewTime(s.now)
-			st.BoundTime = &t
-		}
 		if s.launch != "" && (s.boundNow || st.LaunchType == "") {
 			st.LaunchType = s.launch
 		}
-		exp := metav1.NewTime(s.expiresAt())
-		st.ExpiresAt = &exp
+		// From the lab's terms: what the bind recorded, rebuilt as it was if the status
+		// was lost. Without them (the pass failed before it read them) what the status
+		// says stays.
+		if t := s.terms; t != nil {
+			bound, lifetime := t.BoundTime, t.Lifetime
+			st.BoundTime, st.Lifetime = &bound, &lifetime
+			exp := metav1.NewTime(s.expiresAt())
+			st.ExpiresAt = &exp
+		}
 		st.QueuePosition = 0
 		set(labforgev1alpha1.ConditionBound, metav1.ConditionTrue, ReasonBound, "Bound to lab "+s.env.Name)
 	} else if !s.expired && st.Lab == "" {
@@ -183,8 +188,8 @@ func (r *Reconciler) recordTransitions(ctx context.Context, before *labforgev1al
 	case handedOver:
 		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, "HandedOver", "Handover", "Lab %s (%s) is ready: %s", after.Status.Lab, after.Status.LaunchType, after.Status.SSH.Command)
 		template := ""
-		if s.template != nil {
-			template = s.template.Name
+		if s.env != nil {
+			template = s.env.Spec.TemplateRef.Name
 		}
 		claimReadySeconds.WithLabelValues(template, string(after.Status.LaunchType)).Observe(after.Status.ReadyTime.Sub(after.CreationTimestamp.Time).Seconds())
 	case now.Reason == ReasonNodePortsExhausted:

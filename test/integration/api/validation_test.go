@@ -101,6 +101,12 @@ func withClaimRef(u *unstructured.Unstructured, name, uid string) *unstructured.
 	return set(u, "claimRef", map[string]any{"namespace": "default", "name": name, "uid": uid})
 }
 
+// withTerms gives a lab the terms a bind records for its claim.
+func withTerms(u *unstructured.Unstructured, maximum, user string) *unstructured.Unstructured {
+	return set(u, "terms", map[string]any{"boundTime": "2026-12-06T09:00:00Z",
+		"lifetime": map[string]any{"default": "24h", "maximum": maximum}, "sshUser": user})
+}
+
 var _ = Describe("Invalid labforge objects", func() {
 	DescribeTable("are rejected on create with a message naming the field",
 		expectRejected,
@@ -361,6 +367,10 @@ var _ = Describe("Invalid labforge objects", func() {
 			`spec.templateRef: Required value`),
 		Entry("environment: a claim reference without a namespace", set(environment("e"), "claimRef", map[string]any{"namespace": "", "name": "alice", "uid": "0b6d0f7e-3c5e-4b7a-9d7e-1f2a3b4c5d6e"}),
 			`spec.claimRef.namespace: Invalid value: "": spec.claimRef.namespace in body should be at least 1 chars long`),
+		Entry("environment: terms without a claim", withTerms(environment("e"), "48h", "student"),
+			`spec: Invalid value: terms are set with claimRef, by the bind`),
+		Entry("environment: terms logging in as root", withTerms(withClaimRef(environment("e"), "alice", "0b6d0f7e-3c5e-4b7a-9d7e-1f2a3b4c5d6e"), "48h", "root"),
+			`spec.terms.sshUser: Invalid value: "root": sshUser must be a lowercase POSIX user name other than root`),
 		Entry("environment: a claim UID over 36 characters", set(environment("e"), "claimRef", map[string]any{"namespace": "default", "name": "alice", "uid": strings.Repeat("u", 37)}),
 			`spec.claimRef.uid: Too long: may not be more than 36 bytes`),
 	)
@@ -395,16 +405,25 @@ var _ = Describe("Invalid labforge objects", func() {
 		Entry("environment: unbinding a lab", withClaimRef(environment("e-unbind"), "alice", "0b6d0f7e-3c5e-4b7a-9d7e-1f2a3b4c5d6e"),
 			func(u *unstructured.Unstructured) { unset(u, "claimRef") },
 			`spec: Invalid value: claimRef cannot be changed or removed once set: a lab is never handed to a second claim`),
+		Entry("environment: changing a bound claim's terms", withTerms(withClaimRef(environment("e-terms"), "alice", "0b6d0f7e-3c5e-4b7a-9d7e-1f2a3b4c5d6e"), "48h", "student"),
+			func(u *unstructured.Unstructured) { set(u, "terms.lifetime.maximum", "1h") },
+			`spec: Invalid value: terms cannot be changed or removed once set: a running claim keeps what it was bound with`),
+		Entry("environment: removing a bound claim's terms", withTerms(withClaimRef(environment("e-noterms"), "alice", "0b6d0f7e-3c5e-4b7a-9d7e-1f2a3b4c5d6e"), "48h", "student"),
+			func(u *unstructured.Unstructured) { unset(u, "terms") },
+			`spec: Invalid value: terms cannot be changed or removed once set: a running claim keeps what it was bound with`),
 		Entry("environment: joining a pool later", environment("e-pool"), func(u *unstructured.Unstructured) { set(u, "poolRef", map[string]any{"name": "p"}) },
 			`spec: Invalid value: poolRef is immutable`),
 		Entry("environment: leaving its pool", set(environment("e-leave"), "poolRef", map[string]any{"name": "p"}), func(u *unstructured.Unstructured) { unset(u, "poolRef") },
 			`spec: Invalid value: poolRef is immutable`),
 	)
 
-	It("accepts the updates that are allowed: binding a lab once, extending a claim", func(ctx context.Context) {
+	It("accepts the updates that are allowed: binding a lab once, recording its terms once, extending a claim", func(ctx context.Context) {
 		env := environment("e-bind")
 		Expect(k8s.Create(ctx, env)).To(Succeed())
 		withClaimRef(env, "alice", "0b6d0f7e-3c5e-4b7a-9d7e-1f2a3b4c5d6e")
+		Expect(k8s.Update(ctx, env)).To(Succeed())
+		// A lab bound before labforge recorded terms gets them later, once.
+		withTerms(env, "48h", "student")
 		Expect(k8s.Update(ctx, env)).To(Succeed())
 
 		c := set(claim("c-extend"), "duration", "1h")

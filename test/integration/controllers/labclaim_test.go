@@ -260,6 +260,19 @@ var _ = Describe("A student claiming a lab", func() {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: labName}, &labforgev1alpha1.LabEnvironment{}))
 		}).WithTimeout(60 * time.Second).Should(BeTrue())
 		Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: "students-expiry", Name: "dave-kubeconfig"}, &corev1.Secret{}))).To(BeTrue())
+
+		By("staying Expired for good when the template goes afterwards (decision 58)")
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(claim), claim)).To(Succeed())
+		expired := claim.Status.DeepCopy()
+		Expect(k8s.Delete(ctx, &labforgev1alpha1.LabTemplate{ObjectMeta: metav1.ObjectMeta{Name: "claim-expiry"}})).To(Succeed())
+		patch = client.MergeFrom(claim.DeepCopy())
+		claim.Annotations = map[string]string{"nudge": "2"}
+		Expect(k8s.Patch(ctx, claim, patch)).To(Succeed())
+		Consistently(func(g Gomega) {
+			var c labforgev1alpha1.LabClaim
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(claim), &c)).To(Succeed())
+			g.Expect(c.Status).To(Equal(*expired))
+		}).WithTimeout(2 * time.Second).Should(Succeed())
 		clk.Set(0)
 	})
 })

@@ -285,7 +285,7 @@ var _ = Describe("A claim asking for longer than the template allows", func() {
 		Expect(refused).NotTo(BeNil())
 		Expect(refused.Status).To(Equal(metav1.ConditionTrue))
 		Expect(refused.Reason).To(Equal("DurationTooLong"))
-		Expect(refused.Message).To(Equal("spec.duration 3h0m0s is longer than LabTemplate short allows (lifetime.maximum 1h0m0s); " +
+		Expect(refused.Message).To(Equal("spec.duration 3h0m0s is longer than LabTemplate short allowed when the claim was bound (lifetime.maximum 1h0m0s); " +
 			"the claim keeps its duration of 45m0s and expires at " + before.Status.ExpiresAt.UTC().Format(time.RFC3339)))
 		Eventually(eventReasons(ctx, k8s, "students-frank", "modest")).Should(ContainElement("Warning/DurationTooLong"))
 
