@@ -83,17 +83,17 @@ var _ = Describe("An admin editing and deleting a template under bound claims", 
 		Expect(k8s.Create(ctx, pool)).To(Succeed())
 		Eventually(poolStatus(ctx, "frozen")).Should(HaveField("ReadyReplicas", int32(1)))
 		createNamespace(ctx, ns, nil)
-		// alice takes the warm lab, carol boots one of the template; neither asks for a duration.
-		Expect(k8s.Create(ctx, integration.MakeClaim(ns, "alice").Pool("frozen").Obj())).To(Succeed())
+		// frida takes the warm lab, carol boots one of the template; neither asks for a duration.
+		Expect(k8s.Create(ctx, integration.MakeClaim(ns, "frida").Pool("frozen").Obj())).To(Succeed())
 		Expect(k8s.Create(ctx, integration.MakeClaim(ns, "carol").Template("frozen").WithoutKeys().Obj())).To(Succeed())
-		Eventually(claimCondition(ctx, ns, "alice", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
+		Eventually(claimCondition(ctx, ns, "frida", "Ready")).Should(HaveField("Status", metav1.ConditionTrue))
 		Eventually(claimCondition(ctx, ns, "carol", "Ready")).WithTimeout(60 * time.Second).Should(HaveField("Status", metav1.ConditionTrue))
 		// The refill is Ready before the clock moves (it would time out booting).
 		Eventually(poolStatus(ctx, "frozen")).Should(And(HaveField("ReadyReplicas", int32(1)), HaveField("BoundReplicas", int32(1))))
 
-		secrets := map[string][]string{"alice": {"alice-kubeconfig"}, "carol": {"carol-kubeconfig", "carol-ssh"}}
+		secrets := map[string][]string{"frida": {"frida-kubeconfig"}, "carol": {"carol-kubeconfig", "carol-ssh"}}
 		before := map[string]handedOut{}
-		for _, name := range []string{"alice", "carol"} {
+		for _, name := range []string{"frida", "carol"} {
 			h := handedOutTo(ctx, Default, ns, name, secrets[name]...)
 			st := h.status
 			Expect(st.ExpiresAt.Sub(st.BoundTime.Time)).To(Equal(day), name)
@@ -103,11 +103,11 @@ var _ = Describe("An admin editing and deleting a template under bound claims", 
 			Expect(h.terms).To(Equal(labforgev1alpha1.ClaimTerms{BoundTime: *st.BoundTime, Lifetime: t.Spec.Lifetime, SSHUser: "student"}), name)
 			before[name] = h
 		}
-		Expect(before["alice"].status.LaunchType).To(Equal(labforgev1alpha1.LaunchWarm))
+		Expect(before["frida"].status.LaunchType).To(Equal(labforgev1alpha1.LaunchWarm))
 		Expect(before["carol"].status.LaunchType).To(Equal(labforgev1alpha1.LaunchCold))
 		var kubeconfig corev1.Secret
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "alice-kubeconfig"}, &kubeconfig)).To(Succeed())
-		Expect(kubeconfig.Annotations["labforge.dev/expires-at"]).To(Equal(before["alice"].status.ExpiresAt.UTC().Format(time.RFC3339)))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "frida-kubeconfig"}, &kubeconfig)).To(Succeed())
+		Expect(kubeconfig.Annotations["labforge.dev/expires-at"]).To(Equal(before["frida"].status.ExpiresAt.UTC().Format(time.RFC3339)))
 		stillAsBound := func(g Gomega) {
 			for name, h := range before {
 				expectUnchanged(ctx, g, ns, name, h)
@@ -120,7 +120,7 @@ var _ = Describe("An admin editing and deleting a template under bound claims", 
 		Expect(k8s.Update(ctx, t)).To(Succeed())
 		clk.Set(3 * time.Hour)
 		DeferCleanup(func() { clk.Set(0) })
-		nudge(ctx, ns, "alice", "lifetime")
+		nudge(ctx, ns, "frida", "lifetime")
 		nudge(ctx, ns, "carol", "lifetime")
 		Consistently(stillAsBound).WithTimeout(3 * time.Second).Should(Succeed())
 
@@ -128,7 +128,7 @@ var _ = Describe("An admin editing and deleting a template under bound claims", 
 		Expect(k8s.Get(ctx, client.ObjectKey{Name: "frozen"}, t)).To(Succeed())
 		t.Spec.SSHUser = "trainee"
 		Expect(k8s.Update(ctx, t)).To(Succeed())
-		nudge(ctx, ns, "alice", "sshuser")
+		nudge(ctx, ns, "frida", "sshuser")
 		nudge(ctx, ns, "carol", "sshuser")
 		Consistently(stillAsBound).WithTimeout(3 * time.Second).Should(Succeed())
 
@@ -146,43 +146,43 @@ var _ = Describe("An admin editing and deleting a template under bound claims", 
 
 		By("deleting the template")
 		Expect(k8s.Delete(ctx, t)).To(Succeed())
-		nudge(ctx, ns, "alice", "deleted")
+		nudge(ctx, ns, "frida", "deleted")
 		nudge(ctx, ns, "carol", "deleted")
 		Consistently(stillAsBound).WithTimeout(3 * time.Second).Should(Succeed())
 
 		By("refusing an extension past the maximum of the bind, 48h, visibly")
-		alice := &labforgev1alpha1.LabClaim{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "alice"}, alice)).To(Succeed())
-		patch := client.MergeFrom(alice.DeepCopy())
-		alice.Spec.Duration = &metav1.Duration{Duration: 72 * time.Hour}
-		Expect(k8s.Patch(ctx, alice, patch)).To(Succeed())
-		Eventually(claimCondition(ctx, ns, "alice", labforgev1alpha1.ConditionExtensionRefused)).Should(And(
+		frida := &labforgev1alpha1.LabClaim{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "frida"}, frida)).To(Succeed())
+		patch := client.MergeFrom(frida.DeepCopy())
+		frida.Spec.Duration = &metav1.Duration{Duration: 72 * time.Hour}
+		Expect(k8s.Patch(ctx, frida, patch)).To(Succeed())
+		Eventually(claimCondition(ctx, ns, "frida", labforgev1alpha1.ConditionExtensionRefused)).Should(And(
 			HaveField("Status", metav1.ConditionTrue), HaveField("Reason", "DurationTooLong"),
 			HaveField("Message", "spec.duration 72h0m0s is longer than LabTemplate frozen allowed when the claim was bound (lifetime.maximum 48h0m0s); "+
-				"the claim keeps its duration of 24h0m0s and expires at "+before["alice"].status.ExpiresAt.UTC().Format(time.RFC3339))))
+				"the claim keeps its duration of 24h0m0s and expires at "+before["frida"].status.ExpiresAt.UTC().Format(time.RFC3339))))
 		Eventually(func(g Gomega) int64 {
 			var c labforgev1alpha1.LabClaim
-			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(alice), &c)).To(Succeed())
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(frida), &c)).To(Succeed())
 			return c.Status.ObservedGeneration
-		}).Should(Equal(alice.Generation))
-		expectUnchanged(ctx, Default, ns, "alice", before["alice"])
+		}).Should(Equal(frida.Generation))
+		expectUnchanged(ctx, Default, ns, "frida", before["frida"])
 
 		By("accepting an extension within it, 40h, longer than the edited template or the API's defaults would allow")
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "alice"}, alice)).To(Succeed())
-		patch = client.MergeFrom(alice.DeepCopy())
-		alice.Spec.Duration = &metav1.Duration{Duration: 40 * time.Hour}
-		Expect(k8s.Patch(ctx, alice, patch)).To(Succeed())
-		extended := before["alice"].status.BoundTime.Add(40 * time.Hour)
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "frida"}, frida)).To(Succeed())
+		patch = client.MergeFrom(frida.DeepCopy())
+		frida.Spec.Duration = &metav1.Duration{Duration: 40 * time.Hour}
+		Expect(k8s.Patch(ctx, frida, patch)).To(Succeed())
+		extended := before["frida"].status.BoundTime.Add(40 * time.Hour)
 		Eventually(func(g Gomega) {
 			var c labforgev1alpha1.LabClaim
-			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(alice), &c)).To(Succeed())
-			g.Expect(c.Status.ObservedGeneration).To(Equal(alice.Generation))
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(frida), &c)).To(Succeed())
+			g.Expect(c.Status.ObservedGeneration).To(Equal(frida.Generation))
 			g.Expect(c.Status.ExpiresAt.Time).To(BeTemporally("==", extended))
 			g.Expect(meta.FindStatusCondition(c.Status.Conditions, labforgev1alpha1.ConditionExtensionRefused)).To(BeNil())
 			g.Expect(meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionReady)).To(BeTrue())
-			g.Expect(c.Status.Lifetime).To(Equal(before["alice"].status.Lifetime))
+			g.Expect(c.Status.Lifetime).To(Equal(before["frida"].status.Lifetime))
 			var s corev1.Secret
-			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "alice-kubeconfig"}, &s)).To(Succeed())
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "frida-kubeconfig"}, &s)).To(Succeed())
 			g.Expect(s.Annotations["labforge.dev/expires-at"]).To(Equal(extended.UTC().Format(time.RFC3339)))
 		}).Should(Succeed())
 
