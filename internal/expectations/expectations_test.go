@@ -168,7 +168,7 @@ func TestExpectationsForgetPoolsWithNothingPending(t *testing.T) {
 	}
 }
 
-func TestNewExpectationsDefaults(t *testing.T) {
+func TestNewDefaults(t *testing.T) {
 	e := New(nil, 0)
 	if e.ttl != DefaultTTL {
 		t.Errorf("ttl = %v, want %v", e.ttl, DefaultTTL)
