@@ -33,6 +33,7 @@ import (
 	"github.com/labforge/labforge/internal/controller/labtemplate"
 	"github.com/labforge/labforge/internal/controller/orphans"
 	"github.com/labforge/labforge/internal/hostcluster"
+	"github.com/labforge/labforge/internal/index"
 	"github.com/labforge/labforge/internal/labprobe"
 	"github.com/labforge/labforge/internal/ssa"
 )
@@ -166,6 +167,10 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	if err := host.Watch(mgr); err != nil {
 		return nil, fmt.Errorf("watching the host cluster: %w", err)
+	}
+	// Every index, before any controller lists by one.
+	if err := index.Setup(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return nil, err
 	}
 	if err := (&labtemplate.Reconciler{
 		Client:   mgr.GetClient(),

@@ -17,7 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
-	"github.com/labforge/labforge/internal/controller/labpool"
+	"github.com/labforge/labforge/internal/expectations"
+	"github.com/labforge/labforge/internal/index"
 )
 
 // Who may boot a lab of a template, and how many (decision 53). A claim that names a
@@ -25,17 +26,6 @@ import (
 // (spec.claims.namespaceSelector, none when unset) and caps those labs as a pool caps its
 // own (spec.claims.maxBooting, spec.claims.maxLabs). A claim beyond a cap waits in line,
 // oldest first, and is served when a lab frees.
-
-// ClaimTemplateIndex indexes LabClaims by the template they name (spec.templateRef).
-const ClaimTemplateIndex = "spec.templateRef.name"
-
-// claimTemplate is the ClaimTemplateIndex extractor.
-func claimTemplate(o client.Object) []string {
-	if ref := o.(*labforgev1alpha1.LabClaim).Spec.TemplateRef; ref != nil {
-		return []string{ref.Name}
-	}
-	return nil
-}
 
 // admits says whether the selector (field of kind name) admits claims from namespace,
 // and if not, why. An unset selector admits none; an empty one admits all.
@@ -131,7 +121,7 @@ func (r *Reconciler) reserveColdLab(ctx context.Context, s *scope) (bool, error)
 	r.coldMu.Lock()
 	defer r.coldMu.Unlock()
 	if r.coldLabs == nil { // a Reconciler not set up by SetupWithManager (unit tests)
-		r.coldLabs = labpool.NewExpectations(r.Clock, 0)
+		r.coldLabs = expectations.New(r.Clock, 0)
 	}
 	var envs labforgev1alpha1.LabEnvironmentList
 	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelTemplate: tmpl.Name}, readOnly); err != nil {
@@ -182,7 +172,7 @@ func (r *Reconciler) reserveColdLab(ctx context.Context, s *scope) (bool, error)
 func (r *Reconciler) placeInTemplateLine(ctx context.Context, claim *labforgev1alpha1.LabClaim, c coldCount) (int, error) {
 	template := claim.Spec.TemplateRef.Name
 	var claims labforgev1alpha1.LabClaimList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{ClaimTemplateIndex: template}, readOnly); err != nil {
+	if err := r.Client.List(ctx, &claims, client.MatchingFields{index.ClaimByTemplate: template}, readOnly); err != nil {
 		return 0, fmt.Errorf("listing the claims of LabTemplate %s: %w", template, err)
 	}
 	position := 0
@@ -213,7 +203,7 @@ func (r *Reconciler) claimsOfTemplate(ctx context.Context, o client.Object) []re
 // cache, and counts the labs only when a claim waits.
 func (r *Reconciler) wakeTemplateLine(ctx context.Context, template string, refused bool) []reconcile.Request {
 	var claims labforgev1alpha1.LabClaimList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{ClaimTemplateIndex: template}, readOnly); err != nil {
+	if err := r.Client.List(ctx, &claims, client.MatchingFields{index.ClaimByTemplate: template}, readOnly); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the LabClaims of LabTemplate", "template", template)
 		return nil
 	}
@@ -265,7 +255,7 @@ func (r *Reconciler) refusedClaimsOfNamespace(ctx context.Context, o client.Obje
 	for i := range claims.Items {
 		c := &claims.Items[i]
 		if stalled := meta.FindStatusCondition(c.Status.Conditions, labforgev1alpha1.ConditionStalled); stalled != nil &&
-			stalled.Status == metav1.ConditionTrue && stalled.Reason == ReasonNamespaceNotAllowed {
+			stalled.Status == metav1.ConditionTrue && stalled.Reason == labforgev1alpha1.ReasonNamespaceNotAllowed {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/index"
 )
 
 // Two claims a moment apart on a template capped at one lab: the second pass's cache does
@@ -35,7 +36,7 @@ func TestColdLabCapSurvivesALaggingCache(t *testing.T) {
 	lagging, refuse := true, false
 	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(tmpl, first, second).
 		WithStatusSubresource(&labforgev1alpha1.LabClaim{}).
-		WithIndex(&labforgev1alpha1.LabClaim{}, ClaimTemplateIndex, claimTemplate).
+		WithIndex(&labforgev1alpha1.LabClaim{}, index.ClaimByTemplate, index.ClaimTemplate).
 		WithInterceptorFuncs(interceptor.Funcs{
 			List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
 				if _, labs := list.(*labforgev1alpha1.LabEnvironmentList); labs && lagging {

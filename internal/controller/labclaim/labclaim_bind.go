@@ -14,8 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
-	"github.com/labforge/labforge/internal/controller/labenvironment"
-	"github.com/labforge/labforge/internal/controller/labpool"
+	"github.com/labforge/labforge/internal/index"
 )
 
 // scope is what one pass observed and decided about a claim.
@@ -53,7 +52,7 @@ type scope struct {
 // findLab finds the lab bound to the claim: by the claim's UID, never by name alone.
 func (r *Reconciler) findLab(ctx context.Context, s *scope) error {
 	var envs labforgev1alpha1.LabEnvironmentList
-	if err := r.Client.List(ctx, &envs, client.MatchingFields{EnvClaimIndex: string(s.claim.UID)}); err != nil {
+	if err := r.Client.List(ctx, &envs, client.MatchingFields{index.LabByClaimUID: string(s.claim.UID)}); err != nil {
 		return fmt.Errorf("listing the lab of LabClaim %s/%s: %w", s.claim.Namespace, s.claim.Name, err)
 	}
 	for i := range envs.Items {
@@ -114,7 +113,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 		if s.claim.Status.Lab != "" {
 			// The lab went away under the claim (deleted by hand): a lab is never replaced
 			// behind a student's back, and a claim never gets a second one.
-			s.refusedReason = ReasonLabLost
+			s.refusedReason = labforgev1alpha1.ReasonLabLost
 			s.refusedMessage = fmt.Sprintf("Lab %s was deleted while the claim held it", s.claim.Status.Lab)
 			return ctrl.Result{}, nil
 		}
@@ -127,9 +126,9 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 		s.launch = launchType(s.claim, s.env)
 	}
 	if c := meta.FindStatusCondition(s.env.Status.Conditions, labforgev1alpha1.ConditionReady); c != nil &&
-		c.Status == metav1.ConditionFalse && c.Reason == labenvironment.ReasonNamespaceLost {
+		c.Status == metav1.ConditionFalse && c.Reason == labforgev1alpha1.ReasonNamespaceLost {
 		// The lab's namespace was deleted under the student: the lab is gone for good.
-		s.refusedReason = ReasonLabLost
+		s.refusedReason = labforgev1alpha1.ReasonLabLost
 		s.refusedMessage = fmt.Sprintf("Lab %s was lost: its namespace was deleted while the claim held it", s.env.Name)
 		return ctrl.Result{}, nil
 	}
@@ -138,7 +137,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 		// The lab stopped trying (its bootstrap failed, it timed out, its template cannot
 		// be built): say so rather than "booting" for ever. It clears if the lab recovers.
 		// The reason only: the lab's own message may tell what its scenario breaks.
-		s.refusedReason = ReasonLabFailed
+		s.refusedReason = labforgev1alpha1.ReasonLabFailed
 		s.refusedMessage = fmt.Sprintf("Lab %s failed to become ready (%s); delete the claim to release it, a new claim gets a new lab",
 			s.env.Name, stalled.Reason)
 		return ctrl.Result{}, nil
@@ -167,7 +166,7 @@ func built(env *labforgev1alpha1.LabEnvironment) bool {
 		return false
 	}
 	c := meta.FindStatusCondition(env.Status.Conditions, labforgev1alpha1.ConditionVMsScheduled)
-	return c != nil && c.Reason != labenvironment.ReasonProvisioning
+	return c != nil && c.Reason != labforgev1alpha1.ReasonProvisioning
 }
 
 // resolve finds the claim's pool or template, checks the claim may use it, and settles its
@@ -181,7 +180,7 @@ func (r *Reconciler) resolve(ctx context.Context, s *scope) error {
 		pool := &labforgev1alpha1.LabPool{}
 		if err := r.Client.Get(ctx, client.ObjectKey{Name: ref.Name}, pool); err != nil {
 			if apierrors.IsNotFound(err) {
-				s.pendingReason, s.pendingMessage = ReasonPoolNotFound, fmt.Sprintf("LabPool %s does not exist", ref.Name)
+				s.pendingReason, s.pendingMessage = labforgev1alpha1.ReasonPoolNotFound, fmt.Sprintf("LabPool %s does not exist", ref.Name)
 				return nil
 			}
 			return fmt.Errorf("reading LabPool %s: %w", ref.Name, err)
@@ -189,7 +188,7 @@ func (r *Reconciler) resolve(ctx context.Context, s *scope) error {
 		if ok, msg, err := r.admitted(ctx, pool, s.claim.Namespace); err != nil {
 			return err
 		} else if !ok {
-			s.refusedReason, s.refusedMessage = ReasonNamespaceNotAllowed, msg
+			s.refusedReason, s.refusedMessage = labforgev1alpha1.ReasonNamespaceNotAllowed, msg
 			return nil
 		}
 		templateName = pool.Spec.TemplateRef.Name
@@ -201,7 +200,7 @@ func (r *Reconciler) resolve(ctx context.Context, s *scope) error {
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("reading LabTemplate %s: %w", templateName, err)
 		}
-		s.pendingReason, s.pendingMessage = ReasonTemplateNotFound, fmt.Sprintf("LabTemplate %s does not exist", templateName)
+		s.pendingReason, s.pendingMessage = labforgev1alpha1.ReasonTemplateNotFound, fmt.Sprintf("LabTemplate %s does not exist", templateName)
 		return nil
 	}
 	s.template = tmpl
@@ -213,7 +212,7 @@ func (r *Reconciler) resolve(ctx context.Context, s *scope) error {
 		if ok, msg, err := r.admits(ctx, "LabTemplate", tmpl.Name, "spec.claims.namespaceSelector", tmpl.Spec.Claims.NamespaceSelector, s.claim.Namespace); err != nil {
 			return err
 		} else if !ok {
-			s.refusedReason, s.refusedMessage = ReasonNamespaceNotAllowed, msg
+			s.refusedReason, s.refusedMessage = labforgev1alpha1.ReasonNamespaceNotAllowed, msg
 			return nil
 		}
 	}
@@ -233,7 +232,7 @@ func (r *Reconciler) resolve(ctx context.Context, s *scope) error {
 			s.duration = kept
 			return nil
 		}
-		s.refusedReason = ReasonDurationTooLong
+		s.refusedReason = labforgev1alpha1.ReasonDurationTooLong
 		s.refusedMessage = fmt.Sprintf("spec.duration %s is longer than LabTemplate %s allows (lifetime.maximum %s)", s.duration, templateName, maximum)
 	}
 	return nil
@@ -359,7 +358,7 @@ func reportedPosition(said, actual int32) int32 {
 // placeInLine counts the claims of the pool that came before this one and still wait.
 func (r *Reconciler) placeInLine(ctx context.Context, claim *labforgev1alpha1.LabClaim, pool string) (int, error) {
 	var claims labforgev1alpha1.LabClaimList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{labpool.ClaimPoolIndex: pool}, readOnly); err != nil {
+	if err := r.Client.List(ctx, &claims, client.MatchingFields{index.ClaimByPool: pool}, readOnly); err != nil {
 		return 0, fmt.Errorf("listing the claims of LabPool %s: %w", pool, err)
 	}
 	position := 0
@@ -490,7 +489,7 @@ func (r *Reconciler) bindCold(ctx context.Context, s *scope) error {
 				labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue,
 				labforgev1alpha1.LabelTemplate:  s.claim.Spec.TemplateRef.Name,
 			},
-			Finalizers: []string{labenvironment.Finalizer},
+			Finalizers: []string{labforgev1alpha1.LabEnvironmentFinalizer},
 		},
 		Spec: labforgev1alpha1.LabEnvironmentSpec{
 			TemplateRef: *s.claim.Spec.TemplateRef,

@@ -33,25 +33,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
-	"github.com/labforge/labforge/internal/controller/labpool"
+	"github.com/labforge/labforge/internal/expectations"
 	"github.com/labforge/labforge/internal/hostcluster"
+	"github.com/labforge/labforge/internal/index"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/ssa"
 )
 
 // ControllerName names the controller in logs, events, metrics and as the field manager.
 const ControllerName = "labclaim"
-
-// Finalizer is the finalizer earlier labforge versions put on LabClaims; it is removed
-// when found. A claim carries none: see deleteOrphanedLabs.
-const Finalizer = "labforge.dev/claim"
-
-// EnvClaimIndex indexes LabEnvironments by the UID of the claim they are bound to.
-const EnvClaimIndex = "spec.claimRef.uid"
-
-// EnvClaimNameIndex indexes LabEnvironments by the namespace/name of the claim they are
-// bound to: what is left to find a lab by once its claim is gone.
-const EnvClaimNameIndex = "spec.claimRef.name"
 
 // readOnly lists straight from the cache, without the deep copy of every object a List
 // makes by default: for lists that are only read, on paths that run for every event of
@@ -90,7 +80,7 @@ type Reconciler struct {
 	// claim creates one step; coldLabs holds, by template, the labs created for claims that
 	// the cache does not show yet (see reserveColdLab).
 	coldMu   sync.Mutex
-	coldLabs *labpool.Expectations
+	coldLabs *expectations.Store
 }
 
 // releasedLabs is a set of LabEnvironment UIDs. A gone claim is reconciled once for its
@@ -189,11 +179,11 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) error {
 		}
 		ctrl.LoggerFrom(ctx).Info("Deleted the lab of a deleted LabClaim", "lab", s.env.Name)
 	}
-	if !controllerutil.ContainsFinalizer(s.claim, Finalizer) {
+	if !controllerutil.ContainsFinalizer(s.claim, labforgev1alpha1.LabClaimFinalizer) {
 		return nil
 	}
 	patch := client.MergeFrom(s.claim.DeepCopy())
-	controllerutil.RemoveFinalizer(s.claim, Finalizer)
+	controllerutil.RemoveFinalizer(s.claim, labforgev1alpha1.LabClaimFinalizer)
 	return client.IgnoreNotFound(r.Client.Patch(ctx, s.claim, patch))
 }
 
@@ -211,7 +201,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) error {
 // claim's Secrets go with the claim (owner references).
 func (r *Reconciler) deleteOrphanedLabs(ctx context.Context, key client.ObjectKey, uid types.UID) error {
 	var envs labforgev1alpha1.LabEnvironmentList
-	if err := r.Client.List(ctx, &envs, client.MatchingFields{EnvClaimNameIndex: key.String()}); err != nil {
+	if err := r.Client.List(ctx, &envs, client.MatchingFields{index.LabByClaimName: key.String()}); err != nil {
 		return fmt.Errorf("listing the labs bound to LabClaim %s: %w", key, err)
 	}
 	var live *labforgev1alpha1.LabClaim
@@ -275,8 +265,8 @@ func (r *Reconciler) findUncachedLab(ctx context.Context, s *scope) error {
 	return nil
 }
 
-// SetupWithManager registers the controller, its index and its watches. It needs the
-// LabClaim pool index the LabPool controller registers.
+// SetupWithManager registers the controller and its watches. It lists by the indexes
+// index.Setup registers, which the manager calls first.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
@@ -285,19 +275,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.MaxConcurrentReconciles = 16
 	}
 	if r.coldLabs == nil {
-		r.coldLabs = labpool.NewExpectations(r.Clock, 0)
-	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabEnvironment{}, EnvClaimIndex, envClaimUID); err != nil {
-		return fmt.Errorf("indexing LabEnvironments by claim: %w", err)
-	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabEnvironment{}, EnvClaimNameIndex, envClaimName); err != nil {
-		return fmt.Errorf("indexing LabEnvironments by claim name: %w", err)
-	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabClaim{}, ClaimTemplateIndex, claimTemplate); err != nil {
-		return fmt.Errorf("indexing LabClaims by template: %w", err)
-	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabClaim{}, claimNodePortWaitIndex, waitingForNodePorts); err != nil {
-		return fmt.Errorf("indexing LabClaims waiting for NodePorts: %w", err)
+		r.coldLabs = expectations.New(r.Clock, 0)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
@@ -376,22 +354,6 @@ func (r *Reconciler) boundClaims(ctx context.Context, _ client.Object) []reconci
 	return reqs
 }
 
-// envClaimUID is the EnvClaimIndex extractor.
-func envClaimUID(o client.Object) []string {
-	if ref := o.(*labforgev1alpha1.LabEnvironment).Spec.ClaimRef; ref != nil {
-		return []string{string(ref.UID)}
-	}
-	return nil
-}
-
-// envClaimName is the EnvClaimNameIndex extractor.
-func envClaimName(o client.Object) []string {
-	if ref := o.(*labforgev1alpha1.LabEnvironment).Spec.ClaimRef; ref != nil {
-		return []string{client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}.String()}
-	}
-	return nil
-}
-
 // claimsOfLab wakes the claim a lab is bound to and, for a lab of a pool (which may just
 // have become Ready, or have been taken, moving everyone up the line), the claims waiting
 // on that pool.
@@ -467,7 +429,7 @@ func (r *Reconciler) waitingClaims(ctx context.Context, pool string) []reconcile
 // only reads the cache (no copies, see readOnly) and counts the labs only when a claim waits.
 func (r *Reconciler) wakeLine(ctx context.Context, pool string, refused bool) []reconcile.Request {
 	var claims labforgev1alpha1.LabClaimList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{labpool.ClaimPoolIndex: pool}, readOnly); err != nil {
+	if err := r.Client.List(ctx, &claims, client.MatchingFields{index.ClaimByPool: pool}, readOnly); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the LabClaims of LabPool", "pool", pool)
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/index"
 )
 
 // TestFindLabWithALaggingCache covers what an API server restart provokes only by chance:
@@ -65,7 +66,7 @@ func TestFindLabWithALaggingCache(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			scheme := testScheme(t)
-			cache := fake.NewClientBuilder().WithScheme(scheme).WithIndex(&labforgev1alpha1.LabEnvironment{}, EnvClaimIndex, envClaimUID)
+			cache := fake.NewClientBuilder().WithScheme(scheme).WithIndex(&labforgev1alpha1.LabEnvironment{}, index.LabByClaimUID, index.LabClaimUID)
 			if tc.cached != nil {
 				cache = cache.WithObjects(tc.cached)
 			}
@@ -80,7 +81,7 @@ func TestFindLabWithALaggingCache(t *testing.T) {
 			claim := &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "students", Name: "alice", UID: uid}}
 			claim.Status.Lab = tc.statusLab
 			if tc.terminal {
-				claim.Status.Conditions = []metav1.Condition{{Type: labforgev1alpha1.ConditionExpired, Status: metav1.ConditionTrue, Reason: ReasonExpired}}
+				claim.Status.Conditions = []metav1.Condition{{Type: labforgev1alpha1.ConditionExpired, Status: metav1.ConditionTrue, Reason: labforgev1alpha1.ReasonExpired}}
 			}
 			s := &scope{claim: claim}
 			if err := r.findLab(context.Background(), s); err != nil {

@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -23,6 +22,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/hostcluster"
+	"github.com/labforge/labforge/internal/index"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/pki"
 	"github.com/labforge/labforge/internal/render"
@@ -89,7 +89,7 @@ func (r *Reconciler) handOver(ctx context.Context, s *scope) error {
 	if exhausted != nil {
 		// Not an error of labforge's nor of the student's: the host has no NodePorts left.
 		// The claim waits, and is woken when a lab's Service goes (nodePortWaiters).
-		s.pendingReason, s.pendingMessage = ReasonNodePortsExhausted, nodePortsExhaustedMessage(exhausted)
+		s.pendingReason, s.pendingMessage = labforgev1alpha1.ReasonNodePortsExhausted, nodePortsExhaustedMessage(exhausted)
 		return nil
 	}
 	for _, p := range svc.Spec.Ports {
@@ -132,7 +132,7 @@ func (r *Reconciler) studentAddress(ctx context.Context, s *scope, host hostclus
 	if address, ok := host.StudentAddress(node); ok {
 		return address, nil
 	}
-	s.pendingReason = ReasonNodeAddressUnknown
+	s.pendingReason = labforgev1alpha1.ReasonNodeAddressUnknown
 	s.pendingMessage = fmt.Sprintf("Node %s, which runs the lab's control plane, has no %s address (the operator's %s); the claim waits for one",
 		node, host.NodeAddressType, hostcluster.FlagNodeAddressType)
 	return "", nil
@@ -175,7 +175,7 @@ func (r *Reconciler) installKeys(ctx context.Context, s *scope, l render.Lab, h 
 	for _, k := range s.claim.Spec.SSH.AuthorizedKeys {
 		normalized, err := pki.ParseAuthorizedKey(k)
 		if err != nil {
-			s.refusedReason, s.refusedMessage = ReasonInvalidSSHKey, err.Error()
+			s.refusedReason, s.refusedMessage = labforgev1alpha1.ReasonInvalidSSHKey, err.Error()
 			return nil
 		}
 		keys = append(keys, normalized)
@@ -220,7 +220,7 @@ func (r *Reconciler) ensureKeyPair(ctx context.Context, s *scope) (string, error
 			return "", err
 		}
 		if !adopted {
-			s.refusedReason = ReasonSecretConflict
+			s.refusedReason = labforgev1alpha1.ReasonSecretConflict
 			s.refusedMessage = fmt.Sprintf("Secret %s exists and does not belong to this claim; delete or rename it", key)
 			return "", nil
 		}
@@ -261,7 +261,7 @@ func (r *Reconciler) ensureKubeconfig(ctx context.Context, s *scope, h *handover
 		}
 		if !adopted {
 			// Never take over a Secret the student (or anyone) made: say so instead.
-			s.refusedReason = ReasonSecretConflict
+			s.refusedReason = labforgev1alpha1.ReasonSecretConflict
 			s.refusedMessage = fmt.Sprintf("Secret %s exists and does not belong to this claim; delete or rename it", key)
 			return nil
 		}
@@ -325,10 +325,6 @@ func (h *handover) server() string {
 // ports freed by Services of others, which labforge does not watch.
 const NodePortRetryInterval = time.Minute
 
-// claimNodePortWaitIndex indexes LabClaims waiting for NodePorts, so that a freed port
-// wakes exactly those.
-const claimNodePortWaitIndex = "status.waitingForNodePorts"
-
 // nodePortAllocationFailure is how kube-apiserver words a NodePort range with no room left
 // for a Service's ports (an InternalError, HTTP 500, from its port allocator).
 const nodePortAllocationFailure = "failed to allocate a nodePort: range is full"
@@ -355,19 +351,10 @@ func nodePortsExhaustedMessage(err error) string {
 // and sooner while it waits for NodePorts.
 func (s *scope) requeueAfter() time.Duration {
 	after := s.expiresAt().Sub(s.now)
-	if s.pendingReason == ReasonNodePortsExhausted && after > NodePortRetryInterval {
+	if s.pendingReason == labforgev1alpha1.ReasonNodePortsExhausted && after > NodePortRetryInterval {
 		after = NodePortRetryInterval
 	}
 	return after
-}
-
-// waitingForNodePorts is the claimNodePortWaitIndex extractor.
-func waitingForNodePorts(o client.Object) []string {
-	c := meta.FindStatusCondition(o.(*labforgev1alpha1.LabClaim).Status.Conditions, labforgev1alpha1.ConditionReady)
-	if c != nil && c.Reason == ReasonNodePortsExhausted {
-		return []string{"true"}
-	}
-	return nil
 }
 
 // nodePortWaiters wakes every claim waiting for NodePorts. It runs when a lab's Service is
@@ -376,7 +363,7 @@ func waitingForNodePorts(o client.Object) []string {
 // racing the release still gets a second chance without polling.
 func (r *Reconciler) nodePortWaiters(ctx context.Context, _ client.Object) []reconcile.Request {
 	var claims labforgev1alpha1.LabClaimList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{claimNodePortWaitIndex: "true"}, readOnly); err != nil {
+	if err := r.Client.List(ctx, &claims, client.MatchingFields{index.ClaimWaitingForNodePorts: "true"}, readOnly); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the LabClaims waiting for NodePorts")
 		return nil
 	}

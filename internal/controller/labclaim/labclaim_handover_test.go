@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/index"
 )
 
 // rangeFull is the error kube-apiserver v1.36 returns when a Service's NodePorts do not
@@ -63,9 +64,9 @@ func TestRequeueAfter(t *testing.T) {
 		want  time.Duration
 	}{
 		"handed over: at the expiry":                       {scope: scope{duration: 2 * time.Hour}, want: 2 * time.Hour},
-		"waiting for NodePorts: retried within a minute":   {scope: scope{duration: 2 * time.Hour, pendingReason: ReasonNodePortsExhausted}, want: NodePortRetryInterval},
-		"waiting for NodePorts, expiring sooner: expiry":   {scope: scope{duration: 30 * time.Second, pendingReason: ReasonNodePortsExhausted}, want: 30 * time.Second},
-		"another pending reason does not shorten the wait": {scope: scope{duration: 2 * time.Hour, pendingReason: ReasonLabBooting}, want: 2 * time.Hour},
+		"waiting for NodePorts: retried within a minute":   {scope: scope{duration: 2 * time.Hour, pendingReason: labforgev1alpha1.ReasonNodePortsExhausted}, want: NodePortRetryInterval},
+		"waiting for NodePorts, expiring sooner: expiry":   {scope: scope{duration: 30 * time.Second, pendingReason: labforgev1alpha1.ReasonNodePortsExhausted}, want: 30 * time.Second},
+		"another pending reason does not shorten the wait": {scope: scope{duration: 2 * time.Hour, pendingReason: labforgev1alpha1.ReasonLabBooting}, want: 2 * time.Hour},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -91,14 +92,14 @@ func TestWaitingForNodePortsIndex(t *testing.T) {
 		claim *labforgev1alpha1.LabClaim
 		want  []string
 	}{
-		"waiting for NodePorts": {claim: claim(ReasonNodePortsExhausted), want: []string{"true"}},
+		"waiting for NodePorts": {claim: claim(labforgev1alpha1.ReasonNodePortsExhausted), want: []string{"true"}},
 		"waiting for a lab":     {claim: claim(labforgev1alpha1.ReasonWaitingForLab)},
-		"ready":                 {claim: claim(ReasonLabReady)},
+		"ready":                 {claim: claim(labforgev1alpha1.ReasonLabReady)},
 		"new":                   {claim: claim("")},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, waitingForNodePorts(tc.claim)); diff != "" {
+			if diff := cmp.Diff(tc.want, index.ClaimWaiting(tc.claim)); diff != "" {
 				t.Errorf("index values (-want +got):\n%s", diff)
 			}
 		})
@@ -127,13 +128,13 @@ func TestNodePortsExhaustedEventOnce(t *testing.T) {
 	recorder := events.NewFakeRecorder(10)
 	r := &Reconciler{Recorder: recorder}
 	claim := &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "alice", Generation: 1}}
-	meta.SetStatusCondition(&claim.Status.Conditions, metav1.Condition{Type: labforgev1alpha1.ConditionReady, Status: metav1.ConditionUnknown, Reason: ReasonLabBooting})
+	meta.SetStatusCondition(&claim.Status.Conditions, metav1.Condition{Type: labforgev1alpha1.ConditionReady, Status: metav1.ConditionUnknown, Reason: labforgev1alpha1.ReasonLabBooting})
 
 	var got []string
 	for pass := range 3 {
 		before := claim.DeepCopy()
 		s := &scope{claim: claim, now: now.Add(time.Duration(pass) * time.Second), env: env, duration: time.Hour,
-			pendingReason: ReasonNodePortsExhausted, pendingMessage: nodePortsExhaustedMessage(rangeFull())}
+			pendingReason: labforgev1alpha1.ReasonNodePortsExhausted, pendingMessage: nodePortsExhaustedMessage(rangeFull())}
 		setStatus(s, true)
 		r.recordTransitions(context.Background(), before, s)
 	drain:

@@ -15,16 +15,6 @@ import (
 	"github.com/labforge/labforge/internal/labprobe"
 )
 
-// Reasons a Ready lab's claim is not Ready yet because of the student's SSH keys.
-const (
-	// ReasonWaitingForKeys: a VM's guest agent has not reported a synchronisation of
-	// its access credentials yet (KubeVirt's AccessCredentialsSynchronized condition).
-	ReasonWaitingForKeys = "WaitingForKeys"
-	// ReasonKeysNotSynchronized: KubeVirt reports that it could not put the access
-	// credentials into a VM (AccessCredentialsSynchronized=False), with its message.
-	ReasonKeysNotSynchronized = "KeysNotSynchronized"
-)
-
 // maxKeysMessage bounds the part of a claim's message that comes from KubeVirt's.
 const maxKeysMessage = 256
 
@@ -72,10 +62,10 @@ func keysPending(vmis []kubevirtv1.VirtualMachineInstance) (reason, message stri
 	slices.Sort(failed)
 	switch {
 	case len(failed) > 0:
-		return ReasonKeysNotSynchronized, "KubeVirt could not put the SSH keys into VM " + strings.Join(failed, ", ") +
+		return labforgev1alpha1.ReasonKeysNotSynchronized, "KubeVirt could not put the SSH keys into VM " + strings.Join(failed, ", ") +
 			"; the claim is Ready once they are in place"
 	case len(waiting) > 0:
-		return ReasonWaitingForKeys, "Waiting for the guest agent of VM " + strings.Join(waiting, ", ") + " to put the SSH keys in place"
+		return labforgev1alpha1.ReasonWaitingForKeys, "Waiting for the guest agent of VM " + strings.Join(waiting, ", ") + " to put the SSH keys in place"
 	}
 	return "", ""
 }

@@ -8,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 )
 
 func TestKeysPending(t *testing.T) {
@@ -30,18 +32,18 @@ func TestKeysPending(t *testing.T) {
 		},
 		"an agent that has not reported yet": {
 			vmis:        []kubevirtv1.VirtualMachineInstance{vmi("worker-2", "", ""), vmi("control-plane", corev1.ConditionTrue, ""), vmi("worker-1", corev1.ConditionUnknown, "")},
-			wantReason:  ReasonWaitingForKeys,
+			wantReason:  labforgev1alpha1.ReasonWaitingForKeys,
 			wantMessage: "Waiting for the guest agent of VM worker-1, worker-2 to put the SSH keys in place",
 		},
 		"a failed sync wins over a pending one, with KubeVirt's message cleaned": {
 			vmis: []kubevirtv1.VirtualMachineInstance{vmi("worker-1", "", ""),
 				vmi("control-plane", corev1.ConditionFalse, "guest agent\x1b[31m not\n responding")},
-			wantReason:  ReasonKeysNotSynchronized,
+			wantReason:  labforgev1alpha1.ReasonKeysNotSynchronized,
 			wantMessage: "KubeVirt could not put the SSH keys into VM control-plane (guest agent[31m not responding); the claim is Ready once they are in place",
 		},
 		"a failed sync without a message": {
 			vmis:        []kubevirtv1.VirtualMachineInstance{vmi("worker-1", corev1.ConditionFalse, "")},
-			wantReason:  ReasonKeysNotSynchronized,
+			wantReason:  labforgev1alpha1.ReasonKeysNotSynchronized,
 			wantMessage: "KubeVirt could not put the SSH keys into VM worker-1 (no reason given); the claim is Ready once they are in place",
 		},
 		"no VMs yet": {},

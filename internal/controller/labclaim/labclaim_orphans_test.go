@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/index"
 )
 
 // TestDeleteOrphanedLabs covers the decisions the integration story cannot provoke at
@@ -73,7 +74,7 @@ func TestDeleteOrphanedLabs(t *testing.T) {
 			for _, e := range tc.envs {
 				objs = append(objs, e)
 			}
-			cache := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithIndex(&labforgev1alpha1.LabEnvironment{}, EnvClaimNameIndex, envClaimName).Build()
+			cache := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithIndex(&labforgev1alpha1.LabEnvironment{}, index.LabByClaimName, index.LabClaimName).Build()
 			apiServer := fake.NewClientBuilder().WithScheme(scheme)
 			if tc.live != nil {
 				apiServer = apiServer.WithObjects(tc.live)
@@ -119,7 +120,7 @@ func TestDeleteOrphanedLabsOnce(t *testing.T) {
 	deletes := 0
 	// The delete reaches the API server; the cache goes on showing the lab as it was.
 	cache := fake.NewClientBuilder().WithScheme(scheme).WithObjects(env).
-		WithIndex(&labforgev1alpha1.LabEnvironment{}, EnvClaimNameIndex, envClaimName).
+		WithIndex(&labforgev1alpha1.LabEnvironment{}, index.LabByClaimName, index.LabClaimName).
 		WithInterceptorFuncs(interceptor.Funcs{Delete: func(context.Context, client.WithWatch, client.Object, ...client.DeleteOption) error {
 			deletes++
 			return nil
@@ -144,7 +145,7 @@ func TestDeleteOrphanedLabsOnce(t *testing.T) {
 	deleting.DeletionTimestamp = &now
 	deleting.Finalizers = []string{"labforge.dev/teardown"}
 	cache = fake.NewClientBuilder().WithScheme(scheme).WithObjects(deleting).
-		WithIndex(&labforgev1alpha1.LabEnvironment{}, EnvClaimNameIndex, envClaimName).Build()
+		WithIndex(&labforgev1alpha1.LabEnvironment{}, index.LabByClaimName, index.LabClaimName).Build()
 	r.Client = cache
 	if err := r.deleteOrphanedLabs(ctx, key, ""); err != nil {
 		t.Fatal(err)

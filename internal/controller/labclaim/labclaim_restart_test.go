@@ -46,7 +46,7 @@ func TestRestartedLab(t *testing.T) {
 			wantReady: "LabReady",
 		},
 		"lab gone: what the claim said stands": {
-			scope:     scope{refusedReason: ReasonLabLost, refusedMessage: "Lab pool-abcde was deleted while the claim held it"},
+			scope:     scope{refusedReason: labforgev1alpha1.ReasonLabLost, refusedMessage: "Lab pool-abcde was deleted while the claim held it"},
 			before:    []metav1.Condition{*claimCondition},
 			want:      claimCondition,
 			wantReady: "LabLost",

@@ -15,30 +15,6 @@ import (
 	"github.com/labforge/labforge/internal/render"
 )
 
-// Condition reasons of a LabClaim.
-const (
-	ReasonPoolNotFound        = "PoolNotFound"
-	ReasonTemplateNotFound    = "TemplateNotFound"
-	ReasonNamespaceNotAllowed = "NamespaceNotAllowed"
-	ReasonDurationTooLong     = "DurationTooLong"
-	ReasonInvalidSSHKey       = "InvalidSSHKey"
-	ReasonSecretConflict      = "SecretConflict"
-	ReasonLabLost             = "LabLost"
-	ReasonLabFailed           = "LabFailed"
-	ReasonLabBooting          = "LabBooting"
-	ReasonLabReady            = "LabReady"
-	ReasonBound               = "Bound"
-	ReasonNotBound            = "NotBound"
-	ReasonExpired             = "Expired"
-	ReasonHandoverFailed      = "HandoverFailed"
-	// ReasonNodePortsExhausted: the lab is bound and Ready, but the host cluster's NodePort
-	// range has no room for its SSH and API ports; the claim waits for ports to be freed.
-	ReasonNodePortsExhausted = "NodePortsExhausted"
-	// ReasonNodeAddressUnknown: the node running the lab's control plane has no address
-	// of the type students are given (or the VMI runs on no node yet); the claim waits.
-	ReasonNodeAddressUnknown = "NodeAddressUnknown"
-)
-
 var (
 	claimReadySeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "labforge_claim_ready_seconds",
@@ -82,9 +58,9 @@ func setStatus(s *scope, succeeded bool) {
 			st.ExpiresAt = &exp
 		}
 		st.QueuePosition = 0
-		set(labforgev1alpha1.ConditionBound, metav1.ConditionTrue, ReasonBound, "Bound to lab "+s.env.Name)
+		set(labforgev1alpha1.ConditionBound, metav1.ConditionTrue, labforgev1alpha1.ReasonBound, "Bound to lab "+s.env.Name)
 	} else if !s.expired && st.Lab == "" {
-		set(labforgev1alpha1.ConditionBound, metav1.ConditionFalse, ReasonNotBound, "No lab is bound yet")
+		set(labforgev1alpha1.ConditionBound, metav1.ConditionFalse, labforgev1alpha1.ReasonNotBound, "No lab is bound yet")
 		st.QueuePosition = s.queuePosition
 	}
 	if h := s.handover; h != nil {
@@ -98,23 +74,23 @@ func setStatus(s *scope, succeeded bool) {
 	}
 	switch {
 	case s.expired:
-		set(labforgev1alpha1.ConditionExpired, metav1.ConditionTrue, ReasonExpired, "The claim's duration ran out and its lab was deleted")
-		set(labforgev1alpha1.ConditionReady, metav1.ConditionFalse, ReasonExpired, "The claim's duration ran out and its lab was deleted")
+		set(labforgev1alpha1.ConditionExpired, metav1.ConditionTrue, labforgev1alpha1.ReasonExpired, "The claim's duration ran out and its lab was deleted")
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionFalse, labforgev1alpha1.ReasonExpired, "The claim's duration ran out and its lab was deleted")
 		st.SSH, st.APIServerURL, st.KubeconfigSecretName, st.SSHKeySecretName = nil, "", "", ""
 	case s.refusedReason != "":
 		set(labforgev1alpha1.ConditionReady, metav1.ConditionFalse, s.refusedReason, s.refusedMessage)
 		set(labforgev1alpha1.ConditionStalled, metav1.ConditionTrue, s.refusedReason, s.refusedMessage)
 	case s.pendingReason != "":
 		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, s.pendingReason, s.pendingMessage)
-		if s.pendingReason == ReasonNodePortsExhausted {
+		if s.pendingReason == labforgev1alpha1.ReasonNodePortsExhausted {
 			// The lab has no ports of its own now: never point the student at ports that
 			// may already be another lab's.
 			st.SSH, st.APIServerURL = nil, ""
 		}
 	case !succeeded:
-		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, ReasonHandoverFailed, "Handing the lab over failed; retrying")
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, labforgev1alpha1.ReasonHandoverFailed, "Handing the lab over failed; retrying")
 	case s.handover != nil && s.labReady:
-		set(labforgev1alpha1.ConditionReady, metav1.ConditionTrue, ReasonLabReady, "The lab is ready: "+st.SSH.Command)
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionTrue, labforgev1alpha1.ReasonLabReady, "The lab is ready: "+st.SSH.Command)
 		if st.ReadyTime == nil {
 			t := metav1.NewTime(s.now)
 			st.ReadyTime = &t
@@ -122,13 +98,13 @@ func setStatus(s *scope, succeeded bool) {
 	case s.env != nil:
 		// Handed over already if it is built: status.ssh and the Secrets are there, for
 		// when it is Ready.
-		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, ReasonLabBooting, "Lab "+s.env.Name+" is booting")
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, labforgev1alpha1.ReasonLabBooting, "Lab "+s.env.Name+" is booting")
 	}
 	if !s.expired && s.refusedReason == "" {
 		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionStalled)
 	}
 	if s.extensionRefused != "" && !s.expired {
-		set(labforgev1alpha1.ConditionExtensionRefused, metav1.ConditionTrue, ReasonDurationTooLong, s.extensionRefused)
+		set(labforgev1alpha1.ConditionExtensionRefused, metav1.ConditionTrue, labforgev1alpha1.ReasonDurationTooLong, s.extensionRefused)
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionExtensionRefused)
 	}
@@ -178,7 +154,7 @@ func (r *Reconciler) recordTransitions(ctx context.Context, before *labforgev1al
 	}
 	if ext := meta.FindStatusCondition(after.Status.Conditions, labforgev1alpha1.ConditionExtensionRefused); ext != nil {
 		if old := meta.FindStatusCondition(before.Status.Conditions, labforgev1alpha1.ConditionExtensionRefused); old == nil || old.Message != ext.Message {
-			r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, ReasonDurationTooLong, "Extend", "%s", ext.Message)
+			r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, labforgev1alpha1.ReasonDurationTooLong, "Extend", "%s", ext.Message)
 		}
 	}
 	if now == nil || (was != nil && was.Status == now.Status && was.Reason == now.Reason) {
@@ -192,16 +168,16 @@ func (r *Reconciler) recordTransitions(ctx context.Context, before *labforgev1al
 			template = s.env.Spec.TemplateRef.Name
 		}
 		claimReadySeconds.WithLabelValues(template, string(after.Status.LaunchType)).Observe(after.Status.ReadyTime.Sub(after.CreationTimestamp.Time).Seconds())
-	case now.Reason == ReasonNodePortsExhausted:
+	case now.Reason == labforgev1alpha1.ReasonNodePortsExhausted:
 		// Once per wait: the condition does not change while the claim keeps waiting.
-		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, ReasonNodePortsExhausted, "Handover", "%s", now.Message)
+		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, labforgev1alpha1.ReasonNodePortsExhausted, "Handover", "%s", now.Message)
 		log.Info("LabClaim waits for NodePorts", "lab", after.Status.Lab)
-	case now.Reason == ReasonKeysNotSynchronized:
+	case now.Reason == labforgev1alpha1.ReasonKeysNotSynchronized:
 		// Once per failure: the condition does not change while KubeVirt keeps failing.
-		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, ReasonKeysNotSynchronized, "Handover", "%s", now.Message)
-	case now.Reason == ReasonExpired:
-		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, ReasonExpired, "Expire", "The claim expired; lab %s was deleted", after.Status.Lab)
-	case now.Status == metav1.ConditionFalse, now.Reason == ReasonPoolNotFound, now.Reason == ReasonTemplateNotFound:
+		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, labforgev1alpha1.ReasonKeysNotSynchronized, "Handover", "%s", now.Message)
+	case now.Reason == labforgev1alpha1.ReasonExpired:
+		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, labforgev1alpha1.ReasonExpired, "Expire", "The claim expired; lab %s was deleted", after.Status.Lab)
+	case now.Status == metav1.ConditionFalse, now.Reason == labforgev1alpha1.ReasonPoolNotFound, now.Reason == labforgev1alpha1.ReasonTemplateNotFound:
 		// Refusals, and a claim naming what does not exist: kubectl describe shows why a
 		// kubectl wait would otherwise just time out.
 		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, now.Reason, "Bind", "%s", now.Message)

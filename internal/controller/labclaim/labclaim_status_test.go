@@ -38,7 +38,7 @@ func TestSetStatus(t *testing.T) {
 			wantQueue: 3,
 		},
 		"refused": {
-			scope:     scope{refusedReason: ReasonNamespaceNotAllowed, refusedMessage: "no"},
+			scope:     scope{refusedReason: labforgev1alpha1.ReasonNamespaceNotAllowed, refusedMessage: "no"},
 			succeeded: true,
 			want:      map[string]cond{"Bound": {"False", "NotBound"}, "Ready": {"False", "NamespaceNotAllowed"}, "Stalled": {"True", "NamespaceNotAllowed"}},
 		},
@@ -91,14 +91,14 @@ func TestSetStatus(t *testing.T) {
 		},
 		"bound and Ready, but no NodePorts free": {
 			scope: scope{env: bound, terms: terms, boundNow: true, launch: labforgev1alpha1.LaunchWarm, duration: time.Hour,
-				pendingReason: ReasonNodePortsExhausted, pendingMessage: "range is full"},
+				pendingReason: labforgev1alpha1.ReasonNodePortsExhausted, pendingMessage: "range is full"},
 			succeeded:  true,
 			want:       map[string]cond{"Bound": {"True", "Bound"}, "Ready": {"Unknown", "NodePortsExhausted"}},
 			wantLab:    "pool-abcde",
 			wantLaunch: labforgev1alpha1.LaunchWarm,
 		},
 		"lost its NodePorts after a handover: the old ports are not shown any more": {
-			scope:     scope{env: bound, terms: terms, duration: time.Hour, pendingReason: ReasonNodePortsExhausted, pendingMessage: "range is full"},
+			scope:     scope{env: bound, terms: terms, duration: time.Hour, pendingReason: labforgev1alpha1.ReasonNodePortsExhausted, pendingMessage: "range is full"},
 			before:    &labforgev1alpha1.LabClaimStatus{Lab: "pool-abcde", SSH: &labforgev1alpha1.SSHEndpoint{Port: 30022, Command: "ssh -p 30022 ubuntu@labs.example.com"}, APIServerURL: "https://labs.example.com:30443"},
 			succeeded: true,
 			want:      map[string]cond{"Bound": {"True", "Bound"}, "Ready": {"Unknown", "NodePortsExhausted"}},

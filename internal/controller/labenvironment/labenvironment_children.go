@@ -126,14 +126,14 @@ func (r *Reconciler) reconcileTemplate(ctx context.Context, s *scope) (bool, err
 	tmpl := &labforgev1alpha1.LabTemplate{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: s.env.Spec.TemplateRef.Name}, tmpl); err != nil {
 		if apierrors.IsNotFound(err) {
-			s.templateReason = ReasonTemplateNotFound
+			s.templateReason = labforgev1alpha1.ReasonTemplateNotFound
 			s.templateMessage = fmt.Sprintf("LabTemplate %s does not exist", s.env.Spec.TemplateRef.Name)
 			return false, nil
 		}
 		return false, fmt.Errorf("reading LabTemplate %s: %w", s.env.Spec.TemplateRef.Name, err)
 	}
 	if _, problems := templatecheck.Check(&tmpl.Spec, s.host); len(problems) > 0 {
-		s.templateReason = ReasonInvalidTemplate
+		s.templateReason = labforgev1alpha1.ReasonInvalidTemplate
 		s.templateMessage = fmt.Sprintf("LabTemplate %s cannot be built: %s", tmpl.Name, strings.Join(problems, "; "))
 		return false, nil
 	}

@@ -33,6 +33,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/hostcluster"
+	"github.com/labforge/labforge/internal/index"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/labprobe"
 	"github.com/labforge/labforge/internal/ssa"
@@ -40,12 +41,6 @@ import (
 
 // ControllerName names the controller in logs, events, metrics and as the field manager.
 const ControllerName = "labenvironment"
-
-// Finalizer holds a LabEnvironment until its namespace, and everything in it, is gone.
-const Finalizer = "labforge.dev/environment"
-
-// templateRefIndex indexes LabEnvironments by the template they name.
-const templateRefIndex = "spec.templateRef.name"
 
 // DefaultProbeInterval is how often a booting lab whose VMs all run is asked whether its
 // bootstrap finished.
@@ -102,9 +97,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !env.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, env)
 	}
-	if !controllerutil.ContainsFinalizer(env, Finalizer) {
+	if !controllerutil.ContainsFinalizer(env, labforgev1alpha1.LabEnvironmentFinalizer) {
 		patch := client.MergeFrom(env.DeepCopy())
-		controllerutil.AddFinalizer(env, Finalizer)
+		controllerutil.AddFinalizer(env, labforgev1alpha1.LabEnvironmentFinalizer)
 		if err := r.Client.Patch(ctx, env, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding finalizer to LabEnvironment %s: %w", env.Name, err)
 		}
@@ -124,7 +119,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // reconcileDelete deletes the lab's namespace and holds the finalizer until it is gone:
 // nothing the lab created outlives it. A namespace that never existed counts as gone.
 func (r *Reconciler) reconcileDelete(ctx context.Context, env *labforgev1alpha1.LabEnvironment) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(env, Finalizer) {
+	if !controllerutil.ContainsFinalizer(env, labforgev1alpha1.LabEnvironmentFinalizer) {
 		return ctrl.Result{}, nil
 	}
 	ns := &corev1.Namespace{}
@@ -132,7 +127,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, env *labforgev1alpha1.
 	switch {
 	case apierrors.IsNotFound(err):
 		patch := client.MergeFrom(env.DeepCopy())
-		controllerutil.RemoveFinalizer(env, Finalizer)
+		controllerutil.RemoveFinalizer(env, labforgev1alpha1.LabEnvironmentFinalizer)
 		if err := r.Client.Patch(ctx, env, patch); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
@@ -147,7 +142,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, env *labforgev1alpha1.
 		// Never delete a namespace labforge does not own, whatever its name. An orphan
 		// labelled as this lab's (a restore that dropped owner references) is its own.
 		patch := client.MergeFrom(env.DeepCopy())
-		controllerutil.RemoveFinalizer(env, Finalizer)
+		controllerutil.RemoveFinalizer(env, labforgev1alpha1.LabEnvironmentFinalizer)
 		return ctrl.Result{}, client.IgnoreNotFound(r.Client.Patch(ctx, env, patch))
 	}
 	if ns.DeletionTimestamp.IsZero() {
@@ -167,13 +162,13 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, env *labforgev1alpha1.
 // being torn down must not show Ready=True for the seconds its namespace takes.
 func (r *Reconciler) markDeleting(ctx context.Context, env *labforgev1alpha1.LabEnvironment) error {
 	if c := meta.FindStatusCondition(env.Status.Conditions, labforgev1alpha1.ConditionReady); c != nil &&
-		c.Status == metav1.ConditionFalse && c.Reason == ReasonDeleting {
+		c.Status == metav1.ConditionFalse && c.Reason == labforgev1alpha1.ReasonDeleting {
 		return nil
 	}
 	// Only this controller writes a lab's status: no optimistic lock, so no conflict.
 	patch := client.MergeFrom(env.DeepCopy())
 	meta.SetStatusCondition(&env.Status.Conditions, metav1.Condition{Type: labforgev1alpha1.ConditionReady, Status: metav1.ConditionFalse,
-		ObservedGeneration: env.Generation, Reason: ReasonDeleting, Message: fmt.Sprintf("The lab is being deleted with its namespace %s", namespaceOf(env))})
+		ObservedGeneration: env.Generation, Reason: labforgev1alpha1.ReasonDeleting, Message: fmt.Sprintf("The lab is being deleted with its namespace %s", namespaceOf(env))})
 	// The deletion is this generation (it bumped it), and this pass acted on it.
 	env.Status.ObservedGeneration = env.Generation
 	if err := r.Client.Status().Patch(ctx, env, patch); err != nil && !apierrors.IsNotFound(err) {
@@ -192,12 +187,6 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 8
-	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labforgev1alpha1.LabEnvironment{}, templateRefIndex,
-		func(o client.Object) []string {
-			return []string{o.(*labforgev1alpha1.LabEnvironment).Spec.TemplateRef.Name}
-		}); err != nil {
-		return fmt.Errorf("indexing LabEnvironments by template: %w", err)
 	}
 	byEnvLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 		if name := o.GetLabels()[labforgev1alpha1.LabelEnvironment]; name != "" {
@@ -243,7 +232,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 // Labs that already took their snapshot ignore template changes.
 func (r *Reconciler) environmentsOfTemplate(ctx context.Context, o client.Object) []reconcile.Request {
 	var list labforgev1alpha1.LabEnvironmentList
-	if err := r.Client.List(ctx, &list, client.MatchingFields{templateRefIndex: o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.Client.List(ctx, &list, client.MatchingFields{index.LabByTemplate: o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Failed to list LabEnvironments of LabTemplate", "template", o.GetName())
 		return nil
 	}
@@ -334,7 +323,7 @@ var (
 var labChanged = predicate.Or[client.Object](
 	predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 		return e.ObjectOld.GetResourceVersion() == e.ObjectNew.GetResourceVersion() ||
-			(controllerutil.ContainsFinalizer(e.ObjectOld, Finalizer) && !controllerutil.ContainsFinalizer(e.ObjectNew, Finalizer))
+			(controllerutil.ContainsFinalizer(e.ObjectOld, labforgev1alpha1.LabEnvironmentFinalizer) && !controllerutil.ContainsFinalizer(e.ObjectNew, labforgev1alpha1.LabEnvironmentFinalizer))
 	}},
 	changedBeyond(func(env *labforgev1alpha1.LabEnvironment) {
 		env.Status = labforgev1alpha1.LabEnvironmentStatus{}

@@ -100,7 +100,7 @@ func TestOwnerLive(t *testing.T) {
 	now := metav1.Now()
 	live := &labforgev1alpha1.LabEnvironment{ObjectMeta: metav1.ObjectMeta{Name: "live", UID: "live-uid"}}
 	going := &labforgev1alpha1.LabEnvironment{ObjectMeta: metav1.ObjectMeta{Name: "going", UID: "going-uid",
-		DeletionTimestamp: &now, Finalizers: []string{Finalizer}}}
+		DeletionTimestamp: &now, Finalizers: []string{labforgev1alpha1.LabEnvironmentFinalizer}}}
 	r := &Reconciler{Client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(live, going).Build()}
 	ownedBy := func(name, uid string) *corev1.Secret {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "lab-" + name}}
@@ -139,7 +139,7 @@ func TestOwnerLive(t *testing.T) {
 func TestLabChanged(t *testing.T) {
 	lab := func(change func(*labforgev1alpha1.LabEnvironment)) *labforgev1alpha1.LabEnvironment {
 		env := &labforgev1alpha1.LabEnvironment{
-			ObjectMeta: metav1.ObjectMeta{Name: "a", ResourceVersion: "1", Generation: 1, Finalizers: []string{Finalizer}},
+			ObjectMeta: metav1.ObjectMeta{Name: "a", ResourceVersion: "1", Generation: 1, Finalizers: []string{labforgev1alpha1.LabEnvironmentFinalizer}},
 			Spec:       labforgev1alpha1.LabEnvironmentSpec{TemplateRef: labforgev1alpha1.LocalObjectReference{Name: "t"}},
 		}
 		change(env)

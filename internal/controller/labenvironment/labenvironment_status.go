@@ -20,44 +20,6 @@ import (
 	"github.com/labforge/labforge/internal/labprobe"
 )
 
-// Condition reasons of a LabEnvironment.
-const (
-	ReasonTemplateNotFound     = "TemplateNotFound"
-	ReasonInvalidTemplate      = "InvalidTemplate"
-	ReasonNamespaceTerminating = "NamespaceTerminating"
-	// ReasonNamespaceLost: the namespace of a lab a claim holds was deleted. The lab is
-	// not rebuilt (a student's lab is never replaced behind their back); its claim says
-	// LabLost, and the LabEnvironment goes when the claim does.
-	ReasonNamespaceLost        = "NamespaceLost"
-	ReasonProvisioning         = "Provisioning"
-	ReasonProvisioningFailed   = "ProvisioningFailed"
-	ReasonWaitingForScheduling = "WaitingForScheduling"
-	ReasonScheduled            = "Scheduled"
-	ReasonBooting              = "Booting"
-	ReasonRunning              = "Running"
-	ReasonVMFailed             = "VMFailed"
-	ReasonVMsNotRunning        = "VMsNotRunning"
-	ReasonWaitingForVMs        = "WaitingForVMs"
-	ReasonUnreachable          = "Unreachable"
-	// ReasonProbing: the lab's VMs run and the operator's first probe of its API has not
-	// answered yet (the probe runs off the reconcile workers; decision 55).
-	ReasonProbing           = "Probing"
-	ReasonReached           = "Reached"
-	ReasonBootstrapping     = "Bootstrapping"
-	ReasonBootstrapComplete = "BootstrapComplete"
-	ReasonBootstrapFailed   = "BootstrapFailed"
-	ReasonBootTimeout       = "BootTimeout"
-	ReasonLabReady          = "LabReady"
-	// ReasonDeleting: the lab is being deleted (Ready=False until its namespace is gone).
-	ReasonDeleting = "Deleting"
-	// ReasonVMPodRefused: the API server refused the virt-launcher pod of one of the
-	// lab's VMs (a LimitRange, a ResourceQuota, Pod Security admission), as KubeVirt
-	// reports on the VMI (Synchronized=False, FailedCreate). KubeVirt keeps trying with a
-	// backoff, and the lab boots once an admin has fixed what refused it; if that takes
-	// longer than the template's bootTimeout, the lab times out (decision 51).
-	ReasonVMPodRefused = "VMPodRefused"
-)
-
 var bootFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "labforge_lab_boot_failures_total",
 	Help: "Labs that failed to become Ready, by template and reason (BootstrapFailed, BootTimeout, VMsNotRunning).",
@@ -74,14 +36,14 @@ func init() { metrics.Registry.MustRegister(bootFailures, vmRestarts) }
 
 // terminalReasons are the Ready=False reasons retrying cannot fix.
 var terminalReasons = map[string]bool{
-	ReasonTemplateNotFound: true, ReasonInvalidTemplate: true, ReasonBootstrapFailed: true, ReasonBootTimeout: true,
-	ReasonNamespaceLost: true,
+	labforgev1alpha1.ReasonTemplateNotFound: true, labforgev1alpha1.ReasonInvalidTemplate: true, labforgev1alpha1.ReasonBootstrapFailed: true, labforgev1alpha1.ReasonBootTimeout: true,
+	labforgev1alpha1.ReasonNamespaceLost: true,
 }
 
 // notBootFailures are the Ready=False reasons that say nothing about how labs of a
 // template boot, and so are not counted as boot failures.
 var notBootFailures = map[string]bool{
-	ReasonInvalidTemplate: true, ReasonTemplateNotFound: true, ReasonNamespaceLost: true,
+	labforgev1alpha1.ReasonInvalidTemplate: true, labforgev1alpha1.ReasonTemplateNotFound: true, labforgev1alpha1.ReasonNamespaceLost: true,
 }
 
 // setStatus computes the whole status from what this pass observed.
@@ -128,8 +90,8 @@ type setter func(t string, status metav1.ConditionStatus, reason, msg string)
 
 func setMachineConditions(s *scope, set setter) {
 	if !s.provisioned {
-		set(labforgev1alpha1.ConditionVMsScheduled, metav1.ConditionUnknown, ReasonProvisioning, "The lab's VMs are not created yet")
-		set(labforgev1alpha1.ConditionVMsRunning, metav1.ConditionUnknown, ReasonProvisioning, "The lab's VMs are not created yet")
+		set(labforgev1alpha1.ConditionVMsScheduled, metav1.ConditionUnknown, labforgev1alpha1.ReasonProvisioning, "The lab's VMs are not created yet")
+		set(labforgev1alpha1.ConditionVMsRunning, metav1.ConditionUnknown, labforgev1alpha1.ReasonProvisioning, "The lab's VMs are not created yet")
 		return
 	}
 	total := len(s.vms)
@@ -152,19 +114,19 @@ func setMachineConditions(s *scope, set setter) {
 	}
 	switch refused := refusedPods(s); {
 	case scheduled == total:
-		set(labforgev1alpha1.ConditionVMsScheduled, metav1.ConditionTrue, ReasonScheduled, fmt.Sprintf("All %d VMs are scheduled", total))
+		set(labforgev1alpha1.ConditionVMsScheduled, metav1.ConditionTrue, labforgev1alpha1.ReasonScheduled, fmt.Sprintf("All %d VMs are scheduled", total))
 	case refused != "":
-		set(labforgev1alpha1.ConditionVMsScheduled, metav1.ConditionFalse, ReasonVMPodRefused, refused)
+		set(labforgev1alpha1.ConditionVMsScheduled, metav1.ConditionFalse, labforgev1alpha1.ReasonVMPodRefused, refused)
 	default:
-		set(labforgev1alpha1.ConditionVMsScheduled, metav1.ConditionUnknown, ReasonWaitingForScheduling, fmt.Sprintf("%d of %d VMs are scheduled", scheduled, total))
+		set(labforgev1alpha1.ConditionVMsScheduled, metav1.ConditionUnknown, labforgev1alpha1.ReasonWaitingForScheduling, fmt.Sprintf("%d of %d VMs are scheduled", scheduled, total))
 	}
 	switch {
 	case len(failed) > 0:
-		set(labforgev1alpha1.ConditionVMsRunning, metav1.ConditionFalse, ReasonVMFailed, "VMs failed: "+strings.Join(failed, ", "))
+		set(labforgev1alpha1.ConditionVMsRunning, metav1.ConditionFalse, labforgev1alpha1.ReasonVMFailed, "VMs failed: "+strings.Join(failed, ", "))
 	case running == total:
-		set(labforgev1alpha1.ConditionVMsRunning, metav1.ConditionTrue, ReasonRunning, fmt.Sprintf("All %d VMs are running", total))
+		set(labforgev1alpha1.ConditionVMsRunning, metav1.ConditionTrue, labforgev1alpha1.ReasonRunning, fmt.Sprintf("All %d VMs are running", total))
 	default:
-		set(labforgev1alpha1.ConditionVMsRunning, metav1.ConditionUnknown, ReasonBooting, fmt.Sprintf("%d of %d VMs are running", running, total))
+		set(labforgev1alpha1.ConditionVMsRunning, metav1.ConditionUnknown, labforgev1alpha1.ReasonBooting, fmt.Sprintf("%d of %d VMs are running", running, total))
 	}
 }
 
@@ -172,26 +134,26 @@ func setProbeConditions(s *scope, set setter) {
 	switch {
 	case bootstrapDone(s):
 		// Reported once by the lab; what a student does to the lab later is theirs.
-		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionTrue, ReasonReached, "The operator reached the lab API and verified it against the lab's CA")
-		set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionTrue, ReasonBootstrapComplete, "The lab reported that its bootstrap finished")
+		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionTrue, labforgev1alpha1.ReasonReached, "The operator reached the lab API and verified it against the lab's CA")
+		set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionTrue, labforgev1alpha1.ReasonBootstrapComplete, "The lab reported that its bootstrap finished")
 	case s.probePending:
-		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionUnknown, ReasonProbing, "The operator is asking the lab API whether its bootstrap finished")
-		set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionUnknown, ReasonProbing, "The operator is asking the lab API whether its bootstrap finished")
+		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionUnknown, labforgev1alpha1.ReasonProbing, "The operator is asking the lab API whether its bootstrap finished")
+		set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionUnknown, labforgev1alpha1.ReasonProbing, "The operator is asking the lab API whether its bootstrap finished")
 	case !s.probed:
-		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionUnknown, ReasonWaitingForVMs, "Waiting for the lab's VMs to run")
-		set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionUnknown, ReasonWaitingForVMs, "Waiting for the lab's VMs to run")
+		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionUnknown, labforgev1alpha1.ReasonWaitingForVMs, "Waiting for the lab's VMs to run")
+		set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionUnknown, labforgev1alpha1.ReasonWaitingForVMs, "Waiting for the lab's VMs to run")
 	case s.probeErr != nil:
-		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionUnknown, ReasonUnreachable, s.probeErr.Error())
-		set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionUnknown, ReasonBootstrapping, "The lab API is not reachable yet")
+		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionUnknown, labforgev1alpha1.ReasonUnreachable, s.probeErr.Error())
+		set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionUnknown, labforgev1alpha1.ReasonBootstrapping, "The lab API is not reachable yet")
 	default:
-		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionTrue, ReasonReached, "The operator reached the lab API and verified it against the lab's CA")
+		set(labforgev1alpha1.ConditionAPIReachable, metav1.ConditionTrue, labforgev1alpha1.ReasonReached, "The operator reached the lab API and verified it against the lab's CA")
 		switch s.probe.Phase {
 		case lab.MarkerPhaseComplete:
-			set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionTrue, ReasonBootstrapComplete, "The lab reported that its bootstrap finished")
+			set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionTrue, labforgev1alpha1.ReasonBootstrapComplete, "The lab reported that its bootstrap finished")
 		case lab.MarkerPhaseFailed:
-			set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionFalse, ReasonBootstrapFailed, "The lab's bootstrap failed: "+s.probe.Message)
+			set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionFalse, labforgev1alpha1.ReasonBootstrapFailed, "The lab's bootstrap failed: "+s.probe.Message)
 		default:
-			set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionUnknown, ReasonBootstrapping, "The lab has not finished its bootstrap")
+			set(labforgev1alpha1.ConditionBootstrapComplete, metav1.ConditionUnknown, labforgev1alpha1.ReasonBootstrapping, "The lab has not finished its bootstrap")
 		}
 	}
 }
@@ -269,31 +231,31 @@ func readiness(s *scope, succeeded bool) (metav1.ConditionStatus, string, string
 	case s.templateReason != "":
 		return metav1.ConditionFalse, s.templateReason, s.templateMessage
 	case s.namespaceLost:
-		return metav1.ConditionFalse, ReasonNamespaceLost, fmt.Sprintf("Namespace %s was deleted while LabClaim %s/%s held the lab; a claimed lab is never rebuilt",
+		return metav1.ConditionFalse, labforgev1alpha1.ReasonNamespaceLost, fmt.Sprintf("Namespace %s was deleted while LabClaim %s/%s held the lab; a claimed lab is never rebuilt",
 			namespaceOf(s.env), s.env.Spec.ClaimRef.Namespace, s.env.Spec.ClaimRef.Name)
 	case s.namespaceTerminating:
-		return metav1.ConditionUnknown, ReasonNamespaceTerminating, fmt.Sprintf("Namespace %s is being deleted; the lab is rebuilt once it is gone", namespaceOf(s.env))
+		return metav1.ConditionUnknown, labforgev1alpha1.ReasonNamespaceTerminating, fmt.Sprintf("Namespace %s is being deleted; the lab is rebuilt once it is gone", namespaceOf(s.env))
 	case !succeeded:
-		return metav1.ConditionUnknown, ReasonProvisioningFailed, "Writing the lab's objects failed; retrying"
+		return metav1.ConditionUnknown, labforgev1alpha1.ReasonProvisioningFailed, "Writing the lab's objects failed; retrying"
 	case bootstrapFailed(s):
-		return metav1.ConditionFalse, ReasonBootstrapFailed, "The lab's bootstrap failed: " + s.probe.Message
+		return metav1.ConditionFalse, labforgev1alpha1.ReasonBootstrapFailed, "The lab's bootstrap failed: " + s.probe.Message
 	case bootstrapDone(s) || bootstrapSucceeded(s):
 		if allRunning(s) {
-			return metav1.ConditionTrue, ReasonLabReady, "The lab is ready"
+			return metav1.ConditionTrue, labforgev1alpha1.ReasonLabReady, "The lab is ready"
 		}
-		return metav1.ConditionFalse, ReasonVMsNotRunning, "The lab was ready, but not all of its VMs run any more"
+		return metav1.ConditionFalse, labforgev1alpha1.ReasonVMsNotRunning, "The lab was ready, but not all of its VMs run any more"
 	case timedOut(s):
 		msg := fmt.Sprintf("The lab did not become ready within the template's bootTimeout of %s", s.template.BootTimeout.Duration)
 		if refused := refusedPods(s); refused != "" {
 			msg += "; " + refused
 		}
-		return metav1.ConditionFalse, ReasonBootTimeout, msg
+		return metav1.ConditionFalse, labforgev1alpha1.ReasonBootTimeout, msg
 	case refusedPods(s) != "":
-		return metav1.ConditionFalse, ReasonVMPodRefused, refusedPods(s)
+		return metav1.ConditionFalse, labforgev1alpha1.ReasonVMPodRefused, refusedPods(s)
 	case !allRunning(s):
-		return metav1.ConditionUnknown, ReasonBooting, "Waiting for the lab's VMs to run"
+		return metav1.ConditionUnknown, labforgev1alpha1.ReasonBooting, "Waiting for the lab's VMs to run"
 	default:
-		return metav1.ConditionUnknown, ReasonBootstrapping, "Waiting for the lab to report that its bootstrap finished"
+		return metav1.ConditionUnknown, labforgev1alpha1.ReasonBootstrapping, "Waiting for the lab to report that its bootstrap finished"
 	}
 }
 
@@ -391,7 +353,7 @@ func (r *Reconciler) recordTransitions(ctx context.Context, before, after *labfo
 	switch {
 	case now.Status == metav1.ConditionTrue:
 		took := after.Status.ReadyTime.Sub(after.CreationTimestamp.Time).Round(1e6)
-		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, ReasonLabReady, "Ready", "Lab is ready (%s after creation)", took)
+		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, labforgev1alpha1.ReasonLabReady, "Ready", "Lab is ready (%s after creation)", took)
 		log.Info("LabEnvironment became Ready", "took", took.String())
 	case now.Status == metav1.ConditionFalse:
 		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, now.Reason, "Provision", "%s", now.Message)

@@ -52,7 +52,7 @@ func TestSetStatus(t *testing.T) {
 		"template missing": {
 			scope: func() *scope {
 				s := testScope(soon)
-				s.provisioned, s.template, s.templateReason, s.templateMessage = false, nil, ReasonTemplateNotFound, "LabTemplate t does not exist"
+				s.provisioned, s.template, s.templateReason, s.templateMessage = false, nil, labforgev1alpha1.ReasonTemplateNotFound, "LabTemplate t does not exist"
 				return s
 			}(),
 			succeeded: true,
@@ -220,18 +220,18 @@ func TestRefusedLauncherPod(t *testing.T) {
 		wantScheduled, wantStall string
 	}{
 		"refused by a quota": {
-			scope: refused(created.Add(time.Minute), quota), wantReason: ReasonVMPodRefused,
+			scope: refused(created.Add(time.Minute), quota), wantReason: labforgev1alpha1.ReasonVMPodRefused,
 			wantMessage:   "The API server refused the virt-launcher pod of VM worker-1: " + quota,
 			wantScheduled: "False",
 		},
 		"a hostile message is made printable and bounded": {
 			scope:         refused(created.Add(time.Minute), "evil\x1b[31m\n"+strings.Repeat("é", 1000)),
-			wantReason:    ReasonVMPodRefused,
+			wantReason:    labforgev1alpha1.ReasonVMPodRefused,
 			wantMessage:   "The API server refused the virt-launcher pod of VM worker-1: evil[31m " + strings.Repeat("é", (maxRefusalPerVM-len("evil[31m ")-3)/2) + "...",
 			wantScheduled: "False",
 		},
 		"still refused at the boot timeout": {
-			scope: refused(created.Add(16*time.Minute), quota), wantReason: ReasonBootTimeout,
+			scope: refused(created.Add(16*time.Minute), quota), wantReason: labforgev1alpha1.ReasonBootTimeout,
 			wantMessage:   "The lab did not become ready within the template's bootTimeout of 15m0s; The API server refused the virt-launcher pod of VM worker-1: " + quota,
 			wantScheduled: "False", wantStall: "True",
 		},

@@ -26,34 +26,23 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
-	"github.com/labforge/labforge/internal/controller/labenvironment"
+	"github.com/labforge/labforge/internal/expectations"
+	"github.com/labforge/labforge/internal/index"
 	"github.com/labforge/labforge/internal/ownership"
 )
 
 // ControllerName names the controller in logs, events and metrics.
 const ControllerName = "labpool"
 
-// Finalizer holds a LabPool until its unclaimed labs are deleted. Claimed labs stay with
-// their claims.
-const Finalizer = "labforge.dev/pool"
-
 // DefaultFailureThreshold is how many labs of the current template may fail in a row
 // before the pool stops refilling.
 const DefaultFailureThreshold = 3
-
-// Indexes on LabClaims, shared with the claim controller.
-const (
-	// ClaimPoolIndex indexes LabClaims by the pool they name.
-	ClaimPoolIndex = "spec.poolRef.name"
-	// poolTemplateIndex indexes LabPools by their template.
-	poolTemplateIndex = "spec.templateRef.name"
-)
 
 // Reconciler keeps pools filled.
 type Reconciler struct {
 	Client       client.Client
 	Recorder     events.EventRecorder
-	Expectations *Expectations
+	Expectations *expectations.Store
 	Clock        clock.PassiveClock
 	// FailureThreshold is DefaultFailureThreshold if zero.
 	FailureThreshold int
@@ -218,9 +207,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, r.reconcileDelete(ctx, s)
 	}
 	recordGauges(pool.Name, s.plan.Counts, false)
-	if !controllerutil.ContainsFinalizer(pool, Finalizer) {
+	if !controllerutil.ContainsFinalizer(pool, labforgev1alpha1.LabPoolFinalizer) {
 		patch := client.MergeFrom(pool.DeepCopy())
-		controllerutil.AddFinalizer(pool, Finalizer)
+		controllerutil.AddFinalizer(pool, labforgev1alpha1.LabPoolFinalizer)
 		if err := r.Client.Patch(ctx, pool, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding finalizer to LabPool %s: %w", pool.Name, err)
 		}
@@ -251,9 +240,9 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) error {
 		return fmt.Errorf("deleting the unclaimed labs of LabPool %s: %w", s.pool.Name, err)
 	}
 	r.Expectations.Forget(s.pool.Name)
-	if controllerutil.ContainsFinalizer(s.pool, Finalizer) {
+	if controllerutil.ContainsFinalizer(s.pool, labforgev1alpha1.LabPoolFinalizer) {
 		patch := client.MergeFrom(s.pool.DeepCopy())
-		controllerutil.RemoveFinalizer(s.pool, Finalizer)
+		controllerutil.RemoveFinalizer(s.pool, labforgev1alpha1.LabPoolFinalizer)
 		return client.IgnoreNotFound(r.Client.Patch(ctx, s.pool, patch))
 	}
 	return nil
@@ -339,7 +328,7 @@ func (r *Reconciler) newLab(s *scope, name string) *labforgev1alpha1.LabEnvironm
 				labforgev1alpha1.LabelPool:      s.pool.Name,
 				labforgev1alpha1.LabelTemplate:  s.pool.Spec.TemplateRef.Name,
 			},
-			Finalizers: []string{labenvironment.Finalizer},
+			Finalizers: []string{labforgev1alpha1.LabEnvironmentFinalizer},
 		},
 		Spec: labforgev1alpha1.LabEnvironmentSpec{
 			TemplateRef: s.pool.Spec.TemplateRef,
@@ -348,7 +337,7 @@ func (r *Reconciler) newLab(s *scope, name string) *labforgev1alpha1.LabEnvironm
 	}
 }
 
-// SetupWithManager registers the controller, its indexes and its watches.
+// SetupWithManager registers the controller and its watches (its indexes: index.Setup).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
@@ -357,21 +346,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.FailureThreshold = DefaultFailureThreshold
 	}
 	if r.Expectations == nil {
-		r.Expectations = NewExpectations(r.Clock, 0)
-	}
-	indexer := mgr.GetFieldIndexer()
-	if err := indexer.IndexField(context.Background(), &labforgev1alpha1.LabClaim{}, ClaimPoolIndex, func(o client.Object) []string {
-		if ref := o.(*labforgev1alpha1.LabClaim).Spec.PoolRef; ref != nil {
-			return []string{ref.Name}
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("indexing LabClaims by pool: %w", err)
-	}
-	if err := indexer.IndexField(context.Background(), &labforgev1alpha1.LabPool{}, poolTemplateIndex, func(o client.Object) []string {
-		return []string{o.(*labforgev1alpha1.LabPool).Spec.TemplateRef.Name}
-	}); err != nil {
-		return fmt.Errorf("indexing LabPools by template: %w", err)
+		r.Expectations = expectations.New(r.Clock, 0)
 	}
 	byPoolLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 		if name := o.GetLabels()[labforgev1alpha1.LabelPool]; name != "" {
@@ -401,7 +376,7 @@ func deletionPredicate() predicate.Predicate {
 
 func (r *Reconciler) poolsOfTemplate(ctx context.Context, o client.Object) []reconcile.Request {
 	var list labforgev1alpha1.LabPoolList
-	if err := r.Client.List(ctx, &list, client.MatchingFields{poolTemplateIndex: o.GetName()}); err != nil {
+	if err := r.Client.List(ctx, &list, client.MatchingFields{index.PoolByTemplate: o.GetName()}); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Failed to list LabPools of LabTemplate", "template", o.GetName())
 		return nil
 	}

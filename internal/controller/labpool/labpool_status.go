@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/index"
 )
 
 var poolLabs = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -35,15 +36,6 @@ func recordGauges(pool string, c Counts, deleted bool) {
 		poolLabs.WithLabelValues(pool, state).Set(float64(n))
 	}
 }
-
-// Condition reasons of a LabPool.
-const (
-	ReasonWarm                 = "Warm"
-	ReasonFilling              = "Filling"
-	ReasonTemplateNotFound     = "TemplateNotFound"
-	ReasonInvalidTemplate      = "InvalidTemplate"
-	ReasonRepeatedBootFailures = "RepeatedBootFailures"
-)
 
 // scope is what one pass observed and planned.
 type scope struct {
@@ -71,14 +63,14 @@ func (r *Reconciler) observe(ctx context.Context, pool *labforgev1alpha1.LabPool
 	tmpl := &labforgev1alpha1.LabTemplate{}
 	switch err := r.Client.Get(ctx, client.ObjectKey{Name: pool.Spec.TemplateRef.Name}, tmpl); {
 	case apierrors.IsNotFound(err):
-		s.problemReason, s.problemMessage = ReasonTemplateNotFound, fmt.Sprintf("LabTemplate %s does not exist", pool.Spec.TemplateRef.Name)
+		s.problemReason, s.problemMessage = labforgev1alpha1.ReasonTemplateNotFound, fmt.Sprintf("LabTemplate %s does not exist", pool.Spec.TemplateRef.Name)
 	case err != nil:
 		return nil, fmt.Errorf("reading LabTemplate %s: %w", pool.Spec.TemplateRef.Name, err)
 	default:
 		s.template = tmpl
 		if c := meta.FindStatusCondition(tmpl.Status.Conditions, labforgev1alpha1.ConditionReady); c != nil &&
 			c.Status == metav1.ConditionFalse && c.ObservedGeneration == tmpl.Generation {
-			s.problemReason, s.problemMessage = ReasonInvalidTemplate, fmt.Sprintf("LabTemplate %s cannot be built: %s", tmpl.Name, c.Message)
+			s.problemReason, s.problemMessage = labforgev1alpha1.ReasonInvalidTemplate, fmt.Sprintf("LabTemplate %s cannot be built: %s", tmpl.Name, c.Message)
 		}
 	}
 
@@ -104,7 +96,7 @@ func (r *Reconciler) observe(ctx context.Context, pool *labforgev1alpha1.LabPool
 	r.Expectations.Observed(pool.Name, live)
 
 	var claims labforgev1alpha1.LabClaimList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{ClaimPoolIndex: pool.Name}, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.Client.List(ctx, &claims, client.MatchingFields{index.ClaimByPool: pool.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing the claims of LabPool %s: %w", pool.Name, err)
 	}
 	waiting := countWaiting(claims.Items, s.envs)
@@ -131,7 +123,7 @@ func (r *Reconciler) observe(ctx context.Context, pool *labforgev1alpha1.LabPool
 	// until a lab boots fine, the template changes, or the admin deletes them.
 	kept := s.plan.Delete[:0]
 	for _, d := range s.plan.Delete {
-		if d.Reason == ReasonFailed && evidence[d.Name] {
+		if d.Reason == labforgev1alpha1.ReasonFailed && evidence[d.Name] {
 			continue
 		}
 		kept = append(kept, d)
@@ -244,13 +236,13 @@ func setStatus(s *scope, succeeded bool) {
 	case s.problemReason != "":
 		stalled(s.problemReason, s.problemMessage)
 	case s.circuitOpen:
-		stalled(ReasonRepeatedBootFailures, fmt.Sprintf("%s of LabTemplate %s (generation %d) failed to boot in a row; refilling stopped. "+
+		stalled(labforgev1alpha1.ReasonRepeatedBootFailures, fmt.Sprintf("%s of LabTemplate %s (generation %d) failed to boot in a row; refilling stopped. "+
 			"Fix the template, or delete the failed labs to try again", count(int32(s.evidence), "lab"), s.pool.Spec.TemplateRef.Name, s.template.Generation))
 	case c.Ready >= s.pool.Spec.Replicas:
-		set(labforgev1alpha1.ConditionReady, metav1.ConditionTrue, ReasonWarm, fmt.Sprintf("%d of %d warm labs are ready", c.Ready, s.pool.Spec.Replicas))
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionTrue, labforgev1alpha1.ReasonWarm, fmt.Sprintf("%d of %d warm labs are ready", c.Ready, s.pool.Spec.Replicas))
 		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionStalled)
 	default:
-		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, ReasonFilling, fmt.Sprintf("%d of %d warm labs are ready, %d booting, %s waiting",
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, labforgev1alpha1.ReasonFilling, fmt.Sprintf("%d of %d warm labs are ready, %d booting, %s waiting",
 			c.Ready, s.pool.Spec.Replicas, c.Booting, count(c.Unserved(), "claim")))
 		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionStalled)
 	}

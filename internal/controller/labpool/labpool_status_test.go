@@ -121,7 +121,7 @@ func TestSetStatus(t *testing.T) {
 			want:  map[string]cond{"Ready": {"Unknown", "Filling"}},
 		},
 		"template missing": {
-			scope: scope{problemReason: ReasonTemplateNotFound, problemMessage: "LabTemplate t does not exist"},
+			scope: scope{problemReason: labforgev1alpha1.ReasonTemplateNotFound, problemMessage: "LabTemplate t does not exist"},
 			want:  map[string]cond{"Ready": {"False", "TemplateNotFound"}, "Stalled": {"True", "TemplateNotFound"}},
 		},
 		"circuit open": {
@@ -220,12 +220,12 @@ func TestUnserved(t *testing.T) {
 // status write; a change of condition or generation does not (countsOnly).
 func TestStatusHold(t *testing.T) {
 	base := labforgev1alpha1.LabPoolStatus{ObservedGeneration: 2, ReadyReplicas: 3, Conditions: []metav1.Condition{
-		{Type: labforgev1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonWarm, Message: "3 of 3 warm labs are ready", ObservedGeneration: 2},
+		{Type: labforgev1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: labforgev1alpha1.ReasonWarm, Message: "3 of 3 warm labs are ready", ObservedGeneration: 2},
 	}}
 	counts := *base.DeepCopy()
 	counts.ReadyReplicas, counts.BoundReplicas, counts.Conditions[0].Message = 2, 1, "2 of 3 warm labs are ready"
 	flipped := *counts.DeepCopy()
-	flipped.Conditions[0].Status, flipped.Conditions[0].Reason = metav1.ConditionUnknown, ReasonFilling
+	flipped.Conditions[0].Status, flipped.Conditions[0].Reason = metav1.ConditionUnknown, labforgev1alpha1.ReasonFilling
 	generation := *base.DeepCopy()
 	generation.ObservedGeneration = 3
 	for name, tc := range map[string]struct {

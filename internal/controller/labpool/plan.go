@@ -37,18 +37,6 @@ const (
 	StateDeleting LabState = "Deleting"
 )
 
-// Reasons a lab is deleted, the Reason of a Delete. They are meant for events, logs and
-// metric labels, so they are few and fixed.
-const (
-	// ReasonFailed: the lab failed to boot.
-	ReasonFailed = "Failed"
-	// ReasonScaleDown: the pool has more unbound labs than it wants.
-	ReasonScaleDown = "ScaleDown"
-	// ReasonStale: the lab was built from an older template and the pool's update
-	// strategy is RollingUpdate.
-	ReasonStale = "Stale"
-)
-
 // Lab is one of the pool's labs as observed in the cache.
 type Lab struct {
 	// Name of the LabEnvironment.
@@ -107,7 +95,7 @@ type Plan struct {
 type Delete struct {
 	// Name of the lab.
 	Name string
-	// Reason is ReasonFailed, ReasonScaleDown or ReasonStale.
+	// Reason is labforgev1alpha1.ReasonFailed, labforgev1alpha1.ReasonScaleDown or labforgev1alpha1.ReasonStale.
 	Reason string
 }
 
@@ -157,14 +145,14 @@ func (c Counts) Unserved() int32 { return max(0, c.Waiting-c.Ready) }
 // the circuit is open (repeated boot failures: booting more would only fail more), but
 // deletes still happen, since they free resources and remove broken labs.
 //
-// Failed labs are always deleted (ReasonFailed), whatever the expectations: a failed lab
+// Failed labs are always deleted (labforgev1alpha1.ReasonFailed), whatever the expectations: a failed lab
 // serves nobody, and deleting a named lab twice is harmless. They still occupy MaxLabs
 // until gone, so a failing template cannot make the pool exceed its hard cap.
 //
 // Bound labs are never deleted by the pool, stale or not: they belong to a student.
 //
 // Scale-down. When fresh unbound labs exceed Desired, the surplus is deleted
-// (ReasonScaleDown): booting labs before Ready ones, newest first, ties broken by name. A
+// (labforgev1alpha1.ReasonScaleDown): booting labs before Ready ones, newest first, ties broken by name. A
 // booting lab is further from serving anyone, and claims take the oldest Ready lab (first
 // come, first served), so the oldest Ready labs are the ones worth keeping. Scale-down
 // waits while PendingCreates > 0 (the labs the cache does not show yet would change the
@@ -176,11 +164,11 @@ func (c Counts) Unserved() int32 { return max(0, c.Waiting-c.Ready) }
 // yet must not be deleted as soon as it is created). With OnDelete, stale labs are treated
 // exactly as fresh ones: counted, kept and handed out; only new labs use the new template.
 // With RollingUpdate:
-//   - stale Booting labs are deleted at once (ReasonStale): nobody waits on them yet, and
+//   - stale Booting labs are deleted at once (labforgev1alpha1.ReasonStale): nobody waits on them yet, and
 //     finishing a boot only to replace it wastes the burst;
 //   - stale Ready labs do not count toward Desired, so replacements are created (within the
 //     burst and hard caps) while the stale labs keep serving claims;
-//   - a stale Ready lab is deleted (ReasonStale, newest first) only when the Ready labs left
+//   - a stale Ready lab is deleted (labforgev1alpha1.ReasonStale, newest first) only when the Ready labs left
 //     (fresh plus remaining stale) stay at Desired or more, so warm capacity never drops
 //     because of an update. Like scale-down, this is a count and waits while
 //     PendingDeletes > 0.
@@ -258,10 +246,10 @@ func Compute(in Input) Plan {
 	p.Desired = int32(desired)
 
 	for _, l := range failed {
-		p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: ReasonFailed})
+		p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: labforgev1alpha1.ReasonFailed})
 	}
 	for _, l := range staleBoots {
-		p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: ReasonStale})
+		p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: labforgev1alpha1.ReasonStale})
 	}
 
 	budget := max(1, maxBooting)
@@ -271,7 +259,7 @@ func Compute(in Input) Plan {
 	if surplus := bootingLeft + readyLeft - desired; surplus > 0 && countsTrusted && pendingCreates == 0 {
 		victims := append(newestFirst(freshBooting), newestFirst(freshReady)...)
 		for _, l := range victims[:min(surplus, budget)] {
-			p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: ReasonScaleDown})
+			p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: labforgev1alpha1.ReasonScaleDown})
 			if l.State == StateBooting {
 				bootingLeft--
 			} else {
@@ -286,7 +274,7 @@ func Compute(in Input) Plan {
 		// Keep fresh + stale Ready >= desired: only the stale Ready labs above that go.
 		if n := min(int64(len(staleQueue)), readyLeft+int64(len(staleQueue))-desired, budget); n > 0 {
 			for _, l := range staleQueue[:n] {
-				p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: ReasonStale})
+				p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: labforgev1alpha1.ReasonStale})
 			}
 			staleQueue = staleQueue[n:]
 			budget -= n
@@ -309,7 +297,7 @@ func Compute(in Input) Plan {
 	if stuck {
 		n := min(int64(len(staleQueue)), min(want, burstRoom)-create, budget)
 		for _, l := range staleQueue[:max(0, n)] {
-			p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: ReasonStale})
+			p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: labforgev1alpha1.ReasonStale})
 		}
 	}
 	return p

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/expectations"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -112,30 +113,30 @@ func TestCompute(t *testing.T) {
 		"failed and deleting labs occupy the hard cap": {
 			in: Input{Replicas: 3, MaxBooting: 5, MaxLabs: 5,
 				Labs: []Lab{lab("c", 0, StateBound), lab("f", 1, StateFailed), lab("d", 2, StateDeleting)}},
-			want: Plan{Create: 2, Desired: 3, Delete: del(ReasonFailed, "f"), Counts: Counts{Bound: 1, Failed: 1}},
+			want: Plan{Create: 2, Desired: 3, Delete: del(labforgev1alpha1.ReasonFailed, "f"), Counts: Counts{Bound: 1, Failed: 1}},
 		},
 		"failed labs are deleted by name and still counted": {
 			in: Input{Replicas: 3, MaxBooting: 5, MaxLabs: 4,
 				Labs: []Lab{lab("f-b", 0, StateFailed), lab("r", 1, StateReady), lab("f-a", 2, StateFailed)}},
-			want: Plan{Create: 1, Desired: 3, Delete: del(ReasonFailed, "f-a", "f-b"), Counts: Counts{Ready: 1, Failed: 2}},
+			want: Plan{Create: 1, Desired: 3, Delete: del(labforgev1alpha1.ReasonFailed, "f-a", "f-b"), Counts: Counts{Ready: 1, Failed: 2}},
 		},
 		"failed labs are deleted even while deletes are pending": {
 			in: Input{Replicas: 1, MaxBooting: 5, MaxLabs: 10, PendingDeletes: 1,
 				Labs: []Lab{lab("f", 0, StateFailed), lab("r-0", 1, StateReady), lab("r-1", 2, StateReady)}},
-			want: Plan{Desired: 1, Delete: del(ReasonFailed, "f"), Counts: Counts{Ready: 2, Failed: 1}},
+			want: Plan{Desired: 1, Delete: del(labforgev1alpha1.ReasonFailed, "f"), Counts: Counts{Ready: 2, Failed: 1}},
 		},
 		"scale down deletes booting labs newest first, then ready labs newest first": {
 			in: Input{Replicas: 2, MaxBooting: 10, MaxLabs: 100, Labs: []Lab{
 				lab("r-old", 0, StateReady), lab("r-mid", 5, StateReady), lab("r-new", 10, StateReady),
 				lab("b-old", 12, StateBooting), lab("b-new", 15, StateBooting),
 			}},
-			want: Plan{Desired: 2, Delete: del(ReasonScaleDown, "b-new", "b-old", "r-new"), Counts: Counts{Ready: 3, Booting: 2}},
+			want: Plan{Desired: 2, Delete: del(labforgev1alpha1.ReasonScaleDown, "b-new", "b-old", "r-new"), Counts: Counts{Ready: 3, Booting: 2}},
 		},
 		"scale down breaks creation-time ties by name": {
 			in: Input{Replicas: 1, MaxBooting: 10, MaxLabs: 100, Labs: []Lab{
 				lab("r-c", 3, StateReady), lab("r-b", 3, StateReady), lab("r-a", 3, StateReady),
 			}},
-			want: Plan{Desired: 1, Delete: del(ReasonScaleDown, "r-a", "r-b"), Counts: Counts{Ready: 3}},
+			want: Plan{Desired: 1, Delete: del(labforgev1alpha1.ReasonScaleDown, "r-a", "r-b"), Counts: Counts{Ready: 3}},
 		},
 		"scale down waits for pending creates": {
 			in:   Input{Replicas: 1, MaxBooting: 10, MaxLabs: 100, PendingCreates: 1, Labs: labs("r", 3, StateReady)},
@@ -147,17 +148,17 @@ func TestCompute(t *testing.T) {
 		},
 		"scale down is batched by maxBooting": {
 			in:   Input{Replicas: 0, MaxBooting: 2, MaxLabs: 100, Labs: labs("r", 5, StateReady)},
-			want: Plan{Delete: del(ReasonScaleDown, "r-4", "r-3"), Counts: Counts{Ready: 5}},
+			want: Plan{Delete: del(labforgev1alpha1.ReasonScaleDown, "r-4", "r-3"), Counts: Counts{Ready: 5}},
 		},
 		"replicas 0 and no claims drains unbound labs but keeps bound ones": {
 			in: Input{Replicas: 0, MaxBooting: 5, MaxLabs: 100,
 				Labs: []Lab{lab("c", 0, StateBound), lab("r", 1, StateReady), lab("b", 2, StateBooting)}},
-			want: Plan{Delete: del(ReasonScaleDown, "b", "r"), Counts: Counts{Ready: 1, Booting: 1, Bound: 1}},
+			want: Plan{Delete: del(labforgev1alpha1.ReasonScaleDown, "b", "r"), Counts: Counts{Ready: 1, Booting: 1, Bound: 1}},
 		},
 		"maxLabs 0 creates nothing, even for waiting claims, and drains unbound labs": {
 			in: Input{Replicas: 0, MaxBooting: 5, MaxLabs: 0, WaitingClaims: 3,
 				Labs: []Lab{lab("r", 1, StateReady)}},
-			want: Plan{Delete: del(ReasonScaleDown, "r"), Counts: Counts{Ready: 1, Waiting: 3}},
+			want: Plan{Delete: del(labforgev1alpha1.ReasonScaleDown, "r"), Counts: Counts{Ready: 1, Waiting: 3}},
 		},
 		"bound labs are never deleted, stale or not, whatever the caps": {
 			in: Input{Replicas: 0, MaxBooting: 1, MaxLabs: 0, TemplateGeneration: currentGen,
@@ -167,16 +168,16 @@ func TestCompute(t *testing.T) {
 		"circuit open creates nothing but still deletes failed labs": {
 			in: Input{Replicas: 3, MaxBooting: 5, MaxLabs: 100, CircuitOpen: true,
 				Labs: []Lab{lab("f", 0, StateFailed)}},
-			want: Plan{Desired: 3, Delete: del(ReasonFailed, "f"), Counts: Counts{Failed: 1}},
+			want: Plan{Desired: 3, Delete: del(labforgev1alpha1.ReasonFailed, "f"), Counts: Counts{Failed: 1}},
 		},
 		"circuit open still scales down": {
 			in:   Input{Replicas: 1, MaxBooting: 5, MaxLabs: 100, CircuitOpen: true, Labs: labs("r", 2, StateReady)},
-			want: Plan{Desired: 1, Delete: del(ReasonScaleDown, "r-1"), Counts: Counts{Ready: 2}},
+			want: Plan{Desired: 1, Delete: del(labforgev1alpha1.ReasonScaleDown, "r-1"), Counts: Counts{Ready: 2}},
 		},
 		"rolling update deletes stale booting labs at once, even while deletes are pending": {
 			in: Input{Replicas: 2, MaxBooting: 5, MaxLabs: 100, TemplateGeneration: currentGen, PendingDeletes: 1,
 				Labs: []Lab{staleLab("b-old", 0, StateBooting), lab("b-new", 1, StateBooting)}},
-			want: Plan{Create: 1, Desired: 2, Delete: del(ReasonStale, "b-old"), Counts: Counts{Booting: 2, Stale: 1}},
+			want: Plan{Create: 1, Desired: 2, Delete: del(labforgev1alpha1.ReasonStale, "b-old"), Counts: Counts{Booting: 2, Stale: 1}},
 		},
 		"rolling update keeps stale ready labs while replacements boot within the burst cap": {
 			in: Input{Replicas: 3, MaxBooting: 2, MaxLabs: 100, TemplateGeneration: currentGen,
@@ -188,7 +189,7 @@ func TestCompute(t *testing.T) {
 				staleLab("s-0", 0, StateReady), staleLab("s-1", 1, StateReady), staleLab("s-2", 2, StateReady),
 				lab("f-0", 10, StateReady), lab("f-1", 11, StateReady),
 			}},
-			want: Plan{Create: 1, Desired: 3, Delete: del(ReasonStale, "s-2", "s-1"), Counts: Counts{Ready: 5, Stale: 3}},
+			want: Plan{Create: 1, Desired: 3, Delete: del(labforgev1alpha1.ReasonStale, "s-2", "s-1"), Counts: Counts{Ready: 5, Stale: 3}},
 		},
 		"rolling update waits for pending deletes before deleting more stale ready labs": {
 			in: Input{Replicas: 1, MaxBooting: 2, MaxLabs: 100, TemplateGeneration: currentGen, PendingDeletes: 1,
@@ -198,7 +199,7 @@ func TestCompute(t *testing.T) {
 		"rolling update with no room under the hard cap makes room one burst at a time": {
 			in: Input{Replicas: 3, MaxBooting: 2, MaxLabs: 3, TemplateGeneration: currentGen,
 				Labs: []Lab{staleLab("s-0", 0, StateReady), staleLab("s-1", 1, StateReady), staleLab("s-2", 2, StateReady)}},
-			want: Plan{Desired: 3, Delete: del(ReasonStale, "s-2", "s-1"), Counts: Counts{Ready: 3, Stale: 3}},
+			want: Plan{Desired: 3, Delete: del(labforgev1alpha1.ReasonStale, "s-2", "s-1"), Counts: Counts{Ready: 3, Stale: 3}},
 		},
 		"rolling update with no room waits while a replacement boots": {
 			in: Input{Replicas: 3, MaxBooting: 2, MaxLabs: 3, TemplateGeneration: currentGen, Labs: []Lab{
@@ -221,13 +222,13 @@ func TestCompute(t *testing.T) {
 			in: Input{Replicas: 1, MaxBooting: 10, MaxLabs: 100, TemplateGeneration: currentGen, Labs: []Lab{
 				staleLab("s-0", 0, StateReady), lab("f-0", 1, StateReady), lab("f-1", 2, StateReady),
 			}},
-			want: Plan{Desired: 1, Delete: append(del(ReasonScaleDown, "f-1"), del(ReasonStale, "s-0")...),
+			want: Plan{Desired: 1, Delete: append(del(labforgev1alpha1.ReasonScaleDown, "f-1"), del(labforgev1alpha1.ReasonStale, "s-0")...),
 				Counts: Counts{Ready: 3, Stale: 1}},
 		},
 		"empty strategy is RollingUpdate": {
 			in: Input{Replicas: 1, MaxBooting: 2, MaxLabs: 100, Strategy: "", TemplateGeneration: currentGen,
 				Labs: []Lab{staleLab("s-0", 0, StateReady), lab("f-0", 10, StateReady)}},
-			want: Plan{Desired: 1, Delete: del(ReasonStale, "s-0"), Counts: Counts{Ready: 2, Stale: 1}},
+			want: Plan{Desired: 1, Delete: del(labforgev1alpha1.ReasonStale, "s-0"), Counts: Counts{Ready: 2, Stale: 1}},
 		},
 		"OnDelete keeps stale labs, counts them toward the target and reports them": {
 			in: Input{Replicas: 3, MaxBooting: 2, MaxLabs: 100, Strategy: labforgev1alpha1.OnDelete, TemplateGeneration: currentGen,
@@ -237,7 +238,7 @@ func TestCompute(t *testing.T) {
 		"OnDelete scales down stale and fresh labs alike": {
 			in: Input{Replicas: 1, MaxBooting: 2, MaxLabs: 100, Strategy: labforgev1alpha1.OnDelete, TemplateGeneration: currentGen,
 				Labs: []Lab{staleLab("s-0", 0, StateReady), lab("f-0", 1, StateReady)}},
-			want: Plan{Desired: 1, Delete: del(ReasonScaleDown, "f-0"), Counts: Counts{Ready: 2, Stale: 1}},
+			want: Plan{Desired: 1, Delete: del(labforgev1alpha1.ReasonScaleDown, "f-0"), Counts: Counts{Ready: 2, Stale: 1}},
 		},
 		"a lab whose template generation is not known yet is not stale": {
 			in: Input{Replicas: 1, MaxBooting: 2, MaxLabs: 100, TemplateGeneration: currentGen,
@@ -262,7 +263,7 @@ func TestCompute(t *testing.T) {
 		"negative inputs are read as zero": {
 			in: Input{Replicas: -1, MaxBooting: -1, MaxLabs: 10, WaitingClaims: -3, PendingCreates: -2, PendingDeletes: -1,
 				Labs: labs("r", 2, StateReady)},
-			want: Plan{Delete: del(ReasonScaleDown, "r-1"), Counts: Counts{Ready: 2}},
+			want: Plan{Delete: del(labforgev1alpha1.ReasonScaleDown, "r-1"), Counts: Counts{Ready: 2}},
 		},
 		"maxBooting 0 boots nothing": {
 			in:   Input{Replicas: 3, MaxBooting: 0, MaxLabs: 10},
@@ -338,7 +339,7 @@ func TestRollingUpdateKeepsWarmCapacity(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			const pool = "p"
-			exp := NewExpectations(nil, time.Hour)
+			exp := expectations.New(nil, time.Hour)
 			world := map[string]*simLab{}
 			gen := int64(1)
 			next := 0
@@ -507,17 +508,17 @@ func checkInvariants(in Input, p Plan) error {
 			return fmt.Errorf("deletes bound lab %s", d.Name)
 		case l.State == StateDeleting:
 			return fmt.Errorf("deletes %s, already being deleted", d.Name)
-		case (d.Reason == ReasonFailed) != (l.State == StateFailed):
+		case (d.Reason == labforgev1alpha1.ReasonFailed) != (l.State == StateFailed):
 			return fmt.Errorf("deletes %s (%s) for reason %s", d.Name, l.State, d.Reason)
-		case d.Reason == ReasonStale && (!rolling || !stale(l)):
+		case d.Reason == labforgev1alpha1.ReasonStale && (!rolling || !stale(l)):
 			return fmt.Errorf("deletes %s as stale (generation %d of %d, strategy %q)", d.Name, l.TemplateGeneration, in.TemplateGeneration, in.Strategy)
-		case d.Reason == ReasonScaleDown && (in.PendingCreates > 0 || in.PendingDeletes > 0):
+		case d.Reason == labforgev1alpha1.ReasonScaleDown && (in.PendingCreates > 0 || in.PendingDeletes > 0):
 			return fmt.Errorf("scales down %s with expectations pending", d.Name)
-		case d.Reason == ReasonStale && l.State == StateReady && in.PendingDeletes > 0:
+		case d.Reason == labforgev1alpha1.ReasonStale && l.State == StateReady && in.PendingDeletes > 0:
 			return fmt.Errorf("deletes stale Ready %s with deletes pending", d.Name)
 		}
 		deleted[d.Name] = d.Reason
-		if d.Reason == ReasonScaleDown || (d.Reason == ReasonStale && l.State == StateReady) {
+		if d.Reason == labforgev1alpha1.ReasonScaleDown || (d.Reason == labforgev1alpha1.ReasonStale && l.State == StateReady) {
 			countBased++
 		}
 	}
@@ -532,7 +533,7 @@ func checkInvariants(in Input, p Plan) error {
 		if l.State == StateFailed && !gone {
 			return fmt.Errorf("keeps failed lab %s", l.Name)
 		}
-		if reason == ReasonScaleDown {
+		if reason == labforgev1alpha1.ReasonScaleDown {
 			scaleDown++
 		}
 		if l.State == StateReady {
@@ -564,7 +565,7 @@ func checkInvariants(in Input, p Plan) error {
 		// Only the hard-cap escape of a rolling update may cost warm capacity, and only
 		// when nothing else is under way.
 		for _, d := range p.Delete {
-			if d.Reason != ReasonStale || byName[d.Name].State != StateReady {
+			if d.Reason != labforgev1alpha1.ReasonStale || byName[d.Name].State != StateReady {
 				return fmt.Errorf("Ready labs dropped from %d to %d (desired %d) with a %s delete of %s", readyBefore, readyAfter, p.Desired, d.Reason, d.Name)
 			}
 		}

@@ -65,11 +65,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	wasInvalid := meta.IsStatusConditionFalse(t.Status.Conditions, labforgev1alpha1.ConditionReady)
 	switch {
 	case len(problems) == 0 && !wasReady:
-		r.Recorder.Eventf(want, nil, corev1.EventTypeNormal, ReasonAccepted, "Check", "Labs can be built from this template")
+		r.Recorder.Eventf(want, nil, corev1.EventTypeNormal, labforgev1alpha1.ReasonAccepted, "Check", "Labs can be built from this template")
 		ctrl.LoggerFrom(ctx).Info("Accepted LabTemplate", "generation", t.Generation)
 	case len(problems) > 0 && (!wasInvalid || t.Status.ObservedGeneration != t.Generation):
 		msg := strings.Join(problems, "; ")
-		r.Recorder.Eventf(want, nil, corev1.EventTypeWarning, ReasonInvalidTemplate, "Check", "%s", msg)
+		r.Recorder.Eventf(want, nil, corev1.EventTypeWarning, labforgev1alpha1.ReasonInvalidTemplate, "Check", "%s", msg)
 		ctrl.LoggerFrom(ctx).Info("Rejected LabTemplate", "generation", t.Generation, "problems", msg)
 	}
 	return ctrl.Result{}, nil

@@ -9,12 +9,6 @@ import (
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 )
 
-// Condition reasons of a LabTemplate.
-const (
-	ReasonAccepted        = "Accepted"
-	ReasonInvalidTemplate = "InvalidTemplate"
-)
-
 // setStatus sets the template's Ready and Stalled conditions and observedGeneration from
 // the problems templatecheck.Check found. An invalid template cannot get better by retrying, so it is Stalled
 // as well as not Ready.
@@ -23,18 +17,18 @@ func setStatus(t *labforgev1alpha1.LabTemplate, problems []string) {
 	if len(problems) == 0 {
 		meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{
 			Type: labforgev1alpha1.ConditionReady, Status: metav1.ConditionTrue, ObservedGeneration: gen,
-			Reason: ReasonAccepted, Message: "Labs can be built from this template",
+			Reason: labforgev1alpha1.ReasonAccepted, Message: "Labs can be built from this template",
 		})
 		meta.RemoveStatusCondition(&t.Status.Conditions, labforgev1alpha1.ConditionStalled)
 	} else {
 		msg := strings.Join(problems, "; ")
 		meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{
 			Type: labforgev1alpha1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: gen,
-			Reason: ReasonInvalidTemplate, Message: msg,
+			Reason: labforgev1alpha1.ReasonInvalidTemplate, Message: msg,
 		})
 		meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{
 			Type: labforgev1alpha1.ConditionStalled, Status: metav1.ConditionTrue, ObservedGeneration: gen,
-			Reason: ReasonInvalidTemplate, Message: "Fix the template: " + msg,
+			Reason: labforgev1alpha1.ReasonInvalidTemplate, Message: "Fix the template: " + msg,
 		})
 	}
 	t.Status.ObservedGeneration = gen

@@ -32,9 +32,6 @@ import (
 // ControllerName prefixes the names of the sweep's controllers in logs and metrics.
 const ControllerName = "orphans"
 
-// ReasonDeletedOrphan is the reason of the event recorded for each orphan deleted.
-const ReasonDeletedOrphan = "DeletedOrphan"
-
 // Reconciler deletes orphans. It runs one controller per kind of candidate (lab
 // namespaces, LabEnvironments, claims' Secrets), each woken by its candidates and by the
 // deletion of their owners.
@@ -87,7 +84,7 @@ func (s *sweeper) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 	if owner.UID != "" {
 		msg = fmt.Sprintf("Deleted: it belongs to %s %s (UID %s), which no longer exists", owner.Kind, ownerName(owner), owner.UID)
 	}
-	s.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, ReasonDeletedOrphan, "Delete", "%s", msg)
+	s.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, labforgev1alpha1.ReasonDeletedOrphan, "Delete", "%s", msg)
 	ctrl.LoggerFrom(ctx).Info("Deleted an orphaned object", "kind", s.kind, "ownerKind", owner.Kind, "owner", ownerName(owner))
 	return ctrl.Result{}, nil
 }

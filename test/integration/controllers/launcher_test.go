@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
-	"github.com/labforge/labforge/internal/controller/labenvironment"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/render"
 	"github.com/labforge/labforge/internal/simulator"
@@ -51,7 +50,7 @@ var _ = Describe("The simulated KubeVirt", func() {
 				Expect(client.IgnoreNotFound(k8s.Delete(ctx, tmpl))).To(Succeed())
 			})
 			Eventually(envCondition(ctx, env, labforgev1alpha1.ConditionReady), 60*time.Second).Should(And(
-				HaveField("Status", metav1.ConditionTrue), HaveField("Reason", labenvironment.ReasonLabReady)))
+				HaveField("Status", metav1.ConditionTrue), HaveField("Reason", labforgev1alpha1.ReasonLabReady)))
 
 			pods := launcherPods(ctx, env)
 			Expect(pods).To(HaveLen(int(workers) + 1))
@@ -111,7 +110,7 @@ var _ = Describe("The simulated KubeVirt", func() {
 			// adopts it), the admin's object is in it, then the template comes.
 			Expect(k8s.Create(ctx, newEnvironment(env, tmpl.Name))).To(Succeed())
 			Eventually(envCondition(ctx, env, labforgev1alpha1.ConditionReady)).Should(
-				HaveField("Reason", labenvironment.ReasonTemplateNotFound))
+				HaveField("Reason", labforgev1alpha1.ReasonTemplateNotFound))
 			Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{
 				labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue, labforgev1alpha1.LabelEnvironment: env,
 			}}})).To(Succeed())
@@ -125,11 +124,11 @@ var _ = Describe("The simulated KubeVirt", func() {
 
 			By("reporting the API server's refusal on the lab, not a boot timeout")
 			Eventually(envCondition(ctx, env, labforgev1alpha1.ConditionReady)).Should(And(
-				HaveField("Status", metav1.ConditionFalse), HaveField("Reason", labenvironment.ReasonVMPodRefused),
+				HaveField("Status", metav1.ConditionFalse), HaveField("Reason", labforgev1alpha1.ReasonVMPodRefused),
 				HaveField("Message", ContainSubstring("The API server refused the virt-launcher pod of VM control-plane: failed to create virtual machine pod: ")),
 				HaveField("Message", ContainSubstring(wantMessage))), func() string { return describeLab(ctx, env) })
 			Expect(envCondition(ctx, env, labforgev1alpha1.ConditionVMsScheduled)(Default)).To(And(
-				HaveField("Status", metav1.ConditionFalse), HaveField("Reason", labenvironment.ReasonVMPodRefused)))
+				HaveField("Status", metav1.ConditionFalse), HaveField("Reason", labforgev1alpha1.ReasonVMPodRefused)))
 			var e labforgev1alpha1.LabEnvironment
 			Expect(k8s.Get(ctx, client.ObjectKey{Name: env}, &e)).To(Succeed())
 			Expect(e.Status.Conditions).NotTo(ContainElement(HaveField("Type", labforgev1alpha1.ConditionStalled)))
@@ -166,7 +165,7 @@ var _ = Describe("The simulated KubeVirt", func() {
 			By("booting once the admin removes what refused it")
 			Expect(k8s.Delete(ctx, policy)).To(Succeed())
 			Eventually(envCondition(ctx, env, labforgev1alpha1.ConditionReady), 30*time.Second).Should(And(
-				HaveField("Status", metav1.ConditionTrue), HaveField("Reason", labenvironment.ReasonLabReady)))
+				HaveField("Status", metav1.ConditionTrue), HaveField("Reason", labforgev1alpha1.ReasonLabReady)))
 			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: lab.ControlPlaneVM}, &vmi)).To(Succeed())
 			Expect(vmi.Status.Conditions).NotTo(ContainElement(HaveField("Type", kubevirtv1.VirtualMachineInstanceSynchronized)))
 			Expect(launcherPods(ctx, env)).To(HaveLen(1))

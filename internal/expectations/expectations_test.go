@@ -1,4 +1,4 @@
-package labpool
+package expectations
 
 import (
 	"fmt"
@@ -10,34 +10,37 @@ import (
 	testingclock "k8s.io/utils/clock/testing"
 )
 
+// t0 is the fake clock's start.
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
 func TestExpectations(t *testing.T) {
 	const ttl = 2 * time.Minute
 	type pending struct{ Creates, Deletes int32 }
 	tests := map[string]struct {
-		do func(e *Expectations, clk *testingclock.FakePassiveClock)
+		do func(e *Store, clk *testingclock.FakePassiveClock)
 		// want is what Pending reports for each pool afterwards.
 		want map[string]pending
 	}{
 		"nothing expected": {
-			do:   func(*Expectations, *testingclock.FakePassiveClock) {},
+			do:   func(*Store, *testingclock.FakePassiveClock) {},
 			want: map[string]pending{"p": {}},
 		},
 		"creations stay pending until the cache lists them": {
-			do: func(e *Expectations, _ *testingclock.FakePassiveClock) {
+			do: func(e *Store, _ *testingclock.FakePassiveClock) {
 				e.ExpectCreations("p", "a", "b", "c")
 				e.Observed("p", []string{"a", "old"})
 			},
 			want: map[string]pending{"p": {Creates: 2}},
 		},
 		"deletions stay pending until the cache no longer lists them": {
-			do: func(e *Expectations, _ *testingclock.FakePassiveClock) {
+			do: func(e *Store, _ *testingclock.FakePassiveClock) {
 				e.ExpectDeletions("p", "a", "b", "c")
 				e.Observed("p", []string{"a", "other"})
 			},
 			want: map[string]pending{"p": {Deletes: 1}},
 		},
 		"observing the same cache twice clears each expectation once": {
-			do: func(e *Expectations, _ *testingclock.FakePassiveClock) {
+			do: func(e *Store, _ *testingclock.FakePassiveClock) {
 				e.ExpectCreations("p", "a", "b")
 				e.Observed("p", []string{"a"})
 				e.Observed("p", []string{"a"})
@@ -45,7 +48,7 @@ func TestExpectations(t *testing.T) {
 			want: map[string]pending{"p": {Creates: 1}},
 		},
 		"a refused creation is pending no more": {
-			do: func(e *Expectations, _ *testingclock.FakePassiveClock) {
+			do: func(e *Store, _ *testingclock.FakePassiveClock) {
 				e.ExpectCreations("p", "a", "b")
 				e.ExpectDeletions("p", "c")
 				e.CreationFailed("p", "a")
@@ -54,21 +57,21 @@ func TestExpectations(t *testing.T) {
 			want: map[string]pending{"p": {Creates: 1, Deletes: 1}, "other": {}},
 		},
 		"expecting the same name twice is one expectation": {
-			do: func(e *Expectations, _ *testingclock.FakePassiveClock) {
+			do: func(e *Store, _ *testingclock.FakePassiveClock) {
 				e.ExpectCreations("p", "a")
 				e.ExpectCreations("p", "a")
 			},
 			want: map[string]pending{"p": {Creates: 1}},
 		},
 		"no names expects nothing": {
-			do: func(e *Expectations, _ *testingclock.FakePassiveClock) {
+			do: func(e *Store, _ *testingclock.FakePassiveClock) {
 				e.ExpectCreations("p")
 				e.ExpectDeletions("p")
 			},
 			want: map[string]pending{"p": {}},
 		},
 		"pools are independent": {
-			do: func(e *Expectations, _ *testingclock.FakePassiveClock) {
+			do: func(e *Store, _ *testingclock.FakePassiveClock) {
 				e.ExpectCreations("p", "a")
 				e.ExpectDeletions("q", "a")
 				e.Observed("p", []string{"a"})
@@ -76,13 +79,13 @@ func TestExpectations(t *testing.T) {
 			want: map[string]pending{"p": {}, "q": {Deletes: 1}},
 		},
 		"observing a pool that expects nothing is a no-op": {
-			do: func(e *Expectations, _ *testingclock.FakePassiveClock) {
+			do: func(e *Store, _ *testingclock.FakePassiveClock) {
 				e.Observed("p", []string{"a"})
 			},
 			want: map[string]pending{"p": {}},
 		},
 		"an expectation holds until just before its TTL": {
-			do: func(e *Expectations, clk *testingclock.FakePassiveClock) {
+			do: func(e *Store, clk *testingclock.FakePassiveClock) {
 				e.ExpectCreations("p", "a")
 				e.ExpectDeletions("p", "b")
 				clk.SetTime(clk.Now().Add(ttl - time.Nanosecond))
@@ -90,14 +93,14 @@ func TestExpectations(t *testing.T) {
 			want: map[string]pending{"p": {Creates: 1, Deletes: 1}},
 		},
 		"a creation never seen lapses at its TTL so a lost event cannot block the pool": {
-			do: func(e *Expectations, clk *testingclock.FakePassiveClock) {
+			do: func(e *Store, clk *testingclock.FakePassiveClock) {
 				e.ExpectCreations("p", "created-and-deleted-before-the-cache-saw-it")
 				clk.SetTime(clk.Now().Add(ttl))
 			},
 			want: map[string]pending{"p": {}},
 		},
 		"a deletion never seen lapses at its TTL": {
-			do: func(e *Expectations, clk *testingclock.FakePassiveClock) {
+			do: func(e *Store, clk *testingclock.FakePassiveClock) {
 				e.ExpectDeletions("p", "a")
 				clk.SetTime(clk.Now().Add(ttl))
 				e.Observed("p", []string{"a"})
@@ -105,7 +108,7 @@ func TestExpectations(t *testing.T) {
 			want: map[string]pending{"p": {}},
 		},
 		"each expectation lapses on its own": {
-			do: func(e *Expectations, clk *testingclock.FakePassiveClock) {
+			do: func(e *Store, clk *testingclock.FakePassiveClock) {
 				e.ExpectCreations("p", "early")
 				clk.SetTime(clk.Now().Add(time.Minute))
 				e.ExpectCreations("p", "late")
@@ -114,7 +117,7 @@ func TestExpectations(t *testing.T) {
 			want: map[string]pending{"p": {Creates: 1}},
 		},
 		"expecting a name again restarts its TTL": {
-			do: func(e *Expectations, clk *testingclock.FakePassiveClock) {
+			do: func(e *Store, clk *testingclock.FakePassiveClock) {
 				e.ExpectDeletions("p", "a")
 				clk.SetTime(clk.Now().Add(time.Minute))
 				e.ExpectDeletions("p", "a")
@@ -123,7 +126,7 @@ func TestExpectations(t *testing.T) {
 			want: map[string]pending{"p": {Deletes: 1}},
 		},
 		"forget drops every expectation of the pool only": {
-			do: func(e *Expectations, _ *testingclock.FakePassiveClock) {
+			do: func(e *Store, _ *testingclock.FakePassiveClock) {
 				e.ExpectCreations("p", "a")
 				e.ExpectDeletions("p", "b")
 				e.ExpectCreations("q", "c")
@@ -136,7 +139,7 @@ func TestExpectations(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			clk := testingclock.NewFakePassiveClock(t0)
-			e := NewExpectations(clk, ttl)
+			e := New(clk, ttl)
 			tc.do(e, clk)
 			got := map[string]pending{}
 			for pool := range tc.want {
@@ -154,7 +157,7 @@ func TestExpectations(t *testing.T) {
 // every expectation is met or lapsed, so it does not grow with the pools it has seen.
 func TestExpectationsForgetPoolsWithNothingPending(t *testing.T) {
 	clk := testingclock.NewFakePassiveClock(t0)
-	e := NewExpectations(clk, time.Minute)
+	e := New(clk, time.Minute)
 	e.ExpectCreations("met", "a")
 	e.ExpectDeletions("lapsed", "b")
 	e.Observed("met", []string{"a"})
@@ -165,10 +168,10 @@ func TestExpectationsForgetPoolsWithNothingPending(t *testing.T) {
 	}
 }
 
-func TestNewExpectationsDefaults(t *testing.T) {
-	e := NewExpectations(nil, 0)
-	if e.ttl != DefaultExpectationTTL {
-		t.Errorf("ttl = %v, want %v", e.ttl, DefaultExpectationTTL)
+func TestNewDefaults(t *testing.T) {
+	e := New(nil, 0)
+	if e.ttl != DefaultTTL {
+		t.Errorf("ttl = %v, want %v", e.ttl, DefaultTTL)
 	}
 	e.ExpectCreations("p", "a")
 	if c, _ := e.Pending("p"); c != 1 {
@@ -179,7 +182,7 @@ func TestNewExpectationsDefaults(t *testing.T) {
 // TestExpectationsConcurrentUse is meant for -race: reconcilers of several pools share the
 // store.
 func TestExpectationsConcurrentUse(t *testing.T) {
-	e := NewExpectations(testingclock.NewFakePassiveClock(t0), time.Minute)
+	e := New(testingclock.NewFakePassiveClock(t0), time.Minute)
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Go(func() {

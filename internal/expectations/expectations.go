@@ -1,4 +1,7 @@
-package labpool
+// Package expectations remembers the objects a controller created or deleted that its
+// cache does not show yet (Kubernetes' ControllerExpectations): the pool controller's
+// labs, and the labs the claim controller boots for template claims.
+package expectations
 
 import (
 	"sync"
@@ -7,12 +10,12 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// DefaultExpectationTTL is how long an expectation waits to be observed before it lapses.
+// DefaultTTL is how long an expectation waits to be observed before it lapses.
 // A create or delete normally shows in the cache within milliseconds; two minutes is long
 // enough for a slow watch and short enough that a lost event stalls a pool only briefly.
-const DefaultExpectationTTL = 2 * time.Minute
+const DefaultTTL = 2 * time.Minute
 
-// Expectations remembers, per pool, the labs the reconciler created or deleted that the
+// Store remembers, per pool, the labs the reconciler created or deleted that the
 // cache does not reflect yet, so that the next pass neither creates them again nor counts
 // deleted labs as still there (Kubernetes' ControllerExpectations, agent-sandbox's
 // warm-pool expectations). It tracks names, not just counts, so that observing the cache
@@ -23,9 +26,9 @@ const DefaultExpectationTTL = 2 * time.Minute
 // not be blocked forever. A lapsed expectation at worst lets one pass act on a stale
 // count, which the next pass corrects.
 //
-// Expectations is safe for concurrent use. The zero value is not usable; use
-// NewExpectations.
-type Expectations struct {
+// Store is safe for concurrent use. The zero value is not usable; use
+// New.
+type Store struct {
 	clock clock.PassiveClock
 	ttl   time.Duration
 
@@ -39,32 +42,32 @@ type poolExpectations struct {
 	deletes map[string]time.Time
 }
 
-// NewExpectations returns an empty store whose expectations lapse ttl after they were
+// New returns an empty store whose expectations lapse ttl after they were
 // recorded, by clk. A nil clk is the real clock; a ttl of 0 or less is
-// DefaultExpectationTTL.
-func NewExpectations(clk clock.PassiveClock, ttl time.Duration) *Expectations {
+// DefaultTTL.
+func New(clk clock.PassiveClock, ttl time.Duration) *Store {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
 	if ttl <= 0 {
-		ttl = DefaultExpectationTTL
+		ttl = DefaultTTL
 	}
-	return &Expectations{clock: clk, ttl: ttl, pools: map[string]*poolExpectations{}}
+	return &Store{clock: clk, ttl: ttl, pools: map[string]*poolExpectations{}}
 }
 
 // ExpectCreations records that the labs named were created for pool. Call it once the API
 // server accepted each create; expecting a name again restarts its TTL.
-func (e *Expectations) ExpectCreations(pool string, names ...string) {
+func (e *Store) ExpectCreations(pool string, names ...string) {
 	e.expect(pool, names, func(p *poolExpectations) map[string]time.Time { return p.creates })
 }
 
 // ExpectDeletions records that the labs named were deleted from pool. Call it once the API
 // server accepted each delete; expecting a name again restarts its TTL.
-func (e *Expectations) ExpectDeletions(pool string, names ...string) {
+func (e *Store) ExpectDeletions(pool string, names ...string) {
 	e.expect(pool, names, func(p *poolExpectations) map[string]time.Time { return p.deletes })
 }
 
-func (e *Expectations) expect(pool string, names []string, which func(*poolExpectations) map[string]time.Time) {
+func (e *Store) expect(pool string, names []string, which func(*poolExpectations) map[string]time.Time) {
 	if len(names) == 0 {
 		return
 	}
@@ -85,7 +88,7 @@ func (e *Expectations) expect(pool string, names []string, which func(*poolExpec
 // CreationFailed drops the expected creations of the labs named: the API server refused
 // them, so the cache will never show them, and waiting for their TTL would hold their
 // place for nothing.
-func (e *Expectations) CreationFailed(pool string, names ...string) {
+func (e *Store) CreationFailed(pool string, names ...string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	p := e.pools[pool]
@@ -104,7 +107,7 @@ func (e *Expectations) CreationFailed(pool string, names ...string) {
 // listed. Leaving labs being deleted out of the list is what lets a deletion be met as
 // soon as the cache shows its deletion timestamp, rather than only once the lab's
 // finalizer has run.
-func (e *Expectations) Observed(pool string, labs []string) {
+func (e *Store) Observed(pool string, labs []string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	p := e.pools[pool]
@@ -131,7 +134,7 @@ func (e *Expectations) Observed(pool string, labs []string) {
 // Pending returns how many creations and deletions of pool are expected but not yet
 // observed, not counting lapsed ones (which it drops). These are Input.PendingCreates and
 // Input.PendingDeletes.
-func (e *Expectations) Pending(pool string) (creates, deletes int32) {
+func (e *Store) Pending(pool string) (creates, deletes int32) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	p := e.pools[pool]
@@ -144,7 +147,7 @@ func (e *Expectations) Pending(pool string) (creates, deletes int32) {
 
 // Forget drops every expectation of pool, for when the pool is deleted (so the store does
 // not grow with pools that are gone) or when the caller no longer trusts them.
-func (e *Expectations) Forget(pool string) {
+func (e *Store) Forget(pool string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	delete(e.pools, pool)
@@ -152,7 +155,7 @@ func (e *Expectations) Forget(pool string) {
 
 // pruneLocked drops the lapsed expectations of pool, and pool itself once it expects
 // nothing. e.mu must be held.
-func (e *Expectations) pruneLocked(pool string, p *poolExpectations) {
+func (e *Store) pruneLocked(pool string, p *poolExpectations) {
 	now := e.clock.Now()
 	for _, m := range []map[string]time.Time{p.creates, p.deletes} {
 		for n, at := range m {
