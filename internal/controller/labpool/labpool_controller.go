@@ -200,6 +200,7 @@ func (r *Reconciler) claimsFirst(pool string, inFlight int, outrun bool) time.Du
 // +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments,verbs=get;list;watch;create;delete;patch
 // +kubebuilder:rbac:groups=labforge.dev,resources=labclaims,verbs=get;list;watch
 // +kubebuilder:rbac:groups=labforge.dev,resources=labtemplates,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one pool's labs toward what its spec and its waiting claims ask.
