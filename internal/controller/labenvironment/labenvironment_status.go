@@ -18,6 +18,7 @@ import (
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/labprobe"
+	"github.com/labforge/labforge/internal/ownership"
 )
 
 // Condition reasons of a LabEnvironment.
@@ -28,7 +29,11 @@ const (
 	// ReasonNamespaceLost: the namespace of a lab a claim holds was deleted. The lab is
 	// not rebuilt (a student's lab is never replaced behind their back); its claim says
 	// LabLost, and the LabEnvironment goes when the claim does.
-	ReasonNamespaceLost        = "NamespaceLost"
+	ReasonNamespaceLost = "NamespaceLost"
+	// ReasonForeignNamespace: a namespace of the lab's name exists that labforge did not
+	// make for this lab (it carries no valid proof): it is never adopted, used or deleted.
+	// The lab goes on once an admin deletes that namespace.
+	ReasonForeignNamespace     = "ForeignNamespace"
 	ReasonProvisioning         = "Provisioning"
 	ReasonProvisioningFailed   = "ProvisioningFailed"
 	ReasonWaitingForScheduling = "WaitingForScheduling"
@@ -72,13 +77,13 @@ func init() { metrics.Registry.MustRegister(bootFailures, vmRestarts) }
 // terminalReasons are the Ready=False reasons retrying cannot fix.
 var terminalReasons = map[string]bool{
 	ReasonTemplateNotFound: true, ReasonInvalidTemplate: true, ReasonBootstrapFailed: true, ReasonBootTimeout: true,
-	ReasonNamespaceLost: true,
+	ReasonNamespaceLost: true, ReasonForeignNamespace: true,
 }
 
 // notBootFailures are the Ready=False reasons that say nothing about how labs of a
 // template boot, and so are not counted as boot failures.
 var notBootFailures = map[string]bool{
-	ReasonInvalidTemplate: true, ReasonTemplateNotFound: true, ReasonNamespaceLost: true,
+	ReasonInvalidTemplate: true, ReasonTemplateNotFound: true, ReasonNamespaceLost: true, ReasonForeignNamespace: true,
 }
 
 // setStatus computes the whole status from what this pass observed.
@@ -92,7 +97,7 @@ func setStatus(s *scope, succeeded bool) {
 		// A lab built again in a new namespace has to prove itself Ready again.
 		st.ReadyTime, st.ReadyInstances = nil, nil
 	}
-	if s.template != nil && s.templateGeneration > 0 {
+	if (s.template != nil || s.foreignNamespace) && s.templateGeneration > 0 {
 		st.TemplateGeneration = s.templateGeneration
 	}
 	gen := s.env.Generation
@@ -260,6 +265,10 @@ func restartedMessage(nodes []string) string {
 // finished and all its VMs run; False only for a real failure; Unknown while in progress.
 func readiness(s *scope, succeeded bool) (metav1.ConditionStatus, string, string) {
 	switch {
+	case s.foreignNamespace:
+		return metav1.ConditionFalse, ReasonForeignNamespace, fmt.Sprintf("Namespace %s exists and labforge did not create it for this lab "+
+			"(it carries no valid %s annotation); nothing in it is used or deleted. Delete the namespace to have the lab built",
+			namespaceOf(s.env), ownership.AnnotationProof)
 	case s.templateReason != "":
 		return metav1.ConditionFalse, s.templateReason, s.templateMessage
 	case s.namespaceLost:
