@@ -220,6 +220,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Applier:   ssa.NewApplier(mgr.GetClient(), "labforge-"+labclaim.ControllerName),
 		Host:      host,
 		Clock:     opts.Clock,
+		Prover:    prover,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the %s controller: %w", labclaim.ControllerName, err)
 	}
