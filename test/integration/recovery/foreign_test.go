@@ -16,6 +16,7 @@ import (
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/ownership"
+	"github.com/labforge/labforge/internal/pki"
 	"github.com/labforge/labforge/internal/render"
 	"github.com/labforge/labforge/test/integration"
 )
@@ -110,6 +111,55 @@ var _ = Describe("Someone who may create namespaces pre-creating a pool's next l
 		Consistently(expectUntouched).WithTimeout(3 * time.Second).Should(Succeed())
 
 		Expect(k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		Expect(k8s.Delete(ctx, &labforgev1alpha1.LabTemplate{ObjectMeta: metav1.ObjectMeta{Name: template}})).To(Succeed())
+	})
+})
+
+var _ = Describe("A student forging their claim's kubeconfig Secret with the lab's CA, which root on the lab gives them", func() {
+	It("is not adopted: the claim says SecretConflict and the Secret stays theirs, untouched", func(ctx context.Context) {
+		const template, pool, students = "forged-kubeconfig", "forged-kubeconfig", "students-forged-kubeconfig"
+		Expect(k8s.Create(ctx, newTemplate(template))).To(Succeed())
+		Expect(k8s.Create(ctx, newPool(pool, template, 1))).To(Succeed())
+		createNamespace(ctx, students)
+		Expect(k8s.Create(ctx, newClaim(students, "mallory", pool))).To(Succeed())
+		Eventually(claimReady(ctx, students, "mallory")).Should(HaveField("Status", metav1.ConditionTrue))
+		claim := claimOf(ctx, students, "mallory")
+		labPKI := get(ctx, Default, client.ObjectKey{Namespace: lab.Namespace(claim.Status.Lab), Name: lab.PKISecret}, &corev1.Secret{})
+		ca, err := pki.ParseKeyPair(labPKI.Data[lab.PKICACert], labPKI.Data[lab.PKICAKey])
+		Expect(err).NotTo(HaveOccurred())
+		real := get(ctx, Default, client.ObjectKey{Namespace: students, Name: "mallory-kubeconfig"}, &corev1.Secret{})
+
+		By("replacing the kubeconfig Secret, while the operator is down, with one of the student's own making")
+		stopManager()
+		Expect(k8s.Delete(ctx, real)).To(Succeed())
+		Eventually(gone(ctx, client.ObjectKeyFromObject(real), &corev1.Secret{})).Should(BeTrue())
+		now := time.Now()
+		cert, err := ca.IssueClient("student:"+students+":mallory", nil, now.Add(-time.Minute), now.Add(time.Hour), nil)
+		Expect(err).NotTo(HaveOccurred())
+		kubeconfig, err := pki.Kubeconfig(claim.Status.Lab, real.Annotations[render.AnnotationServer], "", ca.CertPEM(), "student:"+students+":mallory", cert)
+		Expect(err).NotTo(HaveOccurred())
+		annotations := map[string]string{}
+		for k, v := range real.Annotations {
+			if k != ownership.AnnotationProof {
+				annotations[k] = v
+			}
+		}
+		forged := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: students, Name: "mallory-kubeconfig", Labels: real.Labels, Annotations: annotations},
+			Type: corev1.SecretTypeOpaque, Data: map[string][]byte{render.KubeconfigKey: kubeconfig}}
+		Expect(k8s.Create(ctx, forged)).To(Succeed())
+		startManager()
+
+		Eventually(claimReady(ctx, students, "mallory")).Should(And(HaveField("Status", metav1.ConditionFalse), HaveField("Reason", "SecretConflict"),
+			HaveField("Message", "Secret "+students+"/mallory-kubeconfig exists and does not belong to this claim; delete or rename it")))
+		Consistently(func(g Gomega) {
+			s := get(ctx, g, client.ObjectKeyFromObject(forged), &corev1.Secret{})
+			g.Expect(s.OwnerReferences).To(BeEmpty())
+			g.Expect(s.ResourceVersion).To(Equal(forged.ResourceVersion))
+		}).WithTimeout(2 * time.Second).Should(Succeed())
+
+		Expect(k8s.Delete(ctx, claim)).To(Succeed())
+		Expect(k8s.Delete(ctx, forged)).To(Succeed())
+		Expect(k8s.Delete(ctx, &labforgev1alpha1.LabPool{ObjectMeta: metav1.ObjectMeta{Name: pool}})).To(Succeed())
 		Expect(k8s.Delete(ctx, &labforgev1alpha1.LabTemplate{ObjectMeta: metav1.ObjectMeta{Name: template}})).To(Succeed())
 	})
 })
