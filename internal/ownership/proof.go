@@ -57,6 +57,12 @@ func LabNamespace(namespace, env string, envUID types.UID, pool string) Identity
 	return Identity{Kind: KindNamespace, Name: namespace, Owner: env, OwnerUID: envUID, Pool: pool}
 }
 
+// ClaimSecret is the identity of the Secret namespace/name written for the LabClaim
+// claim (with claimUID) in the same namespace.
+func ClaimSecret(namespace, name, claim string, claimUID types.UID) Identity {
+	return Identity{Kind: "Secret", Namespace: namespace, Name: name, Owner: claim, OwnerUID: claimUID}
+}
+
 // Prover signs and checks proofs with the operator's key. The zero value proves nothing
 // and accepts no proof.
 type Prover struct {

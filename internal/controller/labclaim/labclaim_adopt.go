@@ -19,7 +19,7 @@ func studentUser(c *labforgev1alpha1.LabClaim) string {
 // secretIdentity is what the proof on one of the claim's Secrets binds it to: its
 // namespace and name, and the claim (name and UID) it was written for.
 func secretIdentity(claim *labforgev1alpha1.LabClaim, name string) ownership.Identity {
-	return ownership.Identity{Kind: "Secret", Namespace: claim.Namespace, Name: name, Owner: claim.Name, OwnerUID: claim.UID}
+	return ownership.ClaimSecret(claim.Namespace, name, claim.Name, claim.UID)
 }
 
 // withProof puts on secret, one of the claim's, the proof that labforge wrote it for the
