@@ -98,8 +98,9 @@ type LabPoolStatus struct {
 	FailedReplicas int32 `json:"failedReplicas"`
 
 	// WaitingClaims is the number of claims on this pool waiting for a lab to boot: not
-	// bound, not refused, and more of them than the pool has Ready labs. A claim a Ready
-	// lab is free for is not counted: it is bound at once.
+	// bound, not refused, from a namespace claimNamespaceSelector admits, and more of them
+	// than the pool has Ready labs. A claim a Ready lab is free for is not counted: it is
+	// bound at once.
 	// +kubebuilder:default=0
 	// +optional
 	WaitingClaims int32 `json:"waitingClaims"`

@@ -35,7 +35,11 @@ const (
 	// ReasonNamespaceLost: the namespace of a lab a claim holds was deleted. The lab is
 	// not rebuilt (a student's lab is never replaced behind their back); its claim says
 	// LabLost, and the LabEnvironment goes when the claim does.
-	ReasonNamespaceLost        = "NamespaceLost"
+	ReasonNamespaceLost = "NamespaceLost"
+	// ReasonForeignNamespace: a namespace of the lab's name exists that labforge did not
+	// make for this lab (it carries no valid proof): it is never adopted, used or deleted.
+	// The lab goes on once an admin deletes that namespace.
+	ReasonForeignNamespace     = "ForeignNamespace"
 	ReasonProvisioning         = "Provisioning"
 	ReasonProvisioningFailed   = "ProvisioningFailed"
 	ReasonWaitingForScheduling = "WaitingForScheduling"

@@ -85,7 +85,8 @@ func operator(args []string) int {
 	fs := flag.NewFlagSet("labforge operator", flag.ExitOnError)
 	var kubeconfig string
 	var bootDelay time.Duration
-	opts := manager.Options{Host: devenv.LocalHost()}
+	// Against a dev control plane, which has no namespace for the operator's ownership key.
+	opts := manager.Options{Host: devenv.LocalHost(), CreateOperatorNamespace: true}
 	var qps float64
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Kubeconfig of the API server to run against (required).")
 	fs.DurationVar(&bootDelay, "boot-delay", 0, "How long a simulated VM takes to boot (0 boots at once).")
@@ -96,6 +97,7 @@ func operator(args []string) int {
 	fs.StringVar(&opts.PprofAddr, "pprof-bind-address", "0", `Address of Go's /debug/pprof profiles; "0" turns them off.`)
 	fs.BoolVar(&opts.LeaderElection, "leader-elect", false, "Elect a leader among several operators.")
 	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "kube-system", "Namespace of the leader election Lease.")
+	fs.StringVar(&opts.OperatorNamespace, "operator-namespace", manager.DefaultOperatorNamespace, "Namespace of the operator: it holds the ownership key Secret (created with the namespace when missing).")
 	fs.Float64Var(&qps, "kube-api-qps", manager.DefaultClientQPS, "Requests per second the operator may send to the API server.")
 	fs.IntVar(&opts.ClientBurst, "kube-api-burst", manager.DefaultClientBurst, "Requests the operator may send at once above --kube-api-qps.")
 	fs.DurationVar(&opts.ProbeInterval, "probe-interval", 100*time.Millisecond, "How often a booting lab is asked whether its bootstrap finished.")

@@ -106,6 +106,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 		MetricsAddr: opts.MetricsAddr,
 		ProbeAddr:   "0",
 		Host:        LocalHost(),
+		// A fresh control plane has no namespace for the operator's ownership key.
+		CreateOperatorNamespace: true,
 		// A simulated lab answers as soon as it boots; probing often keeps the demo snappy.
 		ProbeInterval: 200 * time.Millisecond,
 		Simulator:     simulator.New(simulator.Options{BootDelay: opts.BootDelay, CPUAllocationRatio: opts.CPUAllocationRatio}),

@@ -67,6 +67,18 @@ func (e *Store) ExpectDeletions(pool string, names ...string) {
 	e.expect(pool, names, func(p *poolExpectations) map[string]time.Time { return p.deletes })
 }
 
+// LowerDeletion drops the expected deletion of the lab named, for a delete the API
+// server refused: the lab stays (a claim bound it meanwhile, say), and waiting for the
+// cache to show it gone would hold the pool's arithmetic for the whole TTL.
+func (e *Store) LowerDeletion(pool, name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p := e.pools[pool]; p != nil {
+		delete(p.deletes, name)
+		e.pruneLocked(pool, p)
+	}
+}
+
 func (e *Store) expect(pool string, names []string, which func(*poolExpectations) map[string]time.Time) {
 	if len(names) == 0 {
 		return

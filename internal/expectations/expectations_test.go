@@ -39,6 +39,15 @@ func TestExpectations(t *testing.T) {
 			},
 			want: map[string]pending{"p": {Deletes: 1}},
 		},
+		"a deletion the API server refused is no longer pending, though the lab stays listed": {
+			do: func(e *Store, _ *testingclock.FakePassiveClock) {
+				e.ExpectDeletions("p", "a", "b")
+				e.LowerDeletion("p", "a")
+				e.LowerDeletion("q", "a")
+				e.Observed("p", []string{"a", "b"})
+			},
+			want: map[string]pending{"p": {Deletes: 1}, "q": {}},
+		},
 		"observing the same cache twice clears each expectation once": {
 			do: func(e *Store, _ *testingclock.FakePassiveClock) {
 				e.ExpectCreations("p", "a", "b")

@@ -16,6 +16,9 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -35,6 +38,7 @@ import (
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/index"
 	"github.com/labforge/labforge/internal/labprobe"
+	"github.com/labforge/labforge/internal/ownership"
 	"github.com/labforge/labforge/internal/ssa"
 )
 
@@ -71,6 +75,11 @@ type Options struct {
 	// OperatorNamespace is where the operator runs: the only namespace allowed to reach a
 	// lab's API from inside the host cluster.
 	OperatorNamespace string
+	// CreateOperatorNamespace creates OperatorNamespace when it does not exist: for
+	// `labforge dev`, `labforge operator` and the tests, whose control plane has no
+	// namespace for the operator. The shipped manager runs in its namespace and never
+	// creates it.
+	CreateOperatorNamespace bool
 	// ProbeInterval is how often a booting lab is asked whether its bootstrap finished.
 	ProbeInterval time.Duration
 	// ProbePool sizes the readiness probe's own workers and bounds one probe (Timeout);
@@ -182,6 +191,10 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if opts.OperatorNamespace == "" {
 		opts.OperatorNamespace = DefaultOperatorNamespace
 	}
+	prover, err := loadProver(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
 	dialer := opts.ProbeDialer
 	if opts.Simulator != nil {
 		if err := opts.Simulator.SetupWithManager(mgr); err != nil {
@@ -206,6 +219,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		ProbePool:         opts.ProbePool,
 		Host:              host,
 		OperatorNamespace: opts.OperatorNamespace,
+		Prover:            prover,
 		ProbeInterval:     opts.ProbeInterval,
 		Clock:             opts.Clock,
 	}).SetupWithManager(mgr); err != nil {
@@ -225,12 +239,14 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Applier:   ssa.NewApplier(mgr.GetClient(), "labforge-"+labclaim.ControllerName),
 		Host:      host,
 		Clock:     opts.Clock,
+		Prover:    prover,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the %s controller: %w", labclaim.ControllerName, err)
 	}
 	if err := (&orphans.Reconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
+		Prover:    prover,
 		Recorder:  mgr.GetEventRecorder(orphans.ControllerName),
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the %s controllers: %w", orphans.ControllerName, err)
@@ -279,6 +295,29 @@ func discoverHost(cfg *rest.Config, config hostcluster.Config) (*hostcluster.Hos
 		return nil, fmt.Errorf("the host cluster is not known well enough to run labs: %w", err)
 	}
 	return host, nil
+}
+
+// loadProver reads the operator's ownership key from its namespace, making it the first
+// time (ownership.LoadOrCreateKey), straight from the API server: the cache has not
+// started, and caches only labforge's Secrets anyway.
+func loadProver(cfg *rest.Config, opts Options) (*ownership.Prover, error) {
+	c, err := client.New(cfg, client.Options{Scheme: NewScheme()})
+	if err != nil {
+		return nil, fmt.Errorf("creating a client to read the ownership key: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), discoveryTimeout)
+	defer cancel()
+	if opts.CreateOperatorNamespace {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: opts.OperatorNamespace}}
+		if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("creating the operator's namespace %s: %w", opts.OperatorNamespace, err)
+		}
+	}
+	key, err := ownership.LoadOrCreateKey(ctx, c, opts.OperatorNamespace, nil)
+	if err != nil {
+		return nil, err
+	}
+	return ownership.NewProver(key)
 }
 
 // discoveryTimeout bounds the startup's reads of the host's Nodes and ServiceCIDRs.

@@ -7,6 +7,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/ownership"
 )
 
 // Headroom the lab's quota gives each VM's launcher pod beyond KubeVirt's own arithmetic
@@ -27,7 +28,7 @@ func Namespace(l Lab) *corev1.Namespace {
 	labels := l.Labels()
 	labels["pod-security.kubernetes.io/enforce"] = "privileged"
 	labels["pod-security.kubernetes.io/warn"] = "privileged"
-	return &corev1.Namespace{
+	ns := &corev1.Namespace{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            l.Namespace(),
@@ -35,6 +36,10 @@ func Namespace(l Lab) *corev1.Namespace {
 			OwnerReferences: []metav1.OwnerReference{l.OwnerReference()},
 		},
 	}
+	if l.NamespaceProof != "" {
+		ns.Annotations = map[string]string{ownership.AnnotationProof: l.NamespaceProof}
+	}
+	return ns
 }
 
 // ResourceQuota bounds what the lab namespace can hold to what its VMs' launcher pods

@@ -22,6 +22,9 @@ type Lab struct {
 	Template labforgev1alpha1.LabTemplateSpec
 	// Host is the host cluster's network.
 	Host hostcluster.Network
+	// NamespaceProof is the value of the namespace's ownership.AnnotationProof, which
+	// the controller computes with the operator's key; none when empty.
+	NamespaceProof string
 	// OperatorNamespace is where the operator runs; only it may reach the lab API from
 	// inside the host cluster.
 	OperatorNamespace string

@@ -100,6 +100,8 @@ func StartManager(ctx context.Context, cfg *rest.Config, opts manager.Options) (
 	}
 	// Suites restart the manager, and some run two at once.
 	opts.SkipControllerNameValidation = true
+	// The embedded control plane has no namespace for the operator (its ownership key).
+	opts.CreateOperatorNamespace = true
 	if opts.ProbeInterval == 0 {
 		// Simulated labs boot at once and answer the probe as soon as they run.
 		opts.ProbeInterval = 100 * time.Millisecond

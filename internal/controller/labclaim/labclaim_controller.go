@@ -37,6 +37,7 @@ import (
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/index"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/ownership"
 	"github.com/labforge/labforge/internal/ssa"
 )
 
@@ -58,6 +59,9 @@ type Reconciler struct {
 	// Host is the host cluster's network: where students reach their labs.
 	Host  *hostcluster.Host
 	Clock clock.PassiveClock
+	// Prover signs the claim's Secrets and checks the proof on one that lost its owner
+	// (adoptSecret): keyed with the operator's own key.
+	Prover *ownership.Prover
 	// MaxConcurrentReconciles is how many claims are worked on at once; 16 if zero. A
 	// claim's pass mostly waits on the API server, and a burst of claims is what students
 	// wait for.

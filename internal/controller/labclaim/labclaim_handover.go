@@ -202,7 +202,7 @@ func (r *Reconciler) ensureKeyPair(ctx context.Context, s *scope) (string, error
 		if genErr != nil {
 			return "", genErr
 		}
-		createErr := r.Client.Create(ctx, render.SSHKeySecret(s.claim, priv, pub))
+		createErr := r.Client.Create(ctx, r.withProof(s.claim, render.SSHKeySecret(s.claim, priv, pub)))
 		if createErr == nil {
 			return pub, nil
 		}
@@ -215,7 +215,7 @@ func (r *Reconciler) ensureKeyPair(ctx context.Context, s *scope) (string, error
 		return "", fmt.Errorf("reading Secret %s: %w", key, err)
 	}
 	if !metav1.IsControlledBy(secret, s.claim) {
-		adopted, err := r.adoptSecret(ctx, s, secret, r.keyPairProven)
+		adopted, err := r.adoptSecret(ctx, s, secret)
 		if err != nil {
 			return "", err
 		}
@@ -255,7 +255,7 @@ func (r *Reconciler) ensureKubeconfig(ctx context.Context, s *scope, h *handover
 	}
 	exists := err == nil
 	if exists && !metav1.IsControlledBy(current, s.claim) {
-		adopted, err := r.adoptSecret(ctx, s, current, r.kubeconfigProven)
+		adopted, err := r.adoptSecret(ctx, s, current)
 		if err != nil {
 			return err
 		}
@@ -312,7 +312,7 @@ func (r *Reconciler) mintKubeconfig(ctx context.Context, s *scope, h *handover, 
 	if err != nil {
 		return nil, err
 	}
-	return render.KubeconfigSecret(s.claim, s.env.Name, string(s.env.Status.NamespaceUID), h.server(), expiresAt, kubeconfig), nil
+	return r.withProof(s.claim, render.KubeconfigSecret(s.claim, s.env.Name, string(s.env.Status.NamespaceUID), h.server(), expiresAt, kubeconfig)), nil
 }
 
 // server is the lab API's URL as the student reaches it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -27,6 +28,36 @@ func belongsTo(obj metav1.Object, env *labforgev1alpha1.LabEnvironment) bool {
 		return ref.UID == env.UID
 	}
 	return labelledFor(obj, env)
+}
+
+// namespaceIdentity is what the proof on env's namespace binds it to.
+func namespaceIdentity(env *labforgev1alpha1.LabEnvironment) ownership.Identity {
+	pool := ""
+	if env.Spec.PoolRef != nil {
+		pool = env.Spec.PoolRef.Name
+	}
+	return ownership.LabNamespace(namespaceOf(env), env.Name, env.UID, pool)
+}
+
+// namespaceIsLabs says whether ns is the namespace labforge made for env. A namespace is
+// cluster-scoped, and whoever may create namespaces may create lab-<name> before the lab
+// does, with labforge's labels and an owner reference to the lab: neither proves
+// anything. What does:
+//   - the proof annotation, an HMAC under the operator's own key over the namespace's
+//     name, the lab's name and UID and its pool (ownership.Prover), written when the
+//     operator created the namespace; with it an orphan (a restore that dropped owner
+//     references) is adopted;
+//   - or, for a namespace made before proofs existed or under a key since lost: env
+//     controls it and env's status recorded this very namespace (status.namespaceUID,
+//     which only the operator writes, and a UID nobody can choose). The next apply
+//     writes the proof under the current key.
+//
+// Anything else is not the lab's: it is never adopted, used, written or deleted.
+func (r *Reconciler) namespaceIsLabs(ns *corev1.Namespace, env *labforgev1alpha1.LabEnvironment) bool {
+	if ns.UID != "" && ns.UID == env.Status.NamespaceUID && ownedBy(ns, env) {
+		return true
+	}
+	return r.Prover.Proves(ns, namespaceIdentity(env)) && (ownership.Orphan(ns) || ownedBy(ns, env))
 }
 
 // claimChild says whether obj, one of the objects the lab is made of, is env's, adopting it

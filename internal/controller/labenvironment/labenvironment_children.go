@@ -45,6 +45,9 @@ type scope struct {
 	templateReason, templateMessage string
 
 	namespaceTerminating bool
+	// foreignNamespace: the lab's namespace exists and labforge did not make it for this
+	// lab (namespaceIsLabs); nothing in it is used, written or deleted.
+	foreignNamespace bool
 	// namespaceLost: the namespace of a lab already handed to a claim was deleted (by
 	// hand); such a lab is reported lost, never rebuilt behind the student's back.
 	namespaceLost bool
@@ -69,10 +72,15 @@ type scope struct {
 // reconcileNormal runs the provisioning phases in order; each phase returns whether the
 // next may run. Guards (quota, limit range, network policies) exist before any VM.
 func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result, error) {
+	// Before anything is read from the namespace (the template snapshot first).
+	if err := r.checkNamespace(ctx, s); err != nil || s.foreignNamespace {
+		return ctrl.Result{}, err
+	}
 	if ok, err := r.reconcileTemplate(ctx, s); !ok || err != nil {
 		return ctrl.Result{}, err
 	}
-	l := render.Lab{Env: s.env, Template: *s.template, Host: s.host, OperatorNamespace: r.OperatorNamespace}
+	l := render.Lab{Env: s.env, Template: *s.template, Host: s.host, OperatorNamespace: r.OperatorNamespace,
+		NamespaceProof: r.Prover.Proof(namespaceIdentity(s.env))}
 	if ok, err := r.reconcileNamespace(ctx, s, l); !ok || err != nil {
 		// A namespace deleted by hand must be gone before the lab can be rebuilt; its
 		// deletion event wakes this lab up.
@@ -142,6 +150,31 @@ func (r *Reconciler) reconcileTemplate(ctx context.Context, s *scope) (bool, err
 	return true, nil
 }
 
+// checkNamespace finds out whether a namespace of the lab's name that exists (and is not
+// being deleted) is the lab's; if not, the lab stops there (foreignNamespace).
+func (r *Reconciler) checkNamespace(ctx context.Context, s *scope) error {
+	ns := &corev1.Namespace{}
+	err := r.Client.Get(ctx, client.ObjectKey{Name: namespaceOf(s.env)}, ns)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading namespace %s: %w", namespaceOf(s.env), err)
+	}
+	s.foreignNamespace = ns.DeletionTimestamp.IsZero() && !r.namespaceIsLabs(ns, s.env)
+	if s.foreignNamespace && s.env.Status.TemplateGeneration == 0 {
+		// The lab fails as a lab of its template's generation would: its pool keeps it as
+		// evidence of failure (labpool's failureEvidence) rather than deleting it and
+		// creating it again under the same name, into the same namespace.
+		tmpl := &labforgev1alpha1.LabTemplate{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Name: s.env.Spec.TemplateRef.Name}, tmpl); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("reading LabTemplate %s: %w", s.env.Spec.TemplateRef.Name, err)
+		}
+		s.templateGeneration = tmpl.Generation
+	}
+	return nil
+}
+
 // reconcileNamespace creates the lab's namespace, or finds it. A namespace deleted by hand
 // is waited for and built again, unless the lab was handed to a claim: then it is lost.
 func (r *Reconciler) reconcileNamespace(ctx context.Context, s *scope, l render.Lab) (bool, error) {
@@ -162,16 +195,18 @@ func (r *Reconciler) reconcileNamespace(ctx context.Context, s *scope, l render.
 		return false, fmt.Errorf("reading namespace %s: %w", l.Namespace(), err)
 	}
 	if !ns.DeletionTimestamp.IsZero() {
-		if handedOver(s.env) && belongsTo(ns, s.env) {
+		if handedOver(s.env) && r.namespaceIsLabs(ns, s.env) {
 			s.namespaceLost = true
 			return false, nil
 		}
 		s.namespaceTerminating = true
 		return false, nil
 	}
-	owned, err := r.claimChild(ctx, s.env, ns)
-	if err != nil {
-		return false, err
+	owned := false
+	if r.namespaceIsLabs(ns, s.env) {
+		if owned, err = r.claimChild(ctx, s.env, ns); err != nil {
+			return false, err
+		}
 	}
 	if !owned {
 		return false, fmt.Errorf("namespace %s exists and does not belong to LabEnvironment %s", l.Namespace(), s.env.Name)

@@ -36,6 +36,7 @@ import (
 	"github.com/labforge/labforge/internal/index"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/labprobe"
+	"github.com/labforge/labforge/internal/ownership"
 	"github.com/labforge/labforge/internal/ssa"
 )
 
@@ -62,7 +63,10 @@ type Reconciler struct {
 	// OperatorNamespace is where the operator runs: the only namespace allowed to reach a
 	// lab's API from inside the host cluster.
 	OperatorNamespace string
-	Clock             clock.PassiveClock
+	// Prover signs the lab's namespace and checks the proof on one the lab did not
+	// create itself (namespaceIsLabs): keyed with the operator's own key.
+	Prover *ownership.Prover
+	Clock  clock.PassiveClock
 	// ProbeInterval is how often a booting lab is probed; DefaultProbeInterval if zero.
 	ProbeInterval time.Duration
 	// Rand is the source of key material; crypto/rand if nil.
@@ -138,9 +142,10 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, env *labforgev1alpha1.
 	case err != nil:
 		return ctrl.Result{}, fmt.Errorf("reading namespace of LabEnvironment %s: %w", env.Name, err)
 	}
-	if !belongsTo(ns, env) {
-		// Never delete a namespace labforge does not own, whatever its name. An orphan
-		// labelled as this lab's (a restore that dropped owner references) is its own.
+	if !r.namespaceIsLabs(ns, env) {
+		// Never delete a namespace labforge did not make for this lab, whatever its name
+		// and labels. An orphan carrying the lab's proof (a restore that dropped owner
+		// references) is its own.
 		patch := client.MergeFrom(env.DeepCopy())
 		controllerutil.RemoveFinalizer(env, labforgev1alpha1.LabEnvironmentFinalizer)
 		return ctrl.Result{}, client.IgnoreNotFound(r.Client.Patch(ctx, env, patch))

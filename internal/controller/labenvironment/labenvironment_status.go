@@ -18,6 +18,7 @@ import (
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/labprobe"
+	"github.com/labforge/labforge/internal/ownership"
 )
 
 var bootFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -37,13 +38,13 @@ func init() { metrics.Registry.MustRegister(bootFailures, vmRestarts) }
 // terminalReasons are the Ready=False reasons retrying cannot fix.
 var terminalReasons = map[string]bool{
 	labforgev1alpha1.ReasonTemplateNotFound: true, labforgev1alpha1.ReasonInvalidTemplate: true, labforgev1alpha1.ReasonBootstrapFailed: true, labforgev1alpha1.ReasonBootTimeout: true,
-	labforgev1alpha1.ReasonNamespaceLost: true,
+	labforgev1alpha1.ReasonNamespaceLost: true, labforgev1alpha1.ReasonForeignNamespace: true,
 }
 
 // notBootFailures are the Ready=False reasons that say nothing about how labs of a
 // template boot, and so are not counted as boot failures.
 var notBootFailures = map[string]bool{
-	labforgev1alpha1.ReasonInvalidTemplate: true, labforgev1alpha1.ReasonTemplateNotFound: true, labforgev1alpha1.ReasonNamespaceLost: true,
+	labforgev1alpha1.ReasonInvalidTemplate: true, labforgev1alpha1.ReasonTemplateNotFound: true, labforgev1alpha1.ReasonNamespaceLost: true, labforgev1alpha1.ReasonForeignNamespace: true,
 }
 
 // setStatus computes the whole status from what this pass observed.
@@ -57,7 +58,7 @@ func setStatus(s *scope, succeeded bool) {
 		// A lab built again in a new namespace has to prove itself Ready again.
 		st.ReadyTime, st.ReadyInstances = nil, nil
 	}
-	if s.template != nil && s.templateGeneration > 0 {
+	if (s.template != nil || s.foreignNamespace) && s.templateGeneration > 0 {
 		st.TemplateGeneration = s.templateGeneration
 	}
 	gen := s.env.Generation
@@ -228,6 +229,10 @@ func restartedMessage(nodes []string) string {
 // finished and all its VMs run; False only for a real failure; Unknown while in progress.
 func readiness(s *scope, succeeded bool) (metav1.ConditionStatus, string, string) {
 	switch {
+	case s.foreignNamespace:
+		return metav1.ConditionFalse, labforgev1alpha1.ReasonForeignNamespace, fmt.Sprintf("Namespace %s exists and labforge did not create it for this lab "+
+			"(it carries no valid %s annotation); nothing in it is used or deleted. Delete the namespace to have the lab built",
+			namespaceOf(s.env), ownership.AnnotationProof)
 	case s.templateReason != "":
 		return metav1.ConditionFalse, s.templateReason, s.templateMessage
 	case s.namespaceLost:

@@ -189,6 +189,7 @@ func (r *Reconciler) claimsFirst(pool string, inFlight int, outrun bool) time.Du
 // +kubebuilder:rbac:groups=labforge.dev,resources=labenvironments,verbs=get;list;watch;create;delete;patch
 // +kubebuilder:rbac:groups=labforge.dev,resources=labclaims,verbs=get;list;watch
 // +kubebuilder:rbac:groups=labforge.dev,resources=labtemplates,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one pool's labs toward what its spec and its waiting claims ask.
@@ -231,13 +232,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // keep running until their claims end.
 func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) error {
 	var errs []error
+	changed := false
 	for _, env := range s.envs {
 		if env.Spec.ClaimRef == nil && env.DeletionTimestamp.IsZero() {
-			errs = append(errs, client.IgnoreNotFound(r.Client.Delete(ctx, env)))
+			gone, err := r.deletePlanned(ctx, env)
+			errs = append(errs, err)
+			changed = changed || (err == nil && !gone)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("deleting the unclaimed labs of LabPool %s: %w", s.pool.Name, err)
+	}
+	if changed {
+		// A lab changed since the cache showed it (a claim bound it, say): the pool
+		// keeps its finalizer until a pass sees every lab as it is. The change's own
+		// watch event brings that pass.
+		return nil
 	}
 	r.Expectations.Forget(s.pool.Name)
 	if controllerutil.ContainsFinalizer(s.pool, labforgev1alpha1.LabPoolFinalizer) {
@@ -256,11 +266,17 @@ func (r *Reconciler) act(ctx context.Context, s *scope) error {
 	for _, d := range s.plan.Delete {
 		env := s.byName[d.Name]
 		r.Expectations.ExpectDeletions(s.pool.Name, d.Name)
-		if err := r.Client.Delete(ctx, env, client.Preconditions{UID: &env.UID}); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("deleting LabEnvironment %s: %w", d.Name, err))
+		gone, err := r.deletePlanned(ctx, env)
+		if err != nil || !gone {
+			r.Expectations.LowerDeletion(s.pool.Name, d.Name)
+		}
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
-		deleted = append(deleted, d.Name+" ("+d.Reason+")")
+		if gone {
+			deleted = append(deleted, d.Name+" ("+d.Reason+")")
+		}
 	}
 	if len(deleted) > 0 {
 		log.Info("Deleted labs of LabPool", "labs", deleted)
@@ -294,6 +310,29 @@ func (r *Reconciler) act(ctx context.Context, s *scope) error {
 		log.Info("Created labs for LabPool", "count", created)
 	}
 	return errors.Join(errs...)
+}
+
+// deletePlanned deletes a lab the pool chose from its cache, if it is still what the
+// cache showed: the preconditions (UID and resourceVersion) make the API server refuse
+// the delete if the lab changed since (Kubernetes API conventions, "Concurrency Control
+// and Consistency"; metav1.Preconditions). The change that matters is a bind: a claim
+// writes itself into the lab under an optimistic lock, and a delete planned from the
+// version before it would take the student's lab away (the claim would report LabLost).
+// A refused delete is no error: the lab's change brings the pool a watch event, and the
+// next pass plans again from what it shows. gone says whether the lab is deleted (or
+// already gone).
+func (r *Reconciler) deletePlanned(ctx context.Context, env *labforgev1alpha1.LabEnvironment) (gone bool, err error) {
+	uid, rv := env.UID, env.ResourceVersion
+	err = r.Client.Delete(ctx, env, client.Preconditions{UID: &uid, ResourceVersion: &rv})
+	switch {
+	case err == nil, apierrors.IsNotFound(err):
+		return true, nil
+	case apierrors.IsConflict(err):
+		ctrl.LoggerFrom(ctx).V(1).Info("Kept a LabEnvironment that changed since the pool planned its deletion", "lab", env.Name)
+		return false, nil
+	default:
+		return false, fmt.Errorf("deleting LabEnvironment %s: %w", env.Name, err)
+	}
 }
 
 // freeNames returns n lab names <pool>-<ordinal>, the lowest ordinals no lab of the pool

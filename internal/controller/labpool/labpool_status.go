@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -99,7 +100,11 @@ func (r *Reconciler) observe(ctx context.Context, pool *labforgev1alpha1.LabPool
 	if err := r.Client.List(ctx, &claims, client.MatchingFields{index.ClaimByPool: pool.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing the claims of LabPool %s: %w", pool.Name, err)
 	}
-	waiting := countWaiting(claims.Items, s.envs)
+	admission := newAdmission(ctx, r.Client, pool)
+	waiting := countWaiting(claims.Items, s.envs, admission.admits)
+	if admission.err != nil {
+		return nil, admission.err
+	}
 	s.inFlight = countInFlight(claims.Items, s.envs, waiting)
 	var generation int64
 	if s.template != nil {
@@ -132,12 +137,61 @@ func (r *Reconciler) observe(ctx context.Context, pool *labforgev1alpha1.LabPool
 	return s, nil
 }
 
-// countWaiting counts the claims that wait for a lab: not bound, not refused, not ended.
+// admission says whether a pool admits claims from a namespace, as the claim controller
+// decides it (labclaim's admitted): an unset or invalid selector admits none, an empty one
+// all, and a namespace that does not exist none. Namespaces are read from the cache, each
+// once per pass and only for claims that would otherwise wait.
+type admission struct {
+	ctx    context.Context
+	reader client.Reader
+	// all admits every namespace; else selector (nil: none) decides.
+	all      bool
+	selector labels.Selector
+	seen     map[string]bool
+	// err is the first failed read of a namespace.
+	err error
+}
+
+func newAdmission(ctx context.Context, reader client.Reader, pool *labforgev1alpha1.LabPool) *admission {
+	a := &admission{ctx: ctx, reader: reader, seen: map[string]bool{}}
+	if pool.Spec.ClaimNamespaceSelector == nil {
+		return a
+	}
+	if selector, err := metav1.LabelSelectorAsSelector(pool.Spec.ClaimNamespaceSelector); err == nil {
+		a.all, a.selector = selector.Empty(), selector
+	}
+	return a
+}
+
+func (a *admission) admits(namespace string) bool {
+	if a.all || a.selector == nil {
+		return a.all
+	}
+	if ok, known := a.seen[namespace]; known {
+		return ok
+	}
+	ns := &corev1.Namespace{}
+	err := a.reader.Get(a.ctx, client.ObjectKey{Name: namespace}, ns)
+	if err != nil && !apierrors.IsNotFound(err) {
+		if a.err == nil {
+			a.err = fmt.Errorf("reading namespace %s: %w", namespace, err)
+		}
+		return false
+	}
+	a.seen[namespace] = err == nil && a.selector.Matches(labels.Set(ns.Labels))
+	return a.seen[namespace]
+}
+
+// countWaiting counts the claims that wait for a lab: not bound, not refused, not ended,
+// and from a namespace the pool admits (admits). A claim from any other namespace is
+// refused by the claim controller (NamespaceNotAllowed) but may not say so yet, or no
+// longer be told (its namespace lost the label after it came): it must never make the
+// pool boot a lab.
 // A claim that one of labs is bound to does not wait, whatever its status says: the claim
 // controller writes a bind into the lab first and into the claim's status after (and may
 // die in between), and counting the claim as waiting while its lab counts as bound would
 // boot one lab too many.
-func countWaiting(claims []labforgev1alpha1.LabClaim, labs []*labforgev1alpha1.LabEnvironment) int32 {
+func countWaiting(claims []labforgev1alpha1.LabClaim, labs []*labforgev1alpha1.LabEnvironment, admits func(namespace string) bool) int32 {
 	bound := make(map[types.UID]bool, len(labs))
 	for _, env := range labs {
 		if ref := env.Spec.ClaimRef; ref != nil {
@@ -148,7 +202,7 @@ func countWaiting(claims []labforgev1alpha1.LabClaim, labs []*labforgev1alpha1.L
 	for _, c := range claims {
 		if c.DeletionTimestamp.IsZero() && c.Status.Lab == "" && !bound[c.UID] &&
 			!meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionStalled) &&
-			!meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionExpired) {
+			!meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionExpired) && admits(c.Namespace) {
 			n++
 		}
 	}

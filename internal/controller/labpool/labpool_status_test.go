@@ -172,19 +172,22 @@ func TestCountWaiting(t *testing.T) {
 	deleting := claim("d", "")
 	now := metav1.NewTime(statusT0)
 	deleting.DeletionTimestamp = &now
+	elsewhere := claim("e", "")
+	elsewhere.Namespace = "other"
 	tests := map[string]struct {
 		claims []labforgev1alpha1.LabClaim
 		labs   []*labforgev1alpha1.LabEnvironment
 		want   int32
 	}{
-		"a claim with no lab waits":           {claims: []labforgev1alpha1.LabClaim{claim("a", "")}, labs: []*labforgev1alpha1.LabEnvironment{env(labSpec{name: "p-0", ready: true})}, want: 1},
-		"a claim whose status names its lab":  {claims: []labforgev1alpha1.LabClaim{claim("a", "p-0")}, labs: []*labforgev1alpha1.LabEnvironment{boundTo("p-0", "a")}},
-		"bound, its status not written yet":   {claims: []labforgev1alpha1.LabClaim{claim("a", "")}, labs: []*labforgev1alpha1.LabEnvironment{boundTo("p-0", "a")}},
-		"a lab bound to an earlier namesake":  {claims: []labforgev1alpha1.LabClaim{claim("b", "")}, labs: []*labforgev1alpha1.LabEnvironment{boundTo("p-0", "a")}, want: 1},
-		"refused":                             {claims: []labforgev1alpha1.LabClaim{claim("a", "", "Stalled")}},
-		"expired, its lab gone":               {claims: []labforgev1alpha1.LabClaim{claim("a", "p-0", "Expired")}},
-		"expired before its status named one": {claims: []labforgev1alpha1.LabClaim{claim("a", "", "Expired")}},
-		"being deleted":                       {claims: []labforgev1alpha1.LabClaim{deleting}},
+		"a claim from a namespace the pool does not admit": {claims: []labforgev1alpha1.LabClaim{elsewhere, claim("a", "")}, want: 1},
+		"a claim with no lab waits":                        {claims: []labforgev1alpha1.LabClaim{claim("a", "")}, labs: []*labforgev1alpha1.LabEnvironment{env(labSpec{name: "p-0", ready: true})}, want: 1},
+		"a claim whose status names its lab":               {claims: []labforgev1alpha1.LabClaim{claim("a", "p-0")}, labs: []*labforgev1alpha1.LabEnvironment{boundTo("p-0", "a")}},
+		"bound, its status not written yet":                {claims: []labforgev1alpha1.LabClaim{claim("a", "")}, labs: []*labforgev1alpha1.LabEnvironment{boundTo("p-0", "a")}},
+		"a lab bound to an earlier namesake":               {claims: []labforgev1alpha1.LabClaim{claim("b", "")}, labs: []*labforgev1alpha1.LabEnvironment{boundTo("p-0", "a")}, want: 1},
+		"refused":                                          {claims: []labforgev1alpha1.LabClaim{claim("a", "", "Stalled")}},
+		"expired, its lab gone":                            {claims: []labforgev1alpha1.LabClaim{claim("a", "p-0", "Expired")}},
+		"expired before its status named one":              {claims: []labforgev1alpha1.LabClaim{claim("a", "", "Expired")}},
+		"being deleted":                                    {claims: []labforgev1alpha1.LabClaim{deleting}},
 		"two waiting, one bound unwritten": {
 			claims: []labforgev1alpha1.LabClaim{claim("a", ""), claim("b", ""), claim("c", "")},
 			labs:   []*labforgev1alpha1.LabEnvironment{boundTo("p-0", "b"), env(labSpec{name: "p-1"})},
@@ -193,7 +196,7 @@ func TestCountWaiting(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if got := countWaiting(tc.claims, tc.labs); got != tc.want {
+			if got := countWaiting(tc.claims, tc.labs, func(ns string) bool { return ns == "ns" }); got != tc.want {
 				t.Errorf("countWaiting = %d, want %d", got, tc.want)
 			}
 		})

@@ -26,6 +26,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/ownership"
 	"github.com/labforge/labforge/internal/render"
 )
 
@@ -41,6 +42,8 @@ type Reconciler struct {
 	// create must never get a live object deleted.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	// Prover checks the proof on a lab namespace (NamespaceOwner).
+	Prover *ownership.Prover
 }
 
 // +kubebuilder:rbac:groups="",resources=namespaces;secrets,verbs=get;list;watch;delete
@@ -141,7 +144,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	})
 
 	namespaces := &sweeper{Reconciler: r, kind: "Namespace", newObj: func() client.Object { return &corev1.Namespace{} },
-		owner: func(o client.Object) (Owner, bool) { return NamespaceOwner(o) }}
+		owner: func(o client.Object) (Owner, bool) { return NamespaceOwner(o, r.Prover) }}
 	if err := ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName+"-namespace").
 		For(&corev1.Namespace{}, candidates(namespaces)).

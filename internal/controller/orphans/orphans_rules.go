@@ -44,13 +44,21 @@ func candidate(obj metav1.Object) bool {
 }
 
 // NamespaceOwner returns the LabEnvironment a lab namespace with no owner belongs to: the
-// one its environment label names, when the namespace carries that lab's name.
-func NamespaceOwner(ns metav1.Object) (Owner, bool) {
+// one its environment label names, when the namespace carries that lab's name and the
+// proof labforge wrote on it (p), which names the lab's UID. Labels alone prove nothing
+// (anyone who may create namespaces may write them), so a namespace without a valid proof
+// is never deleted, whatever its name and labels: a namespace of an earlier labforge
+// (before proofs) or of a lost key stays for an admin to delete.
+func NamespaceOwner(ns metav1.Object, p *ownership.Prover) (Owner, bool) {
 	env := ns.GetLabels()[labforgev1alpha1.LabelEnvironment]
 	if !candidate(ns) || !ownership.Orphan(ns) || env == "" || ns.GetName() != lab.Namespace(env) {
 		return Owner{}, false
 	}
-	return Owner{Kind: KindLabEnvironment, Name: env}, true
+	uid, proven := p.OwnerUID(ns, ownership.LabNamespace(ns.GetName(), env, "", ns.GetLabels()[labforgev1alpha1.LabelPool]))
+	if !proven {
+		return Owner{}, false
+	}
+	return Owner{Kind: KindLabEnvironment, Name: env, UID: uid}, true
 }
 
 // EnvironmentOwner returns what a LabEnvironment lives for: the claim it is bound to (by

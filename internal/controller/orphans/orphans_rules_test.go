@@ -1,6 +1,7 @@
 package orphans
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -9,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/ownership"
 )
 
 var (
@@ -34,13 +36,39 @@ type verdict struct {
 }
 
 func TestNamespaceOwner(t *testing.T) {
+	prover, err := ownership.NewProver(bytes.Repeat([]byte{7}, ownership.KeyBytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := ownership.NewProver(bytes.Repeat([]byte{8}, ownership.KeyBytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof := map[string]string{ownership.AnnotationProof: prover.Proof(ownership.LabNamespace("lab-e", "e", "u1", "p"))}
+	pooled := with(managed, labforgev1alpha1.LabelEnvironment, "e", labforgev1alpha1.LabelPool, "p")
 	tests := map[string]struct {
 		ns   metav1.ObjectMeta
 		want verdict
 	}{
-		"lab namespace with no owner": {
-			ns:   metav1.ObjectMeta{Name: "lab-e", Labels: with(managed, labforgev1alpha1.LabelEnvironment, "e")},
-			want: verdict{Owner{Kind: KindLabEnvironment, Name: "e"}, true},
+		"lab namespace with no owner, proven": {
+			ns:   metav1.ObjectMeta{Name: "lab-e", Labels: pooled, Annotations: proof},
+			want: verdict{Owner{Kind: KindLabEnvironment, Name: "e", UID: "u1"}, true},
+		},
+		"labelled, with no proof: not labforge's to delete": {
+			ns: metav1.ObjectMeta{Name: "lab-e", Labels: pooled},
+		},
+		"a proof made with another key": {
+			ns: metav1.ObjectMeta{Name: "lab-e", Labels: pooled, Annotations: map[string]string{
+				ownership.AnnotationProof: other.Proof(ownership.LabNamespace("lab-e", "e", "u1", "p"))}},
+		},
+		"a proof for another pool": {
+			ns: metav1.ObjectMeta{Name: "lab-e", Labels: with(pooled, labforgev1alpha1.LabelPool, "q"), Annotations: proof},
+		},
+		"a proof copied from another lab's namespace": {
+			ns: metav1.ObjectMeta{Name: "lab-f", Labels: with(pooled, labforgev1alpha1.LabelEnvironment, "f"), Annotations: proof},
+		},
+		"a forged proof": {
+			ns: metav1.ObjectMeta{Name: "lab-e", Labels: pooled, Annotations: map[string]string{ownership.AnnotationProof: "v1.u1.AAAA"}},
 		},
 		"owned: the garbage collector's": {
 			ns: metav1.ObjectMeta{Name: "lab-e", Labels: with(managed, labforgev1alpha1.LabelEnvironment, "e"), OwnerReferences: owned},
@@ -58,7 +86,7 @@ func TestNamespaceOwner(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			owner, ok := NamespaceOwner(&corev1.Namespace{ObjectMeta: tc.ns})
+			owner, ok := NamespaceOwner(&corev1.Namespace{ObjectMeta: tc.ns}, prover)
 			if diff := cmp.Diff(tc.want, verdict{owner, ok}); diff != "" {
 				t.Errorf("NamespaceOwner (-want +got):\n%s", diff)
 			}

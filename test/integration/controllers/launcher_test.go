@@ -17,6 +17,8 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/manager"
+	"github.com/labforge/labforge/internal/ownership"
 	"github.com/labforge/labforge/internal/render"
 	"github.com/labforge/labforge/internal/simulator"
 	"github.com/labforge/labforge/test/integration"
@@ -106,14 +108,20 @@ var _ = Describe("The simulated KubeVirt", func() {
 			ns := lab.Namespace(env)
 			tmpl := integration.MakeTemplate(env).Workers(0).Obj()
 			// The admin's object is in the lab's namespace before its first VM: the lab
-			// waits for its template, the namespace exists, labelled as the lab's (the lab
-			// adopts it), the admin's object is in it, then the template comes.
-			Expect(k8s.Create(ctx, newEnvironment(env, tmpl.Name))).To(Succeed())
+			// waits for its template, the namespace exists, labelled as the lab's and signed
+			// with the operator's key as labforge would (the lab adopts it), the admin's
+			// object is in it, then the template comes.
+			created := newEnvironment(env, tmpl.Name)
+			Expect(k8s.Create(ctx, created)).To(Succeed())
 			Eventually(envCondition(ctx, env, labforgev1alpha1.ConditionReady)).Should(
 				HaveField("Reason", labforgev1alpha1.ReasonTemplateNotFound))
+			var key corev1.Secret
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: manager.DefaultOperatorNamespace, Name: ownership.KeySecret}, &key)).To(Succeed())
+			prover, err := ownership.NewProver(key.Data[ownership.KeySecretKey])
+			Expect(err).NotTo(HaveOccurred())
 			Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{
 				labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue, labforgev1alpha1.LabelEnvironment: env,
-			}}})).To(Succeed())
+			}, Annotations: map[string]string{ownership.AnnotationProof: prover.Proof(ownership.LabNamespace(ns, env, created.UID, ""))}}})).To(Succeed())
 			policy.SetNamespace(ns)
 			Expect(k8s.Create(ctx, policy)).To(Succeed())
 			Expect(k8s.Create(ctx, tmpl)).To(Succeed())

@@ -18,6 +18,8 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/manager"
+	"github.com/labforge/labforge/internal/ownership"
 	"github.com/labforge/labforge/internal/simulator"
 	"github.com/labforge/labforge/test/integration"
 )
@@ -119,11 +121,16 @@ var _ = Describe("A claim dressed up with labforge's reserved labels and annotat
 			labforgev1alpha1.LabelPrefix + "claim":           "lab",
 			labforgev1alpha1.LabelPrefix + "claim-namespace": "students-mallory",
 		}))
+		var key corev1.Secret
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: manager.DefaultOperatorNamespace, Name: ownership.KeySecret}, &key)).To(Succeed())
+		prover, err := ownership.NewProver(key.Data[ownership.KeySecretKey])
+		Expect(err).NotTo(HaveOccurred())
 		Expect(kubeconfig.Annotations).To(Equal(map[string]string{
 			"labforge.dev/expires-at":        m.Status.ExpiresAt.UTC().Format(time.RFC3339),
 			"labforge.dev/lab":               m.Status.Lab,
 			"labforge.dev/lab-namespace-uid": string(env.Status.NamespaceUID),
 			"labforge.dev/server":            m.Status.APIServerURL,
+			"labforge.dev/proof":             prover.Proof(ownership.ClaimSecret("students-mallory", "lab-kubeconfig", m.Name, m.UID)),
 		}))
 		Expect(kubeconfig.Data["value"]).NotTo(Equal(alicesWorld.kubeconfig.Data["value"]))
 

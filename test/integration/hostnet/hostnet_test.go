@@ -61,7 +61,7 @@ var _ = BeforeSuite(func(_ context.Context) {
 // interface: a nil *simulator.Simulator in it would not be nil.
 func newManager(config hostcluster.Config, sim manager.SimulatedBackend) (ctrl.Manager, error) {
 	return manager.New(cp.RESTConfig(), manager.Options{
-		MetricsAddr: "0", ProbeAddr: "0", SkipControllerNameValidation: true,
+		MetricsAddr: "0", ProbeAddr: "0", SkipControllerNameValidation: true, CreateOperatorNamespace: true,
 		ProbeInterval: 100 * time.Millisecond, Host: config, Simulator: sim,
 	})
 }

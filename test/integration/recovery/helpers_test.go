@@ -23,6 +23,7 @@ import (
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/manager"
+	"github.com/labforge/labforge/internal/ownership"
 	"github.com/labforge/labforge/test/integration"
 )
 
@@ -263,4 +264,14 @@ func kubectl(ctx context.Context, args ...string) string {
 	out, err := cmd.CombinedOutput()
 	Expect(err).NotTo(HaveOccurred(), "kubectl %s: %s", strings.Join(args, " "), out)
 	return string(out)
+}
+
+// operatorProver signs as the operator does, with the key it keeps in its namespace: what
+// a story needs to restore an object labforge made (a backup holds the proof as it was).
+func operatorProver(ctx context.Context) *ownership.Prover {
+	GinkgoHelper()
+	secret := get(ctx, Default, client.ObjectKey{Namespace: manager.DefaultOperatorNamespace, Name: ownership.KeySecret}, &corev1.Secret{})
+	p, err := ownership.NewProver(secret.Data[ownership.KeySecretKey])
+	Expect(err).NotTo(HaveOccurred())
+	return p
 }

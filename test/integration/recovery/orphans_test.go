@@ -14,6 +14,7 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/ownership"
 	"github.com/labforge/labforge/test/integration"
 )
 
@@ -80,9 +81,12 @@ var _ = Describe("Objects labelled as labforge's whose owner is gone", func() {
 			// a new claim has now.
 			orphanLab("orphans-ghost-claim", template, managedLabels(template, nil), "", ghost),
 			orphanLab("orphans-stale-claim", template, managedLabels(template, nil), "", stale),
-			// A lab namespace whose LabEnvironment is gone, with something in it.
+			// A lab namespace whose LabEnvironment is gone, with something in it: labforge
+			// made it (it carries the proof, under the operator's key).
 			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "lab-orphans-ghost",
-				Labels: managedLabels(template, map[string]string{labforgev1alpha1.LabelEnvironment: "orphans-ghost"})}},
+				Labels: managedLabels(template, map[string]string{labforgev1alpha1.LabelEnvironment: "orphans-ghost"}),
+				Annotations: map[string]string{ownership.AnnotationProof: operatorProver(ctx).Proof(
+					ownership.LabNamespace("lab-orphans-ghost", "orphans-ghost", "00000000-0000-4000-8000-000000000004", ""))}}},
 			// A claim's Secrets whose claim is gone.
 			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: students, Name: "ghost-kubeconfig",
 				Labels: managedLabels(template, map[string]string{"labforge.dev/claim": "ghost"})}},
@@ -99,6 +103,10 @@ var _ = Describe("Objects labelled as labforge's whose owner is gone", func() {
 		notOurs := []client.Object{
 			orphanLab("orphans-not-ours", template, nil, "", ghost),
 			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "lab-not-ours", Labels: map[string]string{labforgev1alpha1.LabelEnvironment: "not-ours"}}},
+			// Labelled as labforge's, with no proof: anyone who may create namespaces
+			// could have made it.
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "lab-orphans-forged",
+				Labels: managedLabels(template, map[string]string{labforgev1alpha1.LabelEnvironment: "orphans-forged"})}},
 			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: students, Name: "ghost2-kubeconfig", Labels: map[string]string{"labforge.dev/claim": "ghost2"}}},
 		}
 		for _, o := range notOurs {
