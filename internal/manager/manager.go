@@ -308,8 +308,15 @@ func loadProver(cfg *rest.Config, opts Options) (*ownership.Prover, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), discoveryTimeout)
 	defer cancel()
 	if opts.CreateOperatorNamespace {
+		// Read first: an operator bounded by config/policy may not create a namespace
+		// outside lab-*, even one that exists already (admission runs before the
+		// store would answer AlreadyExists).
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: opts.OperatorNamespace}}
-		if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		err := c.Get(ctx, client.ObjectKeyFromObject(ns), ns)
+		if apierrors.IsNotFound(err) {
+			err = c.Create(ctx, ns)
+		}
+		if err != nil && !apierrors.IsAlreadyExists(err) {
 			return nil, fmt.Errorf("creating the operator's namespace %s: %w", opts.OperatorNamespace, err)
 		}
 	}
