@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -61,6 +62,17 @@ var _ = Describe("Objects labelled as labforge's whose owner is gone", func() {
 			}
 			return names
 		}).WithTimeout(60 * time.Second).Should(HaveLen(2))
+		// ... and until both are Ready and the pool's status says so: a refill still booting
+		// when the snapshot below is taken changes the pool's status after it, which is the
+		// pool's work, not the sweep's.
+		Eventually(func(g Gomega) {
+			for name, env := range labsOfTemplate(ctx, g, template) {
+				g.Expect(meta.IsStatusConditionTrue(env.Status.Conditions, labforgev1alpha1.ConditionReady)).To(BeTrue(), name)
+			}
+			st := poolStatus(ctx, pool)(g)
+			g.Expect(st.ReadyReplicas).To(Equal(int32(1)))
+			g.Expect(st.BoundReplicas).To(Equal(int32(1)))
+		}).WithTimeout(60 * time.Second).Should(Succeed())
 
 		By("noting every live object as it is")
 		live := append(labforgeObjects(ctx, Default, inStory(template, students)),
