@@ -207,17 +207,9 @@ func (r *Reconciler) wakeTemplateLine(ctx context.Context, template string, refu
 		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the LabClaims of LabTemplate", "template", template)
 		return nil
 	}
-	var line []*labforgev1alpha1.LabClaim
-	var reqs []reconcile.Request
-	for i := range claims.Items {
-		c := &claims.Items[i]
-		switch {
-		case inLine(c):
-			line = append(line, c)
-		case refused && c.Status.Lab == "" && c.DeletionTimestamp.IsZero():
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
-		}
-	}
+	line, reqs := splitLine(claims.Items, func(c *labforgev1alpha1.LabClaim) bool {
+		return refused && c.Status.Lab == "" && c.DeletionTimestamp.IsZero()
+	})
 	if len(line) == 0 {
 		return reqs
 	}

@@ -437,17 +437,7 @@ func (r *Reconciler) wakeLine(ctx context.Context, pool string, refused bool) []
 		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the LabClaims of LabPool", "pool", pool)
 		return nil
 	}
-	var line []*labforgev1alpha1.LabClaim
-	var reqs []reconcile.Request
-	for i := range claims.Items {
-		c := &claims.Items[i]
-		switch {
-		case inLine(c):
-			line = append(line, c)
-		case refused && c.Status.Lab == "":
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
-		}
-	}
+	line, reqs := splitLine(claims.Items, func(c *labforgev1alpha1.LabClaim) bool { return refused && c.Status.Lab == "" })
 	if len(line) == 0 {
 		return reqs
 	}
@@ -461,6 +451,23 @@ func (r *Reconciler) wakeLine(ctx context.Context, pool string, refused bool) []
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
 	}
 	return reqs
+}
+
+// splitLine returns the claims in line and a request for each other claim wake says to
+// wake: what a pool's and a template's lines both start from.
+func splitLine(claims []labforgev1alpha1.LabClaim, wake func(*labforgev1alpha1.LabClaim) bool) ([]*labforgev1alpha1.LabClaim, []reconcile.Request) {
+	var line []*labforgev1alpha1.LabClaim
+	var reqs []reconcile.Request
+	for i := range claims {
+		c := &claims[i]
+		switch {
+		case inLine(c):
+			line = append(line, c)
+		case wake(c):
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
+		}
+	}
+	return line, reqs
 }
 
 // wakeable returns the claims of a line (in line order) worth a pass now that the pool has
