@@ -3,7 +3,6 @@ package labclaim
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -272,33 +271,21 @@ func (r *Reconciler) expire(ctx context.Context, s *scope) error {
 }
 
 // bind gives the claim a lab: for a pool, the oldest Ready unbound lab, first come first
-// served; for a template, a lab booted just for it.
+// served (its place in the pool's line says which it may take); for a template, a lab
+// booted just for it.
 func (r *Reconciler) bind(ctx context.Context, s *scope) error {
 	if s.claim.Spec.TemplateRef != nil {
 		return r.bindCold(ctx, s)
 	}
 	pool := s.claim.Spec.PoolRef.Name
-	var envs labforgev1alpha1.LabEnvironmentList
 	// tryBind copies the lab it writes.
-	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: pool}, readOnly); err != nil {
-		return fmt.Errorf("listing the labs of LabPool %s: %w", pool, err)
-	}
-	free := freeLabs(envs.Items, pool)
-	sort.Slice(free, func(i, j int) bool {
-		a, b := free[i].Status.ReadyTime.Time, free[j].Status.ReadyTime.Time
-		if !a.Equal(b) {
-			return a.Before(b)
-		}
-		return free[i].Name < free[j].Name
-	})
-	position, err := r.placeInLine(ctx, s.claim, pool)
+	pl, err := r.lines().poolLine(ctx, pool)
 	if err != nil {
 		return err
 	}
-	// Older claims take older labs: this claim may only take a lab past those its elders
-	// will take, so a younger claim never jumps the line.
-	for i := position; i < len(free); i++ {
-		bound, err := r.tryBind(ctx, s, free[i])
+	position := pl.position(s.claim, nil)
+	for _, candidate := range pl.labsFor(position) {
+		bound, err := r.tryBind(ctx, s, candidate)
 		if err != nil {
 			return err
 		}
@@ -307,70 +294,10 @@ func (r *Reconciler) bind(ctx context.Context, s *scope) error {
 		}
 	}
 	s.pendingReason = labforgev1alpha1.ReasonWaitingForLab
-	s.queuePosition = reportedPosition(s.claim.Status.QueuePosition, int32(position+1))
-	if s.queuePosition <= ExactPositions {
-		s.pendingMessage = fmt.Sprintf("Waiting for a lab of LabPool %s: number %d in line", pool, s.queuePosition)
-	} else {
-		s.pendingMessage = fmt.Sprintf("Waiting for a lab of LabPool %s: number %d in line or better", pool, s.queuePosition)
-	}
+	var at string
+	s.queuePosition, at = place(s.claim.Status.QueuePosition, position)
+	s.pendingMessage = fmt.Sprintf("Waiting for a lab of LabPool %s: %s", pool, at)
 	return nil
-}
-
-// freeLabs returns the labs of envs that a claim of pool can take: the pool's, Ready,
-// unbound and not being deleted.
-func freeLabs(envs []labforgev1alpha1.LabEnvironment, pool string) []*labforgev1alpha1.LabEnvironment {
-	var free []*labforgev1alpha1.LabEnvironment
-	for i := range envs {
-		env := &envs[i]
-		if env.Spec.ClaimRef == nil && env.DeletionTimestamp.IsZero() && env.Spec.PoolRef != nil && env.Spec.PoolRef.Name == pool &&
-			env.Status.ReadyTime != nil && meta.IsStatusConditionTrue(env.Status.Conditions, labforgev1alpha1.ConditionReady) {
-			free = append(free, env)
-		}
-	}
-	return free
-}
-
-// before says whether claim a comes before claim b in their pool's line: the older first,
-// by namespace/name when they were created in the same second.
-func before(a, b *labforgev1alpha1.LabClaim) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
-}
-
-// ExactPositions is how far back in line a waiting claim's status.queuePosition is exact.
-const ExactPositions = 10
-
-// reportedPosition is the place in line a waiting claim's status gives, now that it is
-// actual and said was. Further back than ExactPositions, what the status says stays until
-// the claim has moved up to half of it: the status is then an upper bound within a factor
-// of two. Every claim that leaves the line moves everyone behind it up one, and writing
-// each of them each time would cost a write per waiting claim per bind, the square of the
-// line's length, when the line is long because the host is already overloaded.
-func reportedPosition(said, actual int32) int32 {
-	if said > 0 && actual > ExactPositions && actual <= said && actual > said/2 {
-		return said
-	}
-	return actual
-}
-
-// placeInLine counts the claims of the pool that came before this one and still wait.
-func (r *Reconciler) placeInLine(ctx context.Context, claim *labforgev1alpha1.LabClaim, pool string) (int, error) {
-	var claims labforgev1alpha1.LabClaimList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{index.ClaimByPool: pool}, readOnly); err != nil {
-		return 0, fmt.Errorf("listing the claims of LabPool %s: %w", pool, err)
-	}
-	position := 0
-	for _, c := range claims.Items {
-		if c.UID == claim.UID || !inLine(&c) {
-			continue
-		}
-		if before(&c, claim) {
-			position++
-		}
-	}
-	return position, nil
 }
 
 // tryBind writes the claim into the lab under optimistic concurrency: if anyone changed the
@@ -505,7 +432,7 @@ func (r *Reconciler) bindCold(ctx context.Context, s *scope) error {
 			r.binds.Store(s.claim.UID, env.Name)
 			return nil
 		}
-		r.coldLabs.CreationFailed(env.Spec.TemplateRef.Name, env.Name)
+		r.lines().coldLabFailed(env.Spec.TemplateRef.Name, env.Name)
 		return fmt.Errorf("creating a lab for LabClaim %s/%s: %w", s.claim.Namespace, s.claim.Name, err)
 	}
 	r.binds.Store(s.claim.UID, env.Name)

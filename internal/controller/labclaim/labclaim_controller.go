@@ -9,14 +9,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -33,7 +31,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
-	"github.com/labforge/labforge/internal/expectations"
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/index"
 	"github.com/labforge/labforge/internal/lab"
@@ -80,11 +77,10 @@ type Reconciler struct {
 	// released remembers the labs this process deleted because their claim was gone,
 	// until the LabEnvironment cache shows them deleting (see deleteOrphanedLabs).
 	released releasedLabs
-	// coldMu makes counting a template's labs against its caps and expecting the lab a
-	// claim creates one step; coldLabs holds, by template, the labs created for claims that
-	// the cache does not show yet (see reserveColdLab).
-	coldMu   sync.Mutex
-	coldLabs *expectations.Store
+	// ledger reads the claim lines of pools and templates and holds the labs created for
+	// template claims that the cache does not show yet (see lines).
+	ledger     *ledger
+	ledgerOnce sync.Once
 }
 
 // releasedLabs is a set of LabEnvironment UIDs. A gone claim is reconciled once for its
@@ -278,9 +274,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 16
 	}
-	if r.coldLabs == nil {
-		r.coldLabs = expectations.New(r.Clock, 0)
-	}
+	r.lines()
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&labforgev1alpha1.LabClaim{}).
@@ -356,135 +350,6 @@ func (r *Reconciler) boundClaims(ctx context.Context, _ client.Object) []reconci
 		}
 	}
 	return reqs
-}
-
-// claimsOfLab wakes the claim a lab is bound to and, for a lab of a pool (which may just
-// have become Ready, or have been taken, moving everyone up the line), the claims waiting
-// on that pool.
-func (r *Reconciler) claimsOfLab(ctx context.Context, o client.Object) []reconcile.Request {
-	env := o.(*labforgev1alpha1.LabEnvironment)
-	var reqs []reconcile.Request
-	if ref := env.Spec.ClaimRef; ref != nil {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}})
-	}
-	if env.Spec.PoolRef != nil {
-		reqs = append(reqs, r.waitingClaims(ctx, env.Spec.PoolRef.Name)...)
-	} else if env.Spec.ClaimRef != nil {
-		// A lab booted for a template's claim became Ready or went: room under the
-		// template's caps for the claims waiting on it.
-		reqs = append(reqs, r.wakeTemplateLine(ctx, env.Spec.TemplateRef.Name, false)...)
-	}
-	return reqs
-}
-
-// claimsBehind wakes the claims waiting on the pool of a claim that left the line. Their
-// place in line counts the claims before them that still wait, as the cache shows them: a
-// claim whose bind reached the LabEnvironment cache before its own status did would
-// otherwise be counted as waiting by the last pass of those behind it, and hold them
-// back for good.
-func (r *Reconciler) claimsBehind(ctx context.Context, o client.Object) []reconcile.Request {
-	c := o.(*labforgev1alpha1.LabClaim)
-	if ref := c.Spec.PoolRef; ref != nil {
-		return r.waitingClaims(ctx, ref.Name)
-	}
-	if ref := c.Spec.TemplateRef; ref != nil {
-		return r.wakeTemplateLine(ctx, ref.Name, false)
-	}
-	return nil
-}
-
-// inLine says whether a claim waits for a lab of its pool, or of its template (what
-// placeInLine and placeInTemplateLine count).
-func inLine(c *labforgev1alpha1.LabClaim) bool {
-	return (c.Spec.PoolRef != nil || c.Spec.TemplateRef != nil) && c.Status.Lab == "" && c.DeletionTimestamp.IsZero() &&
-		!meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionStalled)
-}
-
-// leftTheLine lets through the events of a claim of a pool or template that stops waiting.
-func leftTheLine() predicate.Predicate {
-	return predicate.Funcs{
-		CreateFunc:  func(event.CreateEvent) bool { return false },
-		GenericFunc: func(event.GenericEvent) bool { return false },
-		DeleteFunc: func(e event.DeleteEvent) bool {
-			c, ok := e.Object.(*labforgev1alpha1.LabClaim)
-			return ok && (c.Spec.PoolRef != nil || c.Spec.TemplateRef != nil)
-		},
-		UpdateFunc: func(e event.UpdateEvent) bool {
-			old, okOld := e.ObjectOld.(*labforgev1alpha1.LabClaim)
-			c, okNew := e.ObjectNew.(*labforgev1alpha1.LabClaim)
-			return okOld && okNew && inLine(old) && !inLine(c)
-		},
-	}
-}
-
-// waitingClaimsOfPool wakes, on a change of the pool, the claims of its line worth a pass
-// and the claims it refused: a change of its claimNamespaceSelector may admit them.
-func (r *Reconciler) waitingClaimsOfPool(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.wakeLine(ctx, o.GetName(), true)
-}
-
-// waitingClaims wakes the claims of a pool's line worth a pass (wakeable).
-func (r *Reconciler) waitingClaims(ctx context.Context, pool string) []reconcile.Request {
-	return r.wakeLine(ctx, pool, false)
-}
-
-// wakeLine returns the claims of pool's line worth a pass (wakeable) and, when refused is
-// set, the claims the pool refused. It runs for every event of every lab of a pool, so it
-// only reads the cache (no copies, see readOnly) and counts the labs only when a claim waits.
-func (r *Reconciler) wakeLine(ctx context.Context, pool string, refused bool) []reconcile.Request {
-	var claims labforgev1alpha1.LabClaimList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{index.ClaimByPool: pool}, readOnly); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the LabClaims of LabPool", "pool", pool)
-		return nil
-	}
-	line, reqs := splitLine(claims.Items, func(c *labforgev1alpha1.LabClaim) bool { return refused && c.Status.Lab == "" })
-	if len(line) == 0 {
-		return reqs
-	}
-	var envs labforgev1alpha1.LabEnvironmentList
-	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: pool}, readOnly); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the labs of LabPool", "pool", pool)
-		return nil
-	}
-	sort.Slice(line, func(i, j int) bool { return before(line[i], line[j]) })
-	for _, c := range wakeable(line, len(freeLabs(envs.Items, pool))) {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
-	}
-	return reqs
-}
-
-// splitLine returns the claims in line and a request for each other claim wake says to
-// wake: what a pool's and a template's lines both start from.
-func splitLine(claims []labforgev1alpha1.LabClaim, wake func(*labforgev1alpha1.LabClaim) bool) ([]*labforgev1alpha1.LabClaim, []reconcile.Request) {
-	var line []*labforgev1alpha1.LabClaim
-	var reqs []reconcile.Request
-	for i := range claims {
-		c := &claims[i]
-		switch {
-		case inLine(c):
-			line = append(line, c)
-		case wake(c):
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
-		}
-	}
-	return line, reqs
-}
-
-// wakeable returns the claims of a line (in line order) worth a pass now that the pool has
-// free Ready labs: the first free+ExactPositions (they can bind, or must see their exact
-// place), and those further back whose status gives a place more than twice their actual
-// one (reportedPosition). Waking every waiting claim at every change cost, per bind, a
-// pass per waiting claim that each counted the whole line: the square of the line's
-// length in cache reads, thousands of passes per bind behind a long line.
-func wakeable(line []*labforgev1alpha1.LabClaim, free int) []*labforgev1alpha1.LabClaim {
-	var out []*labforgev1alpha1.LabClaim
-	for i, c := range line {
-		actual := int32(i + 1)
-		if i < free+ExactPositions || reportedPosition(c.Status.QueuePosition, actual) != c.Status.QueuePosition {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // cacheLags says whether the cache holds the claim as it was before this process wrote
