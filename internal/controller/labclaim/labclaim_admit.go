@@ -6,6 +6,7 @@ import (
 	"maps"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -43,6 +44,49 @@ func (r *Reconciler) admits(ctx context.Context, kind, name, field string, sel *
 		return false, fmt.Sprintf("%s %s does not admit claims from namespace %s", kind, name, namespace), nil
 	}
 	return true, "", nil
+}
+
+// resolvePool returns the name of the template a claim that is not bound asks for: its
+// own templateRef, or its pool's once the pool admits the claim's namespace. It is empty
+// when the pool is missing or refuses the claim (s says why).
+func (r *Reconciler) resolvePool(ctx context.Context, s *scope) (string, error) {
+	ref := s.claim.Spec.PoolRef
+	if ref == nil {
+		return s.claim.Spec.TemplateRef.Name, nil
+	}
+	pool := &labforgev1alpha1.LabPool{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: ref.Name}, pool); err != nil {
+		if apierrors.IsNotFound(err) {
+			s.pendingReason, s.pendingMessage = labforgev1alpha1.ReasonPoolNotFound, fmt.Sprintf("LabPool %s does not exist", ref.Name)
+			return "", nil
+		}
+		return "", fmt.Errorf("reading LabPool %s: %w", ref.Name, err)
+	}
+	ok, msg, err := r.admits(ctx, "LabPool", pool.Name, "spec.claimNamespaceSelector", pool.Spec.ClaimNamespaceSelector, s.claim.Namespace)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		s.refusedReason, s.refusedMessage = labforgev1alpha1.ReasonNamespaceNotAllowed, msg
+		return "", nil
+	}
+	return pool.Spec.TemplateRef.Name, nil
+}
+
+// templateAdmits says whether s.template admits a claim that names it: such a claim boots
+// a lab of its own, only where the template admits it (decision 53), as a pool admits its
+// claims. Decided before the bind only: a claim that had its lab (expired, or lost) says
+// so whatever the template admits now.
+func (r *Reconciler) templateAdmits(ctx context.Context, s *scope) (bool, error) {
+	if s.claim.Status.Lab != "" || s.claim.Spec.TemplateRef == nil {
+		return true, nil
+	}
+	tmpl := s.template
+	ok, msg, err := r.admits(ctx, "LabTemplate", tmpl.Name, "spec.claims.namespaceSelector", tmpl.Spec.Claims.NamespaceSelector, s.claim.Namespace)
+	if err == nil && !ok {
+		s.refusedReason, s.refusedMessage = labforgev1alpha1.ReasonNamespaceNotAllowed, msg
+	}
+	return ok, err
 }
 
 // Caps of a template's claims when the template does not say (the API's defaults; a

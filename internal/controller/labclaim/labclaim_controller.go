@@ -1,6 +1,19 @@
 // Package labclaim holds the LabClaim controller: it binds a claim to a lab (the oldest
 // Ready unbound lab of its pool, first come first served, or a lab booted just for it),
 // hands the lab over to the student, and ends it at expiry or when the claim is deleted.
+//
+// A pass over a live claim (Reconcile) finds the claim's lab, then runs its phases in this
+// order (labclaim_phases.go): expired (an Expired claim stays so), request (its pool or
+// template, who may claim, its duration), expiry, bind (the ledger of the claim line,
+// labclaim_ledger.go, says which lab), lab (lost or failed for good), handover (NodePorts,
+// keys and kubeconfig, once the lab is built) and keys (Ready once KubeVirt put them in).
+// It then computes the status from what the phases found and writes it once
+// (labclaim_status.go). A claim being deleted runs reconcileDelete instead.
+//
+// The other files hold what the phases call: labclaim_bind.go (finding and binding the
+// lab), labclaim_admit.go (who may claim, a template's caps), labclaim_terms.go (the
+// terms frozen at the bind), labclaim_handover.go and labclaim_keys.go (the handover),
+// labclaim_adopt.go (the claim's Secrets).
 package labclaim
 
 import (
