@@ -38,6 +38,7 @@ type Tracker struct {
 	mu      sync.Mutex
 	pending map[Key]pendingWrite
 	seen    map[Key]string // last resourceVersion observed
+	swept   time.Time      // when lapsed expectations were last dropped
 }
 
 // Key names one object of one kind.
@@ -47,8 +48,11 @@ type Key struct {
 }
 
 type pendingWrite struct {
-	resourceVersion string // "" for a deletion: only the delete event clears it
+	// resourceVersion is "" for a deletion or a reservation: no update event meets it.
+	resourceVersion string
 	deadline        time.Time
+	// by is on whose behalf the write was made (ExpectBy, Reserve).
+	by string
 }
 
 // NewTracker returns an empty tracker whose expectations lapse ttl after they were
@@ -68,6 +72,12 @@ func NewTracker(clk clock.PassiveClock, ttl time.Duration) *Tracker {
 // object; it expects nothing when the cache already showed obj's resourceVersion or a
 // newer one.
 func (t *Tracker) Expect(kind string, obj client.Object) {
+	t.ExpectBy(kind, obj, "")
+}
+
+// ExpectBy is Expect for a write made on behalf of by (the claim a lab was bound to, say),
+// which ExpectedBy finds again until the write is met.
+func (t *Tracker) ExpectBy(kind string, obj client.Object, by string) {
 	k := Key{kind, client.ObjectKeyFromObject(obj)}
 	rv := obj.GetResourceVersion()
 	t.mu.Lock()
@@ -76,7 +86,56 @@ func (t *Tracker) Expect(kind string, obj client.Object) {
 		delete(t.pending, k) // its event came first (and superseded any earlier write)
 		return
 	}
-	t.setLocked(k, rv)
+	t.setLocked(k, rv, by)
+}
+
+// Reserve records that a write of the object key is under way on behalf of by, unless a
+// write of it is expected already, and says whether it did. Workers of one process that
+// must not write one object at once (two binds of one lab) take turns by it, and one's
+// write keeps the others off until the cache shows it: ExpectBy records the write's
+// result in place of the reservation, Lower drops a reservation whose write did not
+// happen. No event meets a reservation; it lapses after the TTL like any expectation.
+func (t *Tracker) Reserve(kind string, key types.NamespacedName, by string) bool {
+	k := Key{kind, key}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p, ok := t.pending[k]; ok && t.clock.Now().Before(p.deadline) {
+		return false
+	}
+	t.setLocked(k, "", by)
+	return true
+}
+
+// Lower drops what is expected of the object key: a write that did not happen, or one
+// the caller saw the cache show by other means (a list by index). What was observed of
+// the object stays.
+func (t *Tracker) Lower(kind string, key types.NamespacedName) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.pending, Key{kind, key})
+}
+
+// Expected says whether a write of the object key is expected and has not lapsed.
+func (t *Tracker) Expected(kind string, key types.NamespacedName) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.pending[Key{kind, key}]
+	return ok && t.clock.Now().Before(p.deadline)
+}
+
+// ExpectedBy returns the object of kind with a write expected on behalf of by that has
+// not lapsed, if there is one. It looks through every expected write: it is for the few
+// a controller has in flight, not for thousands.
+func (t *Tracker) ExpectedBy(kind, by string) (types.NamespacedName, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.clock.Now()
+	for k, p := range t.pending {
+		if k.Kind == kind && p.by == by && now.Before(p.deadline) {
+			return k.NamespacedName, true
+		}
+	}
+	return types.NamespacedName{}, false
 }
 
 // ExpectGone records a deletion, which only the object's delete event (Forget) meets. It
@@ -89,11 +148,23 @@ func (t *Tracker) ExpectGone(kind string, key types.NamespacedName) {
 	if _, exists := t.seen[k]; !exists {
 		return
 	}
-	t.setLocked(k, "")
+	t.setLocked(k, "", "")
 }
 
-func (t *Tracker) setLocked(k Key, rv string) {
-	t.pending[k] = pendingWrite{resourceVersion: rv, deadline: t.clock.Now().Add(t.ttl)}
+// setLocked expects a write of k. Once a TTL, it drops the expectations that lapsed a TTL
+// ago or more, which no Wait dropped: the store must not grow with the writes of objects
+// nobody asks about again (a claim deleted before its next pass). t.mu must be held.
+func (t *Tracker) setLocked(k Key, rv, by string) {
+	now := t.clock.Now()
+	if now.Sub(t.swept) >= t.ttl {
+		for old, p := range t.pending {
+			if now.Sub(p.deadline) >= t.ttl {
+				delete(t.pending, old)
+			}
+		}
+		t.swept = now
+	}
+	t.pending[k] = pendingWrite{resourceVersion: rv, deadline: now.Add(t.ttl), by: by}
 }
 
 // Observe is called for every add and update event of kind: it meets the expected write

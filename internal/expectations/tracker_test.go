@@ -222,3 +222,116 @@ func TestTrackerConcurrentUse(t *testing.T) {
 		t.Errorf("Len() = %d after every write was met, want 0", n)
 	}
 }
+
+// Reservations and writes made on someone's behalf: how the claim controller's workers
+// take turns binding one lab, and find the lab one of them bound a claim to.
+func TestTrackerReservations(t *testing.T) {
+	const ttl = time.Minute
+	const kind = "LabEnvironment"
+	key := types.NamespacedName{Name: "lab-a"}
+	lab := func(rv string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: key.Name, ResourceVersion: rv}}
+	}
+	// state is what the tracker says of lab-a afterwards: whether a write is expected, on
+	// whose behalf (ExpectedBy "alice"), whether bob may reserve it now, and Len before.
+	type state struct {
+		Expected, ByAlice, BobReserves bool
+		Len                            int
+	}
+	tests := map[string]struct {
+		do   func(tr *Tracker, clk *testingclock.FakePassiveClock)
+		want state
+	}{
+		"nothing expected: anyone may reserve": {
+			do:   func(*Tracker, *testingclock.FakePassiveClock) {},
+			want: state{BobReserves: true},
+		},
+		"a reservation keeps the others off": {
+			do: func(tr *Tracker, _ *testingclock.FakePassiveClock) {
+				if !tr.Reserve(kind, key, "alice") {
+					t.Fatal("the first reservation was refused")
+				}
+			},
+			want: state{Expected: true, ByAlice: true, Len: 1},
+		},
+		"a reservation whose write did not happen is lowered": {
+			do: func(tr *Tracker, _ *testingclock.FakePassiveClock) {
+				tr.Reserve(kind, key, "alice")
+				tr.Lower(kind, key)
+			},
+			want: state{BobReserves: true},
+		},
+		"the write keeps the others off until the cache shows it": {
+			do: func(tr *Tracker, _ *testingclock.FakePassiveClock) {
+				tr.Reserve(kind, key, "alice")
+				tr.ExpectBy(kind, lab("5"), "alice")
+				tr.Observe(kind, lab("4"))
+			},
+			want: state{Expected: true, ByAlice: true, Len: 1},
+		},
+		"the write's own event ends it": {
+			do: func(tr *Tracker, _ *testingclock.FakePassiveClock) {
+				tr.Reserve(kind, key, "alice")
+				tr.ExpectBy(kind, lab("5"), "alice")
+				tr.Observe(kind, lab("5"))
+			},
+			want: state{BobReserves: true},
+		},
+		"no update event ends a reservation": {
+			do: func(tr *Tracker, _ *testingclock.FakePassiveClock) {
+				tr.Reserve(kind, key, "alice")
+				tr.Observe(kind, lab("9"))
+			},
+			want: state{Expected: true, ByAlice: true, Len: 1},
+		},
+		"a reservation lapses at its TTL": {
+			do: func(tr *Tracker, clk *testingclock.FakePassiveClock) {
+				tr.Reserve(kind, key, "alice")
+				clk.SetTime(clk.Now().Add(ttl))
+			},
+			want: state{BobReserves: true, Len: 1},
+		},
+		"lowering keeps what was observed": {
+			do: func(tr *Tracker, _ *testingclock.FakePassiveClock) {
+				tr.Observe(kind, lab("5"))
+				tr.ExpectBy(kind, lab("6"), "alice")
+				tr.Lower(kind, key)
+				tr.ExpectBy(kind, lab("5"), "alice") // the cache showed it already
+			},
+			want: state{BobReserves: true},
+		},
+		"writes lapsed a TTL ago are swept at the next write": {
+			do: func(tr *Tracker, clk *testingclock.FakePassiveClock) {
+				tr.ExpectBy(kind, lab("5"), "alice")
+				tr.Expect("Pod", lab("1"))
+				clk.SetTime(clk.Now().Add(2 * ttl))
+				tr.Expect("Pod", lab("2"))
+			},
+			want: state{BobReserves: true, Len: 1},
+		},
+		"writes lapsed less than a TTL ago stay for Wait to report": {
+			do: func(tr *Tracker, clk *testingclock.FakePassiveClock) {
+				tr.ExpectBy(kind, lab("5"), "alice")
+				clk.SetTime(clk.Now().Add(2*ttl - time.Second))
+				tr.Expect("Pod", lab("2"))
+			},
+			want: state{BobReserves: true, Len: 2},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			clk := testingclock.NewFakePassiveClock(t0)
+			tr := NewTracker(clk, ttl)
+			tc.do(tr, clk)
+			var got state
+			got.Len = tr.Len()
+			got.Expected = tr.Expected(kind, key)
+			found, ok := tr.ExpectedBy(kind, "alice")
+			got.ByAlice = ok && found == key
+			got.BobReserves = tr.Reserve(kind, key, "bob")
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("state of lab-a (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
