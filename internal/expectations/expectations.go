@@ -1,7 +1,8 @@
 // Package expectations remembers the writes a controller made that its cache does not
 // show yet (Kubernetes' ControllerExpectations): Store counts the labs the pool controller
 // created or deleted and the labs the claim controller boots for template claims; Tracker
-// follows single objects by resourceVersion (the simulator's VMs, VMIs and launcher pods).
+// follows single objects by resourceVersion (the simulator's VMs, VMIs and launcher pods;
+// the claim controller's binds, bound statuses and released labs).
 // Both lapse after a TTL on an injected clock.
 package expectations
 

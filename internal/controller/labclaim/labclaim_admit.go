@@ -175,9 +175,9 @@ func (r *Reconciler) reserveColdLab(ctx context.Context, s *scope) (bool, error)
 }
 
 // boundHereClaim says whether this process bound the claim of uid to a lab whose bind
-// the cache may not show yet (r.binds).
+// the cache may not show yet (expectBind).
 func (r *Reconciler) boundHereClaim(uid types.UID) bool {
-	_, bound := r.binds.Load(uid)
+	_, bound := r.expected().ExpectedBy(expectBind, string(uid))
 	return bound
 }
 

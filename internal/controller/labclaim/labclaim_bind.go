@@ -24,7 +24,8 @@ func (r *Reconciler) findLab(ctx context.Context, s *scope) error {
 		ref := envs.Items[i].Spec.ClaimRef
 		if ref.Namespace == s.claim.Namespace && ref.Name == s.claim.Name {
 			s.env = &envs.Items[i]
-			r.binds.Delete(s.claim.UID)
+			// The cache shows the bind: the claim's next passes find it here.
+			r.expected().Lower(expectBind, client.ObjectKeyFromObject(s.env))
 			return nil
 		}
 	}
@@ -32,15 +33,15 @@ func (r *Reconciler) findLab(ctx context.Context, s *scope) error {
 }
 
 // findLaggingLab asks the API server for a lab the cache does not show bound to the claim
-// yet, but which may be: the lab this process bound the claim to (remembered in r.binds
-// until the cache shows the bind), or the lab the claim's status names. The LabEnvironment
+// yet, but which may be: the lab this process bound the claim to (expectBind, until the
+// cache shows the bind), or the lab the claim's status names. The LabEnvironment
 // cache can lag behind the claim cache and behind this process's own writes (a watch
 // re-established after an API server restart replays them late); trusting it would bind
 // the claim to a second lab, or declare its lab lost.
 func (r *Reconciler) findLaggingLab(ctx context.Context, s *scope) error {
 	name := s.claim.Status.Lab
-	if v, ok := r.binds.Load(s.claim.UID); ok {
-		name = v.(string)
+	if key, ok := r.expected().ExpectedBy(expectBind, string(s.claim.UID)); ok {
+		name = key.Name
 	} else if name == "" || meta.IsStatusConditionTrue(s.claim.Status.Conditions, labforgev1alpha1.ConditionExpired) ||
 		meta.IsStatusConditionTrue(s.claim.Status.Conditions, labforgev1alpha1.ConditionStalled) {
 		// Never bound, or done with its lab: nothing to look for.
@@ -49,7 +50,7 @@ func (r *Reconciler) findLaggingLab(ctx context.Context, s *scope) error {
 	env := &labforgev1alpha1.LabEnvironment{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: name}, env); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.binds.Delete(s.claim.UID)
+			r.expected().Lower(expectBind, client.ObjectKey{Name: name})
 			return nil
 		}
 		return fmt.Errorf("reading LabEnvironment %s of LabClaim %s/%s: %w", name, s.claim.Namespace, s.claim.Name, err)
@@ -58,7 +59,7 @@ func (r *Reconciler) findLaggingLab(ctx context.Context, s *scope) error {
 		s.env = env
 		return nil
 	}
-	r.binds.Delete(s.claim.UID)
+	r.expected().Lower(expectBind, client.ObjectKey{Name: name})
 	return nil
 }
 
@@ -97,21 +98,22 @@ func (r *Reconciler) bind(ctx context.Context, s *scope) error {
 // the cache) before one more try. Two claims can never hold one lab.
 //
 // A pass walks a list of free labs read from the cache at its start; in a burst the
-// process's other workers bind those labs meanwhile. Before writing, it skips a lab
-// another of its workers is binding or has bound (r.binding, r.binds), and re-reads the
-// candidate from the cache: a write from a stale copy can only fail, and each failure
-// costs a conflict and a read from the API server (a claim of a burst of 50 walked past
-// seven labs so, half a second).
-func (r *Reconciler) tryBind(ctx context.Context, s *scope, candidate *labforgev1alpha1.LabEnvironment) (bool, error) {
-	if _, busy := r.binding.LoadOrStore(candidate.Name, s.claim.UID); busy {
+// process's other workers bind those labs meanwhile. Before writing, it reserves the lab
+// (expectBind), passing over one another of its workers is binding or has bound, and
+// re-reads the candidate from the cache: a write from a stale copy can only fail, and
+// each failure costs a conflict and a read from the API server (a claim of a burst of 50
+// walked past seven labs so, half a second). The bind's write takes the reservation's
+// place until the cache shows it.
+func (r *Reconciler) tryBind(ctx context.Context, s *scope, candidate *labforgev1alpha1.LabEnvironment) (bound bool, err error) {
+	key := client.ObjectKeyFromObject(candidate)
+	if !r.expected().Reserve(expectBind, key, string(s.claim.UID)) {
 		return false, nil
 	}
-	defer r.binding.Delete(candidate.Name)
-	// After the reservation: a worker that bound the lab stored it in r.binds before it
-	// let go of its own.
-	if r.boundHere(candidate.Name) {
-		return false, nil
-	}
+	defer func() {
+		if !bound {
+			r.expected().Lower(expectBind, key)
+		}
+	}()
 	cached := &labforgev1alpha1.LabEnvironment{}
 	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(candidate), cached, client.UnsafeDisableDeepCopy); err != nil {
 		return false, client.IgnoreNotFound(err)
@@ -136,7 +138,7 @@ func (r *Reconciler) tryBind(ctx context.Context, s *scope, candidate *labforgev
 		env.OwnerReferences = withoutPool(env.OwnerReferences)
 		err := r.Client.Update(ctx, env)
 		if err == nil {
-			r.binds.Store(s.claim.UID, env.Name)
+			r.expected().ExpectBy(expectBind, env, string(s.claim.UID))
 			s.env, s.boundNow = env, true
 			s.launch = launchType(s.claim, env)
 			s.bound(env)
@@ -156,17 +158,6 @@ func (r *Reconciler) tryBind(ctx context.Context, s *scope, candidate *labforgev
 		}
 	}
 	return false, nil
-}
-
-// boundHere says whether this process bound lab to a claim whose next pass has not seen
-// the cache show it yet (r.binds).
-func (r *Reconciler) boundHere(lab string) bool {
-	found := false
-	r.binds.Range(func(_, bound any) bool {
-		found = bound.(string) == lab
-		return !found
-	})
-	return found
 }
 
 // launchType says how env served claim. A lab booted for a template claim is Cold. A
@@ -219,15 +210,15 @@ func (r *Reconciler) bindCold(ctx context.Context, s *scope) error {
 	}
 	if err := r.Client.Create(ctx, env); err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			// Created by an earlier pass the cache has not shown yet: remember it, so the
+			// Created by an earlier pass the cache has not shown yet: expect it, so the
 			// next pass asks the API server for it (findLaggingLab).
-			r.binds.Store(s.claim.UID, env.Name)
+			r.expected().ExpectBy(expectBind, env, string(s.claim.UID))
 			return nil
 		}
 		r.lines().coldLabFailed(env.Spec.TemplateRef.Name, env.Name)
 		return fmt.Errorf("creating a lab for LabClaim %s/%s: %w", s.claim.Namespace, s.claim.Name, err)
 	}
-	r.binds.Store(s.claim.UID, env.Name)
+	r.expected().ExpectBy(expectBind, env, string(s.claim.UID))
 	s.env, s.boundNow, s.launch = env, true, labforgev1alpha1.LaunchCold
 	s.bound(env)
 	return nil

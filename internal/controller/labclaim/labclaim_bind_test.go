@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -74,8 +73,8 @@ func TestTryBindSkipsLabsBoundHere(t *testing.T) {
 			return c.Update(ctx, obj, opts...)
 		}}).Build()
 	r := &Reconciler{Client: c, APIReader: c}
-	r.binds.Store(types.UID("alice-uid"), "lab-a")   // bound by another worker, the cache behind
-	r.binding.Store("lab-b", types.UID("carol-uid")) // another worker's write in flight
+	r.expected().ExpectBy(expectBind, ready("lab-a"), "alice-uid")                 // bound by another worker, the cache behind
+	r.expected().Reserve(expectBind, client.ObjectKey{Name: "lab-b"}, "carol-uid") // another worker's write in flight
 
 	for _, name := range []string{"lab-a", "lab-b"} {
 		s := &scope{claim: claim}
@@ -94,11 +93,20 @@ func TestTryBindSkipsLabsBoundHere(t *testing.T) {
 	if bound, err := r.tryBind(ctx, s, stale); err != nil || !bound || updates != 1 {
 		t.Fatalf("tryBind(lab-c) from a stale copy = %v, %v after %d writes; want bound in one write", bound, err, updates)
 	}
-	if _, held := r.binding.Load("lab-c"); held {
-		t.Error("the bind's reservation outlived it")
+	// The bind is expected until the cache shows it: the claim's next pass asks for it,
+	// the other workers pass it over.
+	if lab, _ := r.expected().ExpectedBy(expectBind, string(claim.UID)); lab.Name != "lab-c" {
+		t.Errorf("the bind of %s is expected on lab %q, want lab-c", claim.UID, lab.Name)
 	}
-	if lab, _ := r.binds.Load(claim.UID); lab != "lab-c" {
-		t.Errorf("binds[%s] = %v, want lab-c", claim.UID, lab)
+	if r.expected().Reserve(expectBind, client.ObjectKey{Name: "lab-c"}, "carol-uid") {
+		t.Error("another worker could reserve lab-c, bound here and not cached yet")
+	}
+	// A try that binds nothing lets go of its reservation.
+	if bound, err := r.tryBind(ctx, s, ready("lab-gone")); err != nil || bound {
+		t.Fatalf("tryBind(lab-gone) = %v, %v; want not bound", bound, err)
+	}
+	if r.expected().Expected(expectBind, client.ObjectKey{Name: "lab-gone"}) {
+		t.Error("the reservation of a lab not bound outlived its try")
 	}
 	// The claim's terms go in the bind's one write (no template nor snapshot here: the
 	// API's defaults).

@@ -44,6 +44,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/expectations"
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/index"
 	"github.com/labforge/labforge/internal/lab"
@@ -77,58 +78,49 @@ type Reconciler struct {
 	// wait for.
 	MaxConcurrentReconciles int
 
-	// binds remembers, by claim UID, the lab this process bound each claim to, until the
-	// LabEnvironment cache shows the bind (see findLaggingLab).
-	binds sync.Map
-	// binding holds, by lab name, the claim UID of each bind this process has in flight,
-	// so that its other workers try another lab instead of failing the same write (see
-	// tryBind).
-	binding sync.Map
-	// boundStatus remembers, by claim UID, the claims whose bind this process wrote into
-	// their status, until the LabClaim cache shows it (see cacheLags).
-	boundStatus sync.Map
-	// released remembers the labs this process deleted because their claim was gone,
-	// until the LabEnvironment cache shows them deleting (see deleteOrphanedLabs).
-	released releasedLabs
+	// writes holds the writes this process made that its cache does not show yet (the
+	// one expectations component): the labs it is binding or bound (expectBind), the
+	// claims whose bound status it wrote (expectBoundStatus) and the labs it deleted
+	// because their claim was gone (expectRelease).
+	writes *expectations.Tracker
 	// ledger reads the claim lines of pools and templates and holds the labs created for
 	// template claims that the cache does not show yet (see lines).
-	ledger     *ledger
-	ledgerOnce sync.Once
+	ledger *ledger
+	once   sync.Once
 }
 
-// releasedLabs is a set of LabEnvironment UIDs. A gone claim is reconciled once for its
-// own delete event and again for each of its Secrets the garbage collector deletes, often
-// before the cache shows its lab deleting: without the set each of those passes read the
-// claim from the API server, deleted the lab again and reported it again. It is bounded:
-// past maxReleasedLabs entries (labs whose deletion this process never saw, because it
-// finished before a pass looked) it is emptied, which at worst repeats one delete.
-type releasedLabs struct {
-	mu   sync.Mutex
-	uids map[types.UID]struct{}
+// What r.writes expects, by kind (decision 83).
+const (
+	// expectBind: a lab one of the workers is binding, or bound to a claim (on behalf of
+	// the claim's UID), until the LabEnvironment cache shows the bind (findLab). The
+	// other workers pass it over (tryBind), and the claim's next pass asks the API server
+	// for it (findLaggingLab).
+	expectBind = "LabEnvironment bind"
+	// expectBoundStatus: a claim whose bound status this process wrote, until the
+	// LabClaim cache shows that write (cacheLags).
+	expectBoundStatus = "LabClaim bound status"
+	// expectRelease: a lab this process deleted because its claim was gone, until the
+	// LabEnvironment cache shows it deleting (deleteOrphanedLabs).
+	expectRelease = "LabEnvironment release"
+)
+
+// expected returns r.writes, made on first use (SetupWithManager makes it; a Reconciler
+// built by a unit test gets one here).
+func (r *Reconciler) expected() *expectations.Tracker {
+	r.prepare()
+	return r.writes
 }
 
-const maxReleasedLabs = 1024
-
-func (l *releasedLabs) add(uid types.UID) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.uids == nil || len(l.uids) >= maxReleasedLabs {
-		l.uids = map[types.UID]struct{}{}
-	}
-	l.uids[uid] = struct{}{}
-}
-
-func (l *releasedLabs) has(uid types.UID) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, ok := l.uids[uid]
-	return ok
-}
-
-func (l *releasedLabs) forget(uid types.UID) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.uids, uid)
+// prepare makes what a Reconciler keeps between passes, once.
+func (r *Reconciler) prepare() {
+	r.once.Do(func() {
+		if r.writes == nil {
+			r.writes = expectations.NewTracker(r.Clock, 0)
+		}
+		if r.ledger == nil {
+			r.ledger = newLedger(r.Client, r.Clock)
+		}
+	})
 }
 
 // +kubebuilder:rbac:groups=labforge.dev,resources=labclaims,verbs=get;list;watch;patch
@@ -147,6 +139,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	claim := &labforgev1alpha1.LabClaim{}
 	if err := r.Client.Get(ctx, req.NamespacedName, claim); err != nil {
 		if apierrors.IsNotFound(err) {
+			r.expected().Forget(expectBoundStatus, req.NamespacedName)
 			return ctrl.Result{}, r.deleteOrphanedLabs(ctx, req.NamespacedName, "")
 		}
 		return ctrl.Result{}, err
@@ -220,13 +213,13 @@ func (r *Reconciler) deleteOrphanedLabs(ctx context.Context, key client.ObjectKe
 	var live *labforgev1alpha1.LabClaim
 	for i := range envs.Items {
 		env := &envs.Items[i]
-		ref := env.Spec.ClaimRef
+		ref, released := env.Spec.ClaimRef, client.ObjectKeyFromObject(env)
 		if !env.DeletionTimestamp.IsZero() {
-			r.released.forget(env.UID)
+			r.expected().Lower(expectRelease, released)
 			continue
 		}
 		// Only what labforge made: an admin's hand-made lab is the admin's to end.
-		if ref == nil || ref.UID == uid || r.released.has(env.UID) ||
+		if ref == nil || ref.UID == uid || r.expected().Expected(expectRelease, released) ||
 			env.Labels[labforgev1alpha1.LabelManagedBy] != labforgev1alpha1.ManagedByValue {
 			continue
 		}
@@ -242,7 +235,11 @@ func (r *Reconciler) deleteOrphanedLabs(ctx context.Context, key client.ObjectKe
 		if err := r.Client.Delete(ctx, env, client.Preconditions{UID: &env.UID}); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting LabEnvironment %s, whose LabClaim %s is gone: %w", env.Name, key, err)
 		}
-		r.released.add(env.UID)
+		// A gone claim is reconciled once for its own delete event and again for each of
+		// its Secrets the garbage collector deletes, often before the cache shows its lab
+		// deleting: each of those passes would read the claim from the API server, delete
+		// the lab again and report it again.
+		r.expected().ExpectBy(expectRelease, env, string(ref.UID))
 		ctrl.LoggerFrom(ctx).Info("Deleted a lab whose LabClaim is gone", "lab", env.Name, "claimUID", ref.UID)
 		r.Recorder.Eventf(env, nil, corev1.EventTypeNormal, "ClaimGone", "Delete", "LabClaim %s (UID %s) is gone; its lab is deleted", key, ref.UID)
 	}
@@ -287,7 +284,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 16
 	}
-	r.lines()
+	r.prepare()
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&labforgev1alpha1.LabClaim{}).
@@ -368,16 +365,13 @@ func (r *Reconciler) boundClaims(ctx context.Context, _ client.Object) []reconci
 // cacheLags says whether the cache holds the claim as it was before this process wrote
 // its bound status. A pass on such a claim would take the bind for new: mint the kubeconfig
 // again with an expiry counted from now, and write both again. Its own status write wakes
-// the claim right after (and the claim's Secrets too), often before the cache has it.
+// the claim right after (and the claim's Secrets too), often before the cache has it. The
+// claim the pass read is what the cache shows: it meets the write once it is that write
+// or newer.
 func (r *Reconciler) cacheLags(claim *labforgev1alpha1.LabClaim) bool {
-	if _, written := r.boundStatus.Load(claim.UID); !written {
-		return false
-	}
-	if claim.Status.BoundTime == nil {
-		return true
-	}
-	r.boundStatus.Delete(claim.UID)
-	return false
+	r.expected().Observe(expectBoundStatus, claim)
+	left, _ := r.expected().Wait(expectBoundStatus, client.ObjectKeyFromObject(claim))
+	return left > 0
 }
 
 // writeStatus computes the status and writes it when it changed.
@@ -391,7 +385,9 @@ func (r *Reconciler) writeStatus(ctx context.Context, s *scope, succeeded bool) 
 		return client.IgnoreNotFound(fmt.Errorf("patching LabClaim %s/%s status: %w", s.claim.Namespace, s.claim.Name, err))
 	}
 	if before.Status.BoundTime == nil && s.claim.Status.BoundTime != nil {
-		r.boundStatus.Store(s.claim.UID, struct{}{})
+		// s.claim is the claim as the API server returned it: its resourceVersion is the
+		// write's.
+		r.expected().Expect(expectBoundStatus, s.claim)
 	}
 	r.recordTransitions(ctx, before, s)
 	return nil

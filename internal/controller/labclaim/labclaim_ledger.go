@@ -124,10 +124,7 @@ func templateLine(tmpl *labforgev1alpha1.LabTemplate, waiting []*labforgev1alpha
 func (l line) position(claim *labforgev1alpha1.LabClaim, served func(*labforgev1alpha1.LabClaim) bool) int {
 	position := 0
 	for _, c := range l.waiting {
-		if c.UID == claim.UID || (served != nil && served(c)) {
-			continue
-		}
-		if before(c, claim) {
+		if c.UID != claim.UID && before(c, claim) && (served == nil || !served(c)) {
 			position++
 		}
 	}
@@ -336,11 +333,7 @@ func appendRequests(reqs []reconcile.Request, claims []*labforgev1alpha1.LabClai
 // lines returns the reconciler's ledger, made on first use (SetupWithManager makes it; a
 // Reconciler built by a unit test gets one here).
 func (r *Reconciler) lines() *ledger {
-	r.ledgerOnce.Do(func() {
-		if r.ledger == nil {
-			r.ledger = newLedger(r.Client, r.Clock)
-		}
-	})
+	r.prepare()
 	return r.ledger
 }
 
