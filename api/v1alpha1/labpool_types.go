@@ -61,6 +61,7 @@ type PoolWindow struct {
 	// moves the window with the wall clock. Defaults to UTC. A zone the operator's time
 	// zone database does not know is refused like a bad start.
 	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$`
 	// +optional
 	TimeZone string `json:"timeZone,omitempty"`
 

@@ -295,6 +295,8 @@ var _ = Describe("Invalid labforge objects", func() {
 			`duration must be between 1m and 168h`),
 		Entry("pool: a window longer than a week", set(pool("p"), "schedule", []any{window(map[string]any{"duration": "169h", "buffer": int64(3)})}),
 			`duration must be between 1m and 168h`),
+		Entry("pool: a window's zone that is a path", set(pool("p"), "schedule", []any{window(map[string]any{"timeZone": "../../etc/passwd", "buffer": int64(1)})}),
+			`spec.schedule[0].timeZone: Invalid value: "../../etc/passwd": spec.schedule[0].timeZone in body should match`),
 		Entry("pool: two windows of one name", set(pool("p"), "schedule", []any{window(map[string]any{"buffer": int64(1)}), window(map[string]any{"buffer": int64(2)})}),
 			`spec.schedule[1]: Duplicate value: {"name":"class"}`),
 		Entry("pool: more than 1000 replicas", set(set(pool("p"), "replicas", int64(1001)), "maxLabs", int64(2000)),
