@@ -233,13 +233,21 @@ func TestUnserved(t *testing.T) {
 func TestStatusHold(t *testing.T) {
 	base := labforgev1alpha1.LabPoolStatus{ObservedGeneration: 2, ReadyReplicas: 3, Conditions: []metav1.Condition{
 		{Type: labforgev1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: labforgev1alpha1.ReasonWarm, Message: "3 of 3 warm labs are ready", ObservedGeneration: 2},
-	}}
+	}, Scaling: &labforgev1alpha1.PoolScalingStatus{Rule: labforgev1alpha1.ScalingMinLabs, Desired: 30}}
 	counts := *base.DeepCopy()
 	counts.ReadyReplicas, counts.BoundReplicas, counts.Conditions[0].Message = 2, 1, "2 of 3 warm labs are ready"
 	flipped := *counts.DeepCopy()
 	flipped.Conditions[0].Status, flipped.Conditions[0].Reason = metav1.ConditionUnknown, labforgev1alpha1.ReasonFilling
 	generation := *base.DeepCopy()
 	generation.ObservedGeneration = 3
+	desired := *base.DeepCopy()
+	desired.Scaling.Desired = 29
+	rule := *base.DeepCopy()
+	rule.Scaling.Rule, rule.Scaling.Window = labforgev1alpha1.ScalingSchedule, "class"
+	next := *base.DeepCopy()
+	next.Scaling.NextChange = &metav1.Time{Time: statusT0}
+	first := *base.DeepCopy()
+	first.Scaling = nil
 	for name, tc := range map[string]struct {
 		after labforgev1alpha1.LabPoolStatus
 		want  bool
@@ -247,6 +255,10 @@ func TestStatusHold(t *testing.T) {
 		"counts and their message":  {after: counts, want: true},
 		"the Ready condition flips": {after: flipped, want: false},
 		"a new generation observed": {after: generation, want: false},
+		"the floor's desired count": {after: desired, want: true},
+		"the rule and its window":   {after: rule, want: false},
+		"the next window edge":      {after: next, want: false},
+		"no scaling status yet":     {after: first, want: false},
 	} {
 		if got := countsOnly(base, tc.after); got != tc.want {
 			t.Errorf("%s: countsOnly = %v, want %v", name, got, tc.want)
