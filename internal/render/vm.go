@@ -124,22 +124,18 @@ func disks(n Node) []kubevirtv1.Disk {
 	virtio := func() kubevirtv1.DiskDevice {
 		return kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}}
 	}
-	out := []kubevirtv1.Disk{
+	return []kubevirtv1.Disk{
 		{Name: "rootdisk", DiskDevice: virtio()},
 		{Name: "cloudinit", DiskDevice: virtio()},
+		{Name: lab.DataDiskVolume, Serial: lab.DataDiskSerial, DiskDevice: virtio()},
 	}
-	if !n.Size.Disk.IsZero() {
-		out = append(out, kubevirtv1.Disk{Name: lab.DataDiskVolume, Serial: lab.DataDiskSerial, DiskDevice: virtio()})
-	}
-	return out
 }
 
 // volumes back disks. The data disk is a KubeVirt emptyDisk: a sparse image in the
 // launcher pod's ephemeral storage, of the template's size, that lives and dies with
-// the VM's instance. A lab built from a template snapshot taken before nodes had a disk
-// size gets none, as its user-data expects.
+// the VM's instance.
 func volumes(l Lab, n Node) []kubevirtv1.Volume {
-	out := []kubevirtv1.Volume{
+	return []kubevirtv1.Volume{
 		{Name: "rootdisk", VolumeSource: kubevirtv1.VolumeSource{
 			ContainerDisk: &kubevirtv1.ContainerDiskSource{Image: l.Template.Image.ContainerDisk},
 		}},
@@ -148,13 +144,10 @@ func volumes(l Lab, n Node) []kubevirtv1.Volume {
 				UserDataSecretRef: &corev1.LocalObjectReference{Name: lab.UserDataSecret(n.Name)},
 			},
 		}},
-	}
-	if !n.Size.Disk.IsZero() {
-		out = append(out, kubevirtv1.Volume{Name: lab.DataDiskVolume, VolumeSource: kubevirtv1.VolumeSource{
+		{Name: lab.DataDiskVolume, VolumeSource: kubevirtv1.VolumeSource{
 			EmptyDisk: &kubevirtv1.EmptyDiskSource{Capacity: n.Size.Disk.DeepCopy()},
-		}})
+		}},
 	}
-	return out
 }
 
 func intOrString(port int) intstr.IntOrString { return intstr.FromInt(port) }

@@ -126,8 +126,7 @@ func checkNodes(spec *labforgev1alpha1.LabTemplateSpec, p *problems) {
 		field string
 		size  resource.Quantity
 	}{{"controlPlane.disk", spec.ControlPlane.Disk}, {"workers.disk", spec.Workers.Disk}} {
-		// A zero disk is a template snapshot from before data disks: its nodes have none.
-		if !d.size.IsZero() && (d.size.Cmp(MinDataDisk) < 0 || d.size.Cmp(MaxDataDisk) > 0) {
+		if d.size.Cmp(MinDataDisk) < 0 || d.size.Cmp(MaxDataDisk) > 0 {
 			p.add("%s %s must be between %s and %s", d.field, d.size.String(), MinDataDisk.String(), MaxDataDisk.String())
 		}
 	}

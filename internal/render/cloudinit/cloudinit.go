@@ -128,7 +128,6 @@ type config struct {
 	bootTimeout   time.Duration
 	expectedNodes int
 	scenario      []byte // nil without a scenario
-	dataDisk      bool   // the node has a data disk (a template snapshot from before disks has none)
 	apiHost       string // lab-api.lab-<env>.svc.<cluster domain>
 }
 
@@ -183,11 +182,6 @@ func (c *config) setTemplate(errs *problems) {
 	c.tunnelPort = int(t.Network.TunnelPort)
 	c.bootTimeout = t.BootTimeout.Duration
 	c.expectedNodes = 1 + int(t.Workers.Count)
-	if c.controlPlane {
-		c.dataDisk = !t.ControlPlane.Disk.IsZero()
-	} else {
-		c.dataDisk = !t.Workers.Disk.IsZero()
-	}
 	if t.Scenario != nil {
 		c.scenario = []byte(t.Scenario.Script)
 	}
@@ -365,12 +359,8 @@ func (c *config) writeFiles() ([]writeFile, error) {
 		{Path: KubeadmConfigPath, Owner: "root:root", Permissions: "0600", Content: string(kubeadmConfig)},
 		{Path: BootstrapScriptPath, Owner: "root:root", Permissions: "0700", Content: string(script)},
 		{Path: CrictlConfigPath, Owner: "root:root", Permissions: "0644", Content: crictlConfig},
-	}
-	if c.dataDisk {
-		files = append(files,
-			writeFile{Path: ContainerdDiskDropIn, Owner: "root:root", Permissions: "0644", Content: requiresMountsFor("/var/lib/containerd")},
-			writeFile{Path: KubeletDiskDropIn, Owner: "root:root", Permissions: "0644", Content: requiresMountsFor("/var/lib/kubelet")},
-		)
+		{Path: ContainerdDiskDropIn, Owner: "root:root", Permissions: "0644", Content: requiresMountsFor("/var/lib/containerd")},
+		{Path: KubeletDiskDropIn, Owner: "root:root", Permissions: "0644", Content: requiresMountsFor("/var/lib/kubelet")},
 	}
 	if c.controlPlane {
 		cni, err := c.flannelManifest()
@@ -401,7 +391,7 @@ func (c *config) writeFiles() ([]writeFile, error) {
 // cloudConfig is the node's cloud-config: its user, the files, the bootstrap to run and,
 // with a data disk, how to format and mount it.
 func (c *config) cloudConfig(files []writeFile) cloudConfig {
-	cc := cloudConfig{
+	return cloudConfig{
 		DisableRoot:      true,
 		Hostname:         c.Node.Name,
 		ManageEtcHosts:   false, // the bootstrap adds the lab API to /etc/hosts; keep it across reboots
@@ -418,14 +408,11 @@ func (c *config) cloudConfig(files []writeFile) cloudConfig {
 			LockPasswd: true,
 		}},
 		WriteFiles: files,
-	}
-	if c.dataDisk {
 		// cloud-init's init stage runs disk_setup, fs_setup and mounts before the final
 		// stage's runcmd starts the bootstrap, which installs and starts containerd and the
-		// kubelet only once their directories are on this disk.
-		cc.DiskSetup = map[string]diskSetup{DataDiskDevice: {TableType: "mbr", Layout: true, Overwrite: false}}
-		cc.FSSetup = []fsSetup{{Label: DataDiskLabel, Filesystem: "ext4", Device: DataDiskDevice, Partition: "auto", Overwrite: false}}
-		cc.Mounts = [][]string{dataDiskMount()}
+		// kubelet only once their directories are on the data disk.
+		DiskSetup: map[string]diskSetup{DataDiskDevice: {TableType: "mbr", Layout: true, Overwrite: false}},
+		FSSetup:   []fsSetup{{Label: DataDiskLabel, Filesystem: "ext4", Device: DataDiskDevice, Partition: "auto", Overwrite: false}},
+		Mounts:    [][]string{dataDiskMount()},
 	}
-	return cc
 }
