@@ -13,12 +13,15 @@ import (
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 )
 
-// The indexes, by the kind they index and the field they index it by.
+// The indexes, by the kind they index and what they index it by. An index's name is only
+// a key for client.MatchingFields: where it reads like a field path, the value it indexes
+// by is the one its comment gives, not necessarily that field's.
 const (
 	// LabByClaimUID indexes LabEnvironments by the UID of the claim they are bound to.
 	LabByClaimUID = "spec.claimRef.uid"
 	// LabByClaimName indexes LabEnvironments by the namespace/name of the claim they are
-	// bound to: what is left to find a lab by once its claim is gone.
+	// bound to (client.ObjectKey.String(), not the name alone): what is left to find a lab
+	// by once its claim is gone.
 	LabByClaimName = "spec.claimRef.name"
 	// LabByTemplate indexes LabEnvironments by the template they name.
 	LabByTemplate = "spec.templateRef.name"
@@ -27,7 +30,8 @@ const (
 	// ClaimByTemplate indexes LabClaims by the template they name (spec.templateRef).
 	ClaimByTemplate = "spec.templateRef.name"
 	// ClaimWaitingForNodePorts indexes the LabClaims waiting for NodePorts, so that a
-	// freed port wakes exactly those.
+	// freed port wakes exactly those: "true" for a claim whose Ready condition's reason is
+	// NodePortsExhausted. LabClaim's status has no waitingForNodePorts field.
 	ClaimWaitingForNodePorts = "status.waitingForNodePorts"
 	// PoolByTemplate indexes LabPools by their template.
 	PoolByTemplate = "spec.templateRef.name"

@@ -148,9 +148,21 @@ func (p *Pool) Probe(ctx context.Context, env string, creds Credentials) (latest
 	if env == "" {
 		return Answer{Err: errors.New("labprobe: empty lab name")}, true
 	}
+	st, wait, fresh := p.ask(env, creds)
+	if fresh != nil {
+		return *fresh, true
+	}
+	return p.await(ctx, st, wait)
+}
+
+// ask hands out env's fresh answer (one no pass has taken yet), or else queues a probe of
+// the lab unless one is queued or running, and returns a channel its answer arrives on
+// when the caller should wait for it.
+func (p *Pool) ask(env string, creds Credentials) (st *labState, wait chan Answer, fresh *Answer) {
 	sum := credentialsDigest(creds)
 	p.mu.Lock()
-	st := p.labs[env]
+	defer p.mu.Unlock()
+	st = p.labs[env]
 	if st == nil || st.digest != sum {
 		p.epochs++
 		st = &labState{digest: sum, creds: creds, epoch: p.epochs}
@@ -159,8 +171,7 @@ func (p *Pool) Probe(ctx context.Context, env string, creds Credentials) (latest
 	if st.fresh {
 		st.fresh = false
 		a := *st.last
-		p.mu.Unlock()
-		return a, true
+		return st, nil, &a
 	}
 	if !st.queued && !st.running {
 		q := p.fast
@@ -174,13 +185,16 @@ func (p *Pool) Probe(ctx context.Context, env string, creds Credentials) (latest
 			// Full: the lab's next pass asks again.
 		}
 	}
-	var wait chan Answer
 	if !st.suspect && p.opts.Wait > 0 && (st.queued || st.running) && st.waiter == nil {
 		wait = make(chan Answer, 1)
 		st.waiter = wait
 	}
-	p.mu.Unlock()
+	return st, wait, nil
+}
 
+// await waits up to PoolOptions.Wait for the answer on wait (not at all when wait is nil),
+// and returns the lab's latest answer then; known is false when it has none yet.
+func (p *Pool) await(ctx context.Context, st *labState, wait chan Answer) (latest Answer, known bool) {
 	if wait != nil {
 		t := time.NewTimer(p.opts.Wait)
 		defer t.Stop()

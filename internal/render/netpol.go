@@ -38,30 +38,7 @@ const (
 // every address (decision 59).
 func NetworkPolicies(l Lab) []*networkingv1.NetworkPolicy {
 	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
-	port := func(p corev1.Protocol, n int) networkingv1.NetworkPolicyPort {
-		return networkingv1.NetworkPolicyPort{Protocol: ptr.To(p), Port: ptr.To(intstr.FromInt(n))}
-	}
-	blocked := append(append([]netip.Prefix{}, l.Host.Ranges()...), l.Host.NodeCIDRs...)
-	egressBlocked := append(append([]netip.Prefix{}, blocked...), LinkLocal...)
-	for _, c := range l.Template.Network.EgressExceptCIDRs {
-		if p, err := netip.ParsePrefix(c); err == nil {
-			egressBlocked = append(egressBlocked, p.Masked())
-		}
-	}
 	all := metav1.LabelSelector{}
-	var studentIngress []networkingv1.NetworkPolicyIngressRule
-	if from := everywhereExcept(blocked); len(from) > 0 {
-		studentIngress = []networkingv1.NetworkPolicyIngressRule{{
-			From:  from,
-			Ports: []networkingv1.NetworkPolicyPort{port(tcp, lab.SSHPort), port(tcp, lab.APIPort)},
-		}}
-	}
-	var internet []networkingv1.NetworkPolicyEgressRule
-	if l.Template.Network.InternetEgress != labforgev1alpha1.InternetEgressDeny {
-		if to := everywhereExcept(egressBlocked); len(to) > 0 {
-			internet = []networkingv1.NetworkPolicyEgressRule{{To: to}}
-		}
-	}
 	return []*networkingv1.NetworkPolicy{
 		l.policy(PolicyDefaultDeny, networkingv1.NetworkPolicySpec{
 			PodSelector: all,
@@ -76,7 +53,7 @@ func NetworkPolicies(l Lab) []*networkingv1.NetworkPolicy {
 		l.policy(PolicyStudentAccess, networkingv1.NetworkPolicySpec{
 			PodSelector: metav1.LabelSelector{MatchLabels: controlPlaneSelector(l)},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
-			Ingress:     studentIngress,
+			Ingress:     studentIngress(l),
 		}),
 		l.policy(PolicyOperatorAccess, networkingv1.NetworkPolicySpec{
 			PodSelector: metav1.LabelSelector{MatchLabels: controlPlaneSelector(l)},
@@ -85,7 +62,7 @@ func NetworkPolicies(l Lab) []*networkingv1.NetworkPolicy {
 				From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{
 					MatchLabels: map[string]string{corev1.LabelMetadataName: l.OperatorNamespace},
 				}}},
-				Ports: []networkingv1.NetworkPolicyPort{port(tcp, lab.APIPort)},
+				Ports: []networkingv1.NetworkPolicyPort{policyPort(tcp, lab.APIPort)},
 			}},
 		}),
 		l.policy(PolicyDNS, networkingv1.NetworkPolicySpec{
@@ -93,13 +70,13 @@ func NetworkPolicies(l Lab) []*networkingv1.NetworkPolicy {
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
 			Egress: []networkingv1.NetworkPolicyEgressRule{{
 				To:    dnsPeers(l.Host.DNSAddresses),
-				Ports: []networkingv1.NetworkPolicyPort{port(udp, 53), port(tcp, 53)},
+				Ports: []networkingv1.NetworkPolicyPort{policyPort(udp, 53), policyPort(tcp, 53)},
 			}},
 		}),
 		l.policy(PolicyInternetEgress, networkingv1.NetworkPolicySpec{
 			PodSelector: all,
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
-			Egress:      internet,
+			Egress:      internetEgress(l),
 		}),
 	}
 }
@@ -108,6 +85,49 @@ func NetworkPolicies(l Lab) []*networkingv1.NetworkPolicy {
 // admin's host DNS addresses (NodeLocal DNSCache listens on a link-local address on every
 // node, outside any pod: only an ipBlock admits it, and this policy's allowance stands
 // beside the internet rule's link-local exception, as NetworkPolicies add up).
+func policyPort(p corev1.Protocol, n int) networkingv1.NetworkPolicyPort {
+	return networkingv1.NetworkPolicyPort{Protocol: ptr.To(p), Port: ptr.To(intstr.FromInt(n))}
+}
+
+// blockedRanges are the host's pod, service and node ranges: no student traffic comes
+// from them, and none goes to them.
+func blockedRanges(l Lab) []netip.Prefix {
+	return append(append([]netip.Prefix{}, l.Host.Ranges()...), l.Host.NodeCIDRs...)
+}
+
+// studentIngress lets students reach the control plane's SSH and API ports from anywhere
+// but the host's ranges; none when nothing is left.
+func studentIngress(l Lab) []networkingv1.NetworkPolicyIngressRule {
+	from := everywhereExcept(blockedRanges(l))
+	if len(from) == 0 {
+		return nil
+	}
+	return []networkingv1.NetworkPolicyIngressRule{{
+		From:  from,
+		Ports: []networkingv1.NetworkPolicyPort{policyPort(corev1.ProtocolTCP, lab.SSHPort), policyPort(corev1.ProtocolTCP, lab.APIPort)},
+	}}
+}
+
+// internetEgress lets the lab reach everywhere but the host's ranges, link-local
+// addresses and the template's exceptions, unless the template denies internet egress;
+// none when nothing is left.
+func internetEgress(l Lab) []networkingv1.NetworkPolicyEgressRule {
+	if l.Template.Network.InternetEgress == labforgev1alpha1.InternetEgressDeny {
+		return nil
+	}
+	blocked := append(blockedRanges(l), LinkLocal...)
+	for _, c := range l.Template.Network.EgressExceptCIDRs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			blocked = append(blocked, p.Masked())
+		}
+	}
+	to := everywhereExcept(blocked)
+	if len(to) == 0 {
+		return nil
+	}
+	return []networkingv1.NetworkPolicyEgressRule{{To: to}}
+}
+
 func dnsPeers(addrs []netip.Addr) []networkingv1.NetworkPolicyPeer {
 	peers := []networkingv1.NetworkPolicyPeer{{
 		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: "kube-system"}},

@@ -32,8 +32,8 @@ func testLab(workers int32, mutate ...func(*Lab)) Lab {
 		Template: labforgev1alpha1.LabTemplateSpec{
 			KubernetesVersion: "v1.36.3",
 			Image:             labforgev1alpha1.LabImage{ContainerDisk: "quay.io/containerdisks/ubuntu:22.04"},
-			ControlPlane:      labforgev1alpha1.ControlPlaneSize{Cores: 2, Threads: 1, Memory: resource.MustParse("2Gi")},
-			Workers:           labforgev1alpha1.WorkerSpec{Count: workers, NodeSize: labforgev1alpha1.NodeSize{Cores: 1, Threads: 2, Memory: resource.MustParse("1536Mi")}},
+			ControlPlane:      labforgev1alpha1.ControlPlaneSize{Cores: 2, Threads: 1, Memory: resource.MustParse("2Gi"), Disk: resource.MustParse("20Gi")},
+			Workers:           labforgev1alpha1.WorkerSpec{Count: workers, NodeSize: labforgev1alpha1.NodeSize{Cores: 1, Threads: 2, Memory: resource.MustParse("1536Mi"), Disk: resource.MustParse("20Gi")}},
 			SSHUser:           "ubuntu",
 			Network:           labforgev1alpha1.LabNetwork{PodCIDR: "10.200.0.0/16", ServiceCIDR: "10.201.0.0/16", TunnelPort: 8475},
 		},

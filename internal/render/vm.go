@@ -34,24 +34,13 @@ func virtualMachine(l Lab, n Node) *kubevirtv1.VirtualMachine {
 	podLabels := l.Labels()
 	podLabels[lab.LabelRole] = n.Role
 	podLabels[lab.LabelNode] = n.Name
-	var annotations map[string]string
-	if bw := l.Template.Network.Bandwidth; bw != nil {
-		annotations = map[string]string{}
-		if bw.Ingress != nil {
-			annotations[AnnotationIngressBandwidth] = bw.Ingress.String()
-		}
-		if bw.Egress != nil {
-			annotations[AnnotationEgressBandwidth] = bw.Egress.String()
-		}
-	}
-	memory := n.Size.Memory.DeepCopy()
 	return &kubevirtv1.VirtualMachine{
 		TypeMeta:   metav1.TypeMeta{APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: "VirtualMachine"},
 		ObjectMeta: l.objectMeta(n.Name, map[string]string{lab.LabelRole: n.Role}),
 		Spec: kubevirtv1.VirtualMachineSpec{
 			RunStrategy: ptr.To(kubevirtv1.RunStrategyAlways),
 			Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: annotations},
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: bandwidthAnnotations(l)},
 				Spec: kubevirtv1.VirtualMachineInstanceSpec{
 					Hostname: n.Name,
 					// Labs are disposable: a deleted lab's VMs stop at once.
@@ -62,35 +51,11 @@ func virtualMachine(l Lab, n Node) *kubevirtv1.VirtualMachine {
 					// cluster-wide LiveMigrate would make every lab VM block its node's drain
 					// (KubeVirt's VMCannotBeEvicted runbook says to set None). None lets a
 					// drain evict it; its lab then reports the restart (VMsRestarted).
-					EvictionStrategy: ptr.To(kubevirtv1.EvictionStrategyNone),
-					Domain: kubevirtv1.DomainSpec{
-						CPU:    &kubevirtv1.CPU{Sockets: 1, Cores: uint32(n.Size.Cores), Threads: uint32(n.Size.Threads)},
-						Memory: &kubevirtv1.Memory{Guest: &memory},
-						Resources: kubevirtv1.ResourceRequirements{
-							Requests: corev1.ResourceList{corev1.ResourceMemory: n.Size.Memory.DeepCopy()},
-						},
-						Devices: kubevirtv1.Devices{
-							Disks: disks(n),
-							Interfaces: []kubevirtv1.Interface{{
-								Name:                   "default",
-								InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Bridge: &kubevirtv1.InterfaceBridge{}},
-							}},
-						},
-					},
-					Networks: []kubevirtv1.Network{{Name: "default", NetworkSource: kubevirtv1.NetworkSource{Pod: &kubevirtv1.PodNetwork{}}}},
-					AccessCredentials: []kubevirtv1.AccessCredential{{
-						SSHPublicKey: &kubevirtv1.SSHPublicKeyAccessCredential{
-							Source: kubevirtv1.SSHPublicKeyAccessCredentialSource{
-								Secret: &kubevirtv1.AccessCredentialSecretSource{SecretName: lab.AccessCredentialsSecret},
-							},
-							PropagationMethod: kubevirtv1.SSHPublicKeyAccessCredentialPropagationMethod{
-								QemuGuestAgent: &kubevirtv1.QemuGuestAgentSSHPublicKeyAccessCredentialPropagation{
-									Users: []string{l.Template.SSHUser},
-								},
-							},
-						},
-					}},
-					Volumes: volumes(l, n),
+					EvictionStrategy:  ptr.To(kubevirtv1.EvictionStrategyNone),
+					Domain:            domain(n),
+					Networks:          []kubevirtv1.Network{{Name: "default", NetworkSource: kubevirtv1.NetworkSource{Pod: &kubevirtv1.PodNetwork{}}}},
+					AccessCredentials: accessCredentials(l),
+					Volumes:           volumes(l, n),
 				},
 			},
 		},
@@ -101,26 +66,76 @@ func virtualMachine(l Lab, n Node) *kubevirtv1.VirtualMachine {
 // disk and, when its size asks for one, the data disk, which carries a serial so that
 // the guest finds it as /dev/disk/by-id/virtio-<serial> whatever its /dev/vdX order
 // (cloud-init formats and mounts it: cloudinit.UserData).
+// bandwidthAnnotations are the template's bandwidth limits as the pod annotations
+// KubeVirt copies to the launcher pod; nil without limits.
+func bandwidthAnnotations(l Lab) map[string]string {
+	bw := l.Template.Network.Bandwidth
+	if bw == nil {
+		return nil
+	}
+	annotations := map[string]string{}
+	if bw.Ingress != nil {
+		annotations[AnnotationIngressBandwidth] = bw.Ingress.String()
+	}
+	if bw.Egress != nil {
+		annotations[AnnotationEgressBandwidth] = bw.Egress.String()
+	}
+	return annotations
+}
+
+// domain is the node's virtual hardware: its size, disks and one interface bridged on
+// the pod network.
+func domain(n Node) kubevirtv1.DomainSpec {
+	memory := n.Size.Memory.DeepCopy()
+	return kubevirtv1.DomainSpec{
+		CPU:    &kubevirtv1.CPU{Sockets: 1, Cores: uint32(n.Size.Cores), Threads: uint32(n.Size.Threads)},
+		Memory: &kubevirtv1.Memory{Guest: &memory},
+		Resources: kubevirtv1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceMemory: n.Size.Memory.DeepCopy()},
+		},
+		Devices: kubevirtv1.Devices{
+			Disks: disks(n),
+			Interfaces: []kubevirtv1.Interface{{
+				Name:                   "default",
+				InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Bridge: &kubevirtv1.InterfaceBridge{}},
+			}},
+		},
+	}
+}
+
+// accessCredentials hand the lab's SSH keys to the template's user through the guest
+// agent.
+func accessCredentials(l Lab) []kubevirtv1.AccessCredential {
+	return []kubevirtv1.AccessCredential{{
+		SSHPublicKey: &kubevirtv1.SSHPublicKeyAccessCredential{
+			Source: kubevirtv1.SSHPublicKeyAccessCredentialSource{
+				Secret: &kubevirtv1.AccessCredentialSecretSource{SecretName: lab.AccessCredentialsSecret},
+			},
+			PropagationMethod: kubevirtv1.SSHPublicKeyAccessCredentialPropagationMethod{
+				QemuGuestAgent: &kubevirtv1.QemuGuestAgentSSHPublicKeyAccessCredentialPropagation{
+					Users: []string{l.Template.SSHUser},
+				},
+			},
+		},
+	}}
+}
+
 func disks(n Node) []kubevirtv1.Disk {
 	virtio := func() kubevirtv1.DiskDevice {
 		return kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}}
 	}
-	out := []kubevirtv1.Disk{
+	return []kubevirtv1.Disk{
 		{Name: "rootdisk", DiskDevice: virtio()},
 		{Name: "cloudinit", DiskDevice: virtio()},
+		{Name: lab.DataDiskVolume, Serial: lab.DataDiskSerial, DiskDevice: virtio()},
 	}
-	if !n.Size.Disk.IsZero() {
-		out = append(out, kubevirtv1.Disk{Name: lab.DataDiskVolume, Serial: lab.DataDiskSerial, DiskDevice: virtio()})
-	}
-	return out
 }
 
 // volumes back disks. The data disk is a KubeVirt emptyDisk: a sparse image in the
 // launcher pod's ephemeral storage, of the template's size, that lives and dies with
-// the VM's instance. A lab built from a template snapshot taken before nodes had a disk
-// size gets none, as its user-data expects.
+// the VM's instance.
 func volumes(l Lab, n Node) []kubevirtv1.Volume {
-	out := []kubevirtv1.Volume{
+	return []kubevirtv1.Volume{
 		{Name: "rootdisk", VolumeSource: kubevirtv1.VolumeSource{
 			ContainerDisk: &kubevirtv1.ContainerDiskSource{Image: l.Template.Image.ContainerDisk},
 		}},
@@ -129,13 +144,10 @@ func volumes(l Lab, n Node) []kubevirtv1.Volume {
 				UserDataSecretRef: &corev1.LocalObjectReference{Name: lab.UserDataSecret(n.Name)},
 			},
 		}},
-	}
-	if !n.Size.Disk.IsZero() {
-		out = append(out, kubevirtv1.Volume{Name: lab.DataDiskVolume, VolumeSource: kubevirtv1.VolumeSource{
+		{Name: lab.DataDiskVolume, VolumeSource: kubevirtv1.VolumeSource{
 			EmptyDisk: &kubevirtv1.EmptyDiskSource{Capacity: n.Size.Disk.DeepCopy()},
-		}})
+		}},
 	}
-	return out
 }
 
 func intOrString(port int) intstr.IntOrString { return intstr.FromInt(port) }

@@ -56,12 +56,6 @@ func TestVirtualMachineDisks(t *testing.T) {
 				"worker-1":      w(withData("worker-1", "200Gi")), "worker-2": w(withData("worker-2", "200Gi")),
 			},
 		},
-		// A lab whose template snapshot predates the disk field: its user-data formats no
-		// data disk, so its VMs get none (and do not change under it).
-		"snapshot without a disk size": {
-			lab:  testLab(1),
-			want: map[string]want{"control-plane": w(rootAndCloudInit("control-plane")), "worker-1": w(rootAndCloudInit("worker-1"))},
-		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -73,86 +73,17 @@ func renderLauncherPod(vmi *kubevirtv1.VirtualMachineInstance, spec *kubevirtv1.
 	if spec.Hostname != "" {
 		hostname = spec.Hostname
 	}
-	labels := maps.Clone(vmi.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[labelKubeVirtApp] = launcherAppValue
-	labels[kubevirtv1.CreatedByLabel] = string(vmi.UID)
-	labels[kubevirtv1.DeprecatedVirtualMachineNameLabel] = hostname
-	labels[kubevirtv1.VirtualMachineInstanceIDLabel] = vmiID(vmi.Name)
-
-	annotations := map[string]string{kubevirtv1.DomainAnnotation: vmi.Name}
-	for k, v := range vmi.Annotations {
-		// KubeVirt drops kubectl's and its own bookkeeping annotations; everything else,
-		// the bandwidth annotations included, reaches the pod.
-		if strings.HasPrefix(k, "kubectl.kubernetes.io") ||
-			strings.HasPrefix(k, "kubevirt.io/storage-observed-api-version") ||
-			strings.HasPrefix(k, "kubevirt.io/latest-observed-api-version") {
-			continue
-		}
-		annotations[k] = v
-	}
-	annotations[annotationDefaultContainer] = computeContainer
-	annotations[kubevirtv1.MigrationTransportUnixAnnotation] = "true"
-	annotations[annotationEvictOnly] = ""
-
 	grace := gracePeriodPadding*2 + kubevirtv1.DefaultGracePeriodSeconds
 	if spec.TerminationGracePeriodSeconds != nil {
 		grace = *spec.TerminationGracePeriodSeconds + 2*gracePeriodPadding
 	}
-
-	containers := []corev1.Container{computeContainerFor(spec, cfg)}
-	var initContainers []corev1.Container
-	if hasContainerDisk(spec) {
-		initContainers = append(initContainers, corev1.Container{
-			Name:            "container-disk-binary",
-			Image:           launcherImage,
-			ImagePullPolicy: corev1.PullIfNotPresent,
-			Command:         []string{"/usr/bin/cp"},
-			Args:            []string{"--preserve=all", "/usr/bin/container-disk", "/init/usr/bin/container-disk"},
-			VolumeMounts:    []corev1.VolumeMount{{Name: "virt-bin-share-dir", MountPath: "/init/usr/bin"}},
-			Resources: corev1.ResourceRequirements{
-				Requests: render.ContainerDiskBinaryRequests.DeepCopy(),
-				Limits:   render.ContainerDiskBinaryLimits.DeepCopy(),
-			},
-			SecurityContext: &corev1.SecurityContext{
-				RunAsUser:                ptr.To(launcherUID),
-				RunAsGroup:               ptr.To(launcherUID),
-				RunAsNonRoot:             ptr.To(true),
-				Privileged:               ptr.To(false),
-				AllowPrivilegeEscalation: ptr.To(false),
-				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			},
-		})
-	}
-	volumes := []corev1.Volume{
-		emptyDir("private"), emptyDir("public"), emptyDir("sockets"), emptyDir("virt-bin-share-dir"),
-		emptyDir("libvirt-runtime"), emptyDir("ephemeral-disks"), emptyDir("container-disks"),
-		emptyDir("hotplug-disks"),
-	}
-	for _, v := range spec.Volumes {
-		if v.ContainerDisk == nil {
-			continue
-		}
-		// One container serves each containerDisk, and an init container of the same
-		// shape pulls its image before virt-launcher starts.
-		c := containerDiskContainer(v)
-		containers = append(containers, c)
-		c = containerDiskContainer(v)
-		c.Name += "-init"
-		c.Args = []string{"--no-op"}
-		c.VolumeMounts = c.VolumeMounts[:1]
-		initContainers = append(initContainers, c)
-		volumes = append(volumes, emptyDir("pidfile-"+v.Name))
-	}
-
+	containers, initContainers, volumes := launcherContainers(spec, cfg)
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName:    "virt-launcher-" + vmi.Name + "-",
 			Namespace:       vmi.Namespace,
-			Labels:          labels,
-			Annotations:     annotations,
+			Labels:          launcherLabels(vmi, hostname),
+			Annotations:     launcherAnnotations(vmi),
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(vmi, kubevirtv1.VirtualMachineInstanceGroupVersionKind)},
 		},
 		Spec: corev1.PodSpec{
@@ -183,11 +114,135 @@ func renderLauncherPod(vmi *kubevirtv1.VirtualMachineInstance, spec *kubevirtv1.
 	}
 }
 
+// launcherLabels are the launcher pod's labels: the VMI's, and KubeVirt's own.
+func launcherLabels(vmi *kubevirtv1.VirtualMachineInstance, hostname string) map[string]string {
+	labels := maps.Clone(vmi.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[labelKubeVirtApp] = launcherAppValue
+	labels[kubevirtv1.CreatedByLabel] = string(vmi.UID)
+	labels[kubevirtv1.DeprecatedVirtualMachineNameLabel] = hostname
+	labels[kubevirtv1.VirtualMachineInstanceIDLabel] = vmiID(vmi.Name)
+	return labels
+}
+
+// launcherAnnotations are the launcher pod's annotations: the VMI's, and KubeVirt's own.
+func launcherAnnotations(vmi *kubevirtv1.VirtualMachineInstance) map[string]string {
+	annotations := map[string]string{kubevirtv1.DomainAnnotation: vmi.Name}
+	for k, v := range vmi.Annotations {
+		// KubeVirt drops kubectl's and its own bookkeeping annotations; everything else,
+		// the bandwidth annotations included, reaches the pod.
+		if strings.HasPrefix(k, "kubectl.kubernetes.io") ||
+			strings.HasPrefix(k, "kubevirt.io/storage-observed-api-version") ||
+			strings.HasPrefix(k, "kubevirt.io/latest-observed-api-version") {
+			continue
+		}
+		annotations[k] = v
+	}
+	annotations[annotationDefaultContainer] = computeContainer
+	annotations[kubevirtv1.MigrationTransportUnixAnnotation] = "true"
+	annotations[annotationEvictOnly] = ""
+	return annotations
+}
+
+// launcherContainers are the launcher pod's containers, init containers and volumes:
+// virt-launcher's compute container, and a container (with an init container pulling its
+// image) for each containerDisk.
+func launcherContainers(spec *kubevirtv1.VirtualMachineInstanceSpec, cfg launcherConfig) (containers, initContainers []corev1.Container, volumes []corev1.Volume) {
+	containers = []corev1.Container{computeContainerFor(spec, cfg)}
+	if hasContainerDisk(spec) {
+		initContainers = append(initContainers, containerDiskBinary())
+	}
+	volumes = []corev1.Volume{
+		emptyDir("private"), emptyDir("public"), emptyDir("sockets"), emptyDir("virt-bin-share-dir"),
+		emptyDir("libvirt-runtime"), emptyDir("ephemeral-disks"), emptyDir("container-disks"),
+		emptyDir("hotplug-disks"),
+	}
+	for _, v := range spec.Volumes {
+		if v.ContainerDisk == nil {
+			continue
+		}
+		// One container serves each containerDisk, and an init container of the same
+		// shape pulls its image before virt-launcher starts.
+		c := containerDiskContainer(v)
+		containers = append(containers, c)
+		c = containerDiskContainer(v)
+		c.Name += "-init"
+		c.Args = []string{"--no-op"}
+		c.VolumeMounts = c.VolumeMounts[:1]
+		initContainers = append(initContainers, c)
+		volumes = append(volumes, emptyDir("pidfile-"+v.Name))
+	}
+	return containers, initContainers, volumes
+}
+
+// containerDiskBinary is the init container that copies the container-disk binary for
+// the containerDisk containers.
+func containerDiskBinary() corev1.Container {
+	return corev1.Container{
+		Name:            "container-disk-binary",
+		Image:           launcherImage,
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Command:         []string{"/usr/bin/cp"},
+		Args:            []string{"--preserve=all", "/usr/bin/container-disk", "/init/usr/bin/container-disk"},
+		VolumeMounts:    []corev1.VolumeMount{{Name: "virt-bin-share-dir", MountPath: "/init/usr/bin"}},
+		Resources: corev1.ResourceRequirements{
+			Requests: render.ContainerDiskBinaryRequests.DeepCopy(),
+			Limits:   render.ContainerDiskBinaryLimits.DeepCopy(),
+		},
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser:                ptr.To(launcherUID),
+			RunAsGroup:               ptr.To(launcherUID),
+			RunAsNonRoot:             ptr.To(true),
+			Privileged:               ptr.To(false),
+			AllowPrivilegeEscalation: ptr.To(false),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		},
+	}
+}
+
 // computeContainerFor is the container that runs virt-launcher and QEMU: requests of
 // the guest memory plus KubeVirt's overhead, of the vCPUs divided by the CPU allocation
 // ratio, and of ephemeral storage for KubeVirt's own files; limits only of KubeVirt's
 // devices, the VM's own limits, and those a limits.* quota makes KubeVirt set.
 func computeContainerFor(spec *kubevirtv1.VirtualMachineInstanceSpec, cfg launcherConfig) corev1.Container {
+	return corev1.Container{
+		Name:            computeContainer,
+		Image:           launcherImage,
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Command:         []string{"/usr/bin/virt-launcher-monitor"},
+		Resources:       computeResources(spec, cfg),
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser:                ptr.To(launcherUID),
+			RunAsGroup:               ptr.To(launcherUID),
+			RunAsNonRoot:             ptr.To(true),
+			Privileged:               ptr.To(false),
+			AllowPrivilegeEscalation: ptr.To(false),
+			Capabilities: &corev1.Capabilities{
+				Add:  []corev1.Capability{"NET_BIND_SERVICE"},
+				Drop: []corev1.Capability{"ALL"},
+			},
+		},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: "private", MountPath: "/var/run/kubevirt-private"},
+			{Name: "public", MountPath: "/var/run/kubevirt"},
+			{Name: "ephemeral-disks", MountPath: "/var/run/kubevirt-ephemeral-disks"},
+			{Name: "container-disks", MountPath: "/var/run/kubevirt/container-disks"},
+			{Name: "hotplug-disks", MountPath: "/var/run/kubevirt/hotplug-disks"},
+			{Name: "libvirt-runtime", MountPath: "/var/run/libvirt"},
+			{Name: "sockets", MountPath: "/var/run/kubevirt/sockets"},
+		},
+		Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
+			FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"},
+		}}},
+	}
+}
+
+// computeResources are the compute container's requests and limits: the VMI's, with
+// virt-launcher's overhead, the CPU and memory KubeVirt derives, and its device plugins'
+// devices.
+func computeResources(spec *kubevirtv1.VirtualMachineInstanceSpec, cfg launcherConfig) corev1.ResourceRequirements {
 	requests := corev1.ResourceList{}
 	limits := corev1.ResourceList{}
 	maps.Copy(requests, spec.Domain.Resources.Requests.DeepCopy())
@@ -228,37 +283,7 @@ func computeContainerFor(spec *kubevirtv1.VirtualMachineInstanceSpec, cfg launch
 		limits[resourceTun] = one
 		limits[resourceVhostNet] = one
 	}
-
-	return corev1.Container{
-		Name:            computeContainer,
-		Image:           launcherImage,
-		ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:         []string{"/usr/bin/virt-launcher-monitor"},
-		Resources:       corev1.ResourceRequirements{Requests: requests, Limits: limits},
-		SecurityContext: &corev1.SecurityContext{
-			RunAsUser:                ptr.To(launcherUID),
-			RunAsGroup:               ptr.To(launcherUID),
-			RunAsNonRoot:             ptr.To(true),
-			Privileged:               ptr.To(false),
-			AllowPrivilegeEscalation: ptr.To(false),
-			Capabilities: &corev1.Capabilities{
-				Add:  []corev1.Capability{"NET_BIND_SERVICE"},
-				Drop: []corev1.Capability{"ALL"},
-			},
-		},
-		VolumeMounts: []corev1.VolumeMount{
-			{Name: "private", MountPath: "/var/run/kubevirt-private"},
-			{Name: "public", MountPath: "/var/run/kubevirt"},
-			{Name: "ephemeral-disks", MountPath: "/var/run/kubevirt-ephemeral-disks"},
-			{Name: "container-disks", MountPath: "/var/run/kubevirt/container-disks"},
-			{Name: "hotplug-disks", MountPath: "/var/run/kubevirt/hotplug-disks"},
-			{Name: "libvirt-runtime", MountPath: "/var/run/libvirt"},
-			{Name: "sockets", MountPath: "/var/run/kubevirt/sockets"},
-		},
-		Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
-			FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"},
-		}}},
-	}
+	return corev1.ResourceRequirements{Requests: requests, Limits: limits}
 }
 
 // cpuRequest is vcpus/ratio CPUs, formatted as KubeVirt formats it (a float, in

@@ -100,17 +100,9 @@ func (s *Simulator) launcherPod(ctx context.Context, vm *kubevirtv1.VirtualMachi
 	if wait, _ := s.pending.Wait(kindPod, key); wait > 0 {
 		return nil, wait, nil
 	}
-	var pods corev1.PodList
-	if err := s.client.List(ctx, &pods, client.InNamespace(vmi.Namespace),
-		client.MatchingLabels{kubevirtv1.CreatedByLabel: string(vmi.UID)}); err != nil {
-		return nil, 0, fmt.Errorf("listing the launcher pods of VirtualMachineInstance %s/%s: %w", vmi.Namespace, vmi.Name, err)
-	}
-	var pod *corev1.Pod
-	for i := range pods.Items {
-		if metav1.IsControlledBy(&pods.Items[i], vmi) && pods.Items[i].DeletionTimestamp.IsZero() {
-			pod = pods.Items[i].DeepCopy()
-			break
-		}
+	pod, err := s.cachedLauncherPod(ctx, vmi)
+	if err != nil {
+		return nil, 0, err
 	}
 	if pod == nil && phaseIndex[vmi.Status.Phase] >= phaseIndex[kubevirtv1.Scheduled] {
 		// KubeVirt creates a VMI's pod only before it is scheduled; a pod gone under a
@@ -131,6 +123,31 @@ func (s *Simulator) launcherPod(ctx context.Context, vm *kubevirtv1.VirtualMachi
 		}
 		pod = created
 	}
+	if pod, err = s.startLauncherPod(ctx, vmi, pod); err != nil {
+		return nil, 0, err
+	}
+	return pod, 0, nil
+}
+
+// cachedLauncherPod is the VMI's launcher pod that is not being deleted, as the cache
+// shows it; nil when there is none.
+func (s *Simulator) cachedLauncherPod(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (*corev1.Pod, error) {
+	var pods corev1.PodList
+	if err := s.client.List(ctx, &pods, client.InNamespace(vmi.Namespace),
+		client.MatchingLabels{kubevirtv1.CreatedByLabel: string(vmi.UID)}); err != nil {
+		return nil, fmt.Errorf("listing the launcher pods of VirtualMachineInstance %s/%s: %w", vmi.Namespace, vmi.Name, err)
+	}
+	for i := range pods.Items {
+		if metav1.IsControlledBy(&pods.Items[i], vmi) && pods.Items[i].DeletionTimestamp.IsZero() {
+			return pods.Items[i].DeepCopy(), nil
+		}
+	}
+	return nil, nil
+}
+
+// startLauncherPod plays the scheduler and the kubelet for an admitted launcher pod: binds
+// it to its node and reports it running with the VMI's address.
+func (s *Simulator) startLauncherPod(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, pod *corev1.Pod) (*corev1.Pod, error) {
 	if pod.Spec.NodeName == "" {
 		n := nodeFor(string(vmi.UID))
 		binding := &corev1.Binding{
@@ -138,25 +155,25 @@ func (s *Simulator) launcherPod(ctx context.Context, vm *kubevirtv1.VirtualMachi
 			Target:     corev1.ObjectReference{Kind: "Node", Name: n.Name},
 		}
 		if err := s.client.SubResource("binding").Create(ctx, pod, binding); err != nil {
-			return nil, 0, fmt.Errorf("binding Pod %s/%s to %s: %w", pod.Namespace, pod.Name, n.Name, err)
+			return nil, fmt.Errorf("binding Pod %s/%s to %s: %w", pod.Namespace, pod.Name, n.Name, err)
 		}
 		pod.Spec.NodeName = n.Name
 	}
 	if pod.Status.Phase != corev1.PodRunning {
 		ip, err := s.ips.assign(ctx, vmi, s.listVMIs)
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		n, _ := nodeByName(pod.Spec.NodeName)
 		want := pod.DeepCopy()
 		setPodRunning(&want.Status, n.InternalIP, ip, metav1.Now())
 		if err := s.client.Status().Patch(ctx, want, client.MergeFrom(pod)); err != nil {
-			return nil, 0, fmt.Errorf("updating Pod %s/%s status: %w", pod.Namespace, pod.Name, err)
+			return nil, fmt.Errorf("updating Pod %s/%s status: %w", pod.Namespace, pod.Name, err)
 		}
 		pod = want
 		s.pending.Expect(kindPod, podTracked(pod, vmi))
 	}
-	return pod, 0, nil
+	return pod, nil
 }
 
 // createLauncherPod renders vmi's launcher pod and creates it through the API server,

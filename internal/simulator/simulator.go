@@ -147,20 +147,8 @@ func (s *Simulator) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(&nodeRegistrar{sim: s}); err != nil {
 		return fmt.Errorf("adding the simulated nodes: %w", err)
 	}
-	isLauncher := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		return o.GetLabels()[labelKubeVirtApp] == launcherAppValue
-	})
-	kl := &kubelet{sim: s}
-	if err := ctrl.NewControllerManagedBy(mgr).
-		Named(ControllerName+"-kubelet").
-		For(&corev1.Pod{}, builder.WithPredicates(isLauncher, predicate.Funcs{
-			CreateFunc: func(e event.CreateEvent) bool { return !e.Object.GetDeletionTimestamp().IsZero() },
-			UpdateFunc: func(e event.UpdateEvent) bool { return !e.ObjectNew.GetDeletionTimestamp().IsZero() },
-			DeleteFunc: func(e event.DeleteEvent) bool { kl.gone(e.Object); return false },
-		})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 2, UsePriorityQueue: ptr.To(false)}).
-		Complete(kl); err != nil {
-		return fmt.Errorf("setting up the simulated kubelet: %w", err)
+	if err := s.setupKubelet(mgr); err != nil {
+		return err
 	}
 	workers := s.opts.MaxConcurrentReconciles
 	if workers <= 0 {
@@ -180,7 +168,7 @@ func (s *Simulator) SetupWithManager(mgr ctrl.Manager) error {
 				return []ctrl.Request{{NamespacedName: key}}
 			}
 			return nil
-		}), builder.WithPredicates(isLauncher, s.observePods())).
+		}), builder.WithPredicates(isLauncher(), s.observePods())).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: workers,
 			// controller-runtime v0.24.1's priority queue can deadlock on shutdown
@@ -189,6 +177,31 @@ func (s *Simulator) SetupWithManager(mgr ctrl.Manager) error {
 			UsePriorityQueue: ptr.To(false),
 		}).
 		Complete(s)
+}
+
+// setupKubelet registers the simulated kubelet, which finishes the launcher pods being
+// deleted.
+func (s *Simulator) setupKubelet(mgr ctrl.Manager) error {
+	kl := &kubelet{sim: s}
+	if err := ctrl.NewControllerManagedBy(mgr).
+		Named(ControllerName+"-kubelet").
+		For(&corev1.Pod{}, builder.WithPredicates(isLauncher(), predicate.Funcs{
+			CreateFunc: func(e event.CreateEvent) bool { return !e.Object.GetDeletionTimestamp().IsZero() },
+			UpdateFunc: func(e event.UpdateEvent) bool { return !e.ObjectNew.GetDeletionTimestamp().IsZero() },
+			DeleteFunc: func(e event.DeleteEvent) bool { kl.gone(e.Object); return false },
+		})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 2, UsePriorityQueue: ptr.To(false)}).
+		Complete(kl); err != nil {
+		return fmt.Errorf("setting up the simulated kubelet: %w", err)
+	}
+	return nil
+}
+
+// isLauncher selects virt-launcher pods.
+func isLauncher() predicate.Predicate {
+	return predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetLabels()[labelKubeVirtApp] == launcherAppValue
+	})
 }
 
 // observe feeds watch events to the write tracker and releases what a deleted VMI held.
@@ -213,122 +226,157 @@ func (s *Simulator) observe(kind string) predicate.Predicate {
 // plane. It writes only what changed, and never twice for one change: while the cache
 // has not yet caught up with its own last write it waits for it instead.
 func (s *Simulator) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	log := ctrl.LoggerFrom(ctx)
-	// Before any cache read: once the cache has shown this VM's and its VMI's last
-	// writes, everything read after is at least as new.
-	for _, kind := range []string{kindVM, kindVMI, kindPod} {
-		wait, expired := s.pending.Wait(kind, req.NamespacedName)
-		if expired {
-			log.Info("The cache did not show an earlier write in time; going on with what it shows", "kind", kind)
-		}
-		if wait > 0 {
-			// The watch event of that write brings this VM back.
-			return ctrl.Result{RequeueAfter: wait}, nil
+	if wait := s.cacheBehind(ctx, req.NamespacedName); wait > 0 {
+		// The watch event of that write brings this VM back.
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
+	vm, vmi, err := s.current(ctx, req)
+	if err != nil || vm == nil {
+		return ctrl.Result{}, err
+	}
+	switch runMode(vm) {
+	case modeRun:
+		return s.run(ctx, vm, vmi)
+	case modeStop:
+		if vmi != nil {
+			if err := s.stop(ctx, vmi); err != nil {
+				return ctrl.Result{}, err
+			}
+			vmi = nil
 		}
 	}
-	var vm kubevirtv1.VirtualMachine
-	if err := s.client.Get(ctx, req.NamespacedName, &vm); err != nil {
+	return s.settle(ctx, vm, vmi, ctrl.Result{})
+}
+
+// cacheBehind returns how long to wait for the cache to show the simulator's last writes
+// to the VM, its VMI and its launcher pod, zero once it does. It comes before any cache
+// read: once the cache has shown them, everything read after is at least as new.
+func (s *Simulator) cacheBehind(ctx context.Context, key types.NamespacedName) time.Duration {
+	for _, kind := range []string{kindVM, kindVMI, kindPod} {
+		wait, expired := s.pending.Wait(kind, key)
+		if expired {
+			ctrl.LoggerFrom(ctx).Info("The cache did not show an earlier write in time; going on with what it shows", "kind", kind)
+		}
+		if wait > 0 {
+			return wait
+		}
+	}
+	return 0
+}
+
+// current reads the VM and its VMI (nil when there is none) from the cache. A nil VM
+// means there is nothing to do: the VM is gone, not a lab's, being deleted, or waits for
+// the VMI of an earlier incarnation to go; a control plane's lab API stops then.
+func (s *Simulator) current(ctx context.Context, req ctrl.Request) (*kubevirtv1.VirtualMachine, *kubevirtv1.VirtualMachineInstance, error) {
+	vm := &kubevirtv1.VirtualMachine{}
+	if err := s.client.Get(ctx, req.NamespacedName, vm); err != nil {
 		if apierrors.IsNotFound(err) {
 			// The VMI goes with it through the garbage collector.
 			if req.Name == lab.ControlPlaneVM {
 				s.labs.unregister(req.Namespace)
 			}
-			return ctrl.Result{}, nil
+			return nil, nil, nil
 		}
-		return ctrl.Result{}, err
+		return nil, nil, err
 	}
-	env := vm.Labels[labforgev1alpha1.LabelEnvironment]
 	controlPlane := vm.Name == lab.ControlPlaneVM
-	if env == "" || !vm.DeletionTimestamp.IsZero() {
+	if vm.Labels[labforgev1alpha1.LabelEnvironment] == "" || !vm.DeletionTimestamp.IsZero() {
 		if controlPlane {
 			s.labs.unregister(vm.Namespace)
 		}
-		return ctrl.Result{}, nil
+		return nil, nil, nil
 	}
-
-	var vmi *kubevirtv1.VirtualMachineInstance
-	var cur kubevirtv1.VirtualMachineInstance
-	switch err := s.client.Get(ctx, req.NamespacedName, &cur); {
-	case err == nil:
-		vmi = &cur
-	case !apierrors.IsNotFound(err):
-		return ctrl.Result{}, err
+	vmi := &kubevirtv1.VirtualMachineInstance{}
+	switch err := s.client.Get(ctx, req.NamespacedName, vmi); {
+	case apierrors.IsNotFound(err):
+		return vm, nil, nil
+	case err != nil:
+		return nil, nil, err
 	}
-	if vmi != nil && (!metav1.IsControlledBy(vmi, &vm) || !vmi.DeletionTimestamp.IsZero()) {
+	if !metav1.IsControlledBy(vmi, vm) || !vmi.DeletionTimestamp.IsZero() {
 		// The VMI of an earlier VM of this name, or one being stopped, on its way out;
 		// its deletion brings this VM back.
 		if controlPlane {
 			s.labs.unregister(vm.Namespace)
 		}
-		log.V(1).Info("Waiting for the previous VirtualMachineInstance to go", "vmi", vmi.UID)
-		return ctrl.Result{}, nil
+		ctrl.LoggerFrom(ctx).V(1).Info("Waiting for the previous VirtualMachineInstance to go", "vmi", vmi.UID)
+		return nil, nil, nil
 	}
+	return vm, vmi, nil
+}
 
-	var result ctrl.Result
-	switch runMode(&vm) {
-	case modeRun:
-		if vmi == nil {
-			created, err := s.createVMI(ctx, &vm)
-			if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
-				// The lab is being torn down: its VMs go with their namespace, whose
-				// deletion took the VMI first. Retrying would only be refused again.
-				log.V(1).Info("Not starting a VM whose namespace is terminating")
-				return ctrl.Result{}, nil
-			}
-			if err != nil {
-				return ctrl.Result{}, err
-			}
-			vmi = created
+// run starts a VM that should run: creates its VMI and launcher pod, and moves the VMI
+// through its phases.
+func (s *Simulator) run(ctx context.Context, vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstance) (ctrl.Result, error) {
+	if vmi == nil {
+		created, err := s.createVMI(ctx, vm)
+		if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+			// The lab is being torn down: its VMs go with their namespace, whose
+			// deletion took the VMI first. Retrying would only be refused again.
+			ctrl.LoggerFrom(ctx).V(1).Info("Not starting a VM whose namespace is terminating")
+			return ctrl.Result{}, nil
 		}
-		pod, wait, err := s.launcherPod(ctx, &vm, vmi)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		if pod == nil {
-			// Refused (reported on the VMI, tried again after a backoff) or not yet
-			// in the cache: the VMI stays where it is.
-			if err := s.updateVMStatus(ctx, &vm, vmi); err != nil {
-				return ctrl.Result{}, err
-			}
-			return ctrl.Result{RequeueAfter: wait}, nil
-		}
-		var beforeRunning func()
-		if controlPlane {
-			// The lab's API listens before its VMI says Running: the operator probes it
-			// as soon as it sees every VMI run, and would otherwise find nothing there
-			// and wait a whole probe interval. A failure is left to the pass below.
-			beforeRunning = func() { _ = s.ensureLab(ctx, env, &vm) }
-		}
-		next, err := s.advanceVMI(ctx, &vm, vmi, pod, beforeRunning)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		result.RequeueAfter = next
-	case modeStop:
-		if vmi != nil {
-			if err := s.client.Delete(ctx, vmi, client.Preconditions{UID: &vmi.UID}); client.IgnoreNotFound(err) != nil {
-				return ctrl.Result{}, fmt.Errorf("stopping VirtualMachineInstance %s/%s: %w", vmi.Namespace, vmi.Name, err)
-			}
-			s.pending.ExpectGone(kindVMI, client.ObjectKeyFromObject(vmi))
-			s.ips.release(vmi.UID)
-			vmi = nil
-		}
+		vmi = created
 	}
-
-	if err := s.updateVMStatus(ctx, &vm, vmi); err != nil {
+	pod, wait, err := s.launcherPod(ctx, vm, vmi)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-
-	if controlPlane {
-		if vmi == nil || vmi.Status.Phase != kubevirtv1.Running {
-			s.labs.unregister(vm.Namespace)
-		} else if err := s.ensureLab(ctx, env, &vm); err != nil {
-			if apierrors.IsNotFound(err) {
-				log.Info("Lab PKI Secret not found yet; the lab API cannot start", "secret", lab.PKISecret)
-				return ctrl.Result{RequeueAfter: time.Second}, nil
-			}
+	if pod == nil {
+		// Refused (reported on the VMI, tried again after a backoff) or not yet
+		// in the cache: the VMI stays where it is.
+		if err := s.updateVMStatus(ctx, vm, vmi); err != nil {
 			return ctrl.Result{}, err
 		}
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
+	var beforeRunning func()
+	if vm.Name == lab.ControlPlaneVM {
+		// The lab's API listens before its VMI says Running: the operator probes it
+		// as soon as it sees every VMI run, and would otherwise find nothing there
+		// and wait a whole probe interval. A failure is left to settle.
+		beforeRunning = func() { _ = s.ensureLab(ctx, vm.Labels[labforgev1alpha1.LabelEnvironment], vm) }
+	}
+	next, err := s.advanceVMI(ctx, vm, vmi, pod, beforeRunning)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return s.settle(ctx, vm, vmi, ctrl.Result{RequeueAfter: next})
+}
+
+// stop deletes the VMI of a VM that should not run.
+func (s *Simulator) stop(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) error {
+	if err := s.client.Delete(ctx, vmi, client.Preconditions{UID: &vmi.UID}); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("stopping VirtualMachineInstance %s/%s: %w", vmi.Namespace, vmi.Name, err)
+	}
+	s.pending.ExpectGone(kindVMI, client.ObjectKeyFromObject(vmi))
+	s.ips.release(vmi.UID)
+	return nil
+}
+
+// settle writes the VM's status after its VMI (nil when there is none) and, for the
+// control plane, serves the lab's API while the VMI runs. result is what the pass returns
+// unless settling needs another pass.
+func (s *Simulator) settle(ctx context.Context, vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstance, result ctrl.Result) (ctrl.Result, error) {
+	if err := s.updateVMStatus(ctx, vm, vmi); err != nil {
+		return ctrl.Result{}, err
+	}
+	if vm.Name != lab.ControlPlaneVM {
+		return result, nil
+	}
+	if vmi == nil || vmi.Status.Phase != kubevirtv1.Running {
+		s.labs.unregister(vm.Namespace)
+		return result, nil
+	}
+	if err := s.ensureLab(ctx, vm.Labels[labforgev1alpha1.LabelEnvironment], vm); err != nil {
+		if apierrors.IsNotFound(err) {
+			ctrl.LoggerFrom(ctx).Info("Lab PKI Secret not found yet; the lab API cannot start", "secret", lab.PKISecret)
+			return ctrl.Result{RequeueAfter: time.Second}, nil
+		}
+		return ctrl.Result{}, err
 	}
 	return result, nil
 }

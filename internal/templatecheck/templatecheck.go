@@ -55,67 +55,89 @@ type Template struct {
 // not overlap; its zero value checks none.
 func Check(spec *labforgev1alpha1.LabTemplateSpec, host hostcluster.Network) (Template, []string) {
 	var t Template
-	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-
-	if m := versionPattern.FindStringSubmatch(spec.KubernetesVersion); m == nil {
-		bad("kubernetesVersion %s is not supported: labforge builds labs of v1.%d to v1.%d", spec.KubernetesVersion, MinKubernetesMinor, MaxKubernetesMinor)
-	} else if t.Minor, _ = strconv.Atoi(m[1]); t.Minor < MinKubernetesMinor || t.Minor > MaxKubernetesMinor {
-		bad("kubernetesVersion %s is not supported: labforge builds labs of v1.%d to v1.%d", spec.KubernetesVersion, MinKubernetesMinor, MaxKubernetesMinor)
-	}
+	var p problems
+	t.Minor = checkVersion(spec.KubernetesVersion, &p)
 	if len(spec.SSHUser) > 32 || !sshUserPattern.MatchString(spec.SSHUser) || spec.SSHUser == "root" {
-		bad("sshUser %q must be a lowercase POSIX user name other than root, at most 32 characters", spec.SSHUser)
+		p.add("sshUser %q must be a lowercase POSIX user name other than root, at most 32 characters", spec.SSHUser)
 	}
+	t.PodCIDR, t.ServiceCIDR = checkNetwork(&spec.Network, host, &p)
+	checkNodes(spec, &p)
+	return t, p
+}
 
+// problems collects what is wrong with a template, one sentence each.
+type problems []string
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Sprintf(format, args...)) }
+
+// checkVersion returns the minor version of a Kubernetes version labforge builds labs of.
+func checkVersion(version string, p *problems) (minor int) {
+	m := versionPattern.FindStringSubmatch(version)
+	if m != nil {
+		minor, _ = strconv.Atoi(m[1])
+	}
+	if m == nil || minor < MinKubernetesMinor || minor > MaxKubernetesMinor {
+		p.add("kubernetesVersion %s is not supported: labforge builds labs of v1.%d to v1.%d", version, MinKubernetesMinor, MaxKubernetesMinor)
+	}
+	return minor
+}
+
+// checkNetwork returns the lab's pod and service ranges, masked, when they are IPv4 ranges
+// of sensible sizes that overlap neither each other nor the host's; and checks the
+// tunnel port.
+func checkNetwork(n *labforgev1alpha1.LabNetwork, host hostcluster.Network, p *problems) (podCIDR, serviceCIDR netip.Prefix) {
 	var err error
-	if t.PodCIDR, err = parseIPv4CIDR("network.podCIDR", spec.Network.PodCIDR, 8, 24); err != nil {
-		problems = append(problems, err.Error())
+	if podCIDR, err = parseIPv4CIDR("network.podCIDR", n.PodCIDR, 8, 24); err != nil {
+		*p = append(*p, err.Error())
 	}
-	if t.ServiceCIDR, err = parseIPv4CIDR("network.serviceCIDR", spec.Network.ServiceCIDR, 12, 24); err != nil {
-		problems = append(problems, err.Error())
+	if serviceCIDR, err = parseIPv4CIDR("network.serviceCIDR", n.ServiceCIDR, 12, 24); err != nil {
+		*p = append(*p, err.Error())
 	}
-	if t.PodCIDR.IsValid() && t.ServiceCIDR.IsValid() && t.PodCIDR.Overlaps(t.ServiceCIDR) {
-		bad("network.podCIDR %s and network.serviceCIDR %s overlap", t.PodCIDR, t.ServiceCIDR)
+	if podCIDR.IsValid() && serviceCIDR.IsValid() && podCIDR.Overlaps(serviceCIDR) {
+		p.add("network.podCIDR %s and network.serviceCIDR %s overlap", podCIDR, serviceCIDR)
 	}
 	for _, r := range []struct {
 		field string
 		value netip.Prefix
-	}{{"network.podCIDR", t.PodCIDR}, {"network.serviceCIDR", t.ServiceCIDR}} {
+	}{{"network.podCIDR", podCIDR}, {"network.serviceCIDR", serviceCIDR}} {
 		if !r.value.IsValid() {
 			continue
 		}
 		for _, h := range host.Overlapping(r.value) {
-			bad("%s %s overlaps the host cluster's range %s", r.field, r.value, h)
+			p.add("%s %s overlaps the host cluster's range %s", r.field, r.value, h)
 		}
 	}
-	if p := int(spec.Network.TunnelPort); p < 1024 || p > 65535 || p == 4789 || p == 8472 {
-		bad("network.tunnelPort %d must be 1024-65535 and neither 4789 nor 8472", p)
+	if port := int(n.TunnelPort); port < 1024 || port > 65535 || port == 4789 || port == 8472 {
+		p.add("network.tunnelPort %d must be 1024-65535 and neither 4789 nor 8472", port)
 	}
+	return podCIDR, serviceCIDR
+}
 
+// checkNodes checks the lab's machines: how long they may take to boot, how many workers,
+// their data disks, and the scenario run on the control plane.
+func checkNodes(spec *labforgev1alpha1.LabTemplateSpec, p *problems) {
 	if d := spec.BootTimeout.Duration; d < time.Minute || d > 2*time.Hour {
-		bad("bootTimeout %s must be between 1m and 2h", d)
+		p.add("bootTimeout %s must be between 1m and 2h", d)
 	}
 	if n := spec.Workers.Count; n < 0 || n > labforgev1alpha1.MaxWorkers {
-		bad("workers.count %d must be between 0 and %d", n, labforgev1alpha1.MaxWorkers)
+		p.add("workers.count %d must be between 0 and %d", n, labforgev1alpha1.MaxWorkers)
 	}
 	for _, d := range []struct {
 		field string
 		size  resource.Quantity
 	}{{"controlPlane.disk", spec.ControlPlane.Disk}, {"workers.disk", spec.Workers.Disk}} {
-		// A zero disk is a template snapshot from before data disks: its nodes have none.
-		if !d.size.IsZero() && (d.size.Cmp(MinDataDisk) < 0 || d.size.Cmp(MaxDataDisk) > 0) {
-			bad("%s %s must be between %s and %s", d.field, d.size.String(), MinDataDisk.String(), MaxDataDisk.String())
+		if d.size.Cmp(MinDataDisk) < 0 || d.size.Cmp(MaxDataDisk) > 0 {
+			p.add("%s %s must be between %s and %s", d.field, d.size.String(), MinDataDisk.String(), MaxDataDisk.String())
 		}
 	}
 	if s := spec.Scenario; s != nil {
 		switch {
 		case s.Script == "":
-			bad("scenario.script is empty")
+			p.add("scenario.script is empty")
 		case len(s.Script) > MaxScenarioBytes:
-			bad("scenario.script is %d bytes, more than %d", len(s.Script), MaxScenarioBytes)
+			p.add("scenario.script is %d bytes, more than %d", len(s.Script), MaxScenarioBytes)
 		}
 	}
-	return t, problems
 }
 
 // parseIPv4CIDR reads one of the lab's ranges: IPv4, with a prefix length the lab's

@@ -100,10 +100,13 @@ func TestCheck(t *testing.T) {
 			},
 			want: []string{"controlPlane.disk 4Gi must be between 5Gi and 200Gi", "workers.disk 201Gi must be between 5Gi and 200Gi"},
 		},
-		"a snapshot from before data disks": {
+		// Every node has a data disk (the CRD defaults its size): no released labforge
+		// wrote a template, or a lab's snapshot of one, without it (decision 84).
+		"no data disks": {
 			mutate: func(s *labforgev1alpha1.LabTemplateSpec) {
 				s.ControlPlane.Disk, s.Workers.Disk = resource.Quantity{}, resource.Quantity{}
 			},
+			want: []string{"controlPlane.disk 0 must be between 5Gi and 200Gi", "workers.disk 0 must be between 5Gi and 200Gi"},
 		},
 		"scenarios": {
 			mutate: func(s *labforgev1alpha1.LabTemplateSpec) { s.Scenario = &labforgev1alpha1.Scenario{} },

@@ -324,42 +324,15 @@ func (r *Reconciler) reconcileMachines(ctx context.Context, s *scope, l render.L
 	var errs []error
 	nodes := l.Nodes()
 	for _, n := range nodes {
-		// A VM reads its user-data at first boot only: the Secret is written once and
-		// immutable, so an existing one is never rendered or compared again (the cache
-		// holds its metadata only: manager.dropUserData).
-		existing := &corev1.Secret{}
-		err := r.Client.Get(ctx, client.ObjectKey{Namespace: l.Namespace(), Name: lab.UserDataSecret(n.Name)}, existing)
-		if err == nil {
-			// It must be the lab's, or an orphan labelled as the lab's (adopted here).
-			if owned, err := r.claimChild(ctx, s.env, existing); err != nil {
-				errs = append(errs, err)
-			} else if !owned {
-				errs = append(errs, fmt.Errorf("%s/%s exists and does not belong to LabEnvironment %s", existing.Namespace, existing.Name, s.env.Name))
-			}
-			continue
-		}
-		if !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("reading the user-data Secret of %s/%s: %w", l.Namespace(), n.Name, err))
+		if exists, err := r.existingUserData(ctx, s, l, n); exists || err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		ca, err := pki.ParseKeyPair(material.CACert, material.CAKey)
 		if err != nil {
 			return fmt.Errorf("reading the CA of LabEnvironment %s: %w", s.env.Name, err)
 		}
-		in := cloudinit.Input{
-			Environment:    s.env.Name,
-			Template:       *s.template,
-			Node:           cloudinit.Node{Name: n.Name, Role: n.Role},
-			CACertPEM:      material.CACert,
-			BootstrapToken: material.BootstrapToken,
-			TokenTTL:       s.template.BootTimeout.Duration + 10*time.Minute,
-			DiscoveryHash:  pki.DiscoveryHash(ca.Cert),
-			ClusterDomain:  s.host.ClusterDomain,
-		}
-		if n.Role == lab.RoleControlPlane {
-			in.CAKeyPEM = material.CAKey
-		}
-		userData, err := cloudinit.UserData(in)
+		userData, err := cloudinit.UserData(userDataInput(s, n, material, ca))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("rendering the user-data of %s/%s: %w", l.Namespace(), n.Name, err))
 			continue
@@ -378,6 +351,47 @@ func (r *Reconciler) reconcileMachines(ctx context.Context, s *scope, l render.L
 	}
 	s.vms = nodes
 	return errors.Join(errs...)
+}
+
+// existingUserData says whether node n's user-data Secret exists. A VM reads its user-data
+// at first boot only: the Secret is written once and immutable, so an existing one is
+// never rendered or compared again (the cache holds its metadata only:
+// manager.dropUserData). It must be the lab's, or an orphan labelled as the lab's
+// (adopted here).
+func (r *Reconciler) existingUserData(ctx context.Context, s *scope, l render.Lab, n render.Node) (bool, error) {
+	existing := &corev1.Secret{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: l.Namespace(), Name: lab.UserDataSecret(n.Name)}, existing)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading the user-data Secret of %s/%s: %w", l.Namespace(), n.Name, err)
+	}
+	if owned, err := r.claimChild(ctx, s.env, existing); err != nil {
+		return true, err
+	} else if !owned {
+		return true, fmt.Errorf("%s/%s exists and does not belong to LabEnvironment %s", existing.Namespace, existing.Name, s.env.Name)
+	}
+	return true, nil
+}
+
+// userDataInput is what node n's user-data is rendered from: only the control plane
+// gets the lab CA's key.
+func userDataInput(s *scope, n render.Node, material render.PKI, ca *pki.KeyPair) cloudinit.Input {
+	in := cloudinit.Input{
+		Environment:    s.env.Name,
+		Template:       *s.template,
+		Node:           cloudinit.Node{Name: n.Name, Role: n.Role},
+		CACertPEM:      material.CACert,
+		BootstrapToken: material.BootstrapToken,
+		TokenTTL:       s.template.BootTimeout.Duration + 10*time.Minute,
+		DiscoveryHash:  pki.DiscoveryHash(ca.Cert),
+		ClusterDomain:  s.host.ClusterDomain,
+	}
+	if n.Role == lab.RoleControlPlane {
+		in.CAKeyPEM = material.CAKey
+	}
+	return in
 }
 
 // reconcileAPIService applies the lab's in-cluster API Service until the lab is handed

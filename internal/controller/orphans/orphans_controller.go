@@ -128,21 +128,34 @@ func ownerName(o Owner) string {
 
 // SetupWithManager registers the sweep's controllers.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	// Only candidates wake a sweeper: an object its rule gives an owner to look up. Every
-	// other object (a lab's own Secrets, a namespace its lab owns) would be read and let
-	// be, one pass per object per event: 4 of 9 passes of a restart over 1,000 labs.
-	candidates := func(s *sweeper) builder.Predicates {
-		return builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-			_, ok := s.owner(o)
-			return ok
-		}))
+	if err := r.setupNamespaces(mgr); err != nil {
+		return err
 	}
-	onDelete := builder.WithPredicates(predicate.Funcs{
-		CreateFunc:  func(event.CreateEvent) bool { return false },
-		UpdateFunc:  func(event.UpdateEvent) bool { return false },
-		GenericFunc: func(event.GenericEvent) bool { return false },
-	})
+	if err := r.setupEnvironments(mgr); err != nil {
+		return err
+	}
+	return r.setupSecrets(mgr)
+}
 
+// candidates wakes s only for its candidates: an object its rule gives an owner to look
+// up. Every other object (a lab's own Secrets, a namespace its lab owns) would be read and
+// let be, one pass per object per event: 4 of 9 passes of a restart over 1,000 labs.
+func candidates(s *sweeper) builder.Predicates {
+	return builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+		_, ok := s.owner(o)
+		return ok
+	}))
+}
+
+// onDelete passes only delete events: an owner's deletion is what orphans its objects.
+var onDelete = builder.WithPredicates(predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	UpdateFunc:  func(event.UpdateEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+})
+
+// setupNamespaces sweeps the lab namespaces, woken also by their lab's deletion.
+func (r *Reconciler) setupNamespaces(mgr ctrl.Manager) error {
 	namespaces := &sweeper{Reconciler: r, kind: "Namespace", newObj: func() client.Object { return &corev1.Namespace{} },
 		owner: func(o client.Object) (Owner, bool) { return NamespaceOwner(o, r.Prover) }}
 	if err := ctrl.NewControllerManagedBy(mgr).
@@ -155,7 +168,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(namespaces); err != nil {
 		return fmt.Errorf("setting up the orphan sweep of namespaces: %w", err)
 	}
+	return nil
+}
 
+// setupEnvironments sweeps the labs, woken also by their pool's deletion.
+func (r *Reconciler) setupEnvironments(mgr ctrl.Manager) error {
 	environments := &sweeper{Reconciler: r, kind: "LabEnvironment", newObj: func() client.Object { return &labforgev1alpha1.LabEnvironment{} },
 		owner: func(o client.Object) (Owner, bool) { return EnvironmentOwner(o.(*labforgev1alpha1.LabEnvironment)) }}
 	if err := ctrl.NewControllerManagedBy(mgr).
@@ -169,7 +186,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(environments); err != nil {
 		return fmt.Errorf("setting up the orphan sweep of LabEnvironments: %w", err)
 	}
+	return nil
+}
 
+// setupSecrets sweeps the claims' Secrets, woken also by their claim's deletion.
+func (r *Reconciler) setupSecrets(mgr ctrl.Manager) error {
 	secrets := &sweeper{Reconciler: r, kind: "Secret", newObj: func() client.Object { return &corev1.Secret{} },
 		owner: func(o client.Object) (Owner, bool) { return SecretOwner(o) }}
 	if err := ctrl.NewControllerManagedBy(mgr).

@@ -128,7 +128,6 @@ type config struct {
 	bootTimeout   time.Duration
 	expectedNodes int
 	scenario      []byte // nil without a scenario
-	dataDisk      bool   // the node has a data disk (a template snapshot from before disks has none)
 	apiHost       string // lab-api.lab-<env>.svc.<cluster domain>
 }
 
@@ -137,30 +136,45 @@ var discoveryHashPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 // newConfig validates in. The CRD already refuses bad templates; checking again here keeps
 // a bug elsewhere (or a template that predates a rule) from ever reaching a shell.
 func newConfig(in Input) (*config, error) {
-	c := &config{Input: in}
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	c := &config{Input: in, controlPlane: in.Node.Role == lab.RoleControlPlane}
+	var errs problems
+	checkNode(in, &errs)
+	c.setTemplate(&errs)
+	checkJoin(in, &errs)
+	checkCA(in, c.controlPlane, &errs)
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("cloudinit: %w", err)
+	}
+	c.apiHost = lab.APIServiceHost(in.Environment, in.ClusterDomain)
+	return c, nil
+}
 
+// problems collects what is wrong with an Input, to report it all at once.
+type problems []error
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Errorf(format, args...)) }
+
+// checkNode checks the names that reach the node's hostname and its role.
+func checkNode(in Input, errs *problems) {
 	if msgs := validation.IsDNS1123Label(in.Environment); len(msgs) > 0 {
-		bad("environment %q: %s", in.Environment, strings.Join(msgs, "; "))
+		errs.add("environment %q: %s", in.Environment, strings.Join(msgs, "; "))
 	}
 	if msgs := validation.IsDNS1123Label(in.Node.Name); len(msgs) > 0 {
-		bad("node name %q: %s", in.Node.Name, strings.Join(msgs, "; "))
+		errs.add("node name %q: %s", in.Node.Name, strings.Join(msgs, "; "))
 	}
-	switch in.Node.Role {
-	case lab.RoleControlPlane:
-		c.controlPlane = true
-	case lab.RoleWorker:
-	default:
-		bad("node %q: role %q is neither %q nor %q", in.Node.Name, in.Node.Role, lab.RoleControlPlane, lab.RoleWorker)
+	if in.Node.Role != lab.RoleControlPlane && in.Node.Role != lab.RoleWorker {
+		errs.add("node %q: role %q is neither %q nor %q", in.Node.Name, in.Node.Role, lab.RoleControlPlane, lab.RoleWorker)
 	}
+}
 
-	// What the template may be is decided in one place, templatecheck; this renderer
-	// only asks again, so that no template a check would refuse reaches a shell.
-	t := in.Template
-	valid, problems := templatecheck.Check(&t, hostcluster.Network{})
-	for _, p := range problems {
-		bad("%s", p)
+// setTemplate takes what the node needs from the template. What the template may be is
+// decided in one place, templatecheck; this renderer only asks again, so that no template
+// a check would refuse reaches a shell.
+func (c *config) setTemplate(errs *problems) {
+	t := c.Template
+	valid, found := templatecheck.Check(&t, hostcluster.Network{})
+	for _, p := range found {
+		errs.add("%s", p)
 	}
 	c.version, c.minor = t.KubernetesVersion, valid.Minor
 	c.sshUser = t.SSHUser
@@ -168,50 +182,49 @@ func newConfig(in Input) (*config, error) {
 	c.tunnelPort = int(t.Network.TunnelPort)
 	c.bootTimeout = t.BootTimeout.Duration
 	c.expectedNodes = 1 + int(t.Workers.Count)
-	if c.controlPlane {
-		c.dataDisk = !t.ControlPlane.Disk.IsZero()
-	} else {
-		c.dataDisk = !t.Workers.Disk.IsZero()
-	}
 	if t.Scenario != nil {
 		c.scenario = []byte(t.Scenario.Script)
 	}
+}
 
+// checkJoin checks what a node joins the lab's cluster with: the bootstrap token, its
+// TTL, the discovery hash and the cluster domain.
+func checkJoin(in Input, errs *problems) {
 	if err := pki.ValidateBootstrapToken(in.BootstrapToken); err != nil {
-		errs = append(errs, err)
+		*errs = append(*errs, err)
 	}
 	if in.TokenTTL < time.Minute {
 		// A zero TTL would make kubeadm create a token that never expires.
-		bad("tokenTTL %s must be at least 1m", in.TokenTTL)
+		errs.add("tokenTTL %s must be at least 1m", in.TokenTTL)
 	}
 	if !discoveryHashPattern.MatchString(in.DiscoveryHash) {
-		bad("discoveryHash %q is not \"sha256:\" and 64 lowercase hex digits", in.DiscoveryHash)
+		errs.add("discoveryHash %q is not \"sha256:\" and 64 lowercase hex digits", in.DiscoveryHash)
 	}
 	if msgs := validation.IsDNS1123Subdomain(in.ClusterDomain); len(msgs) > 0 {
-		bad("clusterDomain %q is not a DNS name: %s", in.ClusterDomain, strings.Join(msgs, "; "))
+		errs.add("clusterDomain %q is not a DNS name: %s", in.ClusterDomain, strings.Join(msgs, "; "))
 	}
-	if c.controlPlane {
+}
+
+// checkCA checks the lab CA: the control plane needs its certificate and key, a worker
+// at most its certificate, and the discovery hash must be the CA's.
+func checkCA(in Input, controlPlane bool, errs *problems) {
+	if controlPlane {
 		if len(in.CACertPEM) == 0 || len(in.CAKeyPEM) == 0 {
-			bad("the control plane needs the lab CA's certificate and key")
+			errs.add("the control plane needs the lab CA's certificate and key")
 		} else if ca, err := pki.ParseKeyPair(in.CACertPEM, in.CAKeyPEM); err != nil {
-			bad("lab CA: %w", err)
+			errs.add("lab CA: %w", err)
 		} else if !ca.Cert.IsCA {
-			bad("lab CA: certificate %q is not a CA", ca.Cert.Subject.CommonName)
+			errs.add("lab CA: certificate %q is not a CA", ca.Cert.Subject.CommonName)
 		} else if got := pki.DiscoveryHash(ca.Cert); in.DiscoveryHash != "" && got != in.DiscoveryHash {
-			bad("discoveryHash does not match the lab CA (%s)", got)
+			errs.add("discoveryHash does not match the lab CA (%s)", got)
 		}
 	} else if len(in.CACertPEM) > 0 {
 		if ca, err := parseCertificatePEM(in.CACertPEM); err != nil {
-			bad("lab CA: %w", err)
+			errs.add("lab CA: %w", err)
 		} else if got := pki.DiscoveryHash(ca); in.DiscoveryHash != "" && got != in.DiscoveryHash {
-			bad("discoveryHash does not match the lab CA (%s)", got)
+			errs.add("discoveryHash does not match the lab CA (%s)", got)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("cloudinit: %w", err)
-	}
-	c.apiHost = lab.APIServiceHost(in.Environment, in.ClusterDomain)
-	return c, nil
 }
 
 // parseCertificatePEM reads the first CERTIFICATE block of data.
@@ -319,6 +332,22 @@ func UserData(in Input) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	files, err := c.writeFiles()
+	if err != nil {
+		return nil, err
+	}
+	body, err := yaml.Marshal(c.cloudConfig(files))
+	if err != nil {
+		return nil, fmt.Errorf("cloudinit: marshalling user-data: %w", err)
+	}
+	var out bytes.Buffer
+	out.WriteString("#cloud-config\n")
+	out.Write(body)
+	return out.Bytes(), nil
+}
+
+// writeFiles are the files cloud-init writes on the node before the bootstrap runs.
+func (c *config) writeFiles() ([]writeFile, error) {
 	kubeadmConfig, err := c.kubeadmConfig()
 	if err != nil {
 		return nil, err
@@ -330,12 +359,8 @@ func UserData(in Input) ([]byte, error) {
 		{Path: KubeadmConfigPath, Owner: "root:root", Permissions: "0600", Content: string(kubeadmConfig)},
 		{Path: BootstrapScriptPath, Owner: "root:root", Permissions: "0700", Content: string(script)},
 		{Path: CrictlConfigPath, Owner: "root:root", Permissions: "0644", Content: crictlConfig},
-	}
-	if c.dataDisk {
-		files = append(files,
-			writeFile{Path: ContainerdDiskDropIn, Owner: "root:root", Permissions: "0644", Content: requiresMountsFor("/var/lib/containerd")},
-			writeFile{Path: KubeletDiskDropIn, Owner: "root:root", Permissions: "0644", Content: requiresMountsFor("/var/lib/kubelet")},
-		)
+		{Path: ContainerdDiskDropIn, Owner: "root:root", Permissions: "0644", Content: requiresMountsFor("/var/lib/containerd")},
+		{Path: KubeletDiskDropIn, Owner: "root:root", Permissions: "0644", Content: requiresMountsFor("/var/lib/kubelet")},
 	}
 	if c.controlPlane {
 		cni, err := c.flannelManifest()
@@ -347,8 +372,8 @@ func UserData(in Input) ([]byte, error) {
 			return nil, err
 		}
 		files = append(files,
-			writeFile{Path: CACertPath, Owner: "root:root", Permissions: "0644", Content: string(in.CACertPEM)},
-			writeFile{Path: CAKeyPath, Owner: "root:root", Permissions: "0600", Content: string(in.CAKeyPEM)},
+			writeFile{Path: CACertPath, Owner: "root:root", Permissions: "0644", Content: string(c.CACertPEM)},
+			writeFile{Path: CAKeyPath, Owner: "root:root", Permissions: "0600", Content: string(c.CAKeyPEM)},
 			writeFile{Path: CNIManifestPath, Owner: "root:root", Permissions: "0644", Content: string(cni)},
 			writeFile{Path: OperatorRBACPath, Owner: "root:root", Permissions: "0644", Content: string(rbac)},
 		)
@@ -360,10 +385,15 @@ func UserData(in Input) ([]byte, error) {
 			})
 		}
 	}
+	return files, nil
+}
 
-	cc := cloudConfig{
+// cloudConfig is the node's cloud-config: its user, the files, the bootstrap to run and,
+// with a data disk, how to format and mount it.
+func (c *config) cloudConfig(files []writeFile) cloudConfig {
+	return cloudConfig{
 		DisableRoot:      true,
-		Hostname:         in.Node.Name,
+		Hostname:         c.Node.Name,
 		ManageEtcHosts:   false, // the bootstrap adds the lab API to /etc/hosts; keep it across reboots
 		PreserveHostname: false,
 		// The script also appends its output to the log itself; this catches anything
@@ -378,21 +408,11 @@ func UserData(in Input) ([]byte, error) {
 			LockPasswd: true,
 		}},
 		WriteFiles: files,
-	}
-	if c.dataDisk {
 		// cloud-init's init stage runs disk_setup, fs_setup and mounts before the final
 		// stage's runcmd starts the bootstrap, which installs and starts containerd and the
-		// kubelet only once their directories are on this disk.
-		cc.DiskSetup = map[string]diskSetup{DataDiskDevice: {TableType: "mbr", Layout: true, Overwrite: false}}
-		cc.FSSetup = []fsSetup{{Label: DataDiskLabel, Filesystem: "ext4", Device: DataDiskDevice, Partition: "auto", Overwrite: false}}
-		cc.Mounts = [][]string{dataDiskMount()}
+		// kubelet only once their directories are on the data disk.
+		DiskSetup: map[string]diskSetup{DataDiskDevice: {TableType: "mbr", Layout: true, Overwrite: false}},
+		FSSetup:   []fsSetup{{Label: DataDiskLabel, Filesystem: "ext4", Device: DataDiskDevice, Partition: "auto", Overwrite: false}},
+		Mounts:    [][]string{dataDiskMount()},
 	}
-	body, err := yaml.Marshal(cc)
-	if err != nil {
-		return nil, fmt.Errorf("cloudinit: marshalling user-data: %w", err)
-	}
-	var out bytes.Buffer
-	out.WriteString("#cloud-config\n")
-	out.Write(body)
-	return out.Bytes(), nil
 }

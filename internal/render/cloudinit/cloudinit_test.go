@@ -254,16 +254,6 @@ func TestUserData(t *testing.T) {
 			return t
 		}(),
 		nodeMaskBits: 24,
-	}, {
-		// A template snapshot taken before nodes had a disk size: no data disk.
-		name: "no data disk, prebaked image",
-		tmpl: func() labforgev1alpha1.LabTemplateSpec {
-			t := template(1)
-			t.Image.Prebaked = true
-			t.ControlPlane.Disk, t.Workers.Disk = resource.Quantity{}, resource.Quantity{}
-			return t
-		}(),
-		nodeMaskBits: 24,
 	}}
 
 	for _, tc := range cases {
@@ -350,14 +340,12 @@ func checkNode(t *testing.T, f fixture, in cloudinit.Input, nodeMaskBits int) {
 
 	// The files, their modes, and that the embedded copies are what the renderers return.
 	wantFiles := map[string]string{
-		cloudinit.SSHDConfigPath:      "0644",
-		cloudinit.KubeadmConfigPath:   "0600",
-		cloudinit.BootstrapScriptPath: "0700",
-		cloudinit.CrictlConfigPath:    "0644",
-	}
-	if hasDataDisk(in) {
-		wantFiles[cloudinit.ContainerdDiskDropIn] = "0644"
-		wantFiles[cloudinit.KubeletDiskDropIn] = "0644"
+		cloudinit.SSHDConfigPath:       "0644",
+		cloudinit.KubeadmConfigPath:    "0600",
+		cloudinit.BootstrapScriptPath:  "0700",
+		cloudinit.CrictlConfigPath:     "0644",
+		cloudinit.ContainerdDiskDropIn: "0644",
+		cloudinit.KubeletDiskDropIn:    "0644",
 	}
 	if controlPlane {
 		wantFiles[cloudinit.CACertPath] = "0644"
@@ -563,7 +551,7 @@ func checkScriptValues(t *testing.T, in cloudinit.Input, script []byte) {
 		strconv.Itoa(int(in.Template.BootTimeout.Seconds())),
 		strconv.FormatBool(hasScenario),
 		"lab-api.lab-" + in.Environment + ".svc." + in.ClusterDomain,
-		map[bool]string{true: "/dev/disk/by-id/virtio-labforge-data", false: ""}[hasDataDisk(in)],
+		"/dev/disk/by-id/virtio-labforge-data",
 		"/var/lib/labforge-data",
 		strconv.Itoa(lab.MarkerMaxMessageLength),
 	}

@@ -4,18 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/render/cloudinit"
 )
-
-// hasDataDisk says whether in's node has a data disk: its size is set (a template
-// snapshot from before disk sizes has none).
-func hasDataDisk(in cloudinit.Input) bool {
-	if in.Node.Role == lab.RoleControlPlane {
-		return !in.Template.ControlPlane.Disk.IsZero()
-	}
-	return !in.Template.Workers.Disk.IsZero()
-}
 
 // checkDataDisk: cloud-init partitions, formats and mounts the disk it finds by its
 // virtio serial, never by /dev/vdX; systemd holds containerd and the kubelet until their
@@ -24,12 +14,6 @@ func hasDataDisk(in cloudinit.Input) bool {
 func checkDataDisk(t *testing.T, in cloudinit.Input, ud userData, files map[string]file, script []byte) {
 	t.Helper()
 	const device = "/dev/disk/by-id/virtio-labforge-data"
-	if !hasDataDisk(in) {
-		if ud.DiskSetup != nil || ud.FSSetup != nil || ud.Mounts != nil {
-			t.Errorf("a node without a data disk has disk_setup %v, fs_setup %v, mounts %v", ud.DiskSetup, ud.FSSetup, ud.Mounts)
-		}
-		return
-	}
 	eq(t, "disk_setup", ud.DiskSetup, map[string]struct {
 		TableType string `json:"table_type"`
 		Layout    bool   `json:"layout"`

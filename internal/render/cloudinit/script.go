@@ -31,10 +31,6 @@ func BootstrapScript(in Input) ([]byte, error) {
 
 func (c *config) bootstrapScript() []byte {
 	hasScenario := c.controlPlane && c.scenario != nil
-	dataDisk := "" // none: the node keeps its state on its root disk
-	if c.dataDisk {
-		dataDisk = DataDiskDevice
-	}
 	vars := []struct{ name, value string }{
 		{"ROLE", c.Node.Role},
 		{"NODE_NAME", c.Node.Name},
@@ -46,7 +42,7 @@ func (c *config) bootstrapScript() []byte {
 		{"BOOT_TIMEOUT_SECONDS", strconv.Itoa(int(c.bootTimeout.Seconds()))},
 		{"HAS_SCENARIO", strconv.FormatBool(hasScenario)},
 		{"API_HOST", c.apiHost},
-		{"DATA_DISK", dataDisk},
+		{"DATA_DISK", DataDiskDevice},
 		{"DATA_MOUNT", DataDiskMountPath},
 		{"LOG", BootstrapLogPath},
 		{"STATE_DIR", StateDir},

@@ -128,6 +128,21 @@ type env struct {
 	workersUp map[int]bool
 }
 
+// startSettled opens a scenario: starts its environment, waits until the operator has
+// settled on it (no reconcile for 2s, at most 2 minutes) and begins the measured window
+// phase. The caller closes the environment, even when it returns an error.
+func (h *Harness) startSettled(ctx context.Context, r *report.ScenarioResult, phase string) (*env, *window, error) {
+	e, err := h.startEnv(ctx, r)
+	if err != nil {
+		return e, nil, err
+	}
+	if _, err := e.settle(ctx, 2*time.Second, 2*time.Minute, nil); err != nil {
+		return e, nil, err
+	}
+	w, err := e.begin(ctx, phase)
+	return e, w, err
+}
+
 // startEnv starts a control plane, installs the sample template and the student
 // namespace, starts the harness's watches and the operator.
 func (h *Harness) startEnv(ctx context.Context, r *report.ScenarioResult) (e *env, err error) {

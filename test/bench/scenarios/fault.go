@@ -28,15 +28,8 @@ func (h *Harness) runCold(ctx context.Context, r *report.ScenarioResult, p coldP
 	r.Parameters["claimRef"] = "templateRef (no pool): each claim boots its own lab"
 	r.Parameters["release"] = "each claim is deleted once Ready and its timings read, before the next is created"
 	r.Parameters["readinessSignal"] = "the moment the harness first saw the last VMI of the lab Running (the simulated lab reports its bootstrap complete once every VM runs)"
-	e, err := h.startEnv(ctx, r)
+	e, w, err := h.startSettled(ctx, r, "cold claims")
 	defer e.close()
-	if err != nil {
-		return err
-	}
-	if _, err := e.settle(ctx, 2*time.Second, 2*time.Minute, nil); err != nil {
-		return err
-	}
-	w, err := e.begin(ctx, "cold claims")
 	if err != nil {
 		return err
 	}

@@ -28,15 +28,8 @@ type fillParams struct {
 // runFill: a pool created empty, until every lab is Ready.
 func (h *Harness) runFill(ctx context.Context, r *report.ScenarioResult, p fillParams) error {
 	r.Parameters = map[string]any{"pool": p.pool.params(), "template": claimParams()["template"], "bootDelay": h.BootDelay.String()}
-	e, err := h.startEnv(ctx, r)
+	e, w, err := h.startSettled(ctx, r, "fill")
 	defer e.close()
-	if err != nil {
-		return err
-	}
-	if _, err := e.settle(ctx, 2*time.Second, 2*time.Minute, nil); err != nil {
-		return err
-	}
-	w, err := e.begin(ctx, "fill")
 	if err != nil {
 		return err
 	}

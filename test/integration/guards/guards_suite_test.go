@@ -8,21 +8,15 @@ package guards_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/yaml"
 
 	"github.com/labforge/labforge/internal/controlplane"
 	"github.com/labforge/labforge/internal/manager"
@@ -30,13 +24,9 @@ import (
 	"github.com/labforge/labforge/test/integration"
 )
 
-// The operator's service account as config/default installs it (namespace labforge-system,
-// name prefix labforge-): the one user config/policy/lab-guards.yaml lets through.
-const (
-	operatorNamespace = "labforge-system"
-	operatorAccount   = "labforge-controller-manager"
-	operatorUser      = "system:serviceaccount:" + operatorNamespace + ":" + operatorAccount
-)
+// operatorUser is the operator's service account: the one user
+// config/policy/lab-guards.yaml lets through.
+const operatorUser = integration.OperatorUser
 
 var (
 	cp *controlplane.ControlPlane
@@ -66,19 +56,9 @@ var _ = BeforeSuite(func(ctx context.Context) {
 	k8s, err = client.New(cp.RESTConfig(), client.Options{Scheme: manager.NewScheme()})
 	Expect(err).NotTo(HaveOccurred())
 
-	// The operator's identity and its ClusterRole, as config/default installs them.
-	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})).To(Succeed())
-	Expect(k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNamespace, Name: operatorAccount}})).To(Succeed())
-	role := &rbacv1.ClusterRole{}
-	readYAML("config/rbac/role.yaml", role)
-	Expect(k8s.Create(ctx, role)).To(Succeed())
-	Expect(k8s.Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "labforge-manager-rolebinding"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: operatorNamespace, Name: operatorAccount}},
-	})).To(Succeed())
-	operatorConfig = rest.CopyConfig(cp.RESTConfig())
-	operatorConfig.Impersonate = rest.ImpersonationConfig{UserName: operatorUser}
+	// The operator's identity and its roles, as config/default installs them.
+	operatorConfig, err = integration.InstallOperatorAccount(ctx, k8s, cp.RESTConfig())
+	Expect(err).NotTo(HaveOccurred())
 
 	// KubeVirt (simulated) is another component with its own identity.
 	stopSim, s, err := integration.StartSimulator(cp.RESTConfig(), simulator.Options{})
@@ -101,19 +81,10 @@ func startOperator(rec *integration.WriteRecorder) {
 	stopOperator = stop
 }
 
-// readYAML decodes one manifest of the repository.
-func readYAML(path string, into any) {
-	data, err := os.ReadFile(filepath.Join(integration.RepoRoot(), path))
-	Expect(err).NotTo(HaveOccurred())
-	Expect(yaml.Unmarshal(data, into)).To(Succeed())
-}
-
 // as returns an administrator's client that acts as user, a member of system:masters:
 // RBAC lets it do anything, an admission policy does not.
 func as(user string) client.Client {
-	cfg := rest.CopyConfig(cp.RESTConfig())
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:masters"}}
-	c, err := client.New(cfg, client.Options{Scheme: manager.NewScheme()})
+	c, err := integration.ClientAs(cp.RESTConfig(), user, "system:masters")
 	Expect(err).NotTo(HaveOccurred())
 	return c
 }

@@ -23,7 +23,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/yaml"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/manager"
@@ -95,9 +94,7 @@ func TestHostile(t *testing.T) {
 var _ = BeforeSuite(func(ctx context.Context) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	role := &rbacv1.ClusterRole{}
-	data, err := os.ReadFile(integration.RepoRoot() + "/config/rbac/labclaim_editor_role.yaml")
-	Expect(err).NotTo(HaveOccurred())
-	Expect(yaml.Unmarshal(data, role)).To(Succeed())
+	Expect(integration.ReadManifest("config/rbac/labclaim_editor_role.yaml", role)).To(Succeed())
 	Expect(k8s.Create(ctx, role)).To(Succeed())
 	stop, _, err := integration.StartSimulatedManager(adminConfig, clk)
 	Expect(err).NotTo(HaveOccurred())
@@ -113,9 +110,7 @@ func student(ctx context.Context, user, ns string) client.Client {
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "labclaim-editor-role"},
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
 	})).To(Succeed())
-	cfg := rest.CopyConfig(adminConfig)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
-	c, err := client.New(cfg, client.Options{Scheme: manager.NewScheme()})
+	c, err := integration.ClientAs(adminConfig, user)
 	Expect(err).NotTo(HaveOccurred())
 	return c
 }

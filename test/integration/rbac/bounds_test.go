@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,8 +30,8 @@ import (
 
 // The operator as config/default deploys it: its service account, in its namespace.
 const (
-	operatorNamespace = "labforge-system"
-	operatorUser      = "system:serviceaccount:" + operatorNamespace + ":labforge-controller-manager"
+	operatorNamespace = integration.OperatorNamespace
+	operatorUser      = integration.OperatorUser
 )
 
 // The policy's messages, as the API server reports a refusal.
@@ -59,31 +58,9 @@ func refusedBy(msg string) OmegaMatcher {
 // controllers' ClusterRole, the leader election Role in its namespace) and installs the
 // operator-bounds policy, waiting until the API server enforces it.
 func installOperator(ctx context.Context) {
-	Expect(admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})).To(Succeed())
-	sa := &corev1.ServiceAccount{}
-	readYAML("config/rbac/service_account.yaml", sa)
-	sa.Namespace, sa.Name = operatorNamespace, "labforge-"+sa.Name
-	Expect(admin.Create(ctx, sa)).To(Succeed())
-	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: operatorNamespace, Name: sa.Name}}
-
-	role := &rbacv1.ClusterRole{}
-	readYAML("config/rbac/role.yaml", role)
-	role.Name = "labforge-" + role.Name
-	Expect(admin.Create(ctx, role)).To(Succeed())
-	Expect(admin.Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   subject,
-	})).To(Succeed())
-	election := &rbacv1.Role{}
-	readYAML("config/rbac/leader_election_role.yaml", election)
-	election.Namespace, election.Name = operatorNamespace, "labforge-"+election.Name
-	Expect(admin.Create(ctx, election)).To(Succeed())
-	Expect(admin.Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: operatorNamespace, Name: election.Name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: election.Name},
-		Subjects:   subject,
-	})).To(Succeed())
+	var err error
+	operatorConfig, err = integration.InstallOperatorAccount(ctx, admin, cp.RESTConfig())
+	Expect(err).NotTo(HaveOccurred())
 
 	policy, binding := readPolicy()
 	Expect(admin.Create(ctx, policy)).To(Succeed())

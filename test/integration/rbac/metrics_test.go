@@ -55,8 +55,7 @@ var _ = Describe("The operator's metrics, served as cmd/manager serves them", Or
 			Subjects:   subject,
 		})).To(Succeed())
 
-		cfg := rest.CopyConfig(cp.RESTConfig())
-		cfg.Impersonate = rest.ImpersonationConfig{UserName: operatorUser}
+		cfg := rest.CopyConfig(operatorConfig)
 		addr := freeAddress()
 		metricsURL = "https://" + addr + "/metrics"
 		stop, err := integration.StartManager(context.Background(), cfg, manager.Options{

@@ -6,8 +6,6 @@ package rbac_test
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -27,7 +25,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/yaml"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/controlplane"
@@ -39,6 +36,8 @@ import (
 var (
 	cp    *controlplane.ControlPlane
 	admin client.Client
+	// operatorConfig reaches the control plane as the operator's service account.
+	operatorConfig *rest.Config
 )
 
 func TestRBAC(t *testing.T) {
@@ -61,16 +60,12 @@ var _ = BeforeSuite(func(ctx context.Context) {
 
 // readYAML decodes one manifest of config/.
 func readYAML(path string, into any) {
-	data, err := os.ReadFile(filepath.Join(integration.RepoRoot(), path))
-	Expect(err).NotTo(HaveOccurred())
-	Expect(yaml.Unmarshal(data, into)).To(Succeed())
+	Expect(integration.ReadManifest(path, into)).To(Succeed())
 }
 
 // as returns a client that impersonates user.
 func as(user string) client.Client {
-	cfg := rest.CopyConfig(cp.RESTConfig())
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
-	c, err := client.New(cfg, client.Options{Scheme: manager.NewScheme()})
+	c, err := integration.ClientAs(cp.RESTConfig(), user)
 	Expect(err).NotTo(HaveOccurred())
 	return c
 }

@@ -65,8 +65,7 @@ var _ = Describe("The operator running as its service account, bounded by the po
 		stopSim, sim, err := integration.StartSimulator(cp.RESTConfig(), simulator.Options{})
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(stopSim)
-		cfg := refused.wrap(cp.RESTConfig())
-		cfg.Impersonate = rest.ImpersonationConfig{UserName: operatorUser}
+		cfg := refused.wrap(operatorConfig)
 		stop, err := integration.StartManager(context.Background(), cfg, manager.Options{
 			ProbeDialer:       sim.Dialer(),
 			OperatorNamespace: operatorNamespace,

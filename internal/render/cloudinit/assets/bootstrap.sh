@@ -207,25 +207,21 @@ step data-disk
 # The container disk the VM boots from keeps its image's size; containerd's images and
 # the kubelet's pods go to the data disk cloud-init formatted and mounted, before
 # containerd or the kubelet are installed or started.
-if [[ -z "${DATA_DISK}" ]]; then
-  log "this node has no data disk: containerd and the kubelet keep their state on the root disk"
-else
-  data_source=$(findmnt --noheadings --output SOURCE --mountpoint "${DATA_MOUNT}" || true)
-  [[ -n "${data_source}" ]] \
-    || die "the data disk ${DATA_DISK} is not mounted at ${DATA_MOUNT}: see disk_setup, fs_setup and mounts in /var/log/cloud-init.log"
-  disk_name=$(basename "$(readlink -f "${DATA_DISK}")")
-  [[ "$(lsblk --noheadings --nodeps --output PKNAME "${data_source}")" == "${disk_name}" ]] \
-    || die "${DATA_MOUNT} holds ${data_source}, which is not on the data disk ${DATA_DISK} (${disk_name})"
-  # A prebaked image may have started them at boot, on the root disk, before the mount.
-  for unit in kubelet containerd; do
-    if systemctl is-active --quiet "${unit}.service"; then
-      log "stopping ${unit}, started before its state moved to the data disk"
-      systemctl stop "${unit}.service"
-    fi
-  done
-  bind_to_data_disk /var/lib/containerd
-  bind_to_data_disk /var/lib/kubelet
-fi
+data_source=$(findmnt --noheadings --output SOURCE --mountpoint "${DATA_MOUNT}" || true)
+[[ -n "${data_source}" ]] \
+  || die "the data disk ${DATA_DISK} is not mounted at ${DATA_MOUNT}: see disk_setup, fs_setup and mounts in /var/log/cloud-init.log"
+disk_name=$(basename "$(readlink -f "${DATA_DISK}")")
+[[ "$(lsblk --noheadings --nodeps --output PKNAME "${data_source}")" == "${disk_name}" ]] \
+  || die "${DATA_MOUNT} holds ${data_source}, which is not on the data disk ${DATA_DISK} (${disk_name})"
+# A prebaked image may have started them at boot, on the root disk, before the mount.
+for unit in kubelet containerd; do
+  if systemctl is-active --quiet "${unit}.service"; then
+    log "stopping ${unit}, started before its state moved to the data disk"
+    systemctl stop "${unit}.service"
+  fi
+done
+bind_to_data_disk /var/lib/containerd
+bind_to_data_disk /var/lib/kubelet
 
 step kernel
 cat >/etc/modules-load.d/labforge.conf <<'CONF'
