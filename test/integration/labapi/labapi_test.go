@@ -29,7 +29,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
-	"github.com/labforge/labforge/internal/devenv"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/manager"
 	"github.com/labforge/labforge/internal/pki"
@@ -52,12 +51,9 @@ func TestLabAPI(t *testing.T) {
 var _ = BeforeSuite(func(ctx context.Context) {
 	s := integration.SetUpSuite(integration.SuiteOptions{})
 	k8s = s.Client
-	// As `labforge dev` runs it: students reach a lab at the simulated node running its
-	// control plane, where the simulator plays kube-proxy.
-	Expect(simulator.RegisterNodes(ctx, k8s)).To(Succeed())
-	sim = simulator.New(simulator.Options{RealLabAPIs: 1, BinDir: integration.BinDir(), NodePorts: true})
-	stop, err := integration.StartManager(context.Background(), s.ControlPlane.RESTConfig(),
-		manager.Options{Simulator: sim, Host: devenv.SimulatedNodesHost()})
+	var stop func()
+	var err error
+	stop, sim, err = integration.StartRealLabManager(ctx, s.ControlPlane.RESTConfig(), 1, manager.Options{})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(stop)
 }, NodeTimeout(2*time.Minute))
@@ -128,6 +124,7 @@ var _ = Describe("A student with a real lab API", func() {
 		Expect(err).NotTo(HaveOccurred())
 		got := map[string]string{}
 		for _, n := range nodes.Items {
+			Expect(n.Status.NodeInfo.KubeletVersion).To(Equal("v1.36.3"))
 			Expect(n.Status.Conditions).To(ContainElement(And(HaveField("Type", corev1.NodeReady), HaveField("Status", corev1.ConditionTrue))))
 			for _, a := range n.Status.Addresses {
 				if a.Type == corev1.NodeInternalIP {
