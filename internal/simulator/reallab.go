@@ -181,15 +181,12 @@ func (s *Simulator) startRealLab(l *realLab, caCertPEM, caKeyPEM []byte) {
 	go func() {
 		defer r.wg.Done()
 		host := lab.APIServiceHost(l.env, lab.DefaultClusterDomain)
-		ips := []net.IP{}
-		for _, n := range Nodes {
-			ips = append(ips, net.ParseIP(n.InternalIP))
-		}
+		// The lab's own certificate names its Service and loopback, never an address
+		// students dial (docs/labs.md): their kubeconfig sets tls-server-name.
 		cp, err := controlplane.Start(r.ctx, controlplane.Options{
 			BinDir:                s.opts.BinDir,
 			CA:                    &controlplane.CA{CertPEM: caCertPEM, KeyPEM: caKeyPEM},
 			ServingDNSNames:       []string{host},
-			ServingIPs:            ips,
 			SkipControllerManager: true,
 		})
 		var c client.Client
