@@ -72,6 +72,9 @@ type realLabs struct {
 	limit       int
 	byNamespace map[string]*realLab
 	byHost      map[string]*realLab
+	// failed holds the control-plane VMs whose real API could not start: their labs keep
+	// the light guest instead of starting one again on every pass.
+	failed map[types.UID]bool
 	// ctx ends when the manager stops; every lab's processes stop with it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -98,7 +101,7 @@ func (r *realLabs) reserve(env, namespace string, vmUID types.UID) (*realLab, bo
 	if l, ok := r.byNamespace[namespace]; ok && l.vmUID == vmUID {
 		return l, false
 	}
-	if r.ctx == nil || r.ctx.Err() != nil {
+	if r.ctx == nil || r.ctx.Err() != nil || r.failed[vmUID] {
 		return nil, false
 	}
 	if _, ok := r.byNamespace[namespace]; !ok && len(r.byNamespace) >= r.limit {
@@ -134,6 +137,23 @@ func (r *realLabs) removeLocked(namespace string) {
 			_ = l.cp.Stop()
 		}
 	}()
+}
+
+// fail forgets l, whose start failed, if it is still its namespace's, and keeps its VM
+// from starting another; it says whether l was current.
+func (r *realLabs) fail(l *realLab) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failed == nil {
+		r.failed = map[types.UID]bool{}
+	}
+	r.failed[l.vmUID] = true
+	if r.byNamespace[l.namespace] != l {
+		return false
+	}
+	delete(r.byNamespace, l.namespace)
+	delete(r.byHost, lab.APIServiceHost(l.env, lab.DefaultClusterDomain))
+	return true
 }
 
 // current says whether l is still the real lab of its namespace.
@@ -200,9 +220,13 @@ func (s *Simulator) startRealLab(l *realLab, caCertPEM, caKeyPEM []byte) {
 			if cp != nil {
 				_ = cp.Stop()
 			}
-			log.Error(err, "Could not start the real lab API; the lab gets the light simulated API")
 			close(l.ready)
-			r.remove(l.namespace)
+			if r.fail(l) && r.ctx.Err() == nil {
+				log.Error(err, "Could not start the real lab API; the lab gets the light simulated API")
+				if light, err := newLabEntry(l.env, l.namespace, l.vmUID, caCertPEM, caKeyPEM); err == nil {
+					s.labs.register(light)
+				}
+			}
 			return
 		}
 		l.cp, l.client = cp, c

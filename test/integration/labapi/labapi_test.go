@@ -30,6 +30,8 @@ import (
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/labclient"
+	"github.com/labforge/labforge/internal/labprobe"
 	"github.com/labforge/labforge/internal/manager"
 	"github.com/labforge/labforge/internal/pki"
 	"github.com/labforge/labforge/internal/simulator"
@@ -187,6 +189,21 @@ var _ = Describe("A student with a real lab API", func() {
 			return err
 		}).Should(MatchError(ContainSubstring("connection refused")))
 
+		By("letting the operator in with its own credential, through labclient and the simulator's dialer")
+		var pkiSecret corev1.Secret
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: lab.PKISecret}, &pkiSecret)).To(Succeed())
+		opCfg, err := labclient.Config(claim.Status.Lab, labprobe.Credentials{
+			CACertPEM:     pkiSecret.Data[lab.PKICACert],
+			ClientCertPEM: pkiSecret.Data[lab.PKIOperatorCert],
+			ClientKeyPEM:  pkiSecret.Data[lab.PKIOperatorKey],
+		}, labclient.Options{Dial: sim.Dialer()})
+		Expect(err).NotTo(HaveOccurred())
+		operator, err := kubernetes.NewForConfig(opCfg)
+		Expect(err).NotTo(HaveOccurred())
+		marker, err = operator.CoreV1().ConfigMaps(lab.MarkerNamespace).Get(ctx, lab.MarkerConfigMap, metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(marker.Data).To(HaveKeyWithValue(lab.MarkerPhase, lab.MarkerPhaseComplete))
+
 		By("refusing a client certificate of another CA, and one of the lab's CA in no group")
 		other, err := pki.NewCA("kubernetes", time.Now(), time.Hour, nil)
 		Expect(err).NotTo(HaveOccurred())
@@ -194,8 +211,6 @@ var _ = Describe("A student with a real lab API", func() {
 			_, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 			return err
 		})).To(Satisfy(apierrors.IsUnauthorized))
-		var pkiSecret corev1.Secret
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: lab.PKISecret}, &pkiSecret)).To(Succeed())
 		labCA, err := pki.ParseKeyPair(pkiSecret.Data[lab.PKICACert], pkiSecret.Data[lab.PKICAKey])
 		Expect(err).NotTo(HaveOccurred())
 		Expect(withClientCert(cfg, labCA, nil, func(c kubernetes.Interface) error {
