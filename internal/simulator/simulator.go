@@ -16,7 +16,12 @@
 //   - as the lab, once the control-plane VM runs, it serves the lab's API over real TLS
 //     with a serving certificate signed by the lab's own CA (from lab.PKISecret), requires
 //     a client certificate from that CA, and answers the bootstrap marker request
-//     (labprobe.MarkerPath) with phase Complete once every VM of the lab runs.
+//     (labprobe.MarkerPath) with phase Complete once every VM of the lab runs; for the
+//     first Options.RealLabAPIs labs the API is a real etcd and kube-apiserver started
+//     with that CA instead (reallab.go), holding a Node per VM and what the bootstrap
+//     writes;
+//   - as kube-proxy (Options.NodePorts), it listens on the simulated nodes' addresses at
+//     the node ports of lab Services and forwards to the guest (nodeports.go).
 //
 // The operator's real readiness probe (labprobe.HTTPSProber) reaches it through Dialer;
 // that is the only difference from a real lab. It is never enabled in the shipped manager.
@@ -24,6 +29,7 @@ package simulator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"strconv"
@@ -71,6 +77,20 @@ type Options struct {
 	// CPUAllocationRatio is KubeVirt's developerConfiguration cpuAllocationRatio: a VM's
 	// launcher pod requests its vCPUs divided by it. Zero means KubeVirt's default, 10.
 	CPUAllocationRatio int
+	// RealLabAPIs is how many labs at once get a real API: an etcd and a kube-apiserver
+	// started with the lab's own CA (8 to 12 s to start and about 310 MiB each, measured), in which the
+	// simulator creates what the lab's bootstrap would (RBAC, the bootstrap marker, a Node
+	// per VM). A lab whose control plane starts while that many run gets the light
+	// simulated API, which answers the bootstrap marker only. Zero (tests and benchmarks)
+	// gives every lab the light one.
+	RealLabAPIs int
+	// BinDir holds the etcd and kube-apiserver binaries real lab APIs run; required when
+	// RealLabAPIs is set.
+	BinDir string
+	// NodePorts plays kube-proxy: the simulator listens on every simulated node's address
+	// (Nodes) at the node ports of lab namespaces' NodePort Services and forwards to the
+	// simulated guest. Off (make bench, most suites), nothing listens there.
+	NodePorts bool
 }
 
 // Simulator is the simulated VM backend. Create it with New, register it with
@@ -89,6 +109,7 @@ type Simulator struct {
 	pending *expectations.Tracker
 	ips     ipam
 	labs    labRegistry
+	real    realLabs
 	refused refusals
 
 	// podCreates counts launcher pod creates sent to the API server, by namespace
@@ -116,7 +137,9 @@ func (s *Simulator) HoldBootstraps() (release func()) {
 
 // New returns a Simulator; it does nothing until SetupWithManager and the manager start.
 func New(opts Options) *Simulator {
-	return &Simulator{opts: opts, pending: expectations.NewTracker(nil, pendingTTL), starts: map[types.UID]time.Time{}}
+	s := &Simulator{opts: opts, pending: expectations.NewTracker(nil, pendingTTL), starts: map[types.UID]time.Time{}}
+	s.real = realLabs{limit: opts.RealLabAPIs, byNamespace: map[string]*realLab{}, byHost: map[string]*realLab{}}
+	return s
 }
 
 // pendingTTL bounds how long a reconcile waits for the cache to show one of the
@@ -143,6 +166,20 @@ func (s *Simulator) SetupWithManager(mgr ctrl.Manager) error {
 	s.recorder = mgr.GetEventRecorder("virtualmachine-controller")
 	if err := mgr.Add(&apiServer{sim: s}); err != nil {
 		return fmt.Errorf("adding the simulated lab API server: %w", err)
+	}
+	if s.opts.RealLabAPIs > 0 {
+		if s.opts.BinDir == "" {
+			return errors.New("simulator: Options.BinDir is required with RealLabAPIs")
+		}
+		s.real.ctx, s.real.cancel = context.WithCancel(context.Background())
+		if err := mgr.Add(&realLabRunner{sim: s}); err != nil {
+			return fmt.Errorf("adding the real lab APIs: %w", err)
+		}
+	}
+	if s.opts.NodePorts {
+		if err := (&kubeProxy{sim: s}).setup(mgr); err != nil {
+			return fmt.Errorf("setting up the simulated kube-proxy: %w", err)
+		}
 	}
 	if err := mgr.Add(&nodeRegistrar{sim: s}); err != nil {
 		return fmt.Errorf("adding the simulated nodes: %w", err)
@@ -273,7 +310,7 @@ func (s *Simulator) current(ctx context.Context, req ctrl.Request) (*kubevirtv1.
 		if apierrors.IsNotFound(err) {
 			// The VMI goes with it through the garbage collector.
 			if req.Name == lab.ControlPlaneVM {
-				s.labs.unregister(req.Namespace)
+				s.stopLab(req.Namespace)
 			}
 			return nil, nil, nil
 		}
@@ -282,7 +319,7 @@ func (s *Simulator) current(ctx context.Context, req ctrl.Request) (*kubevirtv1.
 	controlPlane := vm.Name == lab.ControlPlaneVM
 	if vm.Labels[labforgev1alpha1.LabelEnvironment] == "" || !vm.DeletionTimestamp.IsZero() {
 		if controlPlane {
-			s.labs.unregister(vm.Namespace)
+			s.stopLab(vm.Namespace)
 		}
 		return nil, nil, nil
 	}
@@ -297,7 +334,7 @@ func (s *Simulator) current(ctx context.Context, req ctrl.Request) (*kubevirtv1.
 		// The VMI of an earlier VM of this name, or one being stopped, on its way out;
 		// its deletion brings this VM back.
 		if controlPlane {
-			s.labs.unregister(vm.Namespace)
+			s.stopLab(vm.Namespace)
 		}
 		ctrl.LoggerFrom(ctx).V(1).Info("Waiting for the previous VirtualMachineInstance to go", "vmi", vmi.UID)
 		return nil, nil, nil
@@ -364,11 +401,17 @@ func (s *Simulator) settle(ctx context.Context, vm *kubevirtv1.VirtualMachine, v
 	if err := s.updateVMStatus(ctx, vm, vmi); err != nil {
 		return ctrl.Result{}, err
 	}
+	if rl := s.real.get(vm.Namespace); rl != nil {
+		// This VM's kubelet registers its Node, and a lab whose VMs all run completes.
+		if err := s.syncRealLab(ctx, rl); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	if vm.Name != lab.ControlPlaneVM {
 		return result, nil
 	}
 	if vmi == nil || vmi.Status.Phase != kubevirtv1.Running {
-		s.labs.unregister(vm.Namespace)
+		s.stopLab(vm.Namespace)
 		return result, nil
 	}
 	if err := s.ensureLab(ctx, vm.Labels[labforgev1alpha1.LabelEnvironment], vm); err != nil {
@@ -530,6 +573,9 @@ func (s *Simulator) ensureLab(ctx context.Context, env string, vm *kubevirtv1.Vi
 	if s.labs.registered(vm.Namespace, vm.UID) {
 		return nil
 	}
+	if l := s.real.get(vm.Namespace); l != nil && l.vmUID == vm.UID {
+		return nil
+	}
 	var secret corev1.Secret
 	key := types.NamespacedName{Namespace: vm.Namespace, Name: lab.PKISecret}
 	// Read, not kept: newLabEntry copies the CA out of the cache's Secret.
@@ -545,9 +591,23 @@ func (s *Simulator) ensureLab(ctx context.Context, env string, vm *kubevirtv1.Vi
 	if err != nil {
 		return fmt.Errorf("starting the lab API of %s: %w", env, err)
 	}
+	if s.opts.RealLabAPIs > 0 {
+		if rl, started := s.real.reserve(env, vm.Namespace, vm.UID); started {
+			s.startRealLab(rl, l.caCertPEM, l.caKeyPEM)
+			ctrl.LoggerFrom(ctx).V(1).Info("Real lab API starting", "host", lab.APIServiceHost(env, lab.DefaultClusterDomain))
+			return nil
+		}
+	}
 	s.labs.register(l)
 	ctrl.LoggerFrom(ctx).V(1).Info("Lab API serving", "host", lab.APIServiceHost(env, lab.DefaultClusterDomain))
 	return nil
+}
+
+// stopLab stops serving the lab API of namespace, light or real (whose processes stop
+// and whose state goes).
+func (s *Simulator) stopLab(namespace string) {
+	s.labs.unregister(namespace)
+	s.real.remove(namespace)
 }
 
 // Writes tracked per kind. A launcher pod is tracked under its VMI's name.

@@ -522,3 +522,14 @@ func TestLabAPIListensWhenRunning(t *testing.T) {
 		}
 	}
 }
+
+// A lab whose real API cannot start (here: no binaries) gets the light guest, once, rather
+// than never answering or starting again on every pass.
+func TestRealLabAPIFallsBackToTheLightGuest(t *testing.T) {
+	run := startSimulator(t, simulator.Options{RealLabAPIs: 1, BinDir: t.TempDir()})
+	l := createLab(t, "fallback", 0)
+	probeUntil(t, run.prober, l, labprobe.Result{Reachable: true, Phase: lab.MarkerPhaseComplete})
+	if pids := run.sim.RealLabPIDs(l.namespace()); pids != nil {
+		t.Errorf("RealLabPIDs = %v, want none", pids)
+	}
+}

@@ -61,6 +61,11 @@ func (c *config) flannelManifest() ([]byte, error) {
 // markerReaderName names the Role and RoleBinding that let the operator read the marker.
 const markerReaderName = "labforge-bootstrap-marker-reader"
 
+// OperatorRBAC returns the manifest (YAML documents) of the operator's access inside a
+// lab, exactly as the control plane's bootstrap applies it: the simulated backend
+// creates the same objects in a lab's real API server.
+func OperatorRBAC() ([]byte, error) { return operatorRBAC() }
+
 // operatorRBAC renders the Role and RoleBinding granting lab.OperatorUser `get` on the
 // bootstrap marker ConfigMap, and nothing else.
 func operatorRBAC() ([]byte, error) {
