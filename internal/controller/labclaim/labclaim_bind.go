@@ -47,6 +47,9 @@ type scope struct {
 	// labReady: the bound lab is Ready; a lab only built is handed over but not Ready.
 	labReady bool
 	handover *handover
+	// exposure is what the pass exposed of the lab's own Services (reconcileExposure);
+	// nil when it did not look.
+	exposure *exposure
 }
 
 // findLab finds the lab bound to the claim: by the claim's UID, never by name alone.
@@ -155,6 +158,9 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 		if err := r.observeKeys(ctx, s); err != nil {
 			return ctrl.Result{}, err
 		}
+	}
+	if err := r.reconcileExposure(ctx, s); err != nil {
+		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: s.requeueAfter()}, nil
 }

@@ -109,6 +109,7 @@ func setStatus(s *scope, succeeded bool) {
 		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionExtensionRefused)
 	}
 	setRestartedCondition(s, set)
+	setExposure(s, set)
 	if succeeded {
 		st.ObservedGeneration = gen
 	}
