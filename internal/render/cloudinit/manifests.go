@@ -91,6 +91,11 @@ func serviceWatcherRBAC() []any {
 	return []any{role, binding}
 }
 
+// OperatorRBAC returns the manifest (YAML documents) of the operator's access inside a
+// lab, exactly as the control plane's bootstrap applies it: the simulated backend
+// creates the same objects in a lab's real API server.
+func OperatorRBAC() ([]byte, error) { return operatorRBAC() }
+
 // operatorRBAC renders the Role and RoleBinding granting lab.OperatorUser `get` on the
 // bootstrap marker ConfigMap, and the Services access of serviceWatcherRBAC.
 func operatorRBAC() ([]byte, error) {
