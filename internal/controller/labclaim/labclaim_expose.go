@@ -38,8 +38,9 @@ type exposure struct {
 }
 
 // refusal is a host Service the API server refused, remembered so that the next passes
-// do not ask again until something changed: the lab's Services (changes, for the quota) or
-// the time (the host's NodePort range, NodePortRetryInterval).
+// do not ask again until something changed: the lab's Services (changes: one that goes
+// frees quota and host ports) or, for the host's NodePort range, whose ports other labs
+// free too, the time (NodePortRetryInterval).
 type refusal struct {
 	changes         int64
 	at              time.Time
@@ -105,7 +106,7 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) error {
 		problems = append(problems, msg)
 	}
 	want := map[string]render.LabService{}
-	var order []string
+	var order, capped []string
 	lbs := map[string]*corev1.Service{}
 	for _, svc := range w.services() {
 		e.exposable++
@@ -125,7 +126,8 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) error {
 		case why != "":
 			problem(labforgev1alpha1.ReasonExposureRefused, fmt.Sprintf("Service %s is not exposed: %s", src.Key(), why))
 		case len(want) >= limit:
-			problem(labforgev1alpha1.ReasonExposureCapReached, fmt.Sprintf("Service %s is not exposed: the lab exposes at most %d Services (its template's network.maxExposedServices)", src.Key(), limit))
+			// Said last: the Services within the cap, and what refused them, come first.
+			capped = append(capped, fmt.Sprintf("Service %s is not exposed: the lab exposes at most %d Services (its template's network.maxExposedServices)", src.Key(), limit))
 		default:
 			name := render.ExposedServiceName(src.Namespace, src.Name)
 			want[name] = src
@@ -186,6 +188,9 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) error {
 			}
 		}
 	}
+	for _, msg := range capped {
+		problem(labforgev1alpha1.ReasonExposureCapReached, msg)
+	}
 	if err := r.reconcileExposurePolicy(ctx, l, open); err != nil {
 		errs = append(errs, err)
 	}
@@ -199,8 +204,8 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) error {
 // exposeService writes the host Service of one lab Service and returns it as the API
 // server has it (its NodePorts allocated), or nil when it was refused: the lab
 // namespace's quota or the host's NodePort range (problem says so). A refusal is not asked
-// again until the lab's Services changed (the quota) or NodePortRetryInterval passed (the
-// range): a refused create is a write too, and a claim's other events must not repeat it.
+// again until the lab's Services changed or, for the range, NodePortRetryInterval passed:
+// a refused create is a write too, and a claim's other events must not repeat it.
 func (r *Reconciler) exposeService(ctx context.Context, s *scope, w *labWatch, l render.Lab, src render.LabService,
 	current *corev1.Service, e *exposure, problem func(reason, msg string)) (*corev1.Service, error) {
 	desired := render.ExposedService(l, src)
@@ -212,7 +217,7 @@ func (r *Reconciler) exposeService(ctx context.Context, s *scope, w *labWatch, l
 			case ref.reason == labforgev1alpha1.ReasonNodePortQuotaExceeded && ref.changes == w.changes.Load():
 				problem(ref.reason, ref.message)
 				return nil, nil
-			case ref.reason == labforgev1alpha1.ReasonNodePortsExhausted && wait > 0:
+			case ref.reason == labforgev1alpha1.ReasonNodePortsExhausted && ref.changes == w.changes.Load() && wait > 0:
 				problem(ref.reason, ref.message)
 				e.retry(wait)
 				return nil, nil
