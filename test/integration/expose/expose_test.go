@@ -8,7 +8,9 @@ package expose_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,16 +56,14 @@ var _ = BeforeSuite(func(ctx context.Context) {
 	// the admin's Service of a story the rest.
 	s := integration.SetUpSuite(integration.SuiteOptions{NodePortRange: "30000-30014"})
 	k8s = s.Client
-	cfg := s.ControlPlane.RESTConfig()
-	// The simulated host in a manager of its own, so that the writes recorded are the
-	// operator's.
-	stopSim, simulated, err := integration.StartSimulator(cfg, simulator.Options{RealLabAPIs: 1, BinDir: integration.BinDir()})
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(stopSim)
-	sim = simulated
-	stop, err := integration.StartManager(context.Background(), writes.Wrap(cfg), manager.Options{ProbeDialer: sim.Dialer()})
+	// As labforge dev runs: students reach a lab at the simulated node that runs its
+	// control plane, where the simulator plays kube-proxy. The writes recorded are the
+	// manager's; the stories count those of the claim and of its lab's Services and
+	// policies, which the simulator never writes.
+	stop, simulated, err := integration.StartRealLabManager(ctx, writes.Wrap(s.ControlPlane.RESTConfig()), 1, manager.Options{})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(stop)
+	sim = simulated
 }, NodeTimeout(2*time.Minute))
 
 // exposureWrites returns the operator's recorded writes of LabClaims and of the Services
@@ -182,6 +182,10 @@ var _ = Describe("A student exposes Services of their lab", func() {
 				Address: net.JoinHostPort(host, strconv.Itoa(int(hostPorts["default/shop"])))},
 		))
 
+		By("answering at the claim's address on each host NodePort, from the lab's Service")
+		Expect(httpGet(host, hostPorts["default/web"])).To(Equal("service default/web\n"))
+		Expect(httpGet(host, hostPorts["default/shop"])).To(Equal("service default/shop\n"))
+
 		By("rendering the host Service from the node port alone, and opening exactly the lab node ports")
 		hostWeb := &corev1.Service{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.ExposedServiceName("default", "web")}, hostWeb)).To(Succeed())
@@ -241,6 +245,10 @@ var _ = Describe("A student exposes Services of their lab", func() {
 			To(Satisfy(apierrors.IsNotFound))
 		Eventually(integration.Events(ctx, k8s, "LabClaim", key.Namespace, key.Name)).Should(ContainElement(
 			"Normal/ServiceWithdrawn: Service default/web of the lab is no longer exposed"))
+		Eventually(func() error {
+			_, err := httpGetErr(host, hostPorts["default/web"])
+			return err
+		}).Should(HaveOccurred())
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.PolicyExposedServices}, policy)).To(Succeed())
 		Expect(policy.Spec.Ingress[0].Ports).To(Equal([]networkingv1.NetworkPolicyPort{
 			{Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(intstr.FromInt32(30300))},
@@ -303,6 +311,31 @@ func exposedMessage(ctx context.Context, key client.ObjectKey) func(Gomega) stri
 		g.Expect(c).NotTo(BeNil())
 		return c.Message
 	}
+}
+
+// httpGet returns the body of GET / at host:port, which must answer 200.
+func httpGet(host string, port int32) string {
+	GinkgoHelper()
+	body, err := httpGetErr(host, port)
+	Expect(err).NotTo(HaveOccurred())
+	return body
+}
+
+func httpGetErr(host string, port int32) (string, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + net.JoinHostPort(host, strconv.Itoa(int(port))) + "/")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET: %s", resp.Status)
+	}
+	return string(b), nil
 }
 
 func secretData(ctx context.Context, ns, name string) []byte {
