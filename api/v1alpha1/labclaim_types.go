@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -93,6 +94,23 @@ type SSHEndpoint struct {
 	Command string `json:"command"`
 }
 
+// ExposedPort is one port of a lab Service the student reaches from outside the host.
+type ExposedPort struct {
+	// Service is the lab Service, as namespace/name inside the lab.
+	// +kubebuilder:validation:MaxLength=317
+	Service string `json:"service"`
+	// Protocol is the port's protocol: TCP, UDP or SCTP.
+	Protocol corev1.Protocol `json:"protocol"`
+	// LabNodePort is the Service's node port inside the lab (what kubectl get service
+	// shows there).
+	LabNodePort int32 `json:"labNodePort"`
+	// NodePort is the host cluster's NodePort that forwards to it.
+	NodePort int32 `json:"nodePort"`
+	// Address is where to connect: host:port (the claim's student address and NodePort).
+	// +kubebuilder:validation:MaxLength=300
+	Address string `json:"address"`
+}
+
 // LabClaimStatus tells the student where their lab is.
 type LabClaimStatus struct {
 	// Lab is the name of the LabEnvironment bound to this claim.
@@ -156,7 +174,17 @@ type LabClaimStatus struct {
 	// +optional
 	Lifetime *Lifetime `json:"lifetime,omitempty"`
 
-	// Conditions: Bound, Ready, Expired.
+	// Exposed lists the lab's own Services the student can reach from outside, one entry
+	// per port: while the lab is claimed, each Service of type NodePort or LoadBalancer
+	// inside the lab (up to the template's network.maxExposedServices) gets a NodePort of
+	// the host cluster that forwards to the lab's nodes on the Service's own node port.
+	// The ServicesExposed condition says why a Service is not listed.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Exposed []ExposedPort `json:"exposed,omitempty"`
+
+	// Conditions: Bound, Ready, Expired, ServicesExposed.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=16

@@ -299,6 +299,17 @@ type LabNetwork struct {
 	// Bandwidth limits each VM's traffic. Unset means no limit.
 	// +optional
 	Bandwidth *Bandwidth `json:"bandwidth,omitempty"`
+
+	// MaxExposedServices is how many of the lab's own Services of type NodePort or
+	// LoadBalancer the operator mirrors to host NodePorts while the lab is claimed, so
+	// that the student can reach what they deployed (status.exposed of their claim). Each
+	// port of an exposed Service takes one NodePort of the host. 0, the default, exposes
+	// nothing and starts no watch of the lab. The lab's services.nodeports quota grows
+	// with it. Recorded when a lab is built: changing it affects new labs only.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=20
+	// +optional
+	MaxExposedServices int32 `json:"maxExposedServices,omitempty"`
 }
 
 // InternetEgress is whether a lab may reach addresses beyond itself: Allow or Deny.

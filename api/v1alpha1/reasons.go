@@ -102,6 +102,30 @@ const (
 	ReasonNodeAddressUnknown = "NodeAddressUnknown"
 )
 
+// The condition type and reasons of a claim's exposed Services (its lab's own Services of
+// type NodePort or LoadBalancer mirrored to host NodePorts, status.exposed). The condition
+// is there only while the lab has such Services: a claim whose student exposes nothing
+// never carries it.
+const (
+	// ConditionServicesExposed is True when every NodePort and LoadBalancer Service of the
+	// lab is exposed, False with one of the reasons below when one is not.
+	ConditionServicesExposed = "ServicesExposed"
+	// ReasonExposed: every such Service of the lab has its host NodePort.
+	ReasonExposed = "Exposed"
+	// ReasonExposureCapReached: the lab has more such Services than its template's
+	// network.maxExposedServices; the oldest are exposed, the others wait for one to go.
+	ReasonExposureCapReached = "ExposureCapReached"
+	// ReasonNodePortQuotaExceeded: the lab namespace's services.nodeports quota refused a
+	// host Service (a Service with too many ports); it waits for the lab to change.
+	ReasonNodePortQuotaExceeded = "NodePortQuotaExceeded"
+	// ReasonExposureRefused: a lab Service asks for what is never exposed (a node port
+	// outside the lab's NodePort range, a protocol other than TCP, UDP and SCTP).
+	ReasonExposureRefused = "ExposureRefused"
+	// Events of exposure: a lab Service got its host NodePort, or lost it.
+	ReasonServiceExposed   = "ServiceExposed"
+	ReasonServiceWithdrawn = "ServiceWithdrawn"
+)
+
 // Reasons of the orphan sweep's events.
 const (
 	// ReasonDeletedOrphan is the reason of the event recorded for each orphan deleted.

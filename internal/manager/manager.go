@@ -37,6 +37,7 @@ import (
 	"github.com/labforge/labforge/internal/controller/orphans"
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/index"
+	"github.com/labforge/labforge/internal/labclient"
 	"github.com/labforge/labforge/internal/labprobe"
 	"github.com/labforge/labforge/internal/ownership"
 	"github.com/labforge/labforge/internal/ssa"
@@ -107,6 +108,10 @@ type Options struct {
 	// suite counts the operator's writes and stops the manager after one of them, and
 	// makes the pool controller's reads lag behind its writes.
 	WrapClient func(client.Client) client.Client
+	// LabConfig, when set, is how the claim controller reaches a lab's own API to expose
+	// its Services, in place of labclient.Config with the probe's dialer. For tests only,
+	// never in production: a suite stands a plain control plane in for a lab's API.
+	LabConfig labclaim.LabConfigFunc
 	// WrapProber, when set, wraps the readiness probe of the LabEnvironment controller.
 	// For tests only, never in production: a suite checks which labs' TLS clients the
 	// probe still holds.
@@ -240,6 +245,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Host:      host,
 		Clock:     opts.Clock,
 		Prover:    prover,
+		LabConfig: labConfig(opts.LabConfig, host, dialer),
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the %s controller: %w", labclaim.ControllerName, err)
 	}
@@ -258,6 +264,18 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("adding the readiness check: %w", err)
 	}
 	return mgr, nil
+}
+
+// labConfig is how the operator reaches a claimed lab's own API: as the probe does (the
+// lab's CA, the operator's credential, the probe's dialer), unless a test says otherwise.
+func labConfig(override labclaim.LabConfigFunc, host *hostcluster.Host, dial labclient.Dialer) labclaim.LabConfigFunc {
+	if override != nil {
+		return override
+	}
+	return func(env string, pki *corev1.Secret) (*rest.Config, error) {
+		return labclient.Config(env, labprobe.CredentialsFromSecret(pki),
+			labclient.Options{ClusterDomain: host.Network().ClusterDomain, Dial: dial})
+	}
 }
 
 // metricsOptions serves metrics as opts ask. Secure metrics follow the kubebuilder v4

@@ -72,7 +72,10 @@ func ResourceQuota(l Lab) *corev1.ResourceQuota {
 		memory.Add(LauncherMemoryHeadroom)
 	}
 	count := int64(len(vms))
-	const headroom = 2
+	// The SSH and API ports, and one per Service the student may expose
+	// (ExposedService; a Service of several ports takes more, and its host Service is
+	// refused once the quota is used up).
+	nodePorts := 2 + int64(l.Template.Network.MaxExposedServices)
 	return &corev1.ResourceQuota{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ResourceQuota"},
 		ObjectMeta: l.objectMeta("lab-quota", nil),
@@ -81,7 +84,7 @@ func ResourceQuota(l Lab) *corev1.ResourceQuota {
 			corev1.ResourcePods:                   *resource.NewQuantity(2*count, resource.DecimalSI),
 			corev1.ResourceRequestsCPU:            cpu,
 			corev1.ResourceRequestsMemory:         memory,
-			corev1.ResourceServicesNodePorts:      *resource.NewQuantity(2*headroom, resource.DecimalSI),
+			corev1.ResourceServicesNodePorts:      *resource.NewQuantity(2*nodePorts, resource.DecimalSI),
 			corev1.ResourceServicesLoadBalancers:  *resource.NewQuantity(0, resource.DecimalSI),
 			corev1.ResourcePersistentVolumeClaims: *resource.NewQuantity(0, resource.DecimalSI),
 		}},

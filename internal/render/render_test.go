@@ -105,8 +105,8 @@ func TestVirtualMachines(t *testing.T) {
 
 func TestResourceQuota(t *testing.T) {
 	tests := map[string]struct {
-		workers int32
-		want    map[corev1.ResourceName]string
+		workers, maxExposed int32
+		want                map[corev1.ResourceName]string
 	}{
 		// Control plane: 2 vCPUs + 100m; 2Gi + KubeVirt's overhead (4Mi of page tables,
 		// 220Mi of processes, 2*8Mi per vCPU, 8Mi IOThread, 32Mi video) + 256Mi.
@@ -119,10 +119,15 @@ func TestResourceQuota(t *testing.T) {
 			"pods": "8", "requests.cpu": "8400m", "requests.memory": "8797Mi", "services.nodeports": "4",
 			"services.loadbalancers": "0", "persistentvolumeclaims": "0",
 		}},
+		// Twice the SSH and API ports and one port per Service the student may expose.
+		"three exposed Services": {workers: 0, maxExposed: 3, want: map[corev1.ResourceName]string{
+			"pods": "2", "requests.cpu": "2100m", "requests.memory": "2584Mi", "services.nodeports": "10",
+			"services.loadbalancers": "0", "persistentvolumeclaims": "0",
+		}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			q := ResourceQuota(testLab(tc.workers))
+			q := ResourceQuota(testLab(tc.workers, func(l *Lab) { l.Template.Network.MaxExposedServices = tc.maxExposed }))
 			got := map[corev1.ResourceName]string{}
 			for k, v := range q.Spec.Hard {
 				got[k] = v.String()

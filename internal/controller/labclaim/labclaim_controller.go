@@ -39,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -73,6 +74,9 @@ type Reconciler struct {
 	// Prover signs the claim's Secrets and checks the proof on one that lost its owner
 	// (adoptSecret): keyed with the operator's own key.
 	Prover *ownership.Prover
+	// LabConfig is how the operator reaches a claimed lab's own API to expose its Services
+	// (reconcileExposure); nil exposes nothing.
+	LabConfig LabConfigFunc
 	// MaxConcurrentReconciles is how many claims are worked on at once; 16 if zero. A
 	// claim's pass mostly waits on the API server, and a burst of claims is what students
 	// wait for.
@@ -87,6 +91,11 @@ type Reconciler struct {
 	// template claims that the cache does not show yet (see lines).
 	ledger *ledger
 	once   sync.Once
+	// labServices watches the Services of claimed labs whose template exposes them, and
+	// exposureRefusals remembers the host Services the API server refused (see
+	// reconcileExposure).
+	labServices      *labServices
+	exposureRefusals refusals
 }
 
 // What r.writes expects, by kind (decision 83).
@@ -131,7 +140,8 @@ func (r *Reconciler) prepare() {
 // +kubebuilder:rbac:groups=labforge.dev,resources=labpools;labtemplates,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile serves one claim.
@@ -140,6 +150,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, claim); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.expected().Forget(expectBoundStatus, req.NamespacedName)
+			r.labServices.stopClaim(req.NamespacedName)
 			return ctrl.Result{}, r.deleteOrphanedLabs(ctx, req.NamespacedName, "")
 		}
 		return ctrl.Result{}, err
@@ -158,9 +169,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	if !claim.DeletionTimestamp.IsZero() {
+		r.labServices.stopClaim(req.NamespacedName)
 		return ctrl.Result{}, r.reconcileDelete(ctx, s)
 	}
 	result, err := r.reconcileNormal(ctx, s)
+	if s.expired || s.refusedReason != "" {
+		// The claim holds its lab no more (or never will): nothing of it is exposed.
+		r.labServices.stopClaim(req.NamespacedName)
+	}
 	if statusErr := r.writeStatus(ctx, s, err == nil); statusErr != nil {
 		err = errors.Join(err, statusErr)
 	}
@@ -285,6 +301,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.MaxConcurrentReconciles = 16
 	}
 	r.prepare()
+	r.labServices = newLabServices(r.LabConfig)
+	// The labs' watches outlive the passes that start them, not the manager.
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		r.labServices.stopAll()
+		return nil
+	})); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&labforgev1alpha1.LabClaim{}).
@@ -305,6 +330,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&kubevirtv1.VirtualMachineInstance{}, handler.EnqueueRequestsFromMapFunc(r.claimOfVMI), builder.WithPredicates(r.controlPlaneMoved())).
 		WatchesRawSource(source.Channel(r.Host.Subscribe(func(old, cur hostcluster.Network) bool { return !old.SameAddresses(cur) }),
 			handler.EnqueueRequestsFromMapFunc(r.boundClaims))).
+		// A Service inside a claimed lab that may be exposed came, changed or went.
+		WatchesRawSource(source.Channel(r.labServices.events, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 }
@@ -390,6 +417,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, s *scope, succeeded bool) 
 		r.expected().Expect(expectBoundStatus, s.claim)
 	}
 	r.recordTransitions(ctx, before, s)
+	r.recordExposure(before, s.claim)
 	return nil
 }
 

@@ -362,6 +362,9 @@ func (s *scope) requeueAfter() time.Duration {
 	if s.pendingReason == labforgev1alpha1.ReasonNodePortsExhausted && after > NodePortRetryInterval {
 		after = NodePortRetryInterval
 	}
+	if e := s.exposure; e != nil && e.retryAfter > 0 && after > e.retryAfter {
+		after = e.retryAfter
+	}
 	return after
 }
 

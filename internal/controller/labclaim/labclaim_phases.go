@@ -53,6 +53,9 @@ type scope struct {
 	// labReady: the bound lab is Ready; a lab only built is handed over but not Ready.
 	labReady bool
 	handover *handover
+	// exposure is what the pass exposed of the lab's own Services (reconcileExposure);
+	// nil when it did not look.
+	exposure *exposure
 	// stopped: a phase has nothing left to do until an event brings the claim back (its
 	// lab built, the cache showing a lab it created), and says nothing more of it.
 	stopped bool
@@ -81,6 +84,7 @@ func (r *Reconciler) phases() []phase {
 		r.reconcileLab,      // a lab lost or failed for good is the end of it
 		r.reconcileHandover, // NodePorts, keys and kubeconfig, once the lab is built
 		r.reconcileKeys,     // Ready once KubeVirt has put the keys in every VM
+		r.reconcileExposed,  // the lab's own NodePort and LoadBalancer Services, on host NodePorts
 	}
 }
 

@@ -41,6 +41,7 @@ var statusSetters = []func(s *scope, succeeded bool){
 	setReady,     // Expired, Ready, Stalled
 	setExtension, // ExtensionRefused
 	setRestarted, // VMsRestarted
+	setExposure,  // what of the lab's own Services is exposed; ServicesExposed
 }
 
 // setStatus computes the claim's status from the scope; succeeded says whether every

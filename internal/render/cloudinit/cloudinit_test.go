@@ -627,7 +627,17 @@ func checkOperatorRBAC(t *testing.T, manifest []byte) {
 	eq(t, "RoleBinding namespace", get(binding, "metadata", "namespace"), lab.MarkerNamespace)
 	eq(t, "RoleBinding roleRef", binding["roleRef"], map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name})
 	eq(t, "RoleBinding subjects", binding["subjects"], []map[string]any{{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": lab.OperatorUser}})
-	if len(docs) != 2 {
-		t.Errorf("operator RBAC has %d objects, want a Role and a RoleBinding", len(docs))
+	// Exposing the student's Services: list and watch Services, set a LoadBalancer's
+	// address, nothing more.
+	watcher := "labforge-service-exposer"
+	cr, crb := docs["ClusterRole/"+watcher], docs["ClusterRoleBinding/"+watcher]
+	eq(t, "ClusterRole rules", cr["rules"], []map[string]any{
+		{"apiGroups": []string{""}, "resources": []string{"services"}, "verbs": []string{"list", "watch"}},
+		{"apiGroups": []string{""}, "resources": []string{"services/status"}, "verbs": []string{"update"}},
+	})
+	eq(t, "ClusterRoleBinding roleRef", crb["roleRef"], map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": watcher})
+	eq(t, "ClusterRoleBinding subjects", crb["subjects"], []map[string]any{{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": lab.OperatorUser}})
+	if len(docs) != 4 {
+		t.Errorf("operator RBAC has %d objects, want a Role, a ClusterRole and their bindings", len(docs))
 	}
 }

@@ -61,13 +61,43 @@ func (c *config) flannelManifest() ([]byte, error) {
 // markerReaderName names the Role and RoleBinding that let the operator read the marker.
 const markerReaderName = "labforge-bootstrap-marker-reader"
 
+// serviceWatcherName names the ClusterRole and ClusterRoleBinding that let the operator
+// watch the lab's Services and set a LoadBalancer Service's address.
+const serviceWatcherName = "labforge-service-exposer"
+
+// serviceWatcherRBAC is what the operator needs to expose the student's Services
+// (a claim's status.exposed): list and watch Services in every namespace of the lab, and
+// update their status (the address of a LoadBalancer Service, as a cloud provider sets
+// it). Nothing else: not a Service's spec, not another kind.
+func serviceWatcherRBAC() []any {
+	meta := metav1.ObjectMeta{
+		Name:   serviceWatcherName,
+		Labels: map[string]string{labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue},
+	}
+	role := rbacv1.ClusterRole{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
+		ObjectMeta: meta,
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"list", "watch"}},
+			{APIGroups: []string{""}, Resources: []string{"services/status"}, Verbs: []string{"update"}},
+		},
+	}
+	binding := rbacv1.ClusterRoleBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRoleBinding"},
+		ObjectMeta: meta,
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: serviceWatcherName},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: lab.OperatorUser}},
+	}
+	return []any{role, binding}
+}
+
 // OperatorRBAC returns the manifest (YAML documents) of the operator's access inside a
 // lab, exactly as the control plane's bootstrap applies it: the simulated backend
 // creates the same objects in a lab's real API server.
 func OperatorRBAC() ([]byte, error) { return operatorRBAC() }
 
 // operatorRBAC renders the Role and RoleBinding granting lab.OperatorUser `get` on the
-// bootstrap marker ConfigMap, and nothing else.
+// bootstrap marker ConfigMap, and the Services access of serviceWatcherRBAC.
 func operatorRBAC() ([]byte, error) {
 	meta := metav1.ObjectMeta{
 		Name:      markerReaderName,
@@ -91,7 +121,7 @@ func operatorRBAC() ([]byte, error) {
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: lab.OperatorUser}},
 	}
 	var docs []string
-	for _, obj := range []any{role, binding} {
+	for _, obj := range append([]any{role, binding}, serviceWatcherRBAC()...) {
 		y, err := yaml.Marshal(obj)
 		if err != nil {
 			return nil, fmt.Errorf("cloudinit: marshalling the operator's RBAC: %w", err)

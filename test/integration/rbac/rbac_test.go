@@ -188,7 +188,8 @@ var _ = Describe("The operator's ClusterRole", func() {
 		// patch; nothing the operator writes is ever updated whole (PUT) but a lab at bind
 		// (optimistic lock), a lab's guards someone changed (replaced under the version
 		// last seen, decision 60) and the finalizers subresources (owner references that
-		// block deletion). Deletes: labs, lab namespaces, a claim's Secrets. The RBAC rules
+		// block deletion). Deletes: labs, lab namespaces, a claim's Secrets, the host
+		// Services and policy of a lab Service no longer exposed. The RBAC rules
 		// cannot say "only labforge's" or "only lab-*": config/policy/operator-bounds.yaml
 		// does (decision 62).
 		Expect(got).To(ConsistOf([]string{
@@ -197,7 +198,7 @@ var _ = Describe("The operator's ClusterRole", func() {
 			"/namespaces: create delete get list patch watch",
 			"/resourcequotas: create get list patch update watch",
 			"/secrets: create delete get list patch watch",
-			"/services: create get list patch watch",
+			"/services: create delete get list patch watch",
 			// The host's facts (hostcluster.Discover): read only.
 			"/nodes: get list watch",
 			"networking.k8s.io/servicecidrs: get list watch",
@@ -215,7 +216,7 @@ var _ = Describe("The operator's ClusterRole", func() {
 			"labforge.dev/labpools/status: patch",
 			"labforge.dev/labtemplates: get list watch",
 			"labforge.dev/labtemplates/status: patch",
-			"networking.k8s.io/networkpolicies: create get list patch update watch",
+			"networking.k8s.io/networkpolicies: create delete get list patch update watch",
 		}))
 	})
 })
