@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/claimsfirst"
 	"github.com/labforge/labforge/internal/expectations"
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/index"
@@ -301,8 +302,23 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&kubevirtv1.VirtualMachineInstance{}, handler.EnqueueRequestsFromMapFunc(r.claimOfVMI), builder.WithPredicates(r.controlPlaneMoved())).
 		WatchesRawSource(source.Channel(r.Host.Subscribe(func(old, cur hostcluster.Network) bool { return !old.SameAddresses(cur) }),
 			handler.EnqueueRequestsFromMapFunc(r.boundClaims))).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles,
+			NewQueue: claimsfirst.NewQueue(r.workPriority)}).
 		Complete(r)
+}
+
+// workPriority puts a claim not yet served ahead of a served claim's timers and of a
+// released claim's clean-up (decision 91), as the cache shows the claim.
+func (r *Reconciler) workPriority(req reconcile.Request) int {
+	claim := &labforgev1alpha1.LabClaim{}
+	if err := r.Client.Get(context.Background(), req.NamespacedName, claim); err != nil || !claim.DeletionTimestamp.IsZero() {
+		// Released: what is left is deleting its lab.
+		return claimsfirst.Background
+	}
+	if meta.IsStatusConditionTrue(claim.Status.Conditions, labforgev1alpha1.ConditionReady) {
+		return claimsfirst.Normal
+	}
+	return claimsfirst.Claim
 }
 
 // controlPlaneMoved lets through the updates of a lab's control-plane VMI that move it to
