@@ -12,7 +12,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
-func req(name string) reconcile.Request { return reconcile.Request{NamespacedName: types.NamespacedName{Name: name}} }
+func req(name string) reconcile.Request {
+	return reconcile.Request{NamespacedName: types.NamespacedName{Name: name}}
+}
 
 func newTestQueue(classes map[string]int) *queue {
 	q := NewQueue(func(r reconcile.Request) int { return classes[r.Name] })("test", workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
