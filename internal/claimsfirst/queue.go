@@ -56,17 +56,20 @@ type queue struct {
 	stop     sync.Once
 }
 
-// priority is the priority an item added with given gets: the classifier's when it
-// says Claim or Background; otherwise the given one, never above Normal, so that a
-// requeue of work that was the claim's, once the claim is served, falls back in line.
-func (q *queue) priority(given *int, item reconcile.Request) *int {
-	switch c := q.classify(item); c {
-	case Claim, Background:
+// priority is the priority an item added with o gets: Background when the classifier
+// says so; Claim when it says so and the item is a wake-up (an event, a probe's answer),
+// not a timer or a retry, so that labs polling for their boot or failing again and again
+// cannot hold every worker and starve the builds; otherwise the given one, never above
+// Normal, so that a requeue of work that was the claim's falls back in line once the
+// claim is served.
+func (q *queue) priority(o priorityqueue.AddOpts, item reconcile.Request) *int {
+	switch c := q.classify(item); {
+	case c == Background, c == Claim && o.After == 0 && !o.RateLimited:
 		return &c
 	}
 	p := Normal
-	if given != nil && *given < Normal {
-		p = *given
+	if o.Priority != nil && *o.Priority < Normal {
+		p = *o.Priority
 	}
 	return &p
 }
@@ -75,7 +78,7 @@ func (q *queue) priority(given *int, item reconcile.Request) *int {
 func (q *queue) AddWithOpts(o priorityqueue.AddOpts, items ...reconcile.Request) {
 	for _, item := range items {
 		opts := o
-		opts.Priority = q.priority(o.Priority, item)
+		opts.Priority = q.priority(o, item)
 		q.PriorityQueue.AddWithOpts(opts, item)
 	}
 }

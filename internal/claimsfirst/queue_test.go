@@ -96,4 +96,17 @@ func TestGetReturnsOnShutdown(t *testing.T) {
 	}
 }
 
+func TestTimersAndRetriesOfClaimWorkDoNotJumpTheLine(t *testing.T) {
+	q := newTestQueue(map[string]int{"cold-lab": Claim})
+	defer q.ShutDown()
+	for _, o := range []priorityqueue.AddOpts{{After: time.Millisecond, Priority: ptr(Claim)}, {RateLimited: true, Priority: ptr(Claim)}} {
+		q.AddWithOpts(o, req("cold-lab"))
+		item, priority, _ := q.GetWithPriority()
+		q.Done(item)
+		if priority != Normal {
+			t.Errorf("added with %+v: priority %d, want %d", o, priority, Normal)
+		}
+	}
+}
+
 func ptr(i int) *int { return &i }
