@@ -153,25 +153,7 @@ func NewScheme() *runtime.Scheme {
 // New returns a manager with every labforge controller registered, not yet started.
 func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	cfg = rateLimited(cfg, opts)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  NewScheme(),
-		Metrics:                 metricsOptions(opts),
-		HealthProbeBindAddress:  opts.ProbeAddr,
-		PprofBindAddress:        opts.PprofAddr,
-		LeaderElection:          opts.LeaderElection,
-		LeaderElectionID:        LeaderElectionID,
-		LeaderElectionNamespace: opts.LeaderElectionNamespace,
-		// Lets a new leader take over at once when the old one exits cleanly.
-		LeaderElectionReleaseOnCancel: true,
-		NewClient:                     newClient(opts.WrapClient),
-		Controller: config.Controller{
-			SkipNameValidation: &opts.SkipControllerNameValidation,
-			// controller-runtime v0.24.1's priority queue can deadlock on shutdown
-			// (kubernetes-sigs/controller-runtime#3538, fixed after this release).
-			UsePriorityQueue: ptr.To(false),
-		},
-		Cache: cacheOptions(),
-	})
+	mgr, err := ctrl.NewManager(cfg, managerOptions(opts))
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
@@ -186,13 +168,6 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err := index.Setup(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return nil, err
 	}
-	if err := (&labtemplate.Reconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder(labtemplate.ControllerName),
-		Host:     host,
-	}).SetupWithManager(mgr); err != nil {
-		return nil, fmt.Errorf("setting up the %s controller: %w", labtemplate.ControllerName, err)
-	}
 	if opts.OperatorNamespace == "" {
 		opts.OperatorNamespace = DefaultOperatorNamespace
 	}
@@ -200,6 +175,50 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	prober, err := setUpProber(mgr, host, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := setUpControllers(mgr, host, prover, prober, opts); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding the health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding the readiness check: %w", err)
+	}
+	return mgr, nil
+}
+
+// managerOptions are controller-runtime's options for the manager opts describe.
+func managerOptions(opts Options) ctrl.Options {
+	return ctrl.Options{
+		Scheme:                  NewScheme(),
+		Metrics:                 metricsOptions(opts),
+		HealthProbeBindAddress:  opts.ProbeAddr,
+		PprofBindAddress:        opts.PprofAddr,
+		LeaderElection:          opts.LeaderElection,
+		LeaderElectionID:        LeaderElectionID,
+		LeaderElectionNamespace: opts.LeaderElectionNamespace,
+		// Lets a new leader take over at once when the old one exits cleanly.
+		LeaderElectionReleaseOnCancel: true,
+		NewClient:                     newClient(opts.WrapClient),
+		Controller: config.Controller{
+			SkipNameValidation: &opts.SkipControllerNameValidation,
+			// controller-runtime v0.24.1's priority queue can deadlock on shutdown
+			// (kubernetes-sigs/controller-runtime#3538, fixed after this release). The
+			// claim and lab controllers use it through internal/claimsfirst, which
+			// works around that (decision 91); the others keep the plain queue.
+			UsePriorityQueue: ptr.To(false),
+		},
+		Cache: cacheOptions(),
+	}
+}
+
+// setUpProber registers the simulated VM backend, if any, and returns the readiness probe
+// the lab controller asks: the real one, pointed at the simulated labs when there are.
+func setUpProber(mgr ctrl.Manager, host *hostcluster.Host, opts Options) (labprobe.Prober, error) {
 	dialer := opts.ProbeDialer
 	if opts.Simulator != nil {
 		if err := opts.Simulator.SetupWithManager(mgr); err != nil {
@@ -215,6 +234,18 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if opts.WrapProber != nil {
 		prober = opts.WrapProber(prober)
 	}
+	return prober, nil
+}
+
+// setUpControllers registers every labforge controller with mgr.
+func setUpControllers(mgr ctrl.Manager, host *hostcluster.Host, prover *ownership.Prover, prober labprobe.Prober, opts Options) error {
+	if err := (&labtemplate.Reconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder(labtemplate.ControllerName),
+		Host:     host,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the %s controller: %w", labtemplate.ControllerName, err)
+	}
 	if err := (&labenvironment.Reconciler{
 		Client:            mgr.GetClient(),
 		APIReader:         mgr.GetAPIReader(),
@@ -228,14 +259,14 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		ProbeInterval:     opts.ProbeInterval,
 		Clock:             opts.Clock,
 	}).SetupWithManager(mgr); err != nil {
-		return nil, fmt.Errorf("setting up the %s controller: %w", labenvironment.ControllerName, err)
+		return fmt.Errorf("setting up the %s controller: %w", labenvironment.ControllerName, err)
 	}
 	if err := (&labpool.Reconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder(labpool.ControllerName),
 		Clock:    opts.Clock,
 	}).SetupWithManager(mgr); err != nil {
-		return nil, fmt.Errorf("setting up the %s controller: %w", labpool.ControllerName, err)
+		return fmt.Errorf("setting up the %s controller: %w", labpool.ControllerName, err)
 	}
 	if err := (&labclaim.Reconciler{
 		Client:    mgr.GetClient(),
@@ -247,7 +278,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Prover:    prover,
 		LabConfig: labConfig(opts.LabConfig, host, dialer),
 	}).SetupWithManager(mgr); err != nil {
-		return nil, fmt.Errorf("setting up the %s controller: %w", labclaim.ControllerName, err)
+		return fmt.Errorf("setting up the %s controller: %w", labclaim.ControllerName, err)
 	}
 	if err := (&orphans.Reconciler{
 		Client:    mgr.GetClient(),
@@ -255,15 +286,9 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Prover:    prover,
 		Recorder:  mgr.GetEventRecorder(orphans.ControllerName),
 	}).SetupWithManager(mgr); err != nil {
-		return nil, fmt.Errorf("setting up the %s controllers: %w", orphans.ControllerName, err)
+		return fmt.Errorf("setting up the %s controllers: %w", orphans.ControllerName, err)
 	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return nil, fmt.Errorf("adding the health check: %w", err)
-	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		return nil, fmt.Errorf("adding the readiness check: %w", err)
-	}
-	return mgr, nil
+	return nil
 }
 
 // labConfig is how the operator reaches a claimed lab's own API: as the probe does (the

@@ -115,6 +115,9 @@ func (s *Simulator) launcherPod(ctx context.Context, vm *kubevirtv1.VirtualMachi
 		if wait := s.refused.wait(vmi.UID, time.Now()); wait > 0 {
 			return nil, wait, nil
 		}
+		if going, err := s.namespaceGoing(ctx, vmi.Namespace); err != nil || going {
+			return nil, 0, err
+		}
 		created, err := s.createLauncherPod(ctx, vm, vmi)
 		if err != nil || created == nil {
 			// Refused: come back when the backoff ends (zero for a namespace that is

@@ -346,6 +346,11 @@ func (s *Simulator) current(ctx context.Context, req ctrl.Request) (*kubevirtv1.
 // through its phases.
 func (s *Simulator) run(ctx context.Context, vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstance) (ctrl.Result, error) {
 	if vmi == nil {
+		if going, err := s.namespaceGoing(ctx, vm.Namespace); err != nil || going {
+			// The lab is being torn down: its VMs go with their namespace, whose
+			// deletion took the VMI first (see namespaceGoing).
+			return ctrl.Result{}, err
+		}
 		created, err := s.createVMI(ctx, vm)
 		if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
 			// The lab is being torn down: its VMs go with their namespace, whose
@@ -455,6 +460,24 @@ func runMode(vm *kubevirtv1.VirtualMachine) mode {
 		return modeStop
 	}
 	return modeLeave
+}
+
+// namespaceGoing says whether namespace ns is being deleted, as the cache shows it. A
+// real VMI carries KubeVirt's kubevirt.io/foregroundDeleteVirtualMachine finalizer and
+// outlives the namespace controller's first pass, which marks its VM deleted too, so
+// virt-controller sees a VMI being deleted or a VM being deleted and starts nothing
+// (pkg/virt-controller/watch/vm/vm.go, sync). The simulator's VMIs carry no finalizer and
+// go at once, so it asks the namespace instead of creating a VMI or a launcher Pod that
+// the API server would refuse (403, NamespaceTerminating): no write into a lab that is
+// going (decision 91).
+func (s *Simulator) namespaceGoing(ctx context.Context, ns string) (bool, error) {
+	var namespace corev1.Namespace
+	if err := s.client.Get(ctx, client.ObjectKey{Name: ns}, &namespace); err != nil {
+		// Not in the cache is not going: the VM's informer may be ahead of the
+		// namespace's, and nothing would wake this VM again.
+		return false, client.IgnoreNotFound(err)
+	}
+	return !namespace.DeletionTimestamp.IsZero(), nil
 }
 
 // createVMI creates the VirtualMachineInstance of vm from its template, as KubeVirt does.

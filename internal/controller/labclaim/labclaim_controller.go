@@ -28,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -45,6 +46,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/claimsfirst"
 	"github.com/labforge/labforge/internal/expectations"
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/index"
@@ -332,8 +334,23 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			handler.EnqueueRequestsFromMapFunc(r.boundClaims))).
 		// A Service inside a claimed lab that may be exposed came, changed or went.
 		WatchesRawSource(source.Channel(r.labServices.events, &handler.EnqueueRequestForObject{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles,
+			NewQueue: claimsfirst.NewQueue(r.workPriority)}).
 		Complete(r)
+}
+
+// workPriority puts a claim not yet served ahead of a served claim's timers and of a
+// released claim's clean-up (decision 91), as the cache shows the claim.
+func (r *Reconciler) workPriority(req reconcile.Request) int {
+	claim := &labforgev1alpha1.LabClaim{}
+	if err := r.Client.Get(context.Background(), req.NamespacedName, claim); err != nil || !claim.DeletionTimestamp.IsZero() {
+		// Released: what is left is deleting its lab.
+		return claimsfirst.Background
+	}
+	if meta.IsStatusConditionTrue(claim.Status.Conditions, labforgev1alpha1.ConditionReady) {
+		return claimsfirst.Normal
+	}
+	return claimsfirst.Claim
 }
 
 // controlPlaneMoved lets through the updates of a lab's control-plane VMI that move it to

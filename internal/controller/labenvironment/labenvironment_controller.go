@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/claimsfirst"
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/index"
 	"github.com/labforge/labforge/internal/lab"
@@ -229,8 +230,25 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// again, and only those that change are written (ssa.Applier compares).
 		WatchesRawSource(source.Channel(hostChanged, handler.EnqueueRequestsFromMapFunc(r.allLabs))).
 		WatchesRawSource(probeAnswers).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles,
+			NewQueue: claimsfirst.NewQueue(r.workPriority)}).
 		Complete(r)
+}
+
+// workPriority puts a lab a claim took while it boots (a cold claim waits on it) ahead of
+// warm labs being built, and a lab being deleted behind both (decision 91), as the cache
+// shows the lab.
+func (r *Reconciler) workPriority(req reconcile.Request) int {
+	env := &labforgev1alpha1.LabEnvironment{}
+	switch err := r.Client.Get(context.Background(), req.NamespacedName, env); {
+	case err != nil:
+		return claimsfirst.Normal
+	case !env.DeletionTimestamp.IsZero():
+		return claimsfirst.Background
+	case env.Spec.ClaimRef != nil && env.Status.ReadyTime == nil:
+		return claimsfirst.Claim
+	}
+	return claimsfirst.Normal
 }
 
 // environmentsOfTemplate wakes the labs that wait for a template to exist or be fixed.
