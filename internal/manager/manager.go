@@ -219,22 +219,30 @@ func managerOptions(opts Options) ctrl.Options {
 // setUpProber registers the simulated VM backend, if any, and returns the readiness probe
 // the lab controller asks: the real one, pointed at the simulated labs when there are.
 func setUpProber(mgr ctrl.Manager, host *hostcluster.Host, opts Options) (labprobe.Prober, error) {
-	dialer := opts.ProbeDialer
 	if opts.Simulator != nil {
 		if err := opts.Simulator.SetupWithManager(mgr); err != nil {
 			return nil, fmt.Errorf("setting up the simulated VM backend: %w", err)
 		}
-		if dialer == nil {
-			// The operator's real probe runs against the simulated labs: only the dialer
-			// differs.
-			dialer = opts.Simulator.Dialer()
-		}
 	}
-	var prober labprobe.Prober = &labprobe.HTTPSProber{Dialer: dialer, ClusterDomain: host.Network().ClusterDomain, Timeout: opts.ProbePool.Timeout}
+	var prober labprobe.Prober = &labprobe.HTTPSProber{Dialer: labDialer(opts), ClusterDomain: host.Network().ClusterDomain, Timeout: opts.ProbePool.Timeout}
 	if opts.WrapProber != nil {
 		prober = opts.WrapProber(prober)
 	}
 	return prober, nil
+}
+
+// labDialer is how the operator connects to a lab's API, for the probe and for
+// labclient alike: the given dialer, else the simulated labs' when there are (the
+// operator's real code runs against them: only the dialer differs), else nil (a
+// net.Dialer).
+func labDialer(opts Options) labclient.Dialer {
+	switch {
+	case opts.ProbeDialer != nil:
+		return opts.ProbeDialer
+	case opts.Simulator != nil:
+		return opts.Simulator.Dialer()
+	}
+	return nil
 }
 
 // setUpControllers registers every labforge controller with mgr.
@@ -276,7 +284,7 @@ func setUpControllers(mgr ctrl.Manager, host *hostcluster.Host, prover *ownershi
 		Host:      host,
 		Clock:     opts.Clock,
 		Prover:    prover,
-		LabConfig: labConfig(opts.LabConfig, host, dialer),
+		LabConfig: labConfig(opts.LabConfig, host, labDialer(opts)),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the %s controller: %w", labclaim.ControllerName, err)
 	}
