@@ -115,6 +115,7 @@ func Check(spec *labforgev1alpha1.LabTemplateSpec, host hostcluster.Network) (Te
 			bad("scenario.script is %d bytes, more than %d", len(s.Script), MaxScenarioBytes)
 		}
 	}
+	problems = append(problems, checkChecks(spec.Checks)...)
 	return t, problems
 }
 
