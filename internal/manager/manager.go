@@ -37,8 +37,10 @@ import (
 	"github.com/labforge/labforge/internal/controller/orphans"
 	"github.com/labforge/labforge/internal/hostcluster"
 	"github.com/labforge/labforge/internal/index"
+	"github.com/labforge/labforge/internal/labclient"
 	"github.com/labforge/labforge/internal/labprobe"
 	"github.com/labforge/labforge/internal/ownership"
+	"github.com/labforge/labforge/internal/solution"
 	"github.com/labforge/labforge/internal/ssa"
 )
 
@@ -107,6 +109,13 @@ type Options struct {
 	// suite counts the operator's writes and stops the manager after one of them, and
 	// makes the pool controller's reads lag behind its writes.
 	WrapClient func(client.Client) client.Client
+	// SolutionWatchTimeout bounds each watch the solution checks keep in a lab (how long a
+	// revoked read access can go unnoticed); zero means solution.DefaultWatchTimeout.
+	SolutionWatchTimeout time.Duration
+	// SolutionLabConfig, when set, replaces how the solution checks reach a lab's API.
+	// For tests only, never in production: a suite stands a plain control plane in for a
+	// lab.
+	SolutionLabConfig solution.ConfigFunc
 	// WrapProber, when set, wraps the readiness probe of the LabEnvironment controller.
 	// For tests only, never in production: a suite checks which labs' TLS clients the
 	// probe still holds.
@@ -232,6 +241,16 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the %s controller: %w", labpool.ControllerName, err)
 	}
+	labConfig := opts.SolutionLabConfig
+	if labConfig == nil {
+		labConfig = solution.LabConfig(mgr.GetClient(), labclient.Options{ClusterDomain: host.Network().ClusterDomain, Dial: dialer})
+	}
+	checks := solution.NewEvaluator(labConfig)
+	checks.WatchTimeout = opts.SolutionWatchTimeout
+	checks.Log = mgr.GetLogger().WithName("solution")
+	if err := mgr.Add(checks); err != nil {
+		return nil, fmt.Errorf("adding the solution checks: %w", err)
+	}
 	if err := (&labclaim.Reconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
@@ -240,6 +259,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Host:      host,
 		Clock:     opts.Clock,
 		Prover:    prover,
+		Checks:    checks,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the %s controller: %w", labclaim.ControllerName, err)
 	}

@@ -2,6 +2,7 @@ package solution
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -241,6 +242,14 @@ func (s *session) startWatch(ctx context.Context, dyn dynamic.Interface, w *labW
 	// The lab's answers are the student's: failures are expected, and shown on the claim
 	// rather than logged as the operator's errors.
 	_ = w.informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
+		// The reflector wraps the API's answer in its own words ("failed to list
+		// *unstructured.Unstructured: ..."): the API's answer is what the student can act on.
+		var status apierrors.APIStatus
+		if errors.As(err, &status) {
+			if e, ok := status.(error); ok {
+				err = e
+			}
+		}
 		s.record(w, err)
 		s.e.Log.V(4).Info("Watch into a lab failed", "lab", s.env, "resource", w.gvr.String(), "error", err.Error())
 	})

@@ -47,6 +47,8 @@ type scope struct {
 	// labReady: the bound lab is Ready; a lab only built is handed over but not Ready.
 	labReady bool
 	handover *handover
+	// solution is what this pass learnt of the lab's solution checks; nil without any.
+	solution *solutionScope
 }
 
 // findLab finds the lab bound to the claim: by the claim's UID, never by name alone.

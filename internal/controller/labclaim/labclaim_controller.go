@@ -38,6 +38,7 @@ import (
 	"github.com/labforge/labforge/internal/index"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/ownership"
+	"github.com/labforge/labforge/internal/solution"
 	"github.com/labforge/labforge/internal/ssa"
 )
 
@@ -66,6 +67,9 @@ type Reconciler struct {
 	// claim's pass mostly waits on the API server, and a burst of claims is what students
 	// wait for.
 	MaxConcurrentReconciles int
+	// Checks evaluates the solution checks of claimed labs (labclaim_checks.go); nil
+	// leaves every claim without status.checks and Solved.
+	Checks *solution.Evaluator
 
 	// binds remembers, by claim UID, the lab this process bound each claim to, until the
 	// LabEnvironment cache shows the bind (see findLaggingLab).
@@ -138,6 +142,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	claim := &labforgev1alpha1.LabClaim{}
 	if err := r.Client.Get(ctx, req.NamespacedName, claim); err != nil {
 		if apierrors.IsNotFound(err) {
+			r.stopChecks(req.NamespacedName)
 			return ctrl.Result{}, r.deleteOrphanedLabs(ctx, req.NamespacedName, "")
 		}
 		return ctrl.Result{}, err
@@ -156,9 +161,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	if !claim.DeletionTimestamp.IsZero() {
+		r.stopChecks(req.NamespacedName)
 		return ctrl.Result{}, r.reconcileDelete(ctx, s)
 	}
 	result, err := r.reconcileNormal(ctx, s)
+	if err == nil {
+		err = r.observeChecks(ctx, s)
+	}
 	if statusErr := r.writeStatus(ctx, s, err == nil); statusErr != nil {
 		err = errors.Join(err, statusErr)
 	}
@@ -281,7 +290,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.coldLabs == nil {
 		r.coldLabs = expectations.New(r.Clock, 0)
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&labforgev1alpha1.LabClaim{}).
 		Owns(&corev1.Secret{}).
@@ -300,8 +309,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Where students connect: the node running a lab's control plane, and its address.
 		Watches(&kubevirtv1.VirtualMachineInstance{}, handler.EnqueueRequestsFromMapFunc(r.claimOfVMI), builder.WithPredicates(r.controlPlaneMoved())).
 		WatchesRawSource(source.Channel(r.Host.Subscribe(func(old, cur hostcluster.Network) bool { return !old.SameAddresses(cur) }),
-			handler.EnqueueRequestsFromMapFunc(r.boundClaims))).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+			handler.EnqueueRequestsFromMapFunc(r.boundClaims)))
+	if r.Checks != nil {
+		// A check's result changed in a claimed lab.
+		b = b.WatchesRawSource(source.Channel(r.Checks.Events(), &handler.EnqueueRequestForObject{}))
+	}
+	return b.WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 }
 

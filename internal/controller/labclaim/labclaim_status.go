@@ -109,6 +109,7 @@ func setStatus(s *scope, succeeded bool) {
 		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionExtensionRefused)
 	}
 	setRestartedCondition(s, set)
+	setSolved(s)
 	if succeeded {
 		st.ObservedGeneration = gen
 	}
@@ -142,6 +143,7 @@ func (r *Reconciler) recordTransitions(ctx context.Context, before *labforgev1al
 		// Once per newly restarted set of VMs: the student's describe shows it.
 		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, labforgev1alpha1.ReasonVMRestarted, "Restart", "%s", restarted.Message)
 	}
+	r.recordSolved(ctx, before, s)
 	was := meta.FindStatusCondition(before.Status.Conditions, labforgev1alpha1.ConditionReady)
 	now := meta.FindStatusCondition(after.Status.Conditions, labforgev1alpha1.ConditionReady)
 	handedOver := now != nil && now.Status == metav1.ConditionTrue && before.Status.ReadyTime == nil
