@@ -281,9 +281,9 @@ func (c *ControlPlane) restConfig(kp keyPair) *rest.Config {
 }
 
 func (c *ControlPlane) writeServingCert() error {
-	kp, err := c.ca.servingCert("kube-apiserver",
-		[]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback, net.IP(c.serviceIP.AsSlice())},
-		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"})
+	ips := append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback, net.IP(c.serviceIP.AsSlice())}, c.servingIPs...)
+	names := append([]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}, c.servingDNS...)
+	kp, err := c.ca.servingCert("kube-apiserver", ips, names)
 	if err != nil {
 		return err
 	}

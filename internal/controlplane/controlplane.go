@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -99,6 +100,34 @@ type Options struct {
 	// own (where a flag is given twice, the later wins): an audit log for a
 	// benchmark's cost analysis, say.
 	APIServerArgs []string
+
+	// CA, when set, is the certificate authority the control plane uses
+	// instead of one of its own, as `kubeadm init` uses a CA placed in
+	// /etc/kubernetes/pki: it signs the serving certificate and every client
+	// certificate Start and UserConfig issue, and the apiserver verifies
+	// client certificates against it. Its key is never written to StateDir.
+	CA *CA
+
+	// ServingDNSNames and ServingIPs are names and addresses the
+	// apiserver's serving certificate carries besides loopback and the
+	// in-cluster names of the "kubernetes" Service: the names clients of a
+	// lab dial or expect (kubeadm's apiServer.certSANs).
+	ServingDNSNames []string
+	ServingIPs      []net.IP
+
+	// SkipControllerManager starts etcd and kube-apiserver only. Without
+	// kube-controller-manager namespaces never finish deleting, owner
+	// references are not followed and no service-account token is minted:
+	// enough for an API that stores and serves objects, at two processes'
+	// cost instead of three.
+	SkipControllerManager bool
+}
+
+// CA is a certificate authority in PEM: a CERTIFICATE block, and an ECDSA
+// private key as "EC PRIVATE KEY" (SEC 1, what kubeadm writes) or PKCS#8
+// "PRIVATE KEY".
+type CA struct {
+	CertPEM, KeyPEM []byte
 }
 
 // ControlPlane is a running control plane started by Start. Its methods are
@@ -112,6 +141,10 @@ type ControlPlane struct {
 	portRange   string
 	extraArgs   []string      // Options.APIServerArgs
 	sharedLog   *lockedWriter // nil when logging to files
+	externalCA  *CA           // Options.CA
+	servingDNS  []string      // Options.ServingDNSNames
+	servingIPs  []net.IP      // Options.ServingIPs
+	skipKCM     bool          // Options.SkipControllerManager
 
 	ca        *authority
 	adminCert keyPair
@@ -169,7 +202,11 @@ func newControlPlane(opts Options) (*ControlPlane, error) {
 	}
 	// Check all binaries up front: failing on the last one would first
 	// start, and then have to stop, the others.
-	for _, name := range []string{etcdBinary, apiserverBinary, controllerManagerBinary} {
+	binaries := []string{etcdBinary, apiserverBinary, controllerManagerBinary}
+	if opts.SkipControllerManager {
+		binaries = binaries[:2]
+	}
+	for _, name := range binaries {
 		if err := checkExecutable(filepath.Join(binDir, name)); err != nil {
 			return nil, fmt.Errorf("%s binary: %w (BinDir must hold %s, %s and %s)",
 				name, err, etcdBinary, apiserverBinary, controllerManagerBinary)
@@ -181,6 +218,10 @@ func newControlPlane(opts Options) (*ControlPlane, error) {
 		serviceCIDR: opts.ServiceCIDR,
 		portRange:   opts.NodePortRange,
 		extraArgs:   slices.Clone(opts.APIServerArgs),
+		externalCA:  opts.CA,
+		servingDNS:  slices.Clone(opts.ServingDNSNames),
+		servingIPs:  slices.Clone(opts.ServingIPs),
+		skipKCM:     opts.SkipControllerManager,
 		stopping:    make(chan struct{}),
 	}
 	if c.serviceCIDR == "" {
@@ -221,7 +262,12 @@ func newControlPlane(opts Options) (*ControlPlane, error) {
 
 func (c *ControlPlane) start(ctx context.Context, crds []crdDoc) error {
 	var err error
-	if c.ca, err = loadOrCreateAuthority(c.path("pki")); err != nil {
+	if c.externalCA != nil {
+		c.ca, err = useAuthority(c.path("pki"), c.externalCA)
+	} else {
+		c.ca, err = loadOrCreateAuthority(c.path("pki"))
+	}
+	if err != nil {
 		return err
 	}
 	if c.adminCert, err = c.ca.clientCert(adminUser, mastersGroup); err != nil {
@@ -244,6 +290,9 @@ func (c *ControlPlane) start(ctx context.Context, crds []crdDoc) error {
 	}
 	if err := installCRDs(ctx, c.admin, crds); err != nil {
 		return err
+	}
+	if c.skipKCM {
+		return nil
 	}
 	return c.startControllerManager(ctx)
 }

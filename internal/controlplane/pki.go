@@ -90,6 +90,22 @@ func loadOrCreateAuthority(dir string) (*authority, error) {
 	return parseAuthority(certPEM, keyPEM)
 }
 
+// useAuthority returns the external CA ca, writing only its certificate to
+// dir (the apiserver's --client-ca-file): its key stays in memory.
+func useAuthority(dir string, ca *CA) (*authority, error) {
+	a, err := parseAuthority(ca.CertPEM, ca.KeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("Options.CA: %w", err)
+	}
+	if !a.cert.IsCA {
+		return nil, errors.New("Options.CA: the certificate is not a CA")
+	}
+	if err := writeFiles(map[string][]byte{filepath.Join(dir, caCertFile): a.certPEM}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
 func parseAuthority(certPEM, keyPEM []byte) (*authority, error) {
 	block, _ := pem.Decode(certPEM)
 	if block == nil || block.Type != "CERTIFICATE" {
@@ -133,6 +149,10 @@ func (a *authority) issue(tmpl *x509.Certificate) (keyPair, error) {
 	now := time.Now()
 	tmpl.NotBefore = now.Add(-clockSkew)
 	tmpl.NotAfter = now.Add(leafValidity)
+	if tmpl.NotAfter.After(a.cert.NotAfter) {
+		// An external CA (a lab's) may expire sooner; nothing it signs outlives it.
+		tmpl.NotAfter = a.cert.NotAfter
+	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	certPEM, err := sign(tmpl, key, a.cert, a.key)
 	if err != nil {
@@ -199,8 +219,11 @@ func encodeKey(key *ecdsa.PrivateKey) ([]byte, error) {
 
 func decodeKey(keyPEM []byte) (*ecdsa.PrivateKey, error) {
 	block, _ := pem.Decode(keyPEM)
+	if block != nil && block.Type == "EC PRIVATE KEY" {
+		return x509.ParseECPrivateKey(block.Bytes)
+	}
 	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, errors.New("no PKCS#8 PRIVATE KEY PEM block")
+		return nil, errors.New("no PKCS#8 PRIVATE KEY or EC PRIVATE KEY PEM block")
 	}
 	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {

@@ -158,6 +158,11 @@ func (r *labRegistry) setAddr(addr string) {
 func (s *Simulator) Dialer() func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
 		host, port, err := net.SplitHostPort(address)
+		if err == nil && port == portString {
+			if l := s.real.lookup(host); l != nil {
+				return s.dialRealLab(ctx, network, address, l)
+			}
+		}
 		listen := s.labs.listenAddr()
 		if err != nil || port != portString || listen == "" || s.labs.lookup(host) == nil {
 			return nil, &net.OpError{Op: "dial", Net: network, Addr: dialAddr{network, address},
@@ -166,6 +171,25 @@ func (s *Simulator) Dialer() func(ctx context.Context, network, addr string) (ne
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", listen)
 	}
+}
+
+// dialRealLab connects to the real API of l, once it runs, after bringing what the lab
+// wrote up to date (the probe finds the marker as the light guest would answer it now);
+// while it starts the connection is refused, as a lab's is while `kubeadm init` runs.
+func (s *Simulator) dialRealLab(ctx context.Context, network, address string, l *realLab) (net.Conn, error) {
+	if !l.isReady() {
+		return nil, refused(network, address)
+	}
+	if err := s.syncRealLab(ctx, l); err != nil {
+		s.log.V(1).Info("Could not bring the real lab API up to date", "labenvironment", l.env, "error", err.Error())
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", l.addr)
+}
+
+func refused(network, address string) error {
+	return &net.OpError{Op: "dial", Net: network, Addr: dialAddr{network, address},
+		Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 }
 
 // dialAddr is the address a refused dial names.
@@ -241,7 +265,7 @@ func (s *Simulator) serveLabAPI(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("%s is not supported on the bootstrap marker", r.Method), nil)
 		return
 	}
-	data, err := s.bootstrapMarker(r.Context(), l)
+	data, err := s.bootstrapMarker(r.Context(), l.env, l.namespace)
 	if err != nil {
 		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error(), nil)
 		return
@@ -266,9 +290,9 @@ func (s *Simulator) serveLabAPI(w http.ResponseWriter, r *http.Request) {
 // itself sees: the VMI's phase, not the VM's status, because the VMI's is written first
 // and is what wakes the operator to probe (a VM's status follows a round trip later, and
 // a probe between the two would find no marker and wait a whole probe interval).
-func (s *Simulator) bootstrapMarker(ctx context.Context, l *labEntry) (map[string]string, error) {
+func (s *Simulator) bootstrapMarker(ctx context.Context, envName, namespace string) (map[string]string, error) {
 	var env labforgev1alpha1.LabEnvironment
-	switch err := s.client.Get(ctx, types.NamespacedName{Name: l.env}, &env); {
+	switch err := s.client.Get(ctx, types.NamespacedName{Name: envName}, &env); {
 	case err == nil:
 		if msg, ok := env.Annotations[BootstrapFailureAnnotation]; ok {
 			return map[string]string{lab.MarkerPhase: lab.MarkerPhaseFailed, lab.MarkerMessage: msg}, nil
@@ -277,8 +301,8 @@ func (s *Simulator) bootstrapMarker(ctx context.Context, l *labEntry) (map[strin
 		return nil, err
 	}
 	var vms kubevirtv1.VirtualMachineList
-	if err := s.client.List(ctx, &vms, client.InNamespace(l.namespace),
-		client.MatchingLabels{labforgev1alpha1.LabelEnvironment: l.env}); err != nil {
+	if err := s.client.List(ctx, &vms, client.InNamespace(namespace),
+		client.MatchingLabels{labforgev1alpha1.LabelEnvironment: envName}); err != nil {
 		return nil, err
 	}
 	if len(vms.Items) == 0 {

@@ -24,6 +24,7 @@ package simulator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"strconv"
@@ -70,6 +71,16 @@ type Options struct {
 	// CPUAllocationRatio is KubeVirt's developerConfiguration cpuAllocationRatio: a VM's
 	// launcher pod requests its vCPUs divided by it. Zero means KubeVirt's default, 10.
 	CPUAllocationRatio int
+	// RealLabAPIs is how many labs at once get a real API: an etcd and a kube-apiserver
+	// started with the lab's own CA (about 8 s and a few hundred MiB each), in which the
+	// simulator creates what the lab's bootstrap would (RBAC, the bootstrap marker, a Node
+	// per VM). A lab whose control plane starts while that many run gets the light
+	// simulated API, which answers the bootstrap marker only. Zero (tests and benchmarks)
+	// gives every lab the light one.
+	RealLabAPIs int
+	// BinDir holds the etcd and kube-apiserver binaries real lab APIs run; required when
+	// RealLabAPIs is set.
+	BinDir string
 }
 
 // Simulator is the simulated VM backend. Create it with New, register it with
@@ -85,6 +96,7 @@ type Simulator struct {
 	pending writeTracker
 	ips     ipam
 	labs    labRegistry
+	real    realLabs
 	refused refusals
 
 	// podCreates counts launcher pod creates sent to the API server, by namespace
@@ -112,7 +124,9 @@ func (s *Simulator) HoldBootstraps() (release func()) {
 
 // New returns a Simulator; it does nothing until SetupWithManager and the manager start.
 func New(opts Options) *Simulator {
-	return &Simulator{opts: opts, starts: map[types.UID]time.Time{}}
+	s := &Simulator{opts: opts, starts: map[types.UID]time.Time{}}
+	s.real = realLabs{limit: opts.RealLabAPIs, byNamespace: map[string]*realLab{}, byHost: map[string]*realLab{}}
+	return s
 }
 
 // SetupWithManager registers the simulator's controller (which follows the manager's
@@ -133,6 +147,15 @@ func (s *Simulator) SetupWithManager(mgr ctrl.Manager) error {
 	s.recorder = mgr.GetEventRecorder("virtualmachine-controller")
 	if err := mgr.Add(&apiServer{sim: s}); err != nil {
 		return fmt.Errorf("adding the simulated lab API server: %w", err)
+	}
+	if s.opts.RealLabAPIs > 0 {
+		if s.opts.BinDir == "" {
+			return errors.New("simulator: Options.BinDir is required with RealLabAPIs")
+		}
+		s.real.ctx, s.real.cancel = context.WithCancel(context.Background())
+		if err := mgr.Add(&realLabRunner{sim: s}); err != nil {
+			return fmt.Errorf("adding the real lab APIs: %w", err)
+		}
 	}
 	if err := mgr.Add(&nodeRegistrar{sim: s}); err != nil {
 		return fmt.Errorf("adding the simulated nodes: %w", err)
@@ -221,7 +244,7 @@ func (s *Simulator) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 		if apierrors.IsNotFound(err) {
 			// The VMI goes with it through the garbage collector.
 			if req.Name == lab.ControlPlaneVM {
-				s.labs.unregister(req.Namespace)
+				s.stopLab(req.Namespace)
 			}
 			return ctrl.Result{}, nil
 		}
@@ -231,7 +254,7 @@ func (s *Simulator) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	controlPlane := vm.Name == lab.ControlPlaneVM
 	if env == "" || !vm.DeletionTimestamp.IsZero() {
 		if controlPlane {
-			s.labs.unregister(vm.Namespace)
+			s.stopLab(vm.Namespace)
 		}
 		return ctrl.Result{}, nil
 	}
@@ -248,7 +271,7 @@ func (s *Simulator) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 		// The VMI of an earlier VM of this name, or one being stopped, on its way out;
 		// its deletion brings this VM back.
 		if controlPlane {
-			s.labs.unregister(vm.Namespace)
+			s.stopLab(vm.Namespace)
 		}
 		log.V(1).Info("Waiting for the previous VirtualMachineInstance to go", "vmi", vmi.UID)
 		return ctrl.Result{}, nil
@@ -309,9 +332,15 @@ func (s *Simulator) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 		return ctrl.Result{}, err
 	}
 
+	if rl := s.real.get(vm.Namespace); rl != nil {
+		// This VM's kubelet registers its Node, and a lab whose VMs all run completes.
+		if err := s.syncRealLab(ctx, rl); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	if controlPlane {
 		if vmi == nil || vmi.Status.Phase != kubevirtv1.Running {
-			s.labs.unregister(vm.Namespace)
+			s.stopLab(vm.Namespace)
 		} else if err := s.ensureLab(ctx, env, &vm); err != nil {
 			if apierrors.IsNotFound(err) {
 				log.Info("Lab PKI Secret not found yet; the lab API cannot start", "secret", lab.PKISecret)
@@ -472,6 +501,9 @@ func (s *Simulator) ensureLab(ctx context.Context, env string, vm *kubevirtv1.Vi
 	if s.labs.registered(vm.Namespace, vm.UID) {
 		return nil
 	}
+	if l := s.real.get(vm.Namespace); l != nil && l.vmUID == vm.UID {
+		return nil
+	}
 	var secret corev1.Secret
 	key := types.NamespacedName{Namespace: vm.Namespace, Name: lab.PKISecret}
 	// Read, not kept: newLabEntry copies the CA out of the cache's Secret.
@@ -487,9 +519,23 @@ func (s *Simulator) ensureLab(ctx context.Context, env string, vm *kubevirtv1.Vi
 	if err != nil {
 		return fmt.Errorf("starting the lab API of %s: %w", env, err)
 	}
+	if s.opts.RealLabAPIs > 0 {
+		if rl, started := s.real.reserve(env, vm.Namespace, vm.UID); started {
+			s.startRealLab(rl, l.caCertPEM, l.caKeyPEM)
+			ctrl.LoggerFrom(ctx).V(1).Info("Real lab API starting", "host", lab.APIServiceHost(env, lab.DefaultClusterDomain))
+			return nil
+		}
+	}
 	s.labs.register(l)
 	ctrl.LoggerFrom(ctx).V(1).Info("Lab API serving", "host", lab.APIServiceHost(env, lab.DefaultClusterDomain))
 	return nil
+}
+
+// stopLab stops serving the lab API of namespace, light or real (whose processes stop
+// and whose state goes).
+func (s *Simulator) stopLab(namespace string) {
+	s.labs.unregister(namespace)
+	s.real.remove(namespace)
 }
 
 // Writes tracked per kind. A launcher pod is tracked under its VMI's name.

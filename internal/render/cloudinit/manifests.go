@@ -68,7 +68,8 @@ const markerReaderName = "labforge-bootstrap-marker-reader"
 // read what the template's solution checks name.
 const checksReaderName = "labforge-solution-checks-reader"
 
-// OperatorRBAC renders the RBAC the lab's bootstrap applies for lab.OperatorUser: a Role
+// OperatorRBAC renders the RBAC the lab's bootstrap applies for lab.OperatorUser (the
+// simulated backend creates the same objects in a lab's real API server): a Role
 // and RoleBinding granting `get` on the bootstrap marker ConfigMap and, when the template
 // has solution checks, a ClusterRole and ClusterRoleBinding granting get, list and watch
 // on exactly the resources those checks name (only the named objects, for a check that

@@ -1,8 +1,8 @@
-// Package solution_test tells the story of a solution check: a template whose scenario
-// leaves a check failing, a student fixing the lab, and the claim turning Solved, all
-// against real API servers. A second control plane stands in for the lab's own API (a
-// real kube-apiserver, with the lab's RBAC applied as its bootstrap applies it) until the
-// simulated guest serves one per lab.
+// Package solution_test tells the story of a solution check: a template whose lab leaves a
+// check failing, a student fixing the lab, and the claim turning Solved, all against real
+// API servers: the simulated guest's real lab API (an etcd and a kube-apiserver with the
+// lab's own CA, reached with the operator's lab credential), and a second control plane
+// standing in for a lab where the story needs the lab's scenario.
 package solution_test
 
 import (

@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -88,7 +89,7 @@ func solved(st labforgev1alpha1.LabClaimStatus) *metav1.Condition {
 }
 
 var _ = Describe("A student solving a lab", func() {
-	It("sees the claim turn Solved within moments of the fix, and Unknown when the operator's read access is revoked", func(ctx context.Context) {
+	It("(a stand-in lab running the scenario) sees the claim turn Solved within moments of the fix, and Unknown when the operator's read access is revoked", func(ctx context.Context) {
 		bootstrapLab(ctx, []labforgev1alpha1.SolutionCheck{webCheck})
 		operator, err := labCP.UserConfig(lab.OperatorUser)
 		Expect(err).NotTo(HaveOccurred())
@@ -110,9 +111,10 @@ var _ = Describe("A student solving a lab", func() {
 		tmpl := integration.MakeTemplate("shop").Workers(0).Obj()
 		tmpl.Spec.Checks = []labforgev1alpha1.SolutionCheck{webCheck}
 		Expect(k8s.Create(ctx, tmpl)).To(Succeed())
-		Expect(k8s.Create(ctx, integration.MakePool("shop", "shop").Replicas(1).Obj())).To(Succeed())
+		Expect(k8s.Create(ctx, integration.MakePool("shop", "shop").Replicas(0).MaxLabs(2).Obj())).To(Succeed())
 		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "class"}})).To(Succeed())
-		Expect(k8s.Create(ctx, integration.MakeClaim("class", "alice").Pool("shop").Obj())).To(Succeed())
+		claim := integration.MakeClaim("class", "alice").Pool("shop").Obj()
+		Expect(k8s.Create(ctx, claim)).To(Succeed())
 
 		By("reporting the scenario's failing check with its hint")
 		Eventually(claimOf(ctx, "class", "alice")).Should(WithTransform(solved, And(
@@ -169,5 +171,13 @@ var _ = Describe("A student solving a lab", func() {
 		Expect(st.SolvedTime).NotTo(BeNil())
 		Consistently(integration.Events(ctx, k8s, "LabClaim", "class", "alice")).WithTimeout(time.Second).Should(
 			ContainElement(HavePrefix("Normal/Solved:")))
+
+		By("releasing the lab with the claim")
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "class", Name: "alice"}, claim)).To(Succeed())
+		ns := lab.Namespace(claim.Status.Lab)
+		Expect(k8s.Delete(ctx, claim)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{}))
+		}).WithTimeout(2 * time.Minute).Should(BeTrue())
 	}, SpecTimeout(4*time.Minute))
 })
