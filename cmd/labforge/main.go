@@ -60,6 +60,7 @@ func dev(args []string) int {
 	var logToStderr bool
 	fs.BoolVar(&logToStderr, "log-to-stderr", false, "Write the operator's logs to stderr instead of <state-dir>/operator.log.")
 	fs.IntVar(&opts.CPUAllocationRatio, "cpu-allocation-ratio", simulator.DefaultCPUAllocationRatio, "KubeVirt's cpuAllocationRatio the simulated launcher pods are rendered with.")
+	fs.IntVar(&opts.RealLabAPIs, "real-lab-apis", 2, "How many labs at once get a real API server (an etcd and a kube-apiserver each, about 300 MiB) that a student's kubeconfig works against; 0 gives every lab the light simulated API, which answers only the operator's readiness probe.")
 	zapOpts := zap.Options{Development: true}
 	zapOpts.BindFlags(fs)
 	_ = fs.Parse(args)

@@ -20,3 +20,14 @@ func LocalHost() hostcluster.Config {
 		PublicAddress: "127.0.0.1",
 	}
 }
+
+// SimulatedNodesHost is the host configuration of `labforge dev`: LocalHost's ranges, but
+// students reach a lab at the address of the simulated node (simulator.Nodes, on
+// loopback) that runs its control plane, where the simulated kube-proxy listens, as on a
+// host without an entry point. The Nodes must exist before the manager starts
+// (simulator.RegisterNodes).
+func SimulatedNodesHost() hostcluster.Config {
+	h := LocalHost()
+	h.PublicAddress = ""
+	return h
+}

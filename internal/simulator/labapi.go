@@ -128,6 +128,14 @@ func (r *labRegistry) registered(namespace string, vmUID types.UID) bool {
 	return ok && l.vmUID == vmUID
 }
 
+// serves reports whether the lab in namespace is served.
+func (r *labRegistry) serves(namespace string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.byNamespace[namespace]
+	return ok
+}
+
 func (r *labRegistry) lookup(host string) *labEntry {
 	r.mu.RLock()
 	defer r.mu.RUnlock()

@@ -102,9 +102,16 @@ type nodeRegistrar struct{ sim *Simulator }
 func (r *nodeRegistrar) NeedLeaderElection() bool { return false }
 
 func (r *nodeRegistrar) Start(ctx context.Context) error {
+	return RegisterNodes(ctx, r.sim.client)
+}
+
+// RegisterNodes creates the simulated Nodes that do not exist yet. The simulator does it
+// when its manager starts; `labforge dev` does it before, so that the operator, which
+// refuses to start without a node address for students, finds them.
+func RegisterNodes(ctx context.Context, c client.Client) error {
 	for _, n := range Nodes {
 		for attempt := 0; ; attempt++ {
-			err := r.sim.client.Create(ctx, node(n))
+			err := c.Create(ctx, node(n))
 			if err == nil || apierrors.IsAlreadyExists(err) {
 				break
 			}

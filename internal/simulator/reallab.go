@@ -182,15 +182,12 @@ func (s *Simulator) startRealLab(l *realLab, caCertPEM, caKeyPEM []byte) {
 	go func() {
 		defer r.wg.Done()
 		host := lab.APIServiceHost(l.env, lab.DefaultClusterDomain)
-		ips := []net.IP{}
-		for _, n := range Nodes {
-			ips = append(ips, net.ParseIP(n.InternalIP))
-		}
+		// The lab's own certificate names its Service and loopback, never an address
+		// students dial (docs/labs.md): their kubeconfig sets tls-server-name.
 		cp, err := controlplane.Start(r.ctx, controlplane.Options{
 			BinDir:                s.opts.BinDir,
 			CA:                    &controlplane.CA{CertPEM: caCertPEM, KeyPEM: caKeyPEM},
 			ServingDNSNames:       []string{host},
-			ServingIPs:            ips,
 			SkipControllerManager: true,
 		})
 		var c client.Client
@@ -271,6 +268,7 @@ func (s *Simulator) syncNodes(ctx context.Context, l *realLab) error {
 		client.MatchingLabels{labforgev1alpha1.LabelEnvironment: l.env}); err != nil {
 		return err
 	}
+	version := s.labVersion(ctx, l.env)
 	for i := range vms.Items {
 		vm := &vms.Items[i]
 		var vmi kubevirtv1.VirtualMachineInstance
@@ -287,7 +285,7 @@ func (s *Simulator) syncNodes(ctx context.Context, l *realLab) error {
 		if l.nodes[vm.Name] == ip {
 			continue
 		}
-		err := l.client.Create(ctx, labNode(vm.Name, ip, vm.Name == lab.ControlPlaneVM))
+		err := l.client.Create(ctx, labNode(vm.Name, ip, version, vm.Name == lab.ControlPlaneVM))
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("registering Node %s in lab %s: %w", vm.Name, l.env, err)
 		}
@@ -296,8 +294,22 @@ func (s *Simulator) syncNodes(ctx context.Context, l *realLab) error {
 	return nil
 }
 
+// labVersion is the Kubernetes version the lab's template installs ("" when its template
+// is gone), what the lab's kubelets report.
+func (s *Simulator) labVersion(ctx context.Context, env string) string {
+	var e labforgev1alpha1.LabEnvironment
+	if err := s.client.Get(ctx, types.NamespacedName{Name: env}, &e); err != nil {
+		return ""
+	}
+	var t labforgev1alpha1.LabTemplate
+	if err := s.client.Get(ctx, types.NamespacedName{Name: e.Spec.TemplateRef.Name}, &t); err != nil {
+		return ""
+	}
+	return t.Spec.KubernetesVersion
+}
+
 // labNode renders the Node a lab VM's kubelet registers.
-func labNode(name, ip string, controlPlane bool) *corev1.Node {
+func labNode(name, ip, kubeletVersion string, controlPlane bool) *corev1.Node {
 	labels := map[string]string{
 		corev1.LabelHostname:   name,
 		corev1.LabelOSStable:   "linux",
@@ -322,7 +334,10 @@ func labNode(name, ip string, controlPlane bool) *corev1.Node {
 				Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
 				Message: "simulated by labforge", LastHeartbeatTime: now, LastTransitionTime: now,
 			}},
-			NodeInfo: corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: "amd64"},
+			NodeInfo: corev1.NodeSystemInfo{
+				OperatingSystem: "linux", Architecture: "amd64", KubeletVersion: kubeletVersion,
+				OSImage: "labforge simulated guest", ContainerRuntimeVersion: "containerd://2.1.0",
+			},
 		},
 	}
 }

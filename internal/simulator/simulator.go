@@ -81,6 +81,10 @@ type Options struct {
 	// BinDir holds the etcd and kube-apiserver binaries real lab APIs run; required when
 	// RealLabAPIs is set.
 	BinDir string
+	// NodePorts plays kube-proxy: the simulator listens on every simulated node's address
+	// (Nodes) at the node ports of lab namespaces' NodePort Services and forwards to the
+	// simulated guest. Off (make bench, most suites), nothing listens there.
+	NodePorts bool
 }
 
 // Simulator is the simulated VM backend. Create it with New, register it with
@@ -155,6 +159,11 @@ func (s *Simulator) SetupWithManager(mgr ctrl.Manager) error {
 		s.real.ctx, s.real.cancel = context.WithCancel(context.Background())
 		if err := mgr.Add(&realLabRunner{sim: s}); err != nil {
 			return fmt.Errorf("adding the real lab APIs: %w", err)
+		}
+	}
+	if s.opts.NodePorts {
+		if err := (&kubeProxy{sim: s}).setup(mgr); err != nil {
+			return fmt.Errorf("setting up the simulated kube-proxy: %w", err)
 		}
 	}
 	if err := mgr.Add(&nodeRegistrar{sim: s}); err != nil {

@@ -80,6 +80,26 @@ func StartSimulatedManager(cfg *rest.Config, clk clock.PassiveClock) (stop func(
 	return stop, sim, err
 }
 
+// StartRealLabManager runs labforge's manager as `labforge dev` does: the simulated Nodes
+// registered first and students given their addresses (devenv.SimulatedNodesHost), the
+// simulator playing kube-proxy on them, and the first realLabAPIs labs at once with a real
+// API (an etcd and a kube-apiserver each: use 1 or 2). opts completes as in StartManager;
+// its Simulator and Host are set here. stop waits for the manager, and so for every lab
+// API's processes, to end.
+func StartRealLabManager(ctx context.Context, cfg *rest.Config, realLabAPIs int, opts manager.Options) (stop func(), sim *simulator.Simulator, err error) {
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := simulator.RegisterNodes(ctx, c); err != nil {
+		return nil, nil, err
+	}
+	sim = simulator.New(simulator.Options{RealLabAPIs: realLabAPIs, BinDir: BinDir(), NodePorts: true})
+	opts.Simulator, opts.Host = sim, devenv.SimulatedNodesHost()
+	stop, err = StartManager(context.Background(), cfg, opts)
+	return stop, sim, err
+}
+
 // StartOperator runs a second operator process's worth of controllers, with no VM backend
 // of its own (a cluster has one KubeVirt), probing the labs of sim.
 func StartOperator(cfg *rest.Config, clk clock.PassiveClock, sim *simulator.Simulator) (stop func(), err error) {

@@ -6,6 +6,11 @@ package labapi_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -45,8 +51,9 @@ func TestLabAPI(t *testing.T) {
 var _ = BeforeSuite(func(ctx context.Context) {
 	s := integration.SetUpSuite(integration.SuiteOptions{})
 	k8s = s.Client
-	sim = simulator.New(simulator.Options{RealLabAPIs: 1, BinDir: integration.BinDir()})
-	stop, err := integration.StartManager(context.Background(), s.ControlPlane.RESTConfig(), manager.Options{Simulator: sim})
+	var stop func()
+	var err error
+	stop, sim, err = integration.StartRealLabManager(ctx, s.ControlPlane.RESTConfig(), 1, manager.Options{})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(stop)
 }, NodeTimeout(2*time.Minute))
@@ -61,8 +68,7 @@ func claimReady(ctx context.Context, ns, name string) func(Gomega) metav1.Condit
 	}
 }
 
-// studentConfig is the rest.Config of the kubeconfig the claim handed over, dialling
-// through the simulator's network.
+// studentConfig is the rest.Config of the kubeconfig the claim handed over.
 func studentConfig(ctx context.Context, ns, secret string) *rest.Config {
 	GinkgoHelper()
 	var s corev1.Secret
@@ -90,10 +96,22 @@ var _ = Describe("A student with a real lab API", func() {
 		Expect(pids).To(HaveKey("etcd"))
 		Expect(pids).To(HaveKey("kube-apiserver"))
 
-		By("listing the lab's two Nodes, Ready, at their VMs' addresses")
+		By("listing the lab's two Nodes, Ready, at their VMs' addresses, through the API's NodePort on the control plane's node")
+		var cpVMI kubevirtv1.VirtualMachineInstance
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: lab.ControlPlaneVM}, &cpVMI)).To(Succeed())
+		nodeAddress := ""
+		for _, n := range simulator.Nodes {
+			if n.Name == cpVMI.Status.NodeName {
+				nodeAddress = n.InternalIP
+			}
+		}
+		Expect(nodeAddress).NotTo(BeEmpty())
+		var access corev1.Service
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: lab.APIService}, &access)).To(Succeed())
+		apiNodePort := nodePortOf(&access, lab.APIPort)
+		Expect(claim.Status.APIServerURL).To(Equal(fmt.Sprintf("https://%s:%d", nodeAddress, apiNodePort)))
 		cfg := studentConfig(ctx, "students", claim.Status.KubeconfigSecretName)
-		cfg.Host = "https://" + lab.APIServiceHost(claim.Status.Lab, lab.DefaultClusterDomain) + ":6443"
-		cfg.Dial = sim.Dialer()
+		Expect(cfg.Host).To(Equal(claim.Status.APIServerURL))
 		student, err := kubernetes.NewForConfig(cfg)
 		Expect(err).NotTo(HaveOccurred())
 		vmAddress := map[string]string{}
@@ -106,6 +124,7 @@ var _ = Describe("A student with a real lab API", func() {
 		Expect(err).NotTo(HaveOccurred())
 		got := map[string]string{}
 		for _, n := range nodes.Items {
+			Expect(n.Status.NodeInfo.KubeletVersion).To(Equal("v1.36.3"))
 			Expect(n.Status.Conditions).To(ContainElement(And(HaveField("Type", corev1.NodeReady), HaveField("Status", corev1.ConditionTrue))))
 			for _, a := range n.Status.Addresses {
 				if a.Type == corev1.NodeInternalIP {
@@ -127,6 +146,47 @@ var _ = Describe("A student with a real lab API", func() {
 		_, err = student.RbacV1().RoleBindings(lab.MarkerNamespace).Get(ctx, "labforge-bootstrap-marker-reader", metav1.GetOptions{})
 		Expect(err).NotTo(HaveOccurred())
 
+		By("dropping the API's NodePort on nodes that run no control plane (externalTrafficPolicy Local), and SSH")
+		for _, n := range simulator.Nodes {
+			if n.InternalIP != nodeAddress {
+				other := rest.CopyConfig(cfg)
+				other.Host = fmt.Sprintf("https://%s:%d", n.InternalIP, apiNodePort)
+				oc, err := kubernetes.NewForConfig(other)
+				Expect(err).NotTo(HaveOccurred())
+				_, err = oc.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+				Expect(err).To(MatchError(ContainSubstring("connection reset by peer")))
+			}
+		}
+		Expect(dialAndRead(nodeAddress, nodePortOf(&access, lab.SSHPort))).To(MatchError(ContainSubstring("connection reset by peer")))
+
+		By("answering, on a host NodePort that reaches a lab Service's node port, as that Service")
+		web, err := student.CoreV1().Services("default").Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "web"},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: map[string]string{"app": "web"},
+				Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+		}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		labNodePort := web.Spec.Ports[0].NodePort
+		exposed := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "exposed-web",
+				Labels: map[string]string{labforgev1alpha1.LabelManagedBy: labforgev1alpha1.ManagedByValue}},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: map[string]string{lab.LabelNode: lab.WorkerVM(1)},
+				Ports: []corev1.ServicePort{{Port: labNodePort, TargetPort: intstr.FromInt32(labNodePort)}}},
+		}
+		Expect(k8s.Create(ctx, exposed)).To(Succeed())
+		hostNodePort := exposed.Spec.Ports[0].NodePort
+		for _, n := range simulator.Nodes {
+			Eventually(func() (string, error) {
+				return httpGet(fmt.Sprintf("http://%s:%d/", n.InternalIP, hostNodePort))
+			}).Should(Equal("service default/web\n"))
+		}
+		By("resetting one that reaches no lab Service, and closing the port with the host Service")
+		Expect(k8s.Delete(ctx, exposed)).To(Succeed())
+		Eventually(func() error {
+			_, err := httpGet(fmt.Sprintf("http://%s:%d/", nodeAddress, hostNodePort))
+			return err
+		}).Should(MatchError(ContainSubstring("connection refused")))
+
 		By("refusing a client certificate of another CA, and one of the lab's CA in no group")
 		other, err := pki.NewCA("kubernetes", time.Now(), time.Hour, nil)
 		Expect(err).NotTo(HaveOccurred())
@@ -142,6 +202,18 @@ var _ = Describe("A student with a real lab API", func() {
 			_, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 			return err
 		})).To(Satisfy(apierrors.IsForbidden))
+
+		By("giving a lab over the limit the light guest, which answers only the bootstrap marker")
+		bob := integration.MakeClaim("students", "bob").Pool("real").Obj()
+		Expect(k8s.Create(ctx, bob)).To(Succeed())
+		Eventually(claimReady(ctx, "students", "bob")).Should(Equal(metav1.ConditionTrue))
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(bob), bob)).To(Succeed())
+		Expect(sim.RealLabPIDs(lab.Namespace(bob.Status.Lab))).To(BeNil())
+		light, err := kubernetes.NewForConfig(studentConfig(ctx, "students", bob.Status.KubeconfigSecretName))
+		Expect(err).NotTo(HaveOccurred())
+		_, err = light.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		Expect(err).To(Satisfy(apierrors.IsNotFound))
+		Expect(k8s.Delete(ctx, bob)).To(Succeed())
 
 		By("stopping the lab's etcd and kube-apiserver when the claim is deleted")
 		Expect(k8s.Delete(ctx, claim)).To(Succeed())
@@ -160,6 +232,44 @@ var _ = Describe("A student with a real lab API", func() {
 		Expect(sim.RealLabPIDs(ns)).To(BeNil())
 	})
 })
+
+func nodePortOf(svc *corev1.Service, target int) int32 {
+	GinkgoHelper()
+	for _, p := range svc.Spec.Ports {
+		if p.TargetPort.IntValue() == target {
+			return p.NodePort
+		}
+	}
+	Fail(fmt.Sprintf("Service %s/%s has no port for %d", svc.Namespace, svc.Name, target))
+	return 0
+}
+
+// httpGet returns the body of a GET of url.
+func httpGet(url string) (string, error) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", resp.Status, body)
+	}
+	return string(body), err
+}
+
+// dialAndRead connects to address:port and reads until the connection ends.
+func dialAndRead(address string, port int32) error {
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(address, strconv.Itoa(int(port))), 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadAll(conn)
+	return err
+}
 
 // withClientCert runs f with cfg's server and trust but a client certificate for
 // "intruder" in groups, signed by signer.
