@@ -25,16 +25,75 @@ type PoolUpdateStrategy struct {
 	Type PoolUpdateStrategyType `json:"type,omitempty"`
 }
 
+// PoolWindow is a period, repeating on a calendar, during which the pool is sized for it:
+// a class, a workshop, office hours. While a window is open its minLabs and buffer replace
+// the pool's own; outside every window the pool's own apply. When windows overlap, the
+// larger of each applies.
+// +kubebuilder:validation:XValidation:rule="has(self.minLabs) || has(self.buffer)",message="a window sets minLabs, buffer or both"
+type PoolWindow struct {
+	// Name names the window in the pool's status (status.scaling.window) and events.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Name string `json:"name"`
+
+	// Start is when the window opens, as a standard five-field cron expression (minute,
+	// hour, day of month, month, day of week; "30 8 * * MON-FRI"), read in timeZone. Open
+	// it earlier than the class by the labs' boot time, so that they are Ready when the
+	// first student arrives (docs/operations.md, "Sizing a pool for a class"). The
+	// operator refuses an expression its parser does not accept: the pool's Ready
+	// condition is then False with reason InvalidSchedule and the parser's error, and the
+	// pool keeps its own size.
+	// +kubebuilder:validation:MinLength=9
+	// +kubebuilder:validation:MaxLength=100
+	// +kubebuilder:validation:XValidation:rule="!self.contains('TZ=')",message="start must not carry a time zone: set timeZone"
+	// +required
+	Start string `json:"start"`
+
+	// Duration is how long the window stays open after each start, at least one minute
+	// and at most a week ("2h", "90m").
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('168h')",message="duration must be between 1m and 168h"
+	// +required
+	Duration metav1.Duration `json:"duration"`
+
+	// TimeZone is the IANA time zone start is read in ("Europe/Berlin"): daylight saving
+	// moves the window with the wall clock. Defaults to UTC. A zone the operator's time
+	// zone database does not know is refused like a bad start.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$`
+	// +optional
+	TimeZone string `json:"timeZone,omitempty"`
+
+	// MinLabs is how many labs the pool holds while the window is open, claimed or not:
+	// the class's size. Claimed labs count toward it, so that the pool does not boot a
+	// second class's worth as students claim. Unset keeps spec.minLabs.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10000
+	// +optional
+	MinLabs *int32 `json:"minLabs,omitempty"`
+
+	// Buffer is how many Ready unclaimed labs the pool keeps beyond its waiting claims
+	// while the window is open, as spec.replicas does outside it. Unset keeps
+	// spec.replicas; 0 boots nothing beyond minLabs and the waiting claims.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	Buffer *int32 `json:"buffer,omitempty"`
+}
+
 // LabPoolSpec says how many labs of one template to keep warm, and who may claim them.
 // +kubebuilder:validation:XValidation:rule="self.replicas <= self.maxLabs",message="replicas must not exceed spec.maxLabs, the pool's hard cap on labs",fieldPath=".replicas",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="!has(self.minLabs) || self.minLabs <= self.maxLabs",message="minLabs must not exceed spec.maxLabs, the pool's hard cap on labs",fieldPath=".minLabs",reason=FieldValueInvalid
 type LabPoolSpec struct {
 	// TemplateRef names the LabTemplate the pool's labs are built from. It may be changed;
 	// warm labs are then replaced per updateStrategy and claimed labs are left alone.
 	// +required
 	TemplateRef LocalObjectReference `json:"templateRef"`
 
-	// Replicas is how many Ready, unclaimed labs the pool keeps (labs still booting count
-	// toward it). Defaults to 1.
+	// Replicas is how many Ready, unclaimed labs the pool keeps beyond the claims waiting
+	// for one (labs still booting count toward it): its buffer, in the words of Agones'
+	// Buffer policy. Defaults to 1. An open window of spec.schedule may replace it.
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=1000
@@ -56,6 +115,25 @@ type LabPoolSpec struct {
 	// +kubebuilder:validation:Maximum=10000
 	// +optional
 	MaxLabs int32 `json:"maxLabs"`
+
+	// MinLabs is how many labs the pool holds at least, claimed or not: while fewer are
+	// claimed, the rest wait unclaimed (on top of what replicas asks, never instead).
+	// Unset or 0: no floor, replicas alone sizes the pool. An open window of spec.schedule
+	// may replace it.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10000
+	// +optional
+	MinLabs *int32 `json:"minLabs,omitempty"`
+
+	// Schedule lists the windows during which the pool is sized differently, each opening
+	// on a cron expression for a duration (a class at 09:00 every Monday). The operator
+	// wakes the pool when a window opens or closes; status.scaling says which rule sizes
+	// the pool now and when that changes next.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	// +optional
+	Schedule []PoolWindow `json:"schedule,omitempty"`
 
 	// ClaimNamespaceSelector selects the namespaces whose LabClaims may use this pool. Unset
 	// admits no namespace; an empty selector ({}) admits every namespace.
@@ -105,6 +183,11 @@ type LabPoolStatus struct {
 	// +optional
 	WaitingClaims int32 `json:"waitingClaims"`
 
+	// Scaling says which rule sizes the pool now, what it asks for, and when that changes
+	// next.
+	// +optional
+	Scaling *PoolScalingStatus `json:"scaling,omitempty"`
+
 	// Selector is the label selector of the pool's labs, for the scale subresource.
 	// +optional
 	Selector string `json:"selector,omitempty"`
@@ -123,6 +206,44 @@ type LabPoolStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration"`
 }
 
+// PoolScalingRule names what sizes a pool now.
+// +kubebuilder:validation:Enum=Replicas;MinLabs;Schedule;MaxLabs
+type PoolScalingRule string
+
+const (
+	// ScalingReplicas: spec.replicas, the buffer beyond waiting claims, sizes the pool.
+	ScalingReplicas PoolScalingRule = "Replicas"
+	// ScalingMinLabs: spec.minLabs, the floor on labs claimed or not, sizes the pool.
+	ScalingMinLabs PoolScalingRule = "MinLabs"
+	// ScalingSchedule: an open window of spec.schedule (status.scaling.window) sizes it.
+	ScalingSchedule PoolScalingRule = "Schedule"
+	// ScalingMaxLabs: the hard cap spec.maxLabs holds the pool below what a rule asks.
+	ScalingMaxLabs PoolScalingRule = "MaxLabs"
+)
+
+// PoolScalingStatus says which rule sizes a pool now.
+type PoolScalingStatus struct {
+	// Rule is what sizes the pool now: Replicas, MinLabs, Schedule or MaxLabs.
+	// +optional
+	Rule PoolScalingRule `json:"rule,omitempty"`
+
+	// Window names the open window of spec.schedule that sizes the pool, when there is
+	// one (also when the hard cap holds it below what the window asks).
+	// +optional
+	Window string `json:"window,omitempty"`
+
+	// Desired is how many unclaimed labs (Ready or booting) the rule asks for now, before
+	// the claims waiting for a lab are added: status.waitingClaims come on top, within
+	// spec.maxLabs.
+	// +optional
+	Desired int32 `json:"desired"`
+
+	// NextChange is when the next window of spec.schedule opens or closes, the next time
+	// the pool's size may change by the calendar. Unset when the pool has no schedule.
+	// +optional
+	NextChange *metav1.Time `json:"nextChange,omitempty"`
+}
+
 // LabPool keeps labs of one template booted and unclaimed, so that a claim is served in
 // milliseconds instead of minutes. Written by GitOps; `kubectl scale labpool` works.
 // +kubebuilder:object:root=true
@@ -136,6 +257,8 @@ type LabPoolStatus struct {
 // +kubebuilder:printcolumn:name="Booting",type=integer,JSONPath=`.status.bootingReplicas`
 // +kubebuilder:printcolumn:name="Claimed",type=integer,JSONPath=`.status.boundReplicas`
 // +kubebuilder:printcolumn:name="Waiting",type=integer,JSONPath=`.status.waitingClaims`,priority=1
+// +kubebuilder:printcolumn:name="Rule",type=string,JSONPath=`.status.scaling.rule`,priority=1
+// +kubebuilder:printcolumn:name="Window",type=string,JSONPath=`.status.scaling.window`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type LabPool struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -18,6 +18,9 @@ const (
 	ReasonFilling              = "Filling"
 	ReasonTemplateNotFound     = "TemplateNotFound"
 	ReasonRepeatedBootFailures = "RepeatedBootFailures"
+	// ReasonInvalidSchedule: a window of the pool's schedule has a start or a time zone
+	// the operator cannot read; the pool keeps its own size until it is fixed.
+	ReasonInvalidSchedule = "InvalidSchedule"
 	// Reasons a lab is deleted, the Reason of a Delete. They are meant for events, logs and
 	// metric labels, so they are few and fixed.
 	// ReasonFailed: the lab failed to boot.

@@ -140,6 +140,12 @@ func (r *Reconciler) forget(pool string) {
 func countsOnly(a, b labforgev1alpha1.LabPoolStatus) bool {
 	strip := func(st labforgev1alpha1.LabPoolStatus) labforgev1alpha1.LabPoolStatus {
 		out := labforgev1alpha1.LabPoolStatus{ObservedGeneration: st.ObservedGeneration, Selector: st.Selector}
+		// The rule, its window and the next change are news; the desired count moves
+		// with the claimed labs under a floor, like the other counts.
+		if st.Scaling != nil {
+			out.Scaling = st.Scaling.DeepCopy()
+			out.Scaling.Desired = 0
+		}
 		for _, c := range st.Conditions {
 			c.Message, c.LastTransitionTime = "", metav1.Time{}
 			out.Conditions = append(out.Conditions, c)
@@ -220,10 +226,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		actErr = errors.Join(actErr, err)
 	}
-	// The sooner of the held creates and the held status write.
+	// The soonest of the held creates, the held status write and the next window edge:
+	// the calendar changes the pool's size without any watch event to say so.
 	requeue := s.deferCreates
-	if hold > 0 && (requeue == 0 || hold < requeue) {
-		requeue = hold
+	for _, d := range []time.Duration{hold, s.untilNextChange()} {
+		if d > 0 && (requeue == 0 || d < requeue) {
+			requeue = d
+		}
 	}
 	return ctrl.Result{RequeueAfter: requeue}, actErr
 }

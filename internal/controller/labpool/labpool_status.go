@@ -3,6 +3,7 @@ package labpool
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,9 @@ type scope struct {
 	// circuitOpen: evidence reached the failure threshold, refilling stopped.
 	circuitOpen bool
 	plan        Plan
+	// now is when the pass evaluated the pool's rules, and sizing what they asked then.
+	now    time.Time
+	sizing Sizing
 	// inFlight counts the claims being served now (see countInFlight); deferCreates is
 	// how long the plan's creates wait behind them (claimsFirst).
 	inFlight     int
@@ -61,41 +65,12 @@ type scope struct {
 // observe reads the pool's world and computes the plan.
 func (r *Reconciler) observe(ctx context.Context, pool *labforgev1alpha1.LabPool) (*scope, error) {
 	s := &scope{pool: pool, byName: map[string]*labforgev1alpha1.LabEnvironment{}}
-	tmpl := &labforgev1alpha1.LabTemplate{}
-	switch err := r.Client.Get(ctx, client.ObjectKey{Name: pool.Spec.TemplateRef.Name}, tmpl); {
-	case apierrors.IsNotFound(err):
-		s.problemReason, s.problemMessage = labforgev1alpha1.ReasonTemplateNotFound, fmt.Sprintf("LabTemplate %s does not exist", pool.Spec.TemplateRef.Name)
-	case err != nil:
-		return nil, fmt.Errorf("reading LabTemplate %s: %w", pool.Spec.TemplateRef.Name, err)
-	default:
-		s.template = tmpl
-		if c := meta.FindStatusCondition(tmpl.Status.Conditions, labforgev1alpha1.ConditionReady); c != nil &&
-			c.Status == metav1.ConditionFalse && c.ObservedGeneration == tmpl.Generation {
-			s.problemReason, s.problemMessage = labforgev1alpha1.ReasonInvalidTemplate, fmt.Sprintf("LabTemplate %s cannot be built: %s", tmpl.Name, c.Message)
-		}
+	if err := r.observeTemplate(ctx, s); err != nil {
+		return nil, err
 	}
-
-	var envs labforgev1alpha1.LabEnvironmentList
-	// Straight from the cache, without copying a thousand labs on every pass: the pool only
-	// reads its labs, deletes them, and copies one before changing its owners.
-	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: pool.Name}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("listing the labs of LabPool %s: %w", pool.Name, err)
+	if err := r.observeLabs(ctx, s); err != nil {
+		return nil, err
 	}
-	var live []string
-	for i := range envs.Items {
-		env := &envs.Items[i]
-		// The label is a hint; the spec says whether the lab really is this pool's.
-		if env.Spec.PoolRef == nil || env.Spec.PoolRef.Name != pool.Name {
-			continue
-		}
-		s.envs = append(s.envs, env)
-		s.byName[env.Name] = env
-		if env.DeletionTimestamp.IsZero() {
-			live = append(live, env.Name)
-		}
-	}
-	r.Expectations.Observed(pool.Name, live)
-
 	var claims labforgev1alpha1.LabClaimList
 	if err := r.Client.List(ctx, &claims, client.MatchingFields{index.ClaimByPool: pool.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing the claims of LabPool %s: %w", pool.Name, err)
@@ -106,6 +81,57 @@ func (r *Reconciler) observe(ctx context.Context, pool *labforgev1alpha1.LabPool
 		return nil, admission.err
 	}
 	s.inFlight = countInFlight(claims.Items, s.envs, waiting)
+	r.plan(s, waiting)
+	return s, nil
+}
+
+// observeTemplate reads the pool's template and says why labs cannot be built from it.
+func (r *Reconciler) observeTemplate(ctx context.Context, s *scope) error {
+	ref := s.pool.Spec.TemplateRef.Name
+	tmpl := &labforgev1alpha1.LabTemplate{}
+	switch err := r.Client.Get(ctx, client.ObjectKey{Name: ref}, tmpl); {
+	case apierrors.IsNotFound(err):
+		s.problemReason, s.problemMessage = labforgev1alpha1.ReasonTemplateNotFound, fmt.Sprintf("LabTemplate %s does not exist", ref)
+	case err != nil:
+		return fmt.Errorf("reading LabTemplate %s: %w", ref, err)
+	default:
+		s.template = tmpl
+		if c := meta.FindStatusCondition(tmpl.Status.Conditions, labforgev1alpha1.ConditionReady); c != nil &&
+			c.Status == metav1.ConditionFalse && c.ObservedGeneration == tmpl.Generation {
+			s.problemReason, s.problemMessage = labforgev1alpha1.ReasonInvalidTemplate, fmt.Sprintf("LabTemplate %s cannot be built: %s", tmpl.Name, c.Message)
+		}
+	}
+	return nil
+}
+
+// observeLabs lists the pool's labs and tells the expectations which are live.
+func (r *Reconciler) observeLabs(ctx context.Context, s *scope) error {
+	var envs labforgev1alpha1.LabEnvironmentList
+	// Straight from the cache, without copying a thousand labs on every pass: the pool only
+	// reads its labs, deletes them, and copies one before changing its owners.
+	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: s.pool.Name}, client.UnsafeDisableDeepCopy); err != nil {
+		return fmt.Errorf("listing the labs of LabPool %s: %w", s.pool.Name, err)
+	}
+	var live []string
+	for i := range envs.Items {
+		env := &envs.Items[i]
+		// The label is a hint; the spec says whether the lab really is this pool's.
+		if env.Spec.PoolRef == nil || env.Spec.PoolRef.Name != s.pool.Name {
+			continue
+		}
+		s.envs = append(s.envs, env)
+		s.byName[env.Name] = env
+		if env.DeletionTimestamp.IsZero() {
+			live = append(live, env.Name)
+		}
+	}
+	r.Expectations.Observed(s.pool.Name, live)
+	return nil
+}
+
+// plan evaluates the pool's sizing rules now and computes the pass's plan.
+func (r *Reconciler) plan(s *scope, waiting int32) {
+	pool := s.pool
 	var generation int64
 	if s.template != nil {
 		generation = s.template.Generation
@@ -117,9 +143,11 @@ func (r *Reconciler) observe(ctx context.Context, pool *labforgev1alpha1.LabPool
 	evidence := failureEvidence(s.envs, generation)
 	s.evidence = len(evidence)
 	s.circuitOpen = s.evidence >= r.FailureThreshold
+	s.now = r.Clock.Now()
+	s.sizing = Rules(pool.Spec, s.now)
 	creates, deletes := r.Expectations.Pending(pool.Name)
 	s.plan = Compute(Input{
-		Replicas: pool.Spec.Replicas, MaxBooting: pool.Spec.MaxBooting, MaxLabs: pool.Spec.MaxLabs,
+		Replicas: s.sizing.Buffer, MinLabs: s.sizing.MinLabs, MaxBooting: pool.Spec.MaxBooting, MaxLabs: pool.Spec.MaxLabs,
 		Strategy: pool.Spec.UpdateStrategy.Type, TemplateGeneration: generation,
 		Labs: labs, WaitingClaims: waiting, PendingCreates: creates, PendingDeletes: deletes,
 		CircuitOpen: s.circuitOpen || s.problemReason != "",
@@ -134,7 +162,16 @@ func (r *Reconciler) observe(ctx context.Context, pool *labforgev1alpha1.LabPool
 		kept = append(kept, d)
 	}
 	s.plan.Delete = kept
-	return s, nil
+}
+
+// untilNextChange is how long until the pool's sizing changes by the calendar: when the
+// pass must run again though nothing else happens. Zero when no window will open or close.
+func (s *scope) untilNextChange() time.Duration {
+	if s.sizing.NextChange.IsZero() {
+		return 0
+	}
+	// Never zero, which would mean no requeue: at the edge itself, run again at once.
+	return max(time.Millisecond, s.sizing.NextChange.Sub(s.now))
 }
 
 // admission says whether a pool admits claims from a namespace, as the claim controller
@@ -278,6 +315,7 @@ func setStatus(s *scope, succeeded bool) {
 	st.Replicas, st.ReadyReplicas, st.BootingReplicas = c.Ready+c.Booting, c.Ready, c.Booting
 	st.BoundReplicas, st.FailedReplicas, st.WaitingClaims = c.Bound, c.Failed, c.Unserved()
 	st.Selector = labforgev1alpha1.LabelPool + "=" + s.pool.Name
+	st.Scaling = scalingStatus(s)
 	gen := s.pool.Generation
 	set := func(t string, status metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: status, ObservedGeneration: gen, Reason: reason, Message: msg})
@@ -286,23 +324,44 @@ func setStatus(s *scope, succeeded bool) {
 		set(labforgev1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
 		set(labforgev1alpha1.ConditionStalled, metav1.ConditionTrue, reason, msg)
 	}
+	// The warm target is what the rules ask now: spec.replicas for a pool without a
+	// floor or a schedule.
+	target := s.plan.Target
 	switch {
 	case s.problemReason != "":
 		stalled(s.problemReason, s.problemMessage)
 	case s.circuitOpen:
 		stalled(labforgev1alpha1.ReasonRepeatedBootFailures, fmt.Sprintf("%s of LabTemplate %s (generation %d) failed to boot in a row; refilling stopped. "+
 			"Fix the template, or delete the failed labs to try again", count(int32(s.evidence), "lab"), s.pool.Spec.TemplateRef.Name, s.template.Generation))
-	case c.Ready >= s.pool.Spec.Replicas:
-		set(labforgev1alpha1.ConditionReady, metav1.ConditionTrue, labforgev1alpha1.ReasonWarm, fmt.Sprintf("%d of %d warm labs are ready", c.Ready, s.pool.Spec.Replicas))
+	case s.sizing.Err != nil:
+		stalled(labforgev1alpha1.ReasonInvalidSchedule, "spec.schedule: "+strings.ReplaceAll(s.sizing.Err.Error(), "\n", "; ")+
+			"; the pool is sized without the windows it cannot read")
+	case c.Ready >= target:
+		set(labforgev1alpha1.ConditionReady, metav1.ConditionTrue, labforgev1alpha1.ReasonWarm, fmt.Sprintf("%d of %d warm labs are ready", c.Ready, target))
 		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionStalled)
 	default:
 		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, labforgev1alpha1.ReasonFilling, fmt.Sprintf("%d of %d warm labs are ready, %d booting, %s waiting",
-			c.Ready, s.pool.Spec.Replicas, c.Booting, count(c.Unserved(), "claim")))
+			c.Ready, target, c.Booting, count(c.Unserved(), "claim")))
 		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionStalled)
 	}
 	if succeeded {
 		st.ObservedGeneration = gen
 	}
+}
+
+// scalingStatus says which rule sizes the pool now: an open window names itself (unless
+// the hard cap holds the pool below it), otherwise the buffer, the floor or the cap.
+func scalingStatus(s *scope) *labforgev1alpha1.PoolScalingStatus {
+	room := max(0, s.pool.Spec.MaxLabs-s.plan.Counts.Bound)
+	out := &labforgev1alpha1.PoolScalingStatus{Rule: s.plan.Rule, Window: s.sizing.Window, Desired: min(s.plan.Target, room)}
+	if out.Window != "" && out.Rule != labforgev1alpha1.ScalingMaxLabs {
+		out.Rule = labforgev1alpha1.ScalingSchedule
+	}
+	if !s.sizing.NextChange.IsZero() {
+		t := metav1.NewTime(s.sizing.NextChange)
+		out.NextChange = &t
+	}
+	return out
 }
 
 // recordTransitions emits an event when refilling stops or resumes.

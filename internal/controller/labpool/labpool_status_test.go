@@ -1,6 +1,7 @@
 package labpool
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -113,16 +114,24 @@ func TestSetStatus(t *testing.T) {
 		want  map[string]cond
 	}{
 		"warm": {
-			scope: scope{plan: Plan{Counts: Counts{Ready: 3, Booting: 1, Bound: 2}}},
+			scope: scope{plan: Plan{Target: 3, Rule: labforgev1alpha1.ScalingReplicas, Counts: Counts{Ready: 3, Booting: 1, Bound: 2}}},
 			want:  map[string]cond{"Ready": {"True", "Warm"}},
 		},
 		"filling": {
-			scope: scope{plan: Plan{Counts: Counts{Ready: 1, Booting: 2, Waiting: 4}}},
+			scope: scope{plan: Plan{Target: 3, Rule: labforgev1alpha1.ScalingReplicas, Counts: Counts{Ready: 1, Booting: 2, Waiting: 4}}},
+			want:  map[string]cond{"Ready": {"Unknown", "Filling"}},
+		},
+		"a window's floor is the warm target": {
+			scope: scope{plan: Plan{Target: 30, Rule: labforgev1alpha1.ScalingMinLabs, Counts: Counts{Ready: 10, Booting: 20}}, sizing: Sizing{Window: "monday"}},
 			want:  map[string]cond{"Ready": {"Unknown", "Filling"}},
 		},
 		"template missing": {
 			scope: scope{problemReason: labforgev1alpha1.ReasonTemplateNotFound, problemMessage: "LabTemplate t does not exist"},
 			want:  map[string]cond{"Ready": {"False", "TemplateNotFound"}, "Stalled": {"True", "TemplateNotFound"}},
+		},
+		"invalid schedule": {
+			scope: scope{plan: Plan{Target: 3, Counts: Counts{Ready: 3}}, sizing: Sizing{Err: errors.New("window a: bad")}},
+			want:  map[string]cond{"Ready": {"False", "InvalidSchedule"}, "Stalled": {"True", "InvalidSchedule"}},
 		},
 		"circuit open": {
 			scope: scope{circuitOpen: true, evidence: 3, template: &labforgev1alpha1.LabTemplate{ObjectMeta: metav1.ObjectMeta{Generation: 4}}},
@@ -224,13 +233,21 @@ func TestUnserved(t *testing.T) {
 func TestStatusHold(t *testing.T) {
 	base := labforgev1alpha1.LabPoolStatus{ObservedGeneration: 2, ReadyReplicas: 3, Conditions: []metav1.Condition{
 		{Type: labforgev1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: labforgev1alpha1.ReasonWarm, Message: "3 of 3 warm labs are ready", ObservedGeneration: 2},
-	}}
+	}, Scaling: &labforgev1alpha1.PoolScalingStatus{Rule: labforgev1alpha1.ScalingMinLabs, Desired: 30}}
 	counts := *base.DeepCopy()
 	counts.ReadyReplicas, counts.BoundReplicas, counts.Conditions[0].Message = 2, 1, "2 of 3 warm labs are ready"
 	flipped := *counts.DeepCopy()
 	flipped.Conditions[0].Status, flipped.Conditions[0].Reason = metav1.ConditionUnknown, labforgev1alpha1.ReasonFilling
 	generation := *base.DeepCopy()
 	generation.ObservedGeneration = 3
+	desired := *base.DeepCopy()
+	desired.Scaling.Desired = 29
+	rule := *base.DeepCopy()
+	rule.Scaling.Rule, rule.Scaling.Window = labforgev1alpha1.ScalingSchedule, "class"
+	next := *base.DeepCopy()
+	next.Scaling.NextChange = &metav1.Time{Time: statusT0}
+	first := *base.DeepCopy()
+	first.Scaling = nil
 	for name, tc := range map[string]struct {
 		after labforgev1alpha1.LabPoolStatus
 		want  bool
@@ -238,6 +255,10 @@ func TestStatusHold(t *testing.T) {
 		"counts and their message":  {after: counts, want: true},
 		"the Ready condition flips": {after: flipped, want: false},
 		"a new generation observed": {after: generation, want: false},
+		"the floor's desired count": {after: desired, want: true},
+		"the rule and its window":   {after: rule, want: false},
+		"the next window edge":      {after: next, want: false},
+		"no scaling status yet":     {after: first, want: false},
 	} {
 		if got := countsOnly(base, tc.after); got != tc.want {
 			t.Errorf("%s: countsOnly = %v, want %v", name, got, tc.want)
@@ -267,5 +288,48 @@ func TestStatusHold(t *testing.T) {
 	}
 	if off := (&Reconciler{Clock: clk, StatusInterval: -1}); off.statusHold("p") != 0 {
 		t.Error("StatusInterval < 0 still holds")
+	}
+}
+
+// TestScalingStatus: status.scaling names an open window, unless the hard cap holds the
+// pool below it; desired is the rule's target within the cap; the next edge is shown,
+// and the pass requeues at it.
+func TestScalingStatus(t *testing.T) {
+	next := statusT0.Add(90 * time.Minute)
+	nextTime := metav1.NewTime(next)
+	tests := map[string]struct {
+		plan      Plan
+		sizing    Sizing
+		want      labforgev1alpha1.PoolScalingStatus
+		wantAfter time.Duration
+	}{
+		"a pool without a schedule": {
+			plan: Plan{Target: 3, Rule: labforgev1alpha1.ScalingReplicas},
+			want: labforgev1alpha1.PoolScalingStatus{Rule: labforgev1alpha1.ScalingReplicas, Desired: 3},
+		},
+		"an open window": {
+			plan:      Plan{Target: 12, Rule: labforgev1alpha1.ScalingMinLabs, Counts: Counts{Bound: 5}},
+			sizing:    Sizing{Window: "class", NextChange: next},
+			want:      labforgev1alpha1.PoolScalingStatus{Rule: labforgev1alpha1.ScalingSchedule, Window: "class", Desired: 12, NextChange: &nextTime},
+			wantAfter: 90 * time.Minute,
+		},
+		"an open window held back by the hard cap": {
+			plan:      Plan{Target: 25, Rule: labforgev1alpha1.ScalingMaxLabs, Counts: Counts{Bound: 5}},
+			sizing:    Sizing{Window: "class", NextChange: next},
+			want:      labforgev1alpha1.PoolScalingStatus{Rule: labforgev1alpha1.ScalingMaxLabs, Window: "class", Desired: 15, NextChange: &nextTime},
+			wantAfter: 90 * time.Minute,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := &scope{plan: tc.plan, sizing: tc.sizing, now: statusT0}
+			s.pool = &labforgev1alpha1.LabPool{Spec: labforgev1alpha1.LabPoolSpec{MaxLabs: 20}}
+			if diff := cmp.Diff(&tc.want, scalingStatus(s)); diff != "" {
+				t.Errorf("scalingStatus() (-want +got):\n%s", diff)
+			}
+			if got := s.untilNextChange(); got != tc.wantAfter {
+				t.Errorf("untilNextChange() = %s, want %s", got, tc.wantAfter)
+			}
+		})
 	}
 }

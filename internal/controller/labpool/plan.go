@@ -10,6 +10,7 @@ package labpool
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 
@@ -53,8 +54,12 @@ type Lab struct {
 // Input is everything one pass of the pool reconciler observed. Negative numbers are read
 // as 0.
 type Input struct {
-	// Replicas is the pool's warm target (spec.replicas).
+	// Replicas is the pool's buffer: the unbound labs it keeps beyond the waiting claims
+	// (spec.replicas, or an open window's buffer: Sizing.Buffer).
 	Replicas int32
+	// MinLabs is the pool's floor on its labs, bound or unbound (spec.minLabs, or an open
+	// window's: Sizing.MinLabs); 0 is no floor.
+	MinLabs int32
 	// MaxBooting caps the labs booting at once (spec.maxBooting).
 	MaxBooting int32
 	// MaxLabs caps the pool's labs of every state (spec.maxLabs).
@@ -86,6 +91,14 @@ type Plan struct {
 	Delete []Delete
 	// Desired is the number of unbound labs the pool wants (see Compute).
 	Desired int32
+	// Target is what the rules ask of unbound labs before waiting claims are added:
+	// max(Replicas, MinLabs - Bound), not capped by MaxLabs. It moves with the bound labs
+	// only under a floor, never with claims that come and bind at once, so the pool's
+	// status can show it without a write per claim.
+	Target int32
+	// Rule is what sets Target: Replicas (the buffer), MinLabs (the floor's remainder is
+	// more), or MaxLabs (the hard cap holds the pool below it).
+	Rule labforgev1alpha1.PoolScalingRule
 	// Counts is what the pool's status reports: the labs as observed this pass, before
 	// the plan is carried out.
 	Counts Counts
@@ -133,9 +146,14 @@ func (c Counts) Unserved() int32 { return max(0, c.Waiting-c.Ready) }
 // occupies MaxLabs until it is gone, because until then it holds host resources. Deleting
 // labs count nowhere else.
 //
-// Target. The pool wants Desired = min(Replicas + WaitingClaims, MaxLabs - Bound) unbound
-// labs, never negative: waiting claims are served first, on top of the warm target, and
-// bound labs use up the hard cap.
+// Target. The pool wants Desired = min(max(Replicas + WaitingClaims, MinLabs - Bound),
+// MaxLabs - Bound) unbound labs, never negative: waiting claims are served first, on top
+// of the buffer (Replicas), and bound labs use up the hard cap. The floor (MinLabs) counts
+// bound labs too: a class of 30 wants 30 labs, and each student who claims one needs one
+// fewer waiting; the claims waiting are part of the floor, not on top of it (Agones'
+// Buffer policy sizes a fleet as allocated + buffer within min and max the same way).
+// Without a floor this is min(Replicas + WaitingClaims, MaxLabs - Bound), as before
+// floors existed.
 //
 // Creates. Create = Desired - (fresh unbound labs + PendingCreates), then capped so that
 // booting labs + PendingCreates + Create <= MaxBooting (the burst cap protects the host
@@ -188,119 +206,166 @@ func (c Counts) Unserved() int32 { return max(0, c.Waiting-c.Ready) }
 // Failed and stale Booting labs are not capped: each is a fact about one object, not a
 // count, and their number is already bounded by the burst cap they booted under.
 func Compute(in Input) Plan {
-	replicas := nonNeg(in.Replicas)
-	maxBooting := nonNeg(in.MaxBooting)
-	maxLabs := nonNeg(in.MaxLabs)
-	waiting := nonNeg(in.WaitingClaims)
-	pendingCreates := nonNeg(in.PendingCreates)
-	pendingDeletes := nonNeg(in.PendingDeletes)
-	rolling := in.Strategy != labforgev1alpha1.OnDelete
-
-	labs := slices.Clone(in.Labs)
-	slices.SortFunc(labs, func(a, b Lab) int { return cmp.Compare(a.Name, b.Name) })
-
-	var (
-		p                                            Plan
-		total, bound, deleting                       int64
-		failed, freshBooting, freshReady, staleBoots []Lab
-		staleReady                                   []Lab
-	)
-	p.Counts.Waiting = int32(waiting)
-	for _, l := range labs {
-		total++
-		switch l.State {
-		case StateDeleting:
-			deleting++
-		case StateFailed:
-			failed = append(failed, l)
-		case StateBound:
-			bound++
-		case StateBooting, StateReady:
-			stale := l.TemplateGeneration != 0 && in.TemplateGeneration != 0 &&
-				l.TemplateGeneration < in.TemplateGeneration
-			if stale {
-				p.Counts.Stale++
-			}
-			booting := l.State == StateBooting
-			if booting {
-				p.Counts.Booting++
-			} else {
-				p.Counts.Ready++
-			}
-			switch {
-			case stale && rolling && booting:
-				staleBoots = append(staleBoots, l)
-			case stale && rolling:
-				staleReady = append(staleReady, l)
-			case booting:
-				freshBooting = append(freshBooting, l)
-			default:
-				freshReady = append(freshReady, l)
-			}
-		}
-	}
-	p.Counts.Bound = int32(bound)
-	p.Counts.Failed = int32(len(failed))
-
-	desired := max(0, min(replicas+waiting, maxLabs-bound))
-	p.Desired = int32(desired)
-
-	for _, l := range failed {
+	c := classify(in)
+	var p Plan
+	p.Counts = c.counts
+	p.Counts.Waiting = int32(c.waiting)
+	p.Target, p.Rule = c.target()
+	p.Desired = int32(c.desired())
+	for _, l := range c.failed {
 		p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: labforgev1alpha1.ReasonFailed})
 	}
-	for _, l := range staleBoots {
+	for _, l := range c.staleBoots {
 		p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: labforgev1alpha1.ReasonStale})
 	}
+	c.planDeletes(&p)
+	c.planCreates(&p)
+	return p
+}
 
-	budget := max(1, maxBooting)
-	countsTrusted := pendingDeletes == 0
-	bootingLeft, readyLeft := int64(len(freshBooting)), int64(len(freshReady))
+// census is one pass's input, sorted into what Compute's rules need, and what the rules
+// have decided so far.
+type census struct {
+	in                                           Input
+	buffer, minLabs, maxBooting, maxLabs         int64
+	waiting, pendingCreates                      int64
+	rolling, countsTrusted                       bool
+	total, bound, deleting                       int64
+	failed, freshBooting, freshReady, staleBoots []Lab
+	staleReady                                   []Lab
+	counts                                       Counts
 
-	if surplus := bootingLeft + readyLeft - desired; surplus > 0 && countsTrusted && pendingCreates == 0 {
-		victims := append(newestFirst(freshBooting), newestFirst(freshReady)...)
-		for _, l := range victims[:min(surplus, budget)] {
+	// Filled as the plan is made: the fresh labs no delete took, the stale Ready labs
+	// left, and how many more count-based deletes the batch allows.
+	bootingLeft, readyLeft int64
+	staleQueue             []Lab
+	budget                 int64
+}
+
+// classify sorts the labs by state and freshness and reads the input's numbers.
+func classify(in Input) *census {
+	c := &census{
+		in: in, buffer: nonNeg(in.Replicas), minLabs: nonNeg(in.MinLabs), maxBooting: nonNeg(in.MaxBooting),
+		maxLabs: nonNeg(in.MaxLabs), waiting: nonNeg(in.WaitingClaims), pendingCreates: nonNeg(in.PendingCreates),
+		rolling: in.Strategy != labforgev1alpha1.OnDelete, countsTrusted: nonNeg(in.PendingDeletes) == 0,
+	}
+	labs := slices.Clone(in.Labs)
+	slices.SortFunc(labs, func(a, b Lab) int { return cmp.Compare(a.Name, b.Name) })
+	for _, l := range labs {
+		c.total++
+		switch l.State {
+		case StateDeleting:
+			c.deleting++
+		case StateFailed:
+			c.failed = append(c.failed, l)
+		case StateBound:
+			c.bound++
+		case StateBooting, StateReady:
+			c.unbound(l)
+		}
+	}
+	c.counts.Bound, c.counts.Failed = int32(c.bound), int32(len(c.failed))
+	c.bootingLeft, c.readyLeft = int64(len(c.freshBooting)), int64(len(c.freshReady))
+	c.budget = max(1, c.maxBooting)
+	return c
+}
+
+// unbound files one unbound lab by state and freshness.
+func (c *census) unbound(l Lab) {
+	stale := l.TemplateGeneration != 0 && c.in.TemplateGeneration != 0 && l.TemplateGeneration < c.in.TemplateGeneration
+	if stale {
+		c.counts.Stale++
+	}
+	booting := l.State == StateBooting
+	if booting {
+		c.counts.Booting++
+	} else {
+		c.counts.Ready++
+	}
+	switch {
+	case stale && c.rolling && booting:
+		c.staleBoots = append(c.staleBoots, l)
+	case stale && c.rolling:
+		c.staleReady = append(c.staleReady, l)
+	case booting:
+		c.freshBooting = append(c.freshBooting, l)
+	default:
+		c.freshReady = append(c.freshReady, l)
+	}
+}
+
+// target is what the rules ask of unbound labs before waiting claims (the buffer, or the
+// floor's remainder), uncapped, and which rule that is: MinLabs when the floor asks more
+// than the buffer, MaxLabs when the hard cap holds the pool below it.
+func (c *census) target() (int32, labforgev1alpha1.PoolScalingRule) {
+	t := max(c.buffer, c.minLabs-c.bound)
+	rule := labforgev1alpha1.ScalingReplicas
+	if c.minLabs-c.bound > c.buffer {
+		rule = labforgev1alpha1.ScalingMinLabs
+	}
+	if t > c.maxLabs-c.bound {
+		rule = labforgev1alpha1.ScalingMaxLabs
+	}
+	return int32(min(t, math.MaxInt32)), rule
+}
+
+// desired is the unbound labs the pool wants: the buffer beyond the waiting claims, or
+// the floor's remainder, whichever is more, within the hard cap.
+func (c *census) desired() int64 {
+	return max(0, min(max(c.buffer+c.waiting, c.minLabs-c.bound), c.maxLabs-c.bound))
+}
+
+// planDeletes adds the count-based deletes: scale-down, then stale Ready labs.
+func (c *census) planDeletes(p *Plan) {
+	desired := int64(p.Desired)
+	if surplus := c.bootingLeft + c.readyLeft - desired; surplus > 0 && c.countsTrusted && c.pendingCreates == 0 {
+		victims := append(newestFirst(c.freshBooting), newestFirst(c.freshReady)...)
+		for _, l := range victims[:min(surplus, c.budget)] {
 			p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: labforgev1alpha1.ReasonScaleDown})
 			if l.State == StateBooting {
-				bootingLeft--
+				c.bootingLeft--
 			} else {
-				readyLeft--
+				c.readyLeft--
 			}
-			budget--
+			c.budget--
 		}
 	}
-
-	staleQueue := newestFirst(staleReady)
-	if countsTrusted && budget > 0 {
-		// Keep fresh + stale Ready >= desired: only the stale Ready labs above that go.
-		if n := min(int64(len(staleQueue)), readyLeft+int64(len(staleQueue))-desired, budget); n > 0 {
-			for _, l := range staleQueue[:n] {
-				p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: labforgev1alpha1.ReasonStale})
-			}
-			staleQueue = staleQueue[n:]
-			budget -= n
-		}
+	c.staleQueue = newestFirst(c.staleReady)
+	if !c.countsTrusted || c.budget <= 0 {
+		return
 	}
+	// Keep fresh + stale Ready >= desired: only the stale Ready labs above that go.
+	if n := min(int64(len(c.staleQueue)), c.readyLeft+int64(len(c.staleQueue))-desired, c.budget); n > 0 {
+		for _, l := range c.staleQueue[:n] {
+			p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: labforgev1alpha1.ReasonStale})
+		}
+		c.staleQueue = c.staleQueue[n:]
+		c.budget -= n
+	}
+}
 
-	want := desired - (bootingLeft + readyLeft + pendingCreates)
-	burstRoom := maxBooting - bootingLeft - pendingCreates
-	totalRoom := maxLabs - total - pendingCreates
+// planCreates sets the creates, and makes room for a rolling update the hard cap would
+// otherwise block forever.
+func (c *census) planCreates(p *Plan) {
+	want := int64(p.Desired) - (c.bootingLeft + c.readyLeft + c.pendingCreates)
+	burstRoom := c.maxBooting - c.bootingLeft - c.pendingCreates
+	totalRoom := c.maxLabs - c.total - c.pendingCreates
 	create := max(0, min(want, burstRoom, totalRoom))
-	if in.CircuitOpen {
+	if c.in.CircuitOpen {
 		create = 0
 	}
 	p.Create = int32(create)
 
-	// Make room for a rolling update the hard cap would otherwise block forever.
-	stuck := rolling && countsTrusted && !in.CircuitOpen && len(staleQueue) > 0 &&
-		len(p.Delete) == 0 && deleting == 0 &&
-		bootingLeft == 0 && pendingCreates == 0 && totalRoom < min(want, burstRoom)
-	if stuck {
-		n := min(int64(len(staleQueue)), min(want, burstRoom)-create, budget)
-		for _, l := range staleQueue[:max(0, n)] {
-			p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: labforgev1alpha1.ReasonStale})
-		}
+	stuck := c.rolling && c.countsTrusted && !c.in.CircuitOpen && len(c.staleQueue) > 0 &&
+		len(p.Delete) == 0 && c.deleting == 0 &&
+		c.bootingLeft == 0 && c.pendingCreates == 0 && totalRoom < min(want, burstRoom)
+	if !stuck {
+		return
 	}
-	return p
+	n := min(int64(len(c.staleQueue)), min(want, burstRoom)-create, c.budget)
+	for _, l := range c.staleQueue[:max(0, n)] {
+		p.Delete = append(p.Delete, Delete{Name: l.Name, Reason: labforgev1alpha1.ReasonStale})
+	}
 }
 
 // newestFirst returns labs sorted by creation time, newest first, ties broken by name.

@@ -273,7 +273,8 @@ func TestCompute(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			got := Compute(tc.in)
-			if diff := cmp.Diff(tc.want, got, cmpopts.EquateEmpty()); diff != "" {
+			// What the rules ask before claims (Target, Rule) has its own table: TestComputeRules.
+			if diff := cmp.Diff(tc.want, got, cmpopts.EquateEmpty(), cmpopts.IgnoreFields(Plan{}, "Target", "Rule")); diff != "" {
 				t.Errorf("Compute() mismatch (-want +got):\n%s", diff)
 			}
 		})
@@ -457,6 +458,7 @@ func TestComputeInvariants(t *testing.T) {
 	for i := range 1000 {
 		in := Input{
 			Replicas:           rng.Int32N(21),
+			MinLabs:            rng.Int32N(31) * rng.Int32N(2),
 			MaxBooting:         rng.Int32N(9),
 			MaxLabs:            rng.Int32N(41),
 			Strategy:           strategies[rng.IntN(len(strategies))],
@@ -555,8 +557,20 @@ func checkInvariants(in Input, p Plan) error {
 			freshKept++
 		}
 	}
-	if p.Desired < 0 || p.Desired > max(0, in.Replicas+in.WaitingClaims) {
-		return fmt.Errorf("desired %d outside [0, replicas+waiting]", p.Desired)
+	var bound int32
+	for _, l := range in.Labs {
+		if l.State == StateBound {
+			bound++
+		}
+	}
+	if p.Desired < 0 || p.Desired > max(0, in.Replicas+in.WaitingClaims, in.MinLabs-bound) {
+		return fmt.Errorf("desired %d outside [0, max(replicas+waiting, minLabs-bound)]", p.Desired)
+	}
+	if p.Desired > max(0, in.MaxLabs-bound) {
+		return fmt.Errorf("desired %d above the hard cap's room %d", p.Desired, in.MaxLabs-bound)
+	}
+	if p.Desired < min(max(in.Replicas+in.WaitingClaims, in.MinLabs-bound), in.MaxLabs-bound) {
+		return fmt.Errorf("desired %d below what the rules ask within the hard cap", p.Desired)
 	}
 	if scaleDown > 0 && freshKept < p.Desired {
 		return fmt.Errorf("scaled down to %d fresh unbound labs, below desired %d", freshKept, p.Desired)

@@ -27,7 +27,11 @@ var _ = Describe("The samples in config/samples", Ordered, func() {
 		Expect(filepath.Base(files[0])).To(Equal("1-labtemplate.yaml"))
 		Expect(filepath.Base(files[1])).To(Equal("2-labpool.yaml"))
 		Expect(student).To(HaveLen(1))
+		scheduled, err := filepath.Glob(filepath.Join(integration.RepoRoot(), "config", "samples", "scheduled", "*.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(scheduled).To(HaveLen(1))
 		files = append(files, student...)
+		files = append(files, scheduled...)
 		for _, f := range files {
 			data, err := os.ReadFile(f)
 			Expect(err).NotTo(HaveOccurred())

@@ -38,6 +38,16 @@ func pool(name string) *unstructured.Unstructured {
 	return object("LabPool", name, map[string]any{"templateRef": map[string]any{"name": "t"}})
 }
 
+// window is a schedule window of a pool, "class" at 09:00 on weekdays for 2h, with fields
+// added or replacing those.
+func window(fields map[string]any) map[string]any {
+	w := map[string]any{"name": "class", "start": "0 9 * * MON-FRI", "duration": "2h"}
+	for k, v := range fields {
+		w[k] = v
+	}
+	return w
+}
+
 func claim(name string) *unstructured.Unstructured {
 	return object("LabClaim", name, map[string]any{
 		"poolRef": map[string]any{"name": "p"},
@@ -275,6 +285,20 @@ var _ = Describe("Invalid labforge objects", func() {
 		Entry("pool: a 49-character name", named(pool("p"), strings.Repeat("p", 49)),
 			`metadata.name must be a DNS label of at most 48 characters (lab names add a suffix)`),
 
+		Entry("pool: a floor above the hard cap", set(set(pool("p"), "minLabs", int64(11)), "maxLabs", int64(10)),
+			`spec.minLabs: Invalid value: minLabs must not exceed spec.maxLabs, the pool's hard cap on labs`),
+		Entry("pool: a window that asks for nothing", set(pool("p"), "schedule", []any{window(nil)}),
+			`a window sets minLabs, buffer or both`),
+		Entry("pool: a window whose start carries a time zone", set(pool("p"), "schedule", []any{window(map[string]any{"start": "CRON_TZ=Europe/Berlin 0 9 * * *", "minLabs": int64(3)})}),
+			`start must not carry a time zone: set timeZone`),
+		Entry("pool: a window shorter than a minute", set(pool("p"), "schedule", []any{window(map[string]any{"duration": "30s", "minLabs": int64(3)})}),
+			`duration must be between 1m and 168h`),
+		Entry("pool: a window longer than a week", set(pool("p"), "schedule", []any{window(map[string]any{"duration": "169h", "buffer": int64(3)})}),
+			`duration must be between 1m and 168h`),
+		Entry("pool: a window's zone that is a path", set(pool("p"), "schedule", []any{window(map[string]any{"timeZone": "../../etc/passwd", "buffer": int64(1)})}),
+			`spec.schedule[0].timeZone: Invalid value: "../../etc/passwd": spec.schedule[0].timeZone in body should match`),
+		Entry("pool: two windows of one name", set(pool("p"), "schedule", []any{window(map[string]any{"buffer": int64(1)}), window(map[string]any{"buffer": int64(2)})}),
+			`spec.schedule[1]: Duplicate value: {"name":"class"}`),
 		Entry("pool: more than 1000 replicas", set(set(pool("p"), "replicas", int64(1001)), "maxLabs", int64(2000)),
 			`spec.replicas: Invalid value: 1001: spec.replicas in body should be less than or equal to 1000`),
 		Entry("pool: more than 1000 booting at once", set(pool("p"), "maxBooting", int64(1001)),
