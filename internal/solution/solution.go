@@ -76,6 +76,9 @@ type Evaluator struct {
 	mu       sync.Mutex
 	ctx      context.Context // set by Start; nil before
 	sessions map[types.NamespacedName]*session
+	// early are the claims observed before Start: woken once it runs, so that a claim
+	// reconciled before the evaluator started does not wait for an unrelated event.
+	early map[types.NamespacedName]struct{}
 }
 
 // NewEvaluator returns an Evaluator reading labs through config.
@@ -95,7 +98,12 @@ func (e *Evaluator) Events() <-chan event.GenericEvent { return e.events }
 func (e *Evaluator) Start(ctx context.Context) error {
 	e.mu.Lock()
 	e.ctx = ctx
+	early := e.early
+	e.early = nil
 	e.mu.Unlock()
+	for key := range early {
+		e.notify(ctx, key)
+	}
 	<-ctx.Done()
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -124,8 +132,15 @@ func (e *Evaluator) Observe(key types.NamespacedName, uid types.UID, env string,
 		s = nil
 	}
 	if s == nil {
-		if e.ctx == nil || e.ctx.Err() != nil {
+		if e.ctx == nil {
+			if e.early == nil {
+				e.early = map[types.NamespacedName]struct{}{}
+			}
+			e.early[key] = struct{}{}
 			return waiting(checks, "The operator is starting")
+		}
+		if e.ctx.Err() != nil {
+			return waiting(checks, "The operator is stopping")
 		}
 		s = e.newSession(key, uid, env, checks)
 		e.sessions[key] = s
@@ -138,6 +153,7 @@ func (e *Evaluator) Observe(key types.NamespacedName, uid types.UID, env string,
 func (e *Evaluator) Stop(key types.NamespacedName) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	delete(e.early, key)
 	if s := e.sessions[key]; s != nil {
 		s.stop()
 		delete(e.sessions, key)
