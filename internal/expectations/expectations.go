@@ -1,6 +1,9 @@
-// Package expectations remembers the objects a controller created or deleted that its
-// cache does not show yet (Kubernetes' ControllerExpectations): the pool controller's
-// labs, and the labs the claim controller boots for template claims.
+// Package expectations remembers the writes a controller made that its cache does not
+// show yet (Kubernetes' ControllerExpectations): Store counts the labs the pool controller
+// created or deleted and the labs the claim controller boots for template claims; Tracker
+// follows single objects by resourceVersion (the simulator's VMs, VMIs and launcher pods;
+// the claim controller's binds, bound statuses and released labs).
+// Both lapse after a TTL on an injected clock.
 package expectations
 
 import (

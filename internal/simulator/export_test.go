@@ -15,7 +15,7 @@ func ListenAddr(s *Simulator) string { return s.labs.listenAddr() }
 func ServedLabs(s *Simulator) int { return s.labs.count() }
 
 // PendingWrites is the number of s's writes not yet seen in its cache.
-func PendingWrites(s *Simulator) int { return s.pending.len() }
+func PendingWrites(s *Simulator) int { return s.pending.Len() }
 
 // BootPhases are the VMI phases to Running.
 var BootPhases = bootPhases

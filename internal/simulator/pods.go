@@ -97,7 +97,7 @@ func (s *Simulator) Attempts(namespace string) int64 {
 // server refused it (reported on the VMI, and tried again after a backoff).
 func (s *Simulator) launcherPod(ctx context.Context, vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstance) (*corev1.Pod, time.Duration, error) {
 	key := client.ObjectKeyFromObject(vmi)
-	if wait, _ := s.pending.wait(kindPod, key); wait > 0 {
+	if wait, _ := s.pending.Wait(kindPod, key); wait > 0 {
 		return nil, wait, nil
 	}
 	var pods corev1.PodList
@@ -154,7 +154,7 @@ func (s *Simulator) launcherPod(ctx context.Context, vm *kubevirtv1.VirtualMachi
 			return nil, 0, fmt.Errorf("updating Pod %s/%s status: %w", pod.Namespace, pod.Name, err)
 		}
 		pod = want
-		s.pending.expect(kindPod, podTracked(pod, vmi))
+		s.pending.Expect(kindPod, podTracked(pod, vmi))
 	}
 	return pod, 0, nil
 }
@@ -178,7 +178,7 @@ func (s *Simulator) createLauncherPod(ctx context.Context, vm *kubevirtv1.Virtua
 	switch {
 	case err == nil:
 		s.refused.forget(vmi.UID)
-		s.pending.expect(kindPod, podTracked(pod, vmi))
+		s.pending.Expect(kindPod, podTracked(pod, vmi))
 		ctrl.LoggerFrom(ctx).V(1).Info("Created virt-launcher Pod", "pod", pod.Name)
 		return pod, nil
 	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
@@ -225,7 +225,7 @@ func (s *Simulator) setSyncFailure(ctx context.Context, vmi *kubevirtv1.VirtualM
 	if err := s.client.Status().Patch(ctx, want, client.MergeFrom(vmi)); err != nil {
 		return fmt.Errorf("updating VirtualMachineInstance %s/%s status: %w", vmi.Namespace, vmi.Name, err)
 	}
-	s.pending.expect(kindVMI, want)
+	s.pending.Expect(kindVMI, want)
 	*vmi = *want
 	return nil
 }

@@ -49,6 +49,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/expectations"
 	"github.com/labforge/labforge/internal/lab"
 )
 
@@ -97,7 +98,10 @@ type Simulator struct {
 
 	recorder events.EventRecorder
 
-	pending writeTracker
+	// pending holds the simulator's own writes until the cache shows them: without it, a
+	// reconcile right after a write reads the stale cached object and writes the same
+	// change again, which the write-counting benchmarks would see.
+	pending *expectations.Tracker
 	ips     ipam
 	labs    labRegistry
 	real    realLabs
@@ -128,10 +132,16 @@ func (s *Simulator) HoldBootstraps() (release func()) {
 
 // New returns a Simulator; it does nothing until SetupWithManager and the manager start.
 func New(opts Options) *Simulator {
-	s := &Simulator{opts: opts, starts: map[types.UID]time.Time{}}
+	s := &Simulator{opts: opts, pending: expectations.NewTracker(nil, pendingTTL), starts: map[types.UID]time.Time{}}
 	s.real = realLabs{limit: opts.RealLabAPIs, byNamespace: map[string]*realLab{}, byHost: map[string]*realLab{}}
 	return s
 }
+
+// pendingTTL bounds how long a reconcile waits for the cache to show one of the
+// simulator's own writes. The watch event normally arrives within milliseconds, but can
+// lag by seconds on a loaded machine (a pool fill on two cores); the bound only matters
+// if the event is lost.
+const pendingTTL = 30 * time.Second
 
 // SetupWithManager registers the simulator's controller (which follows the manager's
 // leader election, like the operator's own controllers) and its lab API server (which
@@ -216,10 +226,10 @@ func (s *Simulator) SetupWithManager(mgr ctrl.Manager) error {
 // observe feeds watch events to the write tracker and releases what a deleted VMI held.
 func (s *Simulator) observe(kind string) predicate.Predicate {
 	return predicate.Funcs{
-		CreateFunc: func(e event.CreateEvent) bool { s.pending.observe(kind, e.Object); return true },
-		UpdateFunc: func(e event.UpdateEvent) bool { s.pending.observe(kind, e.ObjectNew); return true },
+		CreateFunc: func(e event.CreateEvent) bool { s.pending.Observe(kind, e.Object); return true },
+		UpdateFunc: func(e event.UpdateEvent) bool { s.pending.Observe(kind, e.ObjectNew); return true },
 		DeleteFunc: func(e event.DeleteEvent) bool {
-			s.pending.forget(kind, client.ObjectKeyFromObject(e.Object))
+			s.pending.Forget(kind, client.ObjectKeyFromObject(e.Object))
 			if kind == kindVMI {
 				s.ips.release(e.Object.GetUID())
 				s.forgetStart(e.Object.GetUID())
@@ -239,7 +249,7 @@ func (s *Simulator) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	// Before any cache read: once the cache has shown this VM's and its VMI's last
 	// writes, everything read after is at least as new.
 	for _, kind := range []string{kindVM, kindVMI, kindPod} {
-		wait, expired := s.pending.wait(kind, req.NamespacedName)
+		wait, expired := s.pending.Wait(kind, req.NamespacedName)
 		if expired {
 			log.Info("The cache did not show an earlier write in time; going on with what it shows", "kind", kind)
 		}
@@ -331,7 +341,7 @@ func (s *Simulator) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 			if err := s.client.Delete(ctx, vmi, client.Preconditions{UID: &vmi.UID}); client.IgnoreNotFound(err) != nil {
 				return ctrl.Result{}, fmt.Errorf("stopping VirtualMachineInstance %s/%s: %w", vmi.Namespace, vmi.Name, err)
 			}
-			s.pending.expectGone(kindVMI, client.ObjectKeyFromObject(vmi))
+			s.pending.ExpectGone(kindVMI, client.ObjectKeyFromObject(vmi))
 			s.ips.release(vmi.UID)
 			vmi = nil
 		}
@@ -417,7 +427,7 @@ func (s *Simulator) createVMI(ctx context.Context, vm *kubevirtv1.VirtualMachine
 		}
 		return nil, fmt.Errorf("creating VirtualMachineInstance %s/%s: %w", vm.Namespace, vm.Name, err)
 	}
-	s.pending.expect(kindVMI, vmi)
+	s.pending.Expect(kindVMI, vmi)
 	if s.opts.BootDelay > 0 {
 		s.startsMu.Lock()
 		s.starts[vmi.UID] = now
@@ -459,7 +469,7 @@ func (s *Simulator) advanceVMI(ctx context.Context, vm *kubevirtv1.VirtualMachin
 	if err := s.client.Status().Patch(ctx, want, client.MergeFrom(vmi)); err != nil {
 		return 0, fmt.Errorf("updating VirtualMachineInstance %s/%s status: %w", vmi.Namespace, vmi.Name, err)
 	}
-	s.pending.expect(kindVMI, want)
+	s.pending.Expect(kindVMI, want)
 	*vmi = *want
 	ctrl.LoggerFrom(ctx).V(1).Info("VirtualMachineInstance phase", "phase", target)
 	return next, nil
@@ -475,7 +485,7 @@ func (s *Simulator) updateVMStatus(ctx context.Context, vm *kubevirtv1.VirtualMa
 	if err := s.client.Status().Patch(ctx, want, client.MergeFrom(vm)); err != nil {
 		return fmt.Errorf("updating VirtualMachine %s/%s status: %w", vm.Namespace, vm.Name, err)
 	}
-	s.pending.expect(kindVM, want)
+	s.pending.Expect(kindVM, want)
 	return nil
 }
 
@@ -566,19 +576,19 @@ func (s *Simulator) observePods() predicate.Predicate {
 	return predicate.Funcs{
 		CreateFunc: func(e event.CreateEvent) bool {
 			if p, ok := tracked(e.Object); ok {
-				s.pending.observe(kindPod, p)
+				s.pending.Observe(kindPod, p)
 			}
 			return true
 		},
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			if p, ok := tracked(e.ObjectNew); ok {
-				s.pending.observe(kindPod, p)
+				s.pending.Observe(kindPod, p)
 			}
 			return true
 		},
 		DeleteFunc: func(e event.DeleteEvent) bool {
 			if key, ok := launcherKey(e.Object); ok {
-				s.pending.forget(kindPod, key)
+				s.pending.Forget(kindPod, key)
 			}
 			return true
 		},

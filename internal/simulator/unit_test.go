@@ -163,68 +163,6 @@ func TestIPAM(t *testing.T) {
 	}
 }
 
-func TestWriteTracker(t *testing.T) {
-	key := types.NamespacedName{Namespace: "lab-x", Name: "control-plane"}
-	obj := func(rv string) *kubevirtv1.VirtualMachine {
-		return &kubevirtv1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, ResourceVersion: rv}}
-	}
-	var w writeTracker
-	w.observe(kindVM, obj("1"))
-	w.expect(kindVM, obj("2"))
-	if left, _ := w.wait(kindVM, key); left <= 0 {
-		t.Fatal("write not pending")
-	}
-	w.observe(kindVM, obj("1")) // an older event
-	if left, _ := w.wait(kindVM, key); left <= 0 {
-		t.Fatal("older event cleared the write")
-	}
-	w.observe(kindVM, obj("2"))
-	if left, _ := w.wait(kindVM, key); left != 0 {
-		t.Fatal("write still pending after its event")
-	}
-	// The event of a write can arrive before the writer records it.
-	w.observe(kindVM, obj("3"))
-	w.expect(kindVM, obj("3"))
-	if left, _ := w.wait(kindVM, key); left != 0 || w.len() != 0 {
-		t.Fatal("write whose event came first is pending")
-	}
-	// Deletions: pending until the delete event, unless it came first.
-	w.expectGone(kindVM, key)
-	if left, _ := w.wait(kindVM, key); left <= 0 {
-		t.Fatal("deletion not pending")
-	}
-	w.forget(kindVM, key)
-	if left, _ := w.wait(kindVM, key); left != 0 {
-		t.Fatal("deletion pending after its event")
-	}
-	w.expectGone(kindVM, key)
-	if w.len() != 0 {
-		t.Fatal("deletion of an object already gone is pending")
-	}
-	// A relist can skip a write's resourceVersion: a newer one clears it.
-	w.observe(kindVM, obj("4"))
-	w.expect(kindVM, obj("5"))
-	w.observe(kindVM, obj("7"))
-	if w.len() != 0 {
-		t.Fatal("newer resourceVersion did not clear the write")
-	}
-	// An older write recorded after its newer event is not pending.
-	w.expect(kindVM, obj("6"))
-	if w.len() != 0 {
-		t.Fatal("write older than what the cache shows is pending")
-	}
-	// A lost event costs at most pendingTTL.
-	w.expect(kindVM, obj("8"))
-	w.mu.Lock()
-	p := w.pending[trackKey{kindVM, key}]
-	p.deadline = time.Now().Add(-time.Millisecond)
-	w.pending[trackKey{kindVM, key}] = p
-	w.mu.Unlock()
-	if left, expired := w.wait(kindVM, key); left != 0 || !expired || w.len() != 0 {
-		t.Fatal("expired write still pending")
-	}
-}
-
 func TestDialerWithoutLabs(t *testing.T) {
 	s := New(Options{})
 	dial := s.Dialer()

@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"sort"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -17,8 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
-	"github.com/labforge/labforge/internal/expectations"
-	"github.com/labforge/labforge/internal/index"
 )
 
 // Who may boot a lab of a template, and how many (decision 53). A claim that names a
@@ -45,6 +44,49 @@ func (r *Reconciler) admits(ctx context.Context, kind, name, field string, sel *
 		return false, fmt.Sprintf("%s %s does not admit claims from namespace %s", kind, name, namespace), nil
 	}
 	return true, "", nil
+}
+
+// resolvePool returns the name of the template a claim that is not bound asks for: its
+// own templateRef, or its pool's once the pool admits the claim's namespace. It is empty
+// when the pool is missing or refuses the claim (s says why).
+func (r *Reconciler) resolvePool(ctx context.Context, s *scope) (string, error) {
+	ref := s.claim.Spec.PoolRef
+	if ref == nil {
+		return s.claim.Spec.TemplateRef.Name, nil
+	}
+	pool := &labforgev1alpha1.LabPool{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: ref.Name}, pool); err != nil {
+		if apierrors.IsNotFound(err) {
+			s.pendingReason, s.pendingMessage = labforgev1alpha1.ReasonPoolNotFound, fmt.Sprintf("LabPool %s does not exist", ref.Name)
+			return "", nil
+		}
+		return "", fmt.Errorf("reading LabPool %s: %w", ref.Name, err)
+	}
+	ok, msg, err := r.admits(ctx, "LabPool", pool.Name, "spec.claimNamespaceSelector", pool.Spec.ClaimNamespaceSelector, s.claim.Namespace)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		s.refusedReason, s.refusedMessage = labforgev1alpha1.ReasonNamespaceNotAllowed, msg
+		return "", nil
+	}
+	return pool.Spec.TemplateRef.Name, nil
+}
+
+// templateAdmits says whether s.template admits a claim that names it: such a claim boots
+// a lab of its own, only where the template admits it (decision 53), as a pool admits its
+// claims. Decided before the bind only: a claim that had its lab (expired, or lost) says
+// so whatever the template admits now.
+func (r *Reconciler) templateAdmits(ctx context.Context, s *scope) (bool, error) {
+	if s.claim.Status.Lab != "" || s.claim.Spec.TemplateRef == nil {
+		return true, nil
+	}
+	tmpl := s.template
+	ok, msg, err := r.admits(ctx, "LabTemplate", tmpl.Name, "spec.claims.namespaceSelector", tmpl.Spec.Claims.NamespaceSelector, s.claim.Namespace)
+	if err == nil && !ok {
+		s.refusedReason, s.refusedMessage = labforgev1alpha1.ReasonNamespaceNotAllowed, msg
+	}
+	return ok, err
 }
 
 // Caps of a template's claims when the template does not say (the API's defaults; a
@@ -106,133 +148,37 @@ func (c coldCount) room(maxBooting, maxLabs int32) int32 {
 }
 
 // reserveColdLab decides whether the claim may boot its lab now, within the caps of its
-// template (s.template), and if so records the lab as expected before the caller creates
-// it. Otherwise the claim waits (s.pendingReason) with the cap that holds it.
-//
-// The caps are counted from the cache, which lags behind this process's own creates: two
-// claims a moment apart would both see room for one. So the count and the expectation are
-// taken under one lock, and a lab created but not yet in the cache counts as booting until
-// the cache lists it (the pool's Expectations, keyed by template). Claims are served in
-// line, oldest first: a claim only takes room left after the older claims waiting on the
-// same template.
+// template (s.template), and if so the ledger expects the lab before the caller creates
+// it (ledger.reserveColdLab). Otherwise the claim waits (s.pendingReason) with the cap
+// that holds it and its place in the template's line.
 func (r *Reconciler) reserveColdLab(ctx context.Context, s *scope) (bool, error) {
 	tmpl := s.template
-	maxBooting, maxLabs := claimCaps(tmpl)
-	r.coldMu.Lock()
-	defer r.coldMu.Unlock()
-	if r.coldLabs == nil { // a Reconciler not set up by SetupWithManager (unit tests)
-		r.coldLabs = expectations.New(r.Clock, 0)
-	}
-	var envs labforgev1alpha1.LabEnvironmentList
-	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelTemplate: tmpl.Name}, readOnly); err != nil {
-		return false, fmt.Errorf("listing the labs of LabTemplate %s: %w", tmpl.Name, err)
-	}
-	c := countColdLabs(envs.Items, tmpl.Name)
-	// A lab the cache shows, even already being deleted, is counted there: its expected
-	// creation is met (only creations are expected here).
-	seen := make([]string, 0, len(c.names))
-	for name := range c.names {
-		seen = append(seen, name)
-	}
-	r.coldLabs.Observed(tmpl.Name, seen)
-	pending, _ := r.coldLabs.Pending(tmpl.Name)
-	c.total += pending
-	c.booting += pending
-	position, err := r.placeInTemplateLine(ctx, s.claim, c)
-	if err != nil {
-		return false, err
-	}
-	if room := c.room(maxBooting, maxLabs); int32(position) < room {
-		r.coldLabs.ExpectCreations(tmpl.Name, coldLabName(s.claim))
-		return true, nil
+	tl, position, ok, err := r.lines().reserveColdLab(ctx, s.claim, tmpl, r.boundHereClaim)
+	if err != nil || ok {
+		return ok, err
 	}
 	s.pendingReason = labforgev1alpha1.ReasonWaitingForLab
-	s.queuePosition = reportedPosition(s.claim.Status.QueuePosition, int32(position+1))
-	place := fmt.Sprintf("number %d in line", s.queuePosition)
-	if s.queuePosition > ExactPositions {
-		place += " or better"
-	}
+	var at string
+	s.queuePosition, at = place(s.claim.Status.QueuePosition, position)
 	switch {
-	case c.total >= maxLabs:
+	case tl.cold.total >= tl.maxLabs:
 		s.pendingMessage = fmt.Sprintf("Waiting for a lab of LabTemplate %s: its claims hold %d of at most %d labs (spec.claims.maxLabs); %s",
-			tmpl.Name, c.total, maxLabs, place)
-	case c.booting >= maxBooting:
+			tmpl.Name, tl.cold.total, tl.maxLabs, at)
+	case tl.cold.booting >= tl.maxBooting:
 		s.pendingMessage = fmt.Sprintf("Waiting for a lab of LabTemplate %s: its claims have %d of at most %d labs booting at once (spec.claims.maxBooting); %s",
-			tmpl.Name, c.booting, maxBooting, place)
+			tmpl.Name, tl.cold.booting, tl.maxBooting, at)
 	default:
 		s.pendingMessage = fmt.Sprintf("Waiting for a lab of LabTemplate %s: %s, behind older claims taking the room its caps leave (maxBooting %d, maxLabs %d)",
-			tmpl.Name, place, maxBooting, maxLabs)
+			tmpl.Name, at, tl.maxBooting, tl.maxLabs)
 	}
 	return false, nil
 }
 
-// placeInTemplateLine counts the claims of the claim's template that came before it and
-// still wait for a lab. A claim whose lab is in the cache (c), or that this process bound
-// already (r.binds), does not wait, whatever its cached status says.
-func (r *Reconciler) placeInTemplateLine(ctx context.Context, claim *labforgev1alpha1.LabClaim, c coldCount) (int, error) {
-	template := claim.Spec.TemplateRef.Name
-	var claims labforgev1alpha1.LabClaimList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{index.ClaimByTemplate: template}, readOnly); err != nil {
-		return 0, fmt.Errorf("listing the claims of LabTemplate %s: %w", template, err)
-	}
-	position := 0
-	for i := range claims.Items {
-		other := &claims.Items[i]
-		if other.UID == claim.UID || !inLine(other) || c.names[coldLabName(other)] {
-			continue
-		}
-		if _, bound := r.binds.Load(other.UID); bound {
-			continue
-		}
-		if before(other, claim) {
-			position++
-		}
-	}
-	return position, nil
-}
-
-// claimsOfTemplate wakes, on a change of a template, the claims waiting on it (its caps
-// may have been raised) and those it refused (its namespaceSelector may admit them now).
-func (r *Reconciler) claimsOfTemplate(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.wakeTemplateLine(ctx, o.GetName(), true)
-}
-
-// wakeTemplateLine returns the claims of template's line worth a pass (wakeable, with the
-// room the caps leave as the cache shows it) and, when refused is set, the claims of the
-// template without a lab that are not in line (refused). Like wakeLine, it only reads the
-// cache, and counts the labs only when a claim waits.
-func (r *Reconciler) wakeTemplateLine(ctx context.Context, template string, refused bool) []reconcile.Request {
-	var claims labforgev1alpha1.LabClaimList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{index.ClaimByTemplate: template}, readOnly); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the LabClaims of LabTemplate", "template", template)
-		return nil
-	}
-	line, reqs := splitLine(claims.Items, func(c *labforgev1alpha1.LabClaim) bool {
-		return refused && c.Status.Lab == "" && c.DeletionTimestamp.IsZero()
-	})
-	if len(line) == 0 {
-		return reqs
-	}
-	tmpl := &labforgev1alpha1.LabTemplate{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Name: template}, tmpl, readOnly); err != nil {
-		// No template, no caps to count: every claim of the line gets its pass (and waits
-		// with TemplateNotFound, or is served once the template is there).
-		tmpl = nil
-	}
-	room := len(line)
-	if tmpl != nil {
-		var envs labforgev1alpha1.LabEnvironmentList
-		if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelTemplate: template}, readOnly); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "Failed to list the labs of LabTemplate", "template", template)
-			return nil
-		}
-		room = int(countColdLabs(envs.Items, template).room(claimCaps(tmpl)))
-	}
-	sort.Slice(line, func(i, j int) bool { return before(line[i], line[j]) })
-	for _, c := range wakeable(line, room) {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
-	}
-	return reqs
+// boundHereClaim says whether this process bound the claim of uid to a lab whose bind
+// the cache may not show yet (expectBind).
+func (r *Reconciler) boundHereClaim(uid types.UID) bool {
+	_, bound := r.expected().ExpectedBy(expectBind, string(uid))
+	return bound
 }
 
 // refusedClaimsOfNamespace wakes the claims of a namespace that a pool or template refused

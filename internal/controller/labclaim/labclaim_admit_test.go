@@ -72,7 +72,7 @@ func TestColdLabCapSurvivesALaggingCache(t *testing.T) {
 	}
 	// The claim cache shows the first claim bound; the lab cache does not show its lab.
 	first.Status.Lab = sFirst.env.Name
-	r.binds.Delete(first.UID)
+	r.expected().Lower(expectBind, client.ObjectKeyFromObject(sFirst.env))
 	if err := c.Status().Update(ctx, first); err != nil {
 		t.Fatal(err)
 	}

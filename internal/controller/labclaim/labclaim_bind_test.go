@@ -2,13 +2,11 @@ package labclaim
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -50,68 +48,6 @@ func TestLaunchType(t *testing.T) {
 	}
 }
 
-func TestReportedPosition(t *testing.T) {
-	tests := []struct {
-		said, actual, want int32
-	}{
-		{said: 0, actual: 40, want: 40},  // first pass in line
-		{said: 40, actual: 39, want: 40}, // moved up a little: the status stands
-		{said: 40, actual: 21, want: 40},
-		{said: 40, actual: 20, want: 20}, // halved: written
-		{said: 40, actual: 45, want: 45}, // moved back (an older claim came in): written
-		{said: 12, actual: 10, want: 10}, // within the exact ten
-		{said: 3, actual: 2, want: 2},
-	}
-	for _, tc := range tests {
-		if got := reportedPosition(tc.said, tc.actual); got != tc.want {
-			t.Errorf("reportedPosition(said %d, actual %d) = %d, want %d", tc.said, tc.actual, got, tc.want)
-		}
-	}
-}
-
-// A change on a pool wakes the claims of its line that can bind or must see their exact
-// place, and those whose status is more than twice too far back; not the whole line.
-func TestWakeable(t *testing.T) {
-	line := make([]*labforgev1alpha1.LabClaim, 40)
-	for i := range line {
-		// Each says the place it had before one claim ahead of it left: one too far back.
-		line[i] = &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("c%02d", i)},
-			Status: labforgev1alpha1.LabClaimStatus{QueuePosition: int32(i + 2)}}
-	}
-	line[30].Status.QueuePosition = 70 // actual 31: more than twice too far back
-	line[35].Status.QueuePosition = 0  // never told its place
-	var got []string
-	for _, c := range wakeable(line, 2) {
-		got = append(got, c.Name)
-	}
-	var want []string
-	for i := 0; i < 2+ExactPositions; i++ {
-		want = append(want, fmt.Sprintf("c%02d", i))
-	}
-	want = append(want, "c30", "c35")
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("woken (-want +got):\n%s", diff)
-	}
-	if got := wakeable(nil, 5); len(got) != 0 {
-		t.Errorf("an empty line woke %d claims", len(got))
-	}
-}
-
-// The line's order is the claims' age, then namespace/name for claims of the same second.
-func TestBefore(t *testing.T) {
-	t0 := metav1.NewTime(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC))
-	claim := func(ns, name string, at metav1.Time) *labforgev1alpha1.LabClaim {
-		return &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: at}}
-	}
-	older, younger := claim("b", "z", t0), claim("a", "a", metav1.NewTime(t0.Add(time.Second)))
-	if !before(older, younger) || before(younger, older) {
-		t.Error("the older claim is not first")
-	}
-	if !before(claim("a", "z", t0), claim("b", "a", t0)) || before(claim("a", "b", t0), claim("a", "a", t0)) {
-		t.Error("claims of the same second are not ordered by namespace/name")
-	}
-}
-
 // A pass walks labs listed at its start while the process's other workers bind them: a
 // lab another worker is binding or has bound (the cache not showing it yet) is passed
 // over without a write, and a lab is written from the cache's current copy, not the
@@ -137,8 +73,8 @@ func TestTryBindSkipsLabsBoundHere(t *testing.T) {
 			return c.Update(ctx, obj, opts...)
 		}}).Build()
 	r := &Reconciler{Client: c, APIReader: c}
-	r.binds.Store(types.UID("alice-uid"), "lab-a")   // bound by another worker, the cache behind
-	r.binding.Store("lab-b", types.UID("carol-uid")) // another worker's write in flight
+	r.expected().ExpectBy(expectBind, ready("lab-a"), "alice-uid")                 // bound by another worker, the cache behind
+	r.expected().Reserve(expectBind, client.ObjectKey{Name: "lab-b"}, "carol-uid") // another worker's write in flight
 
 	for _, name := range []string{"lab-a", "lab-b"} {
 		s := &scope{claim: claim}
@@ -157,11 +93,20 @@ func TestTryBindSkipsLabsBoundHere(t *testing.T) {
 	if bound, err := r.tryBind(ctx, s, stale); err != nil || !bound || updates != 1 {
 		t.Fatalf("tryBind(lab-c) from a stale copy = %v, %v after %d writes; want bound in one write", bound, err, updates)
 	}
-	if _, held := r.binding.Load("lab-c"); held {
-		t.Error("the bind's reservation outlived it")
+	// The bind is expected until the cache shows it: the claim's next pass asks for it,
+	// the other workers pass it over.
+	if lab, _ := r.expected().ExpectedBy(expectBind, string(claim.UID)); lab.Name != "lab-c" {
+		t.Errorf("the bind of %s is expected on lab %q, want lab-c", claim.UID, lab.Name)
 	}
-	if lab, _ := r.binds.Load(claim.UID); lab != "lab-c" {
-		t.Errorf("binds[%s] = %v, want lab-c", claim.UID, lab)
+	if r.expected().Reserve(expectBind, client.ObjectKey{Name: "lab-c"}, "carol-uid") {
+		t.Error("another worker could reserve lab-c, bound here and not cached yet")
+	}
+	// A try that binds nothing lets go of its reservation.
+	if bound, err := r.tryBind(ctx, s, ready("lab-gone")); err != nil || bound {
+		t.Fatalf("tryBind(lab-gone) = %v, %v; want not bound", bound, err)
+	}
+	if r.expected().Expected(expectBind, client.ObjectKey{Name: "lab-gone"}) {
+		t.Error("the reservation of a lab not bound outlived its try")
 	}
 	// The claim's terms go in the bind's one write (no template nor snapshot here: the
 	// API's defaults).

@@ -100,7 +100,7 @@ func (r *Reconciler) stopChecks(key client.ObjectKey) {
 
 // setSolved writes status.checks and the Solved condition from s.solution; a claim
 // without checks (or whose checks this pass did not learn) keeps what its status says.
-func setSolved(s *scope) {
+func setSolved(s *scope, _ bool) {
 	sol := s.solution
 	if sol == nil {
 		return

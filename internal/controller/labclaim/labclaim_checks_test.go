@@ -68,7 +68,7 @@ func TestSetSolved(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := &scope{claim: &labforgev1alpha1.LabClaim{}, now: now, solution: tc.sol}
 			s.claim.Status.Checks = tc.before
-			setSolved(s)
+			setSolved(s, true)
 			got := meta.FindStatusCondition(s.claim.Status.Conditions, labforgev1alpha1.ConditionSolved)
 			if got != nil {
 				got = &metav1.Condition{Status: got.Status, Reason: got.Reason, Message: got.Message}

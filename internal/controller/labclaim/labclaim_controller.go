@@ -1,6 +1,19 @@
 // Package labclaim holds the LabClaim controller: it binds a claim to a lab (the oldest
 // Ready unbound lab of its pool, first come first served, or a lab booted just for it),
 // hands the lab over to the student, and ends it at expiry or when the claim is deleted.
+//
+// A pass over a live claim (Reconcile) finds the claim's lab, then runs its phases in this
+// order (labclaim_phases.go): expired (an Expired claim stays so), request (its pool or
+// template, who may claim, its duration), expiry, bind (the ledger of the claim line,
+// labclaim_ledger.go, says which lab), lab (lost or failed for good), handover (NodePorts,
+// keys and kubeconfig, once the lab is built) and keys (Ready once KubeVirt put them in).
+// It then computes the status from what the phases found and writes it once
+// (labclaim_status.go). A claim being deleted runs reconcileDelete instead.
+//
+// The other files hold what the phases call: labclaim_bind.go (finding and binding the
+// lab), labclaim_admit.go (who may claim, a template's caps), labclaim_terms.go (the
+// terms frozen at the bind), labclaim_handover.go and labclaim_keys.go (the handover),
+// labclaim_adopt.go (the claim's Secrets).
 package labclaim
 
 import (
@@ -9,14 +22,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -71,59 +82,49 @@ type Reconciler struct {
 	// leaves every claim without status.checks and Solved.
 	Checks *solution.Evaluator
 
-	// binds remembers, by claim UID, the lab this process bound each claim to, until the
-	// LabEnvironment cache shows the bind (see findLaggingLab).
-	binds sync.Map
-	// binding holds, by lab name, the claim UID of each bind this process has in flight,
-	// so that its other workers try another lab instead of failing the same write (see
-	// tryBind).
-	binding sync.Map
-	// boundStatus remembers, by claim UID, the claims whose bind this process wrote into
-	// their status, until the LabClaim cache shows it (see cacheLags).
-	boundStatus sync.Map
-	// released remembers the labs this process deleted because their claim was gone,
-	// until the LabEnvironment cache shows them deleting (see deleteOrphanedLabs).
-	released releasedLabs
-	// coldMu makes counting a template's labs against its caps and expecting the lab a
-	// claim creates one step; coldLabs holds, by template, the labs created for claims that
-	// the cache does not show yet (see reserveColdLab).
-	coldMu   sync.Mutex
-	coldLabs *expectations.Store
+	// writes holds the writes this process made that its cache does not show yet (the
+	// one expectations component): the labs it is binding or bound (expectBind), the
+	// claims whose bound status it wrote (expectBoundStatus) and the labs it deleted
+	// because their claim was gone (expectRelease).
+	writes *expectations.Tracker
+	// ledger reads the claim lines of pools and templates and holds the labs created for
+	// template claims that the cache does not show yet (see lines).
+	ledger *ledger
+	once   sync.Once
 }
 
-// releasedLabs is a set of LabEnvironment UIDs. A gone claim is reconciled once for its
-// own delete event and again for each of its Secrets the garbage collector deletes, often
-// before the cache shows its lab deleting: without the set each of those passes read the
-// claim from the API server, deleted the lab again and reported it again. It is bounded:
-// past maxReleasedLabs entries (labs whose deletion this process never saw, because it
-// finished before a pass looked) it is emptied, which at worst repeats one delete.
-type releasedLabs struct {
-	mu   sync.Mutex
-	uids map[types.UID]struct{}
+// What r.writes expects, by kind (decision 83).
+const (
+	// expectBind: a lab one of the workers is binding, or bound to a claim (on behalf of
+	// the claim's UID), until the LabEnvironment cache shows the bind (findLab). The
+	// other workers pass it over (tryBind), and the claim's next pass asks the API server
+	// for it (findLaggingLab).
+	expectBind = "LabEnvironment bind"
+	// expectBoundStatus: a claim whose bound status this process wrote, until the
+	// LabClaim cache shows that write (cacheLags).
+	expectBoundStatus = "LabClaim bound status"
+	// expectRelease: a lab this process deleted because its claim was gone, until the
+	// LabEnvironment cache shows it deleting (deleteOrphanedLabs).
+	expectRelease = "LabEnvironment release"
+)
+
+// expected returns r.writes, made on first use (SetupWithManager makes it; a Reconciler
+// built by a unit test gets one here).
+func (r *Reconciler) expected() *expectations.Tracker {
+	r.prepare()
+	return r.writes
 }
 
-const maxReleasedLabs = 1024
-
-func (l *releasedLabs) add(uid types.UID) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.uids == nil || len(l.uids) >= maxReleasedLabs {
-		l.uids = map[types.UID]struct{}{}
-	}
-	l.uids[uid] = struct{}{}
-}
-
-func (l *releasedLabs) has(uid types.UID) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, ok := l.uids[uid]
-	return ok
-}
-
-func (l *releasedLabs) forget(uid types.UID) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.uids, uid)
+// prepare makes what a Reconciler keeps between passes, once.
+func (r *Reconciler) prepare() {
+	r.once.Do(func() {
+		if r.writes == nil {
+			r.writes = expectations.NewTracker(r.Clock, 0)
+		}
+		if r.ledger == nil {
+			r.ledger = newLedger(r.Client, r.Clock)
+		}
+	})
 }
 
 // +kubebuilder:rbac:groups=labforge.dev,resources=labclaims,verbs=get;list;watch;patch
@@ -143,6 +144,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, claim); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.stopChecks(req.NamespacedName)
+			r.expected().Forget(expectBoundStatus, req.NamespacedName)
 			return ctrl.Result{}, r.deleteOrphanedLabs(ctx, req.NamespacedName, "")
 		}
 		return ctrl.Result{}, err
@@ -220,13 +222,13 @@ func (r *Reconciler) deleteOrphanedLabs(ctx context.Context, key client.ObjectKe
 	var live *labforgev1alpha1.LabClaim
 	for i := range envs.Items {
 		env := &envs.Items[i]
-		ref := env.Spec.ClaimRef
+		ref, released := env.Spec.ClaimRef, client.ObjectKeyFromObject(env)
 		if !env.DeletionTimestamp.IsZero() {
-			r.released.forget(env.UID)
+			r.expected().Lower(expectRelease, released)
 			continue
 		}
 		// Only what labforge made: an admin's hand-made lab is the admin's to end.
-		if ref == nil || ref.UID == uid || r.released.has(env.UID) ||
+		if ref == nil || ref.UID == uid || r.expected().Expected(expectRelease, released) ||
 			env.Labels[labforgev1alpha1.LabelManagedBy] != labforgev1alpha1.ManagedByValue {
 			continue
 		}
@@ -242,7 +244,11 @@ func (r *Reconciler) deleteOrphanedLabs(ctx context.Context, key client.ObjectKe
 		if err := r.Client.Delete(ctx, env, client.Preconditions{UID: &env.UID}); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting LabEnvironment %s, whose LabClaim %s is gone: %w", env.Name, key, err)
 		}
-		r.released.add(env.UID)
+		// A gone claim is reconciled once for its own delete event and again for each of
+		// its Secrets the garbage collector deletes, often before the cache shows its lab
+		// deleting: each of those passes would read the claim from the API server, delete
+		// the lab again and report it again.
+		r.expected().ExpectBy(expectRelease, env, string(ref.UID))
 		ctrl.LoggerFrom(ctx).Info("Deleted a lab whose LabClaim is gone", "lab", env.Name, "claimUID", ref.UID)
 		r.Recorder.Eventf(env, nil, corev1.EventTypeNormal, "ClaimGone", "Delete", "LabClaim %s (UID %s) is gone; its lab is deleted", key, ref.UID)
 	}
@@ -287,9 +293,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 16
 	}
-	if r.coldLabs == nil {
-		r.coldLabs = expectations.New(r.Clock, 0)
-	}
+	r.prepare()
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&labforgev1alpha1.LabClaim{}).
@@ -371,148 +375,16 @@ func (r *Reconciler) boundClaims(ctx context.Context, _ client.Object) []reconci
 	return reqs
 }
 
-// claimsOfLab wakes the claim a lab is bound to and, for a lab of a pool (which may just
-// have become Ready, or have been taken, moving everyone up the line), the claims waiting
-// on that pool.
-func (r *Reconciler) claimsOfLab(ctx context.Context, o client.Object) []reconcile.Request {
-	env := o.(*labforgev1alpha1.LabEnvironment)
-	var reqs []reconcile.Request
-	if ref := env.Spec.ClaimRef; ref != nil {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}})
-	}
-	if env.Spec.PoolRef != nil {
-		reqs = append(reqs, r.waitingClaims(ctx, env.Spec.PoolRef.Name)...)
-	} else if env.Spec.ClaimRef != nil {
-		// A lab booted for a template's claim became Ready or went: room under the
-		// template's caps for the claims waiting on it.
-		reqs = append(reqs, r.wakeTemplateLine(ctx, env.Spec.TemplateRef.Name, false)...)
-	}
-	return reqs
-}
-
-// claimsBehind wakes the claims waiting on the pool of a claim that left the line. Their
-// place in line counts the claims before them that still wait, as the cache shows them: a
-// claim whose bind reached the LabEnvironment cache before its own status did would
-// otherwise be counted as waiting by the last pass of those behind it, and hold them
-// back for good.
-func (r *Reconciler) claimsBehind(ctx context.Context, o client.Object) []reconcile.Request {
-	c := o.(*labforgev1alpha1.LabClaim)
-	if ref := c.Spec.PoolRef; ref != nil {
-		return r.waitingClaims(ctx, ref.Name)
-	}
-	if ref := c.Spec.TemplateRef; ref != nil {
-		return r.wakeTemplateLine(ctx, ref.Name, false)
-	}
-	return nil
-}
-
-// inLine says whether a claim waits for a lab of its pool, or of its template (what
-// placeInLine and placeInTemplateLine count).
-func inLine(c *labforgev1alpha1.LabClaim) bool {
-	return (c.Spec.PoolRef != nil || c.Spec.TemplateRef != nil) && c.Status.Lab == "" && c.DeletionTimestamp.IsZero() &&
-		!meta.IsStatusConditionTrue(c.Status.Conditions, labforgev1alpha1.ConditionStalled)
-}
-
-// leftTheLine lets through the events of a claim of a pool or template that stops waiting.
-func leftTheLine() predicate.Predicate {
-	return predicate.Funcs{
-		CreateFunc:  func(event.CreateEvent) bool { return false },
-		GenericFunc: func(event.GenericEvent) bool { return false },
-		DeleteFunc: func(e event.DeleteEvent) bool {
-			c, ok := e.Object.(*labforgev1alpha1.LabClaim)
-			return ok && (c.Spec.PoolRef != nil || c.Spec.TemplateRef != nil)
-		},
-		UpdateFunc: func(e event.UpdateEvent) bool {
-			old, okOld := e.ObjectOld.(*labforgev1alpha1.LabClaim)
-			c, okNew := e.ObjectNew.(*labforgev1alpha1.LabClaim)
-			return okOld && okNew && inLine(old) && !inLine(c)
-		},
-	}
-}
-
-// waitingClaimsOfPool wakes, on a change of the pool, the claims of its line worth a pass
-// and the claims it refused: a change of its claimNamespaceSelector may admit them.
-func (r *Reconciler) waitingClaimsOfPool(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.wakeLine(ctx, o.GetName(), true)
-}
-
-// waitingClaims wakes the claims of a pool's line worth a pass (wakeable).
-func (r *Reconciler) waitingClaims(ctx context.Context, pool string) []reconcile.Request {
-	return r.wakeLine(ctx, pool, false)
-}
-
-// wakeLine returns the claims of pool's line worth a pass (wakeable) and, when refused is
-// set, the claims the pool refused. It runs for every event of every lab of a pool, so it
-// only reads the cache (no copies, see readOnly) and counts the labs only when a claim waits.
-func (r *Reconciler) wakeLine(ctx context.Context, pool string, refused bool) []reconcile.Request {
-	var claims labforgev1alpha1.LabClaimList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{index.ClaimByPool: pool}, readOnly); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the LabClaims of LabPool", "pool", pool)
-		return nil
-	}
-	line, reqs := splitLine(claims.Items, func(c *labforgev1alpha1.LabClaim) bool { return refused && c.Status.Lab == "" })
-	if len(line) == 0 {
-		return reqs
-	}
-	var envs labforgev1alpha1.LabEnvironmentList
-	if err := r.Client.List(ctx, &envs, client.MatchingLabels{labforgev1alpha1.LabelPool: pool}, readOnly); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Failed to list the labs of LabPool", "pool", pool)
-		return nil
-	}
-	sort.Slice(line, func(i, j int) bool { return before(line[i], line[j]) })
-	for _, c := range wakeable(line, len(freeLabs(envs.Items, pool))) {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
-	}
-	return reqs
-}
-
-// splitLine returns the claims in line and a request for each other claim wake says to
-// wake: what a pool's and a template's lines both start from.
-func splitLine(claims []labforgev1alpha1.LabClaim, wake func(*labforgev1alpha1.LabClaim) bool) ([]*labforgev1alpha1.LabClaim, []reconcile.Request) {
-	var line []*labforgev1alpha1.LabClaim
-	var reqs []reconcile.Request
-	for i := range claims {
-		c := &claims[i]
-		switch {
-		case inLine(c):
-			line = append(line, c)
-		case wake(c):
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
-		}
-	}
-	return line, reqs
-}
-
-// wakeable returns the claims of a line (in line order) worth a pass now that the pool has
-// free Ready labs: the first free+ExactPositions (they can bind, or must see their exact
-// place), and those further back whose status gives a place more than twice their actual
-// one (reportedPosition). Waking every waiting claim at every change cost, per bind, a
-// pass per waiting claim that each counted the whole line: the square of the line's
-// length in cache reads, thousands of passes per bind behind a long line.
-func wakeable(line []*labforgev1alpha1.LabClaim, free int) []*labforgev1alpha1.LabClaim {
-	var out []*labforgev1alpha1.LabClaim
-	for i, c := range line {
-		actual := int32(i + 1)
-		if i < free+ExactPositions || reportedPosition(c.Status.QueuePosition, actual) != c.Status.QueuePosition {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
 // cacheLags says whether the cache holds the claim as it was before this process wrote
 // its bound status. A pass on such a claim would take the bind for new: mint the kubeconfig
 // again with an expiry counted from now, and write both again. Its own status write wakes
-// the claim right after (and the claim's Secrets too), often before the cache has it.
+// the claim right after (and the claim's Secrets too), often before the cache has it. The
+// claim the pass read is what the cache shows: it meets the write once it is that write
+// or newer.
 func (r *Reconciler) cacheLags(claim *labforgev1alpha1.LabClaim) bool {
-	if _, written := r.boundStatus.Load(claim.UID); !written {
-		return false
-	}
-	if claim.Status.BoundTime == nil {
-		return true
-	}
-	r.boundStatus.Delete(claim.UID)
-	return false
+	r.expected().Observe(expectBoundStatus, claim)
+	left, _ := r.expected().Wait(expectBoundStatus, client.ObjectKeyFromObject(claim))
+	return left > 0
 }
 
 // writeStatus computes the status and writes it when it changed.
@@ -526,7 +398,9 @@ func (r *Reconciler) writeStatus(ctx context.Context, s *scope, succeeded bool) 
 		return client.IgnoreNotFound(fmt.Errorf("patching LabClaim %s/%s status: %w", s.claim.Namespace, s.claim.Name, err))
 	}
 	if before.Status.BoundTime == nil && s.claim.Status.BoundTime != nil {
-		r.boundStatus.Store(s.claim.UID, struct{}{})
+		// s.claim is the claim as the API server returned it: its resourceVersion is the
+		// write's.
+		r.expected().Expect(expectBoundStatus, s.claim)
 	}
 	r.recordTransitions(ctx, before, s)
 	return nil

@@ -3,14 +3,17 @@ package labclaim
 import (
 	"context"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	testingclock "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/expectations"
 	"github.com/labforge/labforge/internal/index"
 )
 
@@ -76,7 +79,7 @@ func TestFindLabWithALaggingCache(t *testing.T) {
 			}
 			r := &Reconciler{Client: cache.Build(), APIReader: apiServer.Build()}
 			if tc.remembered {
-				r.binds.Store(uid, "lab-a")
+				r.expected().ExpectBy(expectBind, env("lab-a", ""), string(uid))
 			}
 			claim := &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "students", Name: "alice", UID: uid}}
 			claim.Status.Lab = tc.statusLab
@@ -94,7 +97,7 @@ func TestFindLabWithALaggingCache(t *testing.T) {
 			if got != tc.want {
 				t.Errorf("found lab %q, want %q", got, tc.want)
 			}
-			if _, remembered := r.binds.Load(uid); remembered != tc.wantRemembered {
+			if _, remembered := r.expected().ExpectedBy(expectBind, string(uid)); remembered != tc.wantRemembered {
 				t.Errorf("bind remembered: %v, want %v", remembered, tc.wantRemembered)
 			}
 		})
@@ -112,4 +115,36 @@ func testScheme(t *testing.T) *runtime.Scheme {
 		t.Fatal(err)
 	}
 	return scheme
+}
+
+// TestCacheLagsBehindTheBoundStatus: after this process wrote a claim's bound status, a
+// pass on the claim as the cache had it before waits (it would take the bind for new),
+// until the cache shows that write or a newer one, or the expectation lapses.
+func TestCacheLagsBehindTheBoundStatus(t *testing.T) {
+	clk := testingclock.NewFakePassiveClock(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
+	r := &Reconciler{Clock: clk}
+	claim := func(rv string) *labforgev1alpha1.LabClaim {
+		return &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "students", Name: "alice", UID: "alice-uid", ResourceVersion: rv}}
+	}
+	steps := []struct {
+		do       func()
+		cachedRV string
+		want     bool
+	}{
+		{cachedRV: "4", want: false}, // nothing written yet
+		{do: func() { r.expected().Expect(expectBoundStatus, claim("6")) }, cachedRV: "5", want: true},
+		{cachedRV: "5", want: true},
+		{cachedRV: "7", want: false}, // newer than the write: it is in
+		{cachedRV: "5", want: false}, // met once, for good
+		{do: func() { r.expected().Expect(expectBoundStatus, claim("9")) }, cachedRV: "8", want: true},
+		{do: func() { clk.SetTime(clk.Now().Add(expectations.DefaultTTL)) }, cachedRV: "8", want: false},
+	}
+	for i, step := range steps {
+		if step.do != nil {
+			step.do()
+		}
+		if got := r.cacheLags(claim(step.cachedRV)); got != step.want {
+			t.Errorf("step %d: cacheLags(resourceVersion %s) = %t, want %t", i, step.cachedRV, got, step.want)
+		}
+	}
 }

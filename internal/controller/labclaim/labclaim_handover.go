@@ -214,16 +214,8 @@ func (r *Reconciler) ensureKeyPair(ctx context.Context, s *scope) (string, error
 	if err != nil {
 		return "", fmt.Errorf("reading Secret %s: %w", key, err)
 	}
-	if !metav1.IsControlledBy(secret, s.claim) {
-		adopted, err := r.adoptSecret(ctx, s, secret)
-		if err != nil {
-			return "", err
-		}
-		if !adopted {
-			s.refusedReason = labforgev1alpha1.ReasonSecretConflict
-			s.refusedMessage = fmt.Sprintf("Secret %s exists and does not belong to this claim; delete or rename it", key)
-			return "", nil
-		}
+	if ours, err := r.ownSecret(ctx, s, secret); err != nil || !ours {
+		return "", err
 	}
 	return string(secret.Data["ssh-publickey"]), nil
 }
@@ -254,31 +246,14 @@ func (r *Reconciler) ensureKubeconfig(ctx context.Context, s *scope, h *handover
 		return fmt.Errorf("reading Secret %s: %w", key, err)
 	}
 	exists := err == nil
-	if exists && !metav1.IsControlledBy(current, s.claim) {
-		adopted, err := r.adoptSecret(ctx, s, current)
-		if err != nil {
+	if exists {
+		if ours, err := r.ownSecret(ctx, s, current); err != nil || !ours {
 			return err
 		}
-		if !adopted {
-			// Never take over a Secret the student (or anyone) made: say so instead.
-			s.refusedReason = labforgev1alpha1.ReasonSecretConflict
-			s.refusedMessage = fmt.Sprintf("Secret %s exists and does not belong to this claim; delete or rename it", key)
+		want := render.KubeconfigSecret(s.claim, s.env.Name, string(s.env.Status.NamespaceUID), h.server(), expiresAt, nil)
+		if kubeconfigCurrent(current, want) {
 			return nil
 		}
-	}
-	want := render.KubeconfigSecret(s.claim, s.env.Name, string(s.env.Status.NamespaceUID), h.server(), expiresAt, nil)
-	// A kubeconfig written before labforge recorded the namespace was for a Ready lab,
-	// whose namespace is never built again: it matches any.
-	madeFor := current.Annotations[render.AnnotationLabNamespaceUID]
-	if exists &&
-		current.Annotations[render.AnnotationExpiresAt] == want.Annotations[render.AnnotationExpiresAt] &&
-		current.Annotations[render.AnnotationLab] == s.env.Name &&
-		(madeFor == "" || madeFor == want.Annotations[render.AnnotationLabNamespaceUID]) &&
-		// A kubeconfig from before labforge recorded its server was for the one public
-		// address; one for another node than the lab runs on now is minted again.
-		(current.Annotations[render.AnnotationServer] == "" || current.Annotations[render.AnnotationServer] == h.server()) &&
-		len(current.Data[render.KubeconfigKey]) > 0 {
-		return nil
 	}
 	secret, err := r.mintKubeconfig(ctx, s, h, expiresAt)
 	if err != nil {
@@ -290,6 +265,39 @@ func (r *Reconciler) ensureKubeconfig(ctx context.Context, s *scope, h *handover
 	}
 	_, err = r.Applier.Apply(ctx, secret, observed)
 	return err
+}
+
+// ownSecret says whether secret, of the claim's name, is the claim's: controlled by it,
+// or adopted now (adoptSecret). Never take over a Secret the student (or anyone) made:
+// the claim says so instead (s.refusedReason).
+func (r *Reconciler) ownSecret(ctx context.Context, s *scope, secret *corev1.Secret) (bool, error) {
+	if metav1.IsControlledBy(secret, s.claim) {
+		return true, nil
+	}
+	adopted, err := r.adoptSecret(ctx, s, secret)
+	if err != nil || adopted {
+		return adopted, err
+	}
+	s.refusedReason = labforgev1alpha1.ReasonSecretConflict
+	s.refusedMessage = fmt.Sprintf("Secret %s exists and does not belong to this claim; delete or rename it", client.ObjectKeyFromObject(secret))
+	return false, nil
+}
+
+// kubeconfigCurrent says whether the claim's kubeconfig Secret current is the one want
+// describes (its annotations): for this lab, expiring with the claim, for the server the
+// student reaches now.
+func kubeconfigCurrent(current, want *corev1.Secret) bool {
+	have := current.Annotations
+	// A kubeconfig written before labforge recorded the namespace was for a Ready lab,
+	// whose namespace is never built again: it matches any.
+	madeFor := have[render.AnnotationLabNamespaceUID]
+	return have[render.AnnotationExpiresAt] == want.Annotations[render.AnnotationExpiresAt] &&
+		have[render.AnnotationLab] == want.Annotations[render.AnnotationLab] &&
+		(madeFor == "" || madeFor == want.Annotations[render.AnnotationLabNamespaceUID]) &&
+		// A kubeconfig from before labforge recorded its server was for the one public
+		// address; one for another node than the lab runs on now is minted again.
+		(have[render.AnnotationServer] == "" || have[render.AnnotationServer] == want.Annotations[render.AnnotationServer]) &&
+		len(current.Data[render.KubeconfigKey]) > 0
 }
 
 // mintKubeconfig returns the claim's kubeconfig Secret: a client certificate from the

@@ -2,18 +2,20 @@ package labclaim
 
 import (
 	"context"
-	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	testingclock "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
+	"github.com/labforge/labforge/internal/expectations"
 	"github.com/labforge/labforge/internal/index"
 )
 
@@ -126,7 +128,8 @@ func TestDeleteOrphanedLabsOnce(t *testing.T) {
 			return nil
 		}}).Build()
 	recorder := events.NewFakeRecorder(10)
-	r := &Reconciler{Client: cache, APIReader: fake.NewClientBuilder().WithScheme(scheme).Build(), Recorder: recorder}
+	clk := testingclock.NewFakePassiveClock(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
+	r := &Reconciler{Client: cache, APIReader: fake.NewClientBuilder().WithScheme(scheme).Build(), Recorder: recorder, Clock: clk}
 	for range 3 {
 		if err := r.deleteOrphanedLabs(ctx, key, ""); err != nil {
 			t.Fatal(err)
@@ -135,8 +138,18 @@ func TestDeleteOrphanedLabsOnce(t *testing.T) {
 	if deletes != 1 || len(recorder.Events) != 1 {
 		t.Fatalf("lab deleted %d times, %d events; want 1 and 1", deletes, len(recorder.Events))
 	}
-	if !r.released.has(env.UID) {
+	released := client.ObjectKeyFromObject(env)
+	if !r.expected().Expected(expectRelease, released) {
 		t.Fatal("the deleted lab is not remembered")
+	}
+	// A cache that never shows it deleting (the lab went before a pass looked) costs at
+	// most one more delete, once the expectation lapsed.
+	clk.SetTime(clk.Now().Add(expectations.DefaultTTL))
+	if err := r.deleteOrphanedLabs(ctx, key, ""); err != nil {
+		t.Fatal(err)
+	}
+	if deletes != 2 || !r.expected().Expected(expectRelease, released) {
+		t.Fatalf("after the TTL: lab deleted %d times in all, remembered %t; want 2, true", deletes, r.expected().Expected(expectRelease, released))
 	}
 
 	// Once the cache shows it deleting, it is forgotten.
@@ -150,17 +163,7 @@ func TestDeleteOrphanedLabsOnce(t *testing.T) {
 	if err := r.deleteOrphanedLabs(ctx, key, ""); err != nil {
 		t.Fatal(err)
 	}
-	if r.released.has(env.UID) {
+	if r.expected().Expected(expectRelease, released) {
 		t.Fatal("a lab the cache shows deleting is still remembered")
-	}
-}
-
-func TestReleasedLabsBounded(t *testing.T) {
-	var l releasedLabs
-	for i := range maxReleasedLabs + 1 {
-		l.add(types.UID(fmt.Sprint(i)))
-	}
-	if n := len(l.uids); n != 1 || !l.has(types.UID(fmt.Sprint(maxReleasedLabs))) {
-		t.Fatalf("after %d adds: %d entries", maxReleasedLabs+1, n)
 	}
 }

@@ -31,66 +31,111 @@ func init() {
 	metrics.Registry.MustRegister(claimReadySeconds, bindsTotal)
 }
 
-// setStatus computes the claim's status from the scope.
+// statusSetters compute the claim's status from the scope, each its own fields, in this
+// order (which is also the order in which conditions first appear in the status). A phase
+// that owns a part of the status adds its setter here; writeStatus writes the result once.
+var statusSetters = []func(s *scope, succeeded bool){
+	setWords,     // the template's description and hints
+	setBinding,   // lab, launch type, terms, expiry, place in line; Bound
+	setAccess,    // where to connect, and the Secrets
+	setReady,     // Expired, Ready, Stalled
+	setExtension, // ExtensionRefused
+	setRestarted, // VMsRestarted
+	setSolved,    // status.checks, solvedTime; Solved (labclaim_checks.go)
+}
+
+// setStatus computes the claim's status from the scope; succeeded says whether every
+// phase of the pass did (observedGeneration then follows the spec).
 func setStatus(s *scope, succeeded bool) {
-	st := &s.claim.Status
-	gen := s.claim.Generation
-	set := func(t string, status metav1.ConditionStatus, reason, msg string) {
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: status, ObservedGeneration: gen, Reason: reason, Message: msg})
+	for _, set := range statusSetters {
+		set(s, succeeded)
 	}
-	// The template's words while the claim waits and at its bind; a bound claim keeps
-	// them (s.template is never read for a bound claim).
+	if succeeded {
+		s.claim.Status.ObservedGeneration = s.claim.Generation
+	}
+}
+
+// setCondition sets a condition of the claim, observed at its current generation.
+func (s *scope) setCondition(t string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&s.claim.Status.Conditions, metav1.Condition{
+		Type: t, Status: status, ObservedGeneration: s.claim.Generation, Reason: reason, Message: msg})
+}
+
+// setWords shows the template's words while the claim waits and at its bind; a bound
+// claim keeps them (s.template is never read for a bound claim).
+func setWords(s *scope, _ bool) {
 	if s.template != nil {
-		st.Description, st.Hints = s.template.Spec.Description, s.template.Spec.Hints
+		s.claim.Status.Description, s.claim.Status.Hints = s.template.Spec.Description, s.template.Spec.Hints
 	}
-	if s.env != nil {
-		st.Lab = s.env.Name
-		if s.launch != "" && (s.boundNow || st.LaunchType == "") {
-			st.LaunchType = s.launch
+}
+
+// setBinding says which lab the claim holds, how it was served and until when, or its
+// place in line while it holds none.
+func setBinding(s *scope, _ bool) {
+	st := &s.claim.Status
+	if s.env == nil {
+		if !s.expired && st.Lab == "" {
+			s.setCondition(labforgev1alpha1.ConditionBound, metav1.ConditionFalse, labforgev1alpha1.ReasonNotBound, "No lab is bound yet")
+			st.QueuePosition = s.queuePosition
 		}
-		// From the lab's terms: what the bind recorded, rebuilt as it was if the status
-		// was lost. Without them (the pass failed before it read them) what the status
-		// says stays.
-		if t := s.terms; t != nil {
-			bound, lifetime := t.BoundTime, t.Lifetime
-			st.BoundTime, st.Lifetime = &bound, &lifetime
-			exp := metav1.NewTime(s.expiresAt())
-			st.ExpiresAt = &exp
-		}
-		st.QueuePosition = 0
-		set(labforgev1alpha1.ConditionBound, metav1.ConditionTrue, labforgev1alpha1.ReasonBound, "Bound to lab "+s.env.Name)
-	} else if !s.expired && st.Lab == "" {
-		set(labforgev1alpha1.ConditionBound, metav1.ConditionFalse, labforgev1alpha1.ReasonNotBound, "No lab is bound yet")
-		st.QueuePosition = s.queuePosition
+		return
 	}
-	if h := s.handover; h != nil {
-		st.SSH = &labforgev1alpha1.SSHEndpoint{
-			Host: h.host, Port: h.sshPort, User: h.sshUser,
-			Command: fmt.Sprintf("ssh -p %d %s@%s", h.sshPort, h.sshUser, h.host),
-		}
-		st.APIServerURL = h.server()
-		st.KubeconfigSecretName = render.KubeconfigSecretName(s.claim.Name)
-		st.SSHKeySecretName = h.sshKeySecret
+	st.Lab = s.env.Name
+	if s.launch != "" && (s.boundNow || st.LaunchType == "") {
+		st.LaunchType = s.launch
 	}
+	// From the lab's terms: what the bind recorded, rebuilt as it was if the status was
+	// lost. Without them (the pass failed before it read them) what the status says stays.
+	if t := s.terms; t != nil {
+		bound, lifetime := t.BoundTime, t.Lifetime
+		st.BoundTime, st.Lifetime = &bound, &lifetime
+		exp := metav1.NewTime(s.expiresAt())
+		st.ExpiresAt = &exp
+	}
+	st.QueuePosition = 0
+	s.setCondition(labforgev1alpha1.ConditionBound, metav1.ConditionTrue, labforgev1alpha1.ReasonBound, "Bound to lab "+s.env.Name)
+}
+
+// setAccess tells the student where to connect and which Secrets hold the credentials,
+// once the lab is handed over.
+func setAccess(s *scope, _ bool) {
+	h := s.handover
+	if h == nil {
+		return
+	}
+	st := &s.claim.Status
+	st.SSH = &labforgev1alpha1.SSHEndpoint{
+		Host: h.host, Port: h.sshPort, User: h.sshUser,
+		Command: fmt.Sprintf("ssh -p %d %s@%s", h.sshPort, h.sshUser, h.host),
+	}
+	st.APIServerURL = h.server()
+	st.KubeconfigSecretName = render.KubeconfigSecretName(s.claim.Name)
+	st.SSHKeySecretName = h.sshKeySecret
+}
+
+// setReady sets Ready (and Expired or Stalled) from what the pass decided, the first
+// that holds of: expired, refused, waiting, failed, handed over and Ready, bound.
+func setReady(s *scope, succeeded bool) {
+	st := &s.claim.Status
 	switch {
 	case s.expired:
-		set(labforgev1alpha1.ConditionExpired, metav1.ConditionTrue, labforgev1alpha1.ReasonExpired, "The claim's duration ran out and its lab was deleted")
-		set(labforgev1alpha1.ConditionReady, metav1.ConditionFalse, labforgev1alpha1.ReasonExpired, "The claim's duration ran out and its lab was deleted")
+		s.setCondition(labforgev1alpha1.ConditionExpired, metav1.ConditionTrue, labforgev1alpha1.ReasonExpired, "The claim's duration ran out and its lab was deleted")
+		s.setCondition(labforgev1alpha1.ConditionReady, metav1.ConditionFalse, labforgev1alpha1.ReasonExpired, "The claim's duration ran out and its lab was deleted")
 		st.SSH, st.APIServerURL, st.KubeconfigSecretName, st.SSHKeySecretName = nil, "", "", ""
 	case s.refusedReason != "":
-		set(labforgev1alpha1.ConditionReady, metav1.ConditionFalse, s.refusedReason, s.refusedMessage)
-		set(labforgev1alpha1.ConditionStalled, metav1.ConditionTrue, s.refusedReason, s.refusedMessage)
+		s.setCondition(labforgev1alpha1.ConditionReady, metav1.ConditionFalse, s.refusedReason, s.refusedMessage)
+		s.setCondition(labforgev1alpha1.ConditionStalled, metav1.ConditionTrue, s.refusedReason, s.refusedMessage)
 	case s.pendingReason != "":
-		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, s.pendingReason, s.pendingMessage)
+		s.setCondition(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, s.pendingReason, s.pendingMessage)
 		if s.pendingReason == labforgev1alpha1.ReasonNodePortsExhausted {
 			// The lab has no ports of its own now: never point the student at ports that
 			// may already be another lab's.
 			st.SSH, st.APIServerURL = nil, ""
 		}
 	case !succeeded:
-		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, labforgev1alpha1.ReasonHandoverFailed, "Handing the lab over failed; retrying")
+		s.setCondition(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, labforgev1alpha1.ReasonHandoverFailed, "Handing the lab over failed; retrying")
 	case s.handover != nil && s.labReady:
-		set(labforgev1alpha1.ConditionReady, metav1.ConditionTrue, labforgev1alpha1.ReasonLabReady, "The lab is ready: "+st.SSH.Command)
+		s.setCondition(labforgev1alpha1.ConditionReady, metav1.ConditionTrue, labforgev1alpha1.ReasonLabReady, "The lab is ready: "+st.SSH.Command)
 		if st.ReadyTime == nil {
 			t := metav1.NewTime(s.now)
 			st.ReadyTime = &t
@@ -98,28 +143,27 @@ func setStatus(s *scope, succeeded bool) {
 	case s.env != nil:
 		// Handed over already if it is built: status.ssh and the Secrets are there, for
 		// when it is Ready.
-		set(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, labforgev1alpha1.ReasonLabBooting, "Lab "+s.env.Name+" is booting")
+		s.setCondition(labforgev1alpha1.ConditionReady, metav1.ConditionUnknown, labforgev1alpha1.ReasonLabBooting, "Lab "+s.env.Name+" is booting")
 	}
 	if !s.expired && s.refusedReason == "" {
 		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionStalled)
 	}
-	if s.extensionRefused != "" && !s.expired {
-		set(labforgev1alpha1.ConditionExtensionRefused, metav1.ConditionTrue, labforgev1alpha1.ReasonDurationTooLong, s.extensionRefused)
-	} else {
-		meta.RemoveStatusCondition(&st.Conditions, labforgev1alpha1.ConditionExtensionRefused)
-	}
-	setRestartedCondition(s, set)
-	setSolved(s)
-	if succeeded {
-		st.ObservedGeneration = gen
-	}
 }
 
-// setRestartedCondition tells the student that VMs of their lab restarted after it was
-// ready and set themselves up again from nothing (the lab's VMsRestarted, whose message
-// the operator writes, never the lab). Ready stays as the lab reports it. A claim whose
-// lab is gone keeps what it said.
-func setRestartedCondition(s *scope, set func(t string, status metav1.ConditionStatus, reason, msg string)) {
+// setExtension says why a longer spec.duration was not applied, while it is not.
+func setExtension(s *scope, _ bool) {
+	if s.extensionRefused != "" && !s.expired {
+		s.setCondition(labforgev1alpha1.ConditionExtensionRefused, metav1.ConditionTrue, labforgev1alpha1.ReasonDurationTooLong, s.extensionRefused)
+		return
+	}
+	meta.RemoveStatusCondition(&s.claim.Status.Conditions, labforgev1alpha1.ConditionExtensionRefused)
+}
+
+// setRestarted tells the student that VMs of their lab restarted after it was ready and
+// set themselves up again from nothing (the lab's VMsRestarted, whose message the
+// operator writes, never the lab). Ready stays as the lab reports it. A claim whose lab
+// is gone keeps what it said.
+func setRestarted(s *scope, _ bool) {
 	if s.env == nil {
 		return
 	}
@@ -128,7 +172,7 @@ func setRestartedCondition(s *scope, set func(t string, status metav1.ConditionS
 		meta.RemoveStatusCondition(&s.claim.Status.Conditions, labforgev1alpha1.ConditionVMsRestarted)
 		return
 	}
-	set(labforgev1alpha1.ConditionVMsRestarted, metav1.ConditionTrue, labforgev1alpha1.ReasonVMRestarted,
+	s.setCondition(labforgev1alpha1.ConditionVMsRestarted, metav1.ConditionTrue, labforgev1alpha1.ReasonVMRestarted,
 		fmt.Sprintf("Lab %s: %s. Delete this claim and claim again for a fresh lab, or ask your admin", s.env.Name, c.Message))
 }
 

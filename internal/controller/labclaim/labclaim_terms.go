@@ -149,6 +149,33 @@ func (r *Reconciler) recordTerms(ctx context.Context, s *scope) (*labforgev1alph
 	return env.Spec.Terms, nil
 }
 
+// settleDuration settles the duration of a claim that is not bound from its template:
+// spec.duration, or the template's default. More than the template's maximum refuses the
+// claim; on a claim bound before (whose status kept its bound time and expiry, its lab
+// since lost) it is an extension refused, and the claim keeps what it had.
+func (s *scope) settleDuration(tmpl *labforgev1alpha1.LabTemplate) {
+	maximum, dflt := tmpl.Spec.Lifetime.Maximum.Duration, tmpl.Spec.Lifetime.Default.Duration
+	s.duration = dflt
+	if d := s.claim.Spec.Duration; d != nil {
+		s.duration = d.Duration
+	}
+	if s.duration <= maximum {
+		return
+	}
+	if s.claim.Status.BoundTime != nil && s.claim.Status.ExpiresAt != nil {
+		// An extension past the maximum is refused: the claim keeps its lab and expiry,
+		// and says so (ExtensionRefused and a Warning event), so that a student who asked
+		// for more time is not left guessing.
+		kept := s.claim.Status.ExpiresAt.Sub(s.claim.Status.BoundTime.Time)
+		s.extensionRefused = fmt.Sprintf("spec.duration %s is longer than LabTemplate %s allows (lifetime.maximum %s); the claim keeps its duration of %s and expires at %s",
+			s.duration, tmpl.Name, maximum, kept, s.claim.Status.ExpiresAt.UTC().Format(time.RFC3339))
+		s.duration = kept
+		return
+	}
+	s.refusedReason = labforgev1alpha1.ReasonDurationTooLong
+	s.refusedMessage = fmt.Sprintf("spec.duration %s is longer than LabTemplate %s allows (lifetime.maximum %s)", s.duration, tmpl.Name, maximum)
+}
+
 // applyTerms settles the duration of a bound claim from its terms: spec.duration, or the
 // default it was bound with; more than the maximum it was bound with is an extension
 // refused, and the claim keeps the duration its status shows (decision 11). A claim whose

@@ -114,7 +114,7 @@ func TestRecordTermsOfALabBoundBefore(t *testing.T) {
 	claim := &labforgev1alpha1.LabClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "students", Name: "bob", UID: "bob-uid"},
 		Status: labforgev1alpha1.LabClaimStatus{Lab: "pool-0", BoundTime: &metav1.Time{Time: boundAt}}}
 	s := &scope{claim: claim, env: env.DeepCopy(), now: boundAt.Add(5 * time.Hour)}
-	if err := r.resolve(ctx, s); err != nil {
+	if _, err := r.reconcileRequest(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 	want := &labforgev1alpha1.ClaimTerms{BoundTime: metav1.NewTime(boundAt), Lifetime: lifetime(3*time.Hour, 6*time.Hour), SSHUser: "student"}
@@ -137,7 +137,7 @@ func TestRecordTermsOfALabBoundBefore(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = &scope{claim: claim, env: stored, now: boundAt.Add(5 * time.Hour)}
-	if err := r.resolve(ctx, s); err != nil {
+	if _, err := r.reconcileRequest(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(want, s.terms); diff != "" || s.duration != 3*time.Hour {
