@@ -17,6 +17,12 @@ const (
 	// It goes away when spec.duration is within the maximum again.
 	ConditionExtensionRefused = "ExtensionRefused"
 
+	// ConditionSolved is True when every check of the claim's template passes in its lab,
+	// False (naming the failing checks) when one fails, and Unknown while the checks
+	// cannot be evaluated. A claim whose template has no checks has no Solved condition.
+	// `kubectl wait --for=condition=Solved labclaim/NAME` waits for a student's fix.
+	ConditionSolved = "Solved"
+
 	// ReasonWaitingForLab: no Ready lab was free; the claim waits in line.
 	ReasonWaitingForLab = "WaitingForLab"
 )
@@ -184,7 +190,21 @@ type LabClaimStatus struct {
 	// +optional
 	Exposed []ExposedPort `json:"exposed,omitempty"`
 
-	// Conditions: Bound, Ready, Expired, ServicesExposed.
+	// Checks are the results of the template's solution checks in the lab, in the
+	// template's order, while the lab is claimed and Ready. Absent when the template has
+	// no checks.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Checks []CheckStatus `json:"checks,omitempty"`
+
+	// SolvedTime is when every check first passed.
+	// +optional
+	SolvedTime *metav1.Time `json:"solvedTime,omitempty"`
+
+	// Conditions: Bound, Ready, Expired, ServicesExposed while the lab has Services to
+	// expose, and Solved when the template has checks.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=16
@@ -197,6 +217,31 @@ type LabClaimStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration"`
 }
 
+// CheckStatus is the result of one solution check in the claim's lab.
+type CheckStatus struct {
+	// Name is the check's name in the template.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Name string `json:"name"`
+
+	// Passed is true when the check's expression evaluated to true. A check that could
+	// not be evaluated (the lab's API unreachable, the operator's read access revoked, an
+	// error in the expression) never passes.
+	// +required
+	Passed bool `json:"passed"`
+
+	// Message says why: the check's description when it passes, its hint (or
+	// description) when it fails, and what stopped it when it cannot be evaluated.
+	// +kubebuilder:validation:MaxLength=2048
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// LastTransitionTime is when passed last changed.
+	// +optional
+	LastTransitionTime *metav1.Time `json:"lastTransitionTime,omitempty"`
+}
+
 // LabClaim asks for a lab: "give me a lab from this pool (or template)". Written by
 // students, bots and CI; `kubectl wait --for=condition=Ready labclaim/NAME` waits for it.
 // +kubebuilder:object:root=true
@@ -206,6 +251,7 @@ type LabClaimStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Lab",type=string,JSONPath=`.status.lab`
+// +kubebuilder:printcolumn:name="Solved",type=string,JSONPath=`.status.conditions[?(@.type=="Solved")].status`,priority=1
 // +kubebuilder:printcolumn:name="SSH",type=string,JSONPath=`.status.ssh.command`
 // +kubebuilder:printcolumn:name="Launch",type=string,JSONPath=`.status.launchType`,priority=1
 // +kubebuilder:printcolumn:name="Expires",type=string,format=date-time,JSONPath=`.status.expiresAt`

@@ -88,6 +88,116 @@ type LabTemplateSpec struct {
 	// +kubebuilder:default={maxBooting: 5, maxLabs: 100}
 	// +optional
 	Claims TemplateClaims `json:"claims,omitzero"`
+
+	// Checks say what must hold inside the lab for the scenario to count as solved. While
+	// a lab is claimed the operator watches the resources they name, through the lab's API
+	// with its own read-only credential, and reports each check on the claim
+	// (status.checks) and all of them as the claim's Solved condition. A template without
+	// checks gives its claims neither.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Checks []SolutionCheck `json:"checks,omitempty"`
+}
+
+// MaxChecks is the most checks a LabTemplate may list (the CRD's bound on spec.checks).
+const MaxChecks = 16
+
+// MaxCheckExpressionLength bounds a check's CEL expression, in bytes.
+const MaxCheckExpressionLength = 4096
+
+// SolutionCheck is one thing that must hold inside a lab for its scenario to be solved:
+// a CEL expression over the lab objects a resource reference selects.
+type SolutionCheck struct {
+	// Name identifies the check on the claim (status.checks[].name): a DNS label, unique
+	// within the template.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Name string `json:"name"`
+
+	// Description tells the student what the check wants, e.g. "The web Deployment has
+	// three ready replicas". It is the message of a passing check.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Description string `json:"description,omitempty"`
+
+	// Hint is shown on the claim while the check fails.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Hint string `json:"hint,omitempty"`
+
+	// Resource selects the lab objects the expression reads.
+	// +required
+	Resource CheckResource `json:"resource"`
+
+	// Expression is a CEL expression that must evaluate to true. With resource.name set
+	// it reads the one object as `object` (null while the object does not exist);
+	// otherwise it reads the selected objects as the list `objects`. The Kubernetes CEL
+	// libraries (strings, lists, regex, quantity, url, ip, cidr, format, semver) are
+	// available. Template validation compiles it and refuses an expression that does not
+	// compile, is not a bool, or costs too much; each evaluation is bounded by a cost
+	// budget too.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	// +required
+	Expression string `json:"expression"`
+}
+
+// CheckResource names the lab objects a check reads: a resource by API group, version
+// and kind (or plural resource name), in a namespace, by name or label selector.
+// +kubebuilder:validation:XValidation:rule="has(self.kind) != has(self.resource)",message="exactly one of kind and resource must be set"
+// +kubebuilder:validation:XValidation:rule="!(has(self.name) && has(self.labelSelector))",message="name and labelSelector are exclusive"
+type CheckResource struct {
+	// Group is the API group, "" (the default) for the core group, e.g. "apps".
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	Group string `json:"group,omitempty"`
+
+	// Version is the API version, e.g. "v1".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]+$`
+	// +required
+	Version string `json:"version"`
+
+	// Kind is the object kind, e.g. "Deployment". Its resource is the lowercase plural
+	// Kubernetes derives for regular kinds (Deployment: deployments, NetworkPolicy:
+	// networkpolicies); name resource instead for a kind whose plural is irregular
+	// (Endpoints: endpoints).
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Z][A-Za-z0-9]*$`
+	// +optional
+	Kind string `json:"kind,omitempty"`
+
+	// Resource is the plural resource name as the API serves it, e.g. "deployments".
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z][a-z0-9]*$`
+	// +optional
+	Resource string `json:"resource,omitempty"`
+
+	// Namespace is where the objects are; empty for a cluster-scoped resource, or to
+	// select across every namespace of the lab.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// Name selects one object, read by the expression as `object`.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Name string `json:"name,omitempty"`
+
+	// LabelSelector selects objects by label; with neither name nor labelSelector every
+	// object of the resource (in namespace, when set) is selected. The expression reads
+	// them as `objects`. At most 16 matchLabels and 16 matchExpressions.
+	// +kubebuilder:validation:XValidation:rule="(!has(self.matchLabels) || self.matchLabels.size() <= 16) && (!has(self.matchExpressions) || self.matchExpressions.size() <= 16)",message="labelSelector takes at most 16 matchLabels and 16 matchExpressions"
+	// +optional
+	LabelSelector *metav1.LabelSelector `json:"labelSelector,omitempty"`
 }
 
 // TemplateClaims admits and caps the labs booted for claims that name a template

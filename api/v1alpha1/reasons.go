@@ -126,6 +126,23 @@ const (
 	ReasonServiceWithdrawn = "ServiceWithdrawn"
 )
 
+// Reasons of a LabClaim's Solved condition and of its solution events.
+const (
+	// ReasonAllChecksPassed: every check of the template passes in the lab (Solved=True).
+	ReasonAllChecksPassed = "AllChecksPassed"
+	// ReasonChecksFailed: at least one check evaluated to false (Solved=False).
+	ReasonChecksFailed = "ChecksFailed"
+	// ReasonChecksNotEvaluated: at least one check could not be evaluated and none
+	// failed (Solved=Unknown): the lab's API is unreachable or refuses the operator, or
+	// an expression failed at run time.
+	ReasonChecksNotEvaluated = "ChecksNotEvaluated"
+	// ReasonWaitingForChecks: the lab is not Ready yet, or the operator has not read the
+	// lab's objects yet (Solved=Unknown).
+	ReasonWaitingForChecks = "WaitingForChecks"
+	// ReasonSolved is the reason of the event recorded when a claim first turns Solved.
+	ReasonSolved = "Solved"
+)
+
 // Reasons of the orphan sweep's events.
 const (
 	// ReasonDeletedOrphan is the reason of the event recorded for each orphan deleted.

@@ -40,6 +40,7 @@ import (
 	"github.com/labforge/labforge/internal/labclient"
 	"github.com/labforge/labforge/internal/labprobe"
 	"github.com/labforge/labforge/internal/ownership"
+	"github.com/labforge/labforge/internal/solution"
 	"github.com/labforge/labforge/internal/ssa"
 )
 
@@ -112,6 +113,13 @@ type Options struct {
 	// its Services, in place of labclient.Config with the probe's dialer. For tests only,
 	// never in production: a suite stands a plain control plane in for a lab's API.
 	LabConfig labclaim.LabConfigFunc
+	// SolutionWatchTimeout bounds each watch the solution checks keep in a lab (how long a
+	// revoked read access can go unnoticed); zero means solution.DefaultWatchTimeout.
+	SolutionWatchTimeout time.Duration
+	// SolutionLabConfig, when set, replaces how the solution checks reach a lab's API.
+	// For tests only, never in production: a suite stands a plain control plane in for a
+	// lab.
+	SolutionLabConfig solution.ConfigFunc
 	// WrapProber, when set, wraps the readiness probe of the LabEnvironment controller.
 	// For tests only, never in production: a suite checks which labs' TLS clients the
 	// probe still holds.
@@ -231,6 +239,22 @@ func setUpProber(mgr ctrl.Manager, host *hostcluster.Host, opts Options) (labpro
 	return prober, nil
 }
 
+// setUpChecks adds the evaluator of the claims' solution checks, which reads claimed labs
+// through labclient as the probe reaches them (unless a test stands in a lab).
+func setUpChecks(mgr ctrl.Manager, host *hostcluster.Host, opts Options) (*solution.Evaluator, error) {
+	config := opts.SolutionLabConfig
+	if config == nil {
+		config = solution.LabConfig(mgr.GetClient(), labclient.Options{ClusterDomain: host.Network().ClusterDomain, Dial: labDialer(opts)})
+	}
+	checks := solution.NewEvaluator(config)
+	checks.WatchTimeout = opts.SolutionWatchTimeout
+	checks.Log = mgr.GetLogger().WithName("solution")
+	if err := mgr.Add(checks); err != nil {
+		return nil, fmt.Errorf("adding the solution checks: %w", err)
+	}
+	return checks, nil
+}
+
 // labDialer is how the operator connects to a lab's API, for the probe and for
 // labclient alike: the given dialer, else the simulated labs' when there are (the
 // operator's real code runs against them: only the dialer differs), else nil (a
@@ -276,6 +300,10 @@ func setUpControllers(mgr ctrl.Manager, host *hostcluster.Host, prover *ownershi
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the %s controller: %w", labpool.ControllerName, err)
 	}
+	checks, err := setUpChecks(mgr, host, opts)
+	if err != nil {
+		return err
+	}
 	if err := (&labclaim.Reconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
@@ -285,6 +313,7 @@ func setUpControllers(mgr ctrl.Manager, host *hostcluster.Host, prover *ownershi
 		Clock:     opts.Clock,
 		Prover:    prover,
 		LabConfig: labConfig(opts.LabConfig, host, labDialer(opts)),
+		Checks:    checks,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the %s controller: %w", labclaim.ControllerName, err)
 	}

@@ -25,6 +25,7 @@ import (
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/controlplane"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/render"
 	"github.com/labforge/labforge/internal/render/cloudinit"
 )
 
@@ -258,7 +259,11 @@ func (s *Simulator) syncRealLab(ctx context.Context, l *realLab) error {
 		return err
 	}
 	if !l.seeded {
-		if err := seedRBAC(ctx, l.client); err != nil {
+		manifest, err := s.operatorRBAC(ctx, l.namespace)
+		if err != nil {
+			return err
+		}
+		if err := seedRBAC(ctx, l.client, manifest); err != nil {
 			return fmt.Errorf("creating the bootstrap's RBAC in lab %s: %w", l.env, err)
 		}
 		l.seeded = true
@@ -364,7 +369,7 @@ func labNode(name, ip, kubeletVersion string, controlPlane bool) *corev1.Node {
 // seedRBAC creates what `kubeadm init` and the lab's bootstrap grant: cluster-admin to
 // the kubeadm:cluster-admins group (the students' certificates), and the operator's
 // access, from the very objects cloud-init hands the bootstrap.
-func seedRBAC(ctx context.Context, c client.Client) error {
+func seedRBAC(ctx context.Context, c client.Client, manifest []byte) error {
 	binding := &rbacv1.ClusterRoleBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRoleBinding"},
 		ObjectMeta: metav1.ObjectMeta{Name: clusterAdminsGroup},
@@ -372,10 +377,6 @@ func seedRBAC(ctx context.Context, c client.Client) error {
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: clusterAdminsGroup}},
 	}
 	if err := applyObject(ctx, c, binding); err != nil {
-		return err
-	}
-	manifest, err := cloudinit.OperatorRBAC()
-	if err != nil {
 		return err
 	}
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifest), 4096)
@@ -405,4 +406,21 @@ func applyObject(ctx context.Context, c client.Client, obj client.Object) error 
 	}
 	return c.Apply(ctx, client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: m}),
 		client.FieldOwner(bootstrapFieldManager), client.ForceOwnership)
+}
+
+// operatorRBAC returns the operator's RBAC as cloud-init renders it for this lab's
+// bootstrap (cloudinit.OperatorRBAC of the lab's template snapshot, the spec its
+// user-data was rendered from; the cache keeps no user-data): the marker's reader and,
+// for a template with solution checks, the checks' reader.
+func (s *Simulator) operatorRBAC(ctx context.Context, namespace string) ([]byte, error) {
+	var cm corev1.ConfigMap
+	key := types.NamespacedName{Namespace: namespace, Name: render.TemplateSnapshot}
+	if err := s.client.Get(ctx, key, &cm); err != nil {
+		return nil, fmt.Errorf("reading the lab's template snapshot %s: %w", key, err)
+	}
+	spec, _, err := render.TemplateFromSnapshot(&cm)
+	if err != nil {
+		return nil, err
+	}
+	return cloudinit.OperatorRBAC(spec.Checks)
 }

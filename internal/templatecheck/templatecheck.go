@@ -62,6 +62,7 @@ func Check(spec *labforgev1alpha1.LabTemplateSpec, host hostcluster.Network) (Te
 	}
 	t.PodCIDR, t.ServiceCIDR = checkNetwork(&spec.Network, host, &p)
 	checkNodes(spec, &p)
+	p = append(p, checkChecks(spec.Checks)...)
 	return t, p
 }
 

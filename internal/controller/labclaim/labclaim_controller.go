@@ -52,6 +52,7 @@ import (
 	"github.com/labforge/labforge/internal/index"
 	"github.com/labforge/labforge/internal/lab"
 	"github.com/labforge/labforge/internal/ownership"
+	"github.com/labforge/labforge/internal/solution"
 	"github.com/labforge/labforge/internal/ssa"
 )
 
@@ -83,6 +84,9 @@ type Reconciler struct {
 	// claim's pass mostly waits on the API server, and a burst of claims is what students
 	// wait for.
 	MaxConcurrentReconciles int
+	// Checks evaluates the solution checks of claimed labs (labclaim_checks.go); nil
+	// leaves every claim without status.checks and Solved.
+	Checks *solution.Evaluator
 
 	// writes holds the writes this process made that its cache does not show yet (the
 	// one expectations component): the labs it is binding or bound (expectBind), the
@@ -151,6 +155,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	claim := &labforgev1alpha1.LabClaim{}
 	if err := r.Client.Get(ctx, req.NamespacedName, claim); err != nil {
 		if apierrors.IsNotFound(err) {
+			r.stopChecks(req.NamespacedName)
 			r.expected().Forget(expectBoundStatus, req.NamespacedName)
 			r.labServices.stopClaim(req.NamespacedName)
 			return ctrl.Result{}, r.deleteOrphanedLabs(ctx, req.NamespacedName, "")
@@ -171,10 +176,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	if !claim.DeletionTimestamp.IsZero() {
+		r.stopChecks(req.NamespacedName)
 		r.labServices.stopClaim(req.NamespacedName)
 		return ctrl.Result{}, r.reconcileDelete(ctx, s)
 	}
 	result, err := r.reconcileNormal(ctx, s)
+	if err == nil {
+		err = r.observeChecks(ctx, s)
+	}
 	if s.expired || s.refusedReason != "" {
 		// The claim holds its lab no more (or never will): nothing of it is exposed.
 		r.labServices.stopClaim(req.NamespacedName)
@@ -312,7 +321,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	})); err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&labforgev1alpha1.LabClaim{}).
 		Owns(&corev1.Secret{}).
@@ -333,9 +342,13 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesRawSource(source.Channel(r.Host.Subscribe(func(old, cur hostcluster.Network) bool { return !old.SameAddresses(cur) }),
 			handler.EnqueueRequestsFromMapFunc(r.boundClaims))).
 		// A Service inside a claimed lab that may be exposed came, changed or went.
-		WatchesRawSource(source.Channel(r.labServices.events, &handler.EnqueueRequestForObject{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles,
-			NewQueue: claimsfirst.NewQueue(r.workPriority)}).
+		WatchesRawSource(source.Channel(r.labServices.events, &handler.EnqueueRequestForObject{}))
+	if r.Checks != nil {
+		// A check's result changed in a claimed lab.
+		b = b.WatchesRawSource(source.Channel(r.Checks.Events(), &handler.EnqueueRequestForObject{}))
+	}
+	return b.WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles,
+		NewQueue: claimsfirst.NewQueue(r.workPriority)}).
 		Complete(r)
 }
 

@@ -59,6 +59,8 @@ type scope struct {
 	// stopped: a phase has nothing left to do until an event brings the claim back (its
 	// lab built, the cache showing a lab it created), and says nothing more of it.
 	stopped bool
+	// solution is what this pass learnt of the lab's solution checks; nil without any.
+	solution *solutionScope
 }
 
 // settled says whether the pass is over: its outcome is decided (the claim expired, is

@@ -42,6 +42,7 @@ var statusSetters = []func(s *scope, succeeded bool){
 	setExtension, // ExtensionRefused
 	setRestarted, // VMsRestarted
 	setExposure,  // what of the lab's own Services is exposed; ServicesExposed
+	setSolved,    // status.checks, solvedTime; Solved (labclaim_checks.go)
 }
 
 // setStatus computes the claim's status from the scope; succeeded says whether every
@@ -187,6 +188,7 @@ func (r *Reconciler) recordTransitions(ctx context.Context, before *labforgev1al
 		// Once per newly restarted set of VMs: the student's describe shows it.
 		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, labforgev1alpha1.ReasonVMRestarted, "Restart", "%s", restarted.Message)
 	}
+	r.recordSolved(ctx, before, s)
 	was := meta.FindStatusCondition(before.Status.Conditions, labforgev1alpha1.ConditionReady)
 	now := meta.FindStatusCondition(after.Status.Conditions, labforgev1alpha1.ConditionReady)
 	handedOver := now != nil && now.Status == metav1.ConditionTrue && before.Status.ReadyTime == nil

@@ -48,7 +48,9 @@ const (
 	BootstrapLogPath = "/var/log/labforge-bootstrap.log"
 	// CNIManifestPath is the CNI (flannel) manifest the control plane applies.
 	CNIManifestPath = "/etc/labforge/cni.yaml"
-	// OperatorRBACPath is the Role and RoleBinding letting the operator read the marker.
+	// OperatorRBACPath is the Role and RoleBinding letting the operator read the marker,
+	// and the ClusterRole and ClusterRoleBinding letting it read what the template's
+	// solution checks name (OperatorRBAC).
 	OperatorRBACPath = "/etc/labforge/operator-rbac.yaml"
 	// ScenarioPath is the template's scenario script, verbatim.
 	ScenarioPath = "/etc/labforge/scenario"
@@ -367,7 +369,7 @@ func (c *config) writeFiles() ([]writeFile, error) {
 		if err != nil {
 			return nil, err
 		}
-		rbac, err := operatorRBAC()
+		rbac, err := operatorRBAC(c.Template.Checks)
 		if err != nil {
 			return nil, err
 		}

@@ -5,15 +5,18 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"text/template"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
+	"github.com/labforge/labforge/internal/templatecheck"
 )
 
 // FlannelVersion is the flannel release every lab runs as its CNI. Its manifest is
@@ -91,14 +94,64 @@ func serviceWatcherRBAC() []any {
 	return []any{role, binding}
 }
 
-// OperatorRBAC returns the manifest (YAML documents) of the operator's access inside a
-// lab, exactly as the control plane's bootstrap applies it: the simulated backend
-// creates the same objects in a lab's real API server.
-func OperatorRBAC() ([]byte, error) { return operatorRBAC() }
+// checksReaderName names the ClusterRole and ClusterRoleBinding that let the operator
+// read what the template's solution checks name.
+const checksReaderName = "labforge-solution-checks-reader"
 
-// operatorRBAC renders the Role and RoleBinding granting lab.OperatorUser `get` on the
-// bootstrap marker ConfigMap, and the Services access of serviceWatcherRBAC.
-func operatorRBAC() ([]byte, error) {
+// OperatorRBAC renders the RBAC the lab's bootstrap applies for lab.OperatorUser (the
+// simulated backend creates the same objects in a lab's real API server): a Role
+// and RoleBinding granting `get` on the bootstrap marker ConfigMap, the Services access
+// of serviceWatcherRBAC (exposed Services) and, when the template
+// has solution checks, a ClusterRole and ClusterRoleBinding granting get, list and watch
+// on exactly the resources those checks name (only the named objects, for a check that
+// names one), and nothing else.
+func OperatorRBAC(checks []labforgev1alpha1.SolutionCheck) ([]byte, error) {
+	return operatorRBAC(checks)
+}
+
+// checkRules are the rules letting the operator watch what checks read: one per
+// resource, with the names of the objects when every check of that resource names one.
+// A check naming one object lists and watches it with a metadata.name field selector,
+// which the API server authorizes against resourceNames.
+func checkRules(checks []labforgev1alpha1.SolutionCheck) []rbacv1.PolicyRule {
+	type entry struct {
+		gvr   schema.GroupVersionResource
+		names []string
+		all   bool
+	}
+	var order []schema.GroupResource
+	byResource := map[schema.GroupResource]*entry{}
+	for i := range checks {
+		gvr := templatecheck.ResourceOf(checks[i].Resource)
+		gr := gvr.GroupResource()
+		e := byResource[gr]
+		if e == nil {
+			e = &entry{gvr: gvr}
+			byResource[gr] = e
+			order = append(order, gr)
+		}
+		if n := checks[i].Resource.Name; n != "" {
+			if !slices.Contains(e.names, n) {
+				e.names = append(e.names, n)
+			}
+		} else {
+			e.all = true
+		}
+	}
+	rules := make([]rbacv1.PolicyRule, 0, len(order))
+	for _, gr := range order {
+		e := byResource[gr]
+		rule := rbacv1.PolicyRule{APIGroups: []string{gr.Group}, Resources: []string{gr.Resource}, Verbs: []string{"get", "list", "watch"}}
+		if !e.all {
+			rule.ResourceNames = e.names
+		}
+		rules = append(rules, rule)
+	}
+	return rules
+}
+
+// operatorRBAC renders OperatorRBAC.
+func operatorRBAC(checks []labforgev1alpha1.SolutionCheck) ([]byte, error) {
 	meta := metav1.ObjectMeta{
 		Name:      markerReaderName,
 		Namespace: lab.MarkerNamespace,
@@ -120,8 +173,24 @@ func operatorRBAC() ([]byte, error) {
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: markerReaderName},
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: lab.OperatorUser}},
 	}
+	objs := append([]any{role, binding}, serviceWatcherRBAC()...)
+	if len(checks) > 0 {
+		clusterMeta := metav1.ObjectMeta{Name: checksReaderName, Labels: meta.Labels}
+		objs = append(objs,
+			rbacv1.ClusterRole{
+				TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
+				ObjectMeta: clusterMeta,
+				Rules:      checkRules(checks),
+			},
+			rbacv1.ClusterRoleBinding{
+				TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRoleBinding"},
+				ObjectMeta: clusterMeta,
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: checksReaderName},
+				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: lab.OperatorUser}},
+			})
+	}
 	var docs []string
-	for _, obj := range append([]any{role, binding}, serviceWatcherRBAC()...) {
+	for _, obj := range objs {
 		y, err := yaml.Marshal(obj)
 		if err != nil {
 			return nil, fmt.Errorf("cloudinit: marshalling the operator's RBAC: %w", err)
