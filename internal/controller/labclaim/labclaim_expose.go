@@ -33,6 +33,8 @@ type exposure struct {
 	exposable, exposed int
 	// reason and message say why one is not exposed; empty when all are.
 	reason, message string
+	// problems are the message's parts, in the order found (exposure.problem).
+	problems []string
 	// retryAfter is set while a host Service waits for the host's NodePort range.
 	retryAfter time.Duration
 }
@@ -58,13 +60,6 @@ func (r *refusals) get(key string) (refusal, bool) {
 	return v.(refusal), true
 }
 
-// reconcileExposure mirrors the lab's NodePort and LoadBalancer Services to host NodePort
-// Services while the lab is claimed, Ready and handed over: one host Service per lab
-// Service (render.ExposedService), up to the template's network.maxExposedServices, the
-// allow-exposed-services policy for exactly their ports, and a LoadBalancer Service's
-// address set inside the lab to the student's. A host Service whose lab Service is gone
-// (or no longer a NodePort or LoadBalancer) is deleted. It writes nothing while the lab
-// has nothing to expose, and starts no watch for a template that exposes nothing.
 // reconcileExposed is the phase of reconcileExposure: a Service the API server refused
 // for want of ports is looked at again after its back-off.
 func (r *Reconciler) reconcileExposed(ctx context.Context, s *scope) (ctrl.Result, error) {
@@ -77,16 +72,18 @@ func (r *Reconciler) reconcileExposed(ctx context.Context, s *scope) (ctrl.Resul
 	return ctrl.Result{}, nil
 }
 
+// reconcileExposure mirrors the lab's NodePort and LoadBalancer Services to host NodePort
+// Services while the lab is claimed, Ready and handed over: one host Service per lab
+// Service (render.ExposedService), up to the template's network.maxExposedServices, the
+// allow-exposed-services policy for exactly their ports, and a LoadBalancer Service's
+// address set inside the lab to the student's. A host Service whose lab Service is gone
+// (or no longer a NodePort or LoadBalancer) is deleted. It writes nothing while the lab
+// has nothing to expose, and starts no watch for a template that exposes nothing.
 func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) error {
 	if r.LabConfig == nil || r.labServices == nil || s.handover == nil || !s.labReady || s.pendingReason != "" || s.refusedReason != "" {
 		return nil
 	}
-	ns := lab.Namespace(s.env.Name)
-	snapshot := &corev1.ConfigMap{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.TemplateSnapshot}, snapshot); err != nil {
-		return fmt.Errorf("reading the template snapshot of lab %s: %w", s.env.Name, err)
-	}
-	spec, _, err := render.TemplateFromSnapshot(snapshot)
+	spec, err := r.labTemplate(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -96,11 +93,7 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) error {
 		r.labServices.stop(s.env.Name)
 		return nil
 	}
-	pkiSecret := &corev1.Secret{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: lab.PKISecret}, pkiSecret); err != nil {
-		return fmt.Errorf("reading the PKI of lab %s: %w", s.env.Name, err)
-	}
-	w, err := r.labServices.ensure(ctx, s.env.Name, client.ObjectKeyFromObject(s.claim), pkiSecret)
+	w, err := r.watchLabServices(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -109,19 +102,73 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) error {
 		return nil
 	}
 	l := render.Lab{Env: s.env, Template: spec, Host: r.Host.Network()}
-	e := &exposure{}
-	var problems []string
-	problem := func(reason, msg string) {
-		if e.reason == "" {
-			e.reason = reason
-		}
-		problems = append(problems, msg)
+	svcs := w.services()
+	want := wantExposure(svcs, limit)
+	e := &exposure{exposable: len(svcs)}
+	for _, msg := range want.refused {
+		e.problem(labforgev1alpha1.ReasonExposureRefused, msg)
 	}
-	want := map[string]render.LabService{}
-	var order, capped []string
-	lbs := map[string]*corev1.Service{}
-	for _, svc := range w.services() {
-		e.exposable++
+	hostSvcs, err := r.exposedServices(ctx, s)
+	if err != nil {
+		return err
+	}
+	current, errs := r.withdrawExposed(ctx, s, hostSvcs, want)
+	open, exposeErrs := r.exposeWanted(ctx, s, w, l, want, current, e)
+	errs = append(errs, exposeErrs...)
+	// Said last: the Services within the cap, and what refused them, come first.
+	for _, msg := range want.capped {
+		e.problem(labforgev1alpha1.ReasonExposureCapReached, msg)
+	}
+	if err := r.reconcileExposurePolicy(ctx, l, open); err != nil {
+		errs = append(errs, err)
+	}
+	e.message = strings.Join(e.problems, "; ")
+	s.exposure = e
+	return errors.Join(errs...)
+}
+
+// labTemplate reads the template the lab was made from, from its snapshot in the lab's
+// namespace: the template itself may have changed since.
+func (r *Reconciler) labTemplate(ctx context.Context, s *scope) (labforgev1alpha1.LabTemplateSpec, error) {
+	snapshot := &corev1.ConfigMap{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(s.env.Name), Name: render.TemplateSnapshot}, snapshot); err != nil {
+		return labforgev1alpha1.LabTemplateSpec{}, fmt.Errorf("reading the template snapshot of lab %s: %w", s.env.Name, err)
+	}
+	spec, _, err := render.TemplateFromSnapshot(snapshot)
+	return spec, err
+}
+
+// watchLabServices returns the watch of the lab's Services for the claim, starting it
+// with the lab's PKI if needed.
+func (r *Reconciler) watchLabServices(ctx context.Context, s *scope) (*labWatch, error) {
+	pkiSecret := &corev1.Secret{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(s.env.Name), Name: lab.PKISecret}, pkiSecret); err != nil {
+		return nil, fmt.Errorf("reading the PKI of lab %s: %w", s.env.Name, err)
+	}
+	return r.labServices.ensure(ctx, s.env.Name, client.ObjectKeyFromObject(s.claim), pkiSecret)
+}
+
+// wantedExposure is what a pass means to expose of the lab's Services, and what not.
+type wantedExposure struct {
+	// services are the lab Services to expose, by their host Service's name.
+	services map[string]render.LabService
+	// order lists services' names, oldest lab Service first: the order of the claim's
+	// status.exposed and of its messages.
+	order []string
+	// loadBalancers are the LoadBalancer Services among them, by host Service name: their
+	// address inside the lab is set to the student's.
+	loadBalancers map[string]*corev1.Service
+	// refused says why a lab Service cannot be exposed at all (ReasonExposureRefused),
+	// capped which are past the template's cap (ReasonExposureCapReached).
+	refused, capped []string
+}
+
+// wantExposure sorts the lab's Services that may be exposed, oldest first (labWatch.services),
+// into those the pass exposes, up to limit, and those it does not: a Service with no port
+// or a port the host cannot mirror is refused and takes no place under the cap.
+func wantExposure(svcs []*corev1.Service, limit int) wantedExposure {
+	want := wantedExposure{services: map[string]render.LabService{}, loadBalancers: map[string]*corev1.Service{}}
+	for _, svc := range svcs {
 		src := render.LabService{Namespace: svc.Namespace, Name: svc.Name}
 		why := ""
 		for _, p := range svc.Spec.Ports {
@@ -136,46 +183,66 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) error {
 		}
 		switch {
 		case why != "":
-			problem(labforgev1alpha1.ReasonExposureRefused, fmt.Sprintf("Service %s is not exposed: %s", src.Key(), why))
-		case len(want) >= limit:
-			// Said last: the Services within the cap, and what refused them, come first.
-			capped = append(capped, fmt.Sprintf("Service %s is not exposed: the lab exposes at most %d Services (its template's network.maxExposedServices)", src.Key(), limit))
+			want.refused = append(want.refused, fmt.Sprintf("Service %s is not exposed: %s", src.Key(), why))
+		case len(want.services) >= limit:
+			want.capped = append(want.capped, fmt.Sprintf("Service %s is not exposed: the lab exposes at most %d Services (its template's network.maxExposedServices)", src.Key(), limit))
 		default:
 			name := render.ExposedServiceName(src.Namespace, src.Name)
-			want[name] = src
-			order = append(order, name)
+			want.services[name] = src
+			want.order = append(want.order, name)
 			if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
-				lbs[name] = svc
+				want.loadBalancers[name] = svc
 			}
 		}
 	}
+	return want
+}
 
+// exposedServices lists the host Services exposing the lab's Services.
+func (r *Reconciler) exposedServices(ctx context.Context, s *scope) ([]corev1.Service, error) {
 	var hostSvcs corev1.ServiceList
-	if err := r.Client.List(ctx, &hostSvcs, client.InNamespace(ns),
+	if err := r.Client.List(ctx, &hostSvcs, client.InNamespace(lab.Namespace(s.env.Name)),
 		client.MatchingLabels{render.LabelExposed: "true", labforgev1alpha1.LabelEnvironment: s.env.Name}); err != nil {
-		return fmt.Errorf("listing the exposed Services of lab %s: %w", s.env.Name, err)
+		return nil, fmt.Errorf("listing the exposed Services of lab %s: %w", s.env.Name, err)
 	}
+	return hostSvcs.Items, nil
+}
+
+// withdrawExposed deletes the host Services no longer wanted (their lab Service is gone,
+// no longer exposable, refused or past the cap) and returns the wanted ones that exist,
+// by name. A withdrawn Service's refusal is forgotten: it is asked afresh when wanted
+// again.
+func (r *Reconciler) withdrawExposed(ctx context.Context, s *scope, hostSvcs []corev1.Service, want wantedExposure) (map[string]*corev1.Service, []error) {
 	current := map[string]*corev1.Service{}
 	var errs []error
-	for i := range hostSvcs.Items {
-		h := &hostSvcs.Items[i]
-		if _, ok := want[h.Name]; ok {
+	for i := range hostSvcs {
+		h := &hostSvcs[i]
+		if _, ok := want.services[h.Name]; ok {
 			current[h.Name] = h
 			continue
 		}
 		if err := r.Client.Delete(ctx, h, client.Preconditions{UID: &h.UID}); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("deleting Service %s/%s: %w", ns, h.Name, err))
+			errs = append(errs, fmt.Errorf("deleting Service %s/%s: %w", h.Namespace, h.Name, err))
 			continue
 		}
-		r.exposureRefusals.m.Delete(ns + "/" + h.Name)
+		r.exposureRefusals.m.Delete(h.Namespace + "/" + h.Name)
 		r.Recorder.Eventf(s.claim, nil, corev1.EventTypeNormal, labforgev1alpha1.ReasonServiceWithdrawn, "Withdraw",
 			"Service %s of the lab is no longer exposed", h.Annotations[render.AnnotationLabService])
 	}
+	return current, errs
+}
 
+// exposeWanted writes the host Service of each wanted lab Service, oldest first, records
+// the ports it got in e and sets a LoadBalancer Service's address in the lab, and returns
+// the lab ports exposed: those the policy opens. A LoadBalancer Service whose address
+// cannot be set is still exposed; the next change of the lab's Services tries again.
+func (r *Reconciler) exposeWanted(ctx context.Context, s *scope, w *labWatch, l render.Lab, want wantedExposure,
+	current map[string]*corev1.Service, e *exposure) ([]render.LabServicePort, []error) {
 	var open []render.LabServicePort
-	for _, name := range order {
-		src := want[name]
-		hostSvc, err := r.exposeService(ctx, s, w, l, src, current[name], e, problem)
+	var errs []error
+	for _, name := range want.order {
+		src := want.services[name]
+		hostSvc, err := r.exposeService(ctx, s, w, l, src, current[name], e)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -194,23 +261,13 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) error {
 				Address: net.JoinHostPort(s.handover.host, strconv.Itoa(int(p.NodePort))),
 			})
 		}
-		if svc := lbs[name]; svc != nil {
+		if svc := want.loadBalancers[name]; svc != nil {
 			if err := setLoadBalancerAddress(ctx, w, svc, s.handover.host); err != nil {
 				ctrl.LoggerFrom(ctx).Info("Could not set the address of a LoadBalancer Service in the lab", "lab", s.env.Name, "service", src.Key(), "error", err.Error())
 			}
 		}
 	}
-	for _, msg := range capped {
-		problem(labforgev1alpha1.ReasonExposureCapReached, msg)
-	}
-	if err := r.reconcileExposurePolicy(ctx, l, open); err != nil {
-		errs = append(errs, err)
-	}
-	if len(problems) > 0 {
-		e.message = strings.Join(problems, "; ")
-	}
-	s.exposure = e
-	return errors.Join(errs...)
+	return open, errs
 }
 
 // exposeService writes the host Service of one lab Service and returns it as the API
@@ -219,7 +276,7 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) error {
 // again until the lab's Services changed or, for the range, NodePortRetryInterval passed:
 // a refused create is a write too, and a claim's other events must not repeat it.
 func (r *Reconciler) exposeService(ctx context.Context, s *scope, w *labWatch, l render.Lab, src render.LabService,
-	current *corev1.Service, e *exposure, problem func(reason, msg string)) (*corev1.Service, error) {
+	current *corev1.Service, e *exposure) (*corev1.Service, error) {
 	desired := render.ExposedService(l, src)
 	key := desired.Namespace + "/" + desired.Name
 	if current == nil {
@@ -227,10 +284,10 @@ func (r *Reconciler) exposeService(ctx context.Context, s *scope, w *labWatch, l
 			wait := NodePortRetryInterval - s.now.Sub(ref.at)
 			switch {
 			case ref.reason == labforgev1alpha1.ReasonNodePortQuotaExceeded && ref.changes == w.changes.Load():
-				problem(ref.reason, ref.message)
+				e.problem(ref.reason, ref.message)
 				return nil, nil
 			case ref.reason == labforgev1alpha1.ReasonNodePortsExhausted && ref.changes == w.changes.Load() && wait > 0:
-				problem(ref.reason, ref.message)
+				e.problem(ref.reason, ref.message)
 				e.retry(wait)
 				return nil, nil
 			}
@@ -246,13 +303,13 @@ func (r *Reconciler) exposeService(ctx context.Context, s *scope, w *labWatch, l
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota"):
 		msg := fmt.Sprintf("Service %s is not exposed: the lab's services.nodeports quota has no room for its %d ports", src.Key(), len(src.Ports))
 		r.exposureRefusals.m.Store(key, refusal{changes: w.changes.Load(), at: s.now, reason: labforgev1alpha1.ReasonNodePortQuotaExceeded, message: msg})
-		problem(labforgev1alpha1.ReasonNodePortQuotaExceeded, msg)
+		e.problem(labforgev1alpha1.ReasonNodePortQuotaExceeded, msg)
 		return nil, nil
 	case nodePortsExhausted(err):
 		msg := fmt.Sprintf("Service %s is not exposed: the host cluster's NodePort range has no free port; it is tried again in %s or when a lab's Service goes",
 			src.Key(), NodePortRetryInterval)
 		r.exposureRefusals.m.Store(key, refusal{changes: w.changes.Load(), at: s.now, reason: labforgev1alpha1.ReasonNodePortsExhausted, message: msg})
-		problem(labforgev1alpha1.ReasonNodePortsExhausted, msg)
+		e.problem(labforgev1alpha1.ReasonNodePortsExhausted, msg)
 		e.retry(NodePortRetryInterval)
 		return nil, nil
 	default:
@@ -278,6 +335,16 @@ func exposedAddresses(host string, svc *corev1.Service) string {
 	return strings.Join(out, ", ")
 }
 
+// problem notes why a lab Service is not exposed: the condition's reason is the first
+// problem's, its message all of them.
+func (e *exposure) problem(reason, msg string) {
+	if e.reason == "" {
+		e.reason = reason
+	}
+	e.problems = append(e.problems, msg)
+}
+
+// retry asks for the pass again after at most after.
 func (e *exposure) retry(after time.Duration) {
 	if e.retryAfter == 0 || after < e.retryAfter {
 		e.retryAfter = after
