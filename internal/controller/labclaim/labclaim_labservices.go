@@ -85,6 +85,26 @@ func (l *labServices) ensure(ctx context.Context, env string, claim types.Namesp
 		return nil, fmt.Errorf("creating a client for the API of lab %s: %w", env, err)
 	}
 	w := &labWatch{claim: claim, client: cs}
+	store, informer := l.newInformer(w)
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w.ctx, w.cancel, w.store, w.synced = wctx, cancel, store, informer.HasSynced
+	go informer.RunWithContext(wctx)
+	go func() {
+		// Once listed, the claim looks again, even when the lab has nothing to expose: a
+		// host Service may be left from Services deleted while the operator was away.
+		if toolscache.WaitForCacheSync(wctx.Done(), informer.HasSynced) {
+			w.changed(l, true)
+		}
+	}()
+	l.watches[env] = w
+	ctrl.LoggerFrom(ctx).V(1).Info("Started watching the lab's Services", "lab", env)
+	return w, nil
+}
+
+// newInformer returns the informer of w's lab's Services, through w's client: a change of
+// a Service that may be exposed wakes w's claim (labWatch.changed).
+func (l *labServices) newInformer(w *labWatch) (toolscache.Store, toolscache.Controller) {
+	cs := w.client
 	lw := &toolscache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 			return cs.CoreV1().Services(metav1.NamespaceAll).List(ctx, opts)
@@ -93,7 +113,7 @@ func (l *labServices) ensure(ctx context.Context, env string, claim types.Namesp
 			return cs.CoreV1().Services(metav1.NamespaceAll).Watch(ctx, opts)
 		},
 	}
-	store, informer := toolscache.NewInformerWithOptions(toolscache.InformerOptions{
+	return toolscache.NewInformerWithOptions(toolscache.InformerOptions{
 		ListerWatcher: lw,
 		ObjectType:    &corev1.Service{},
 		Handler: toolscache.ResourceEventHandlerFuncs{
@@ -118,19 +138,6 @@ func (l *labServices) ensure(ctx context.Context, env string, claim types.Namesp
 			return o, nil
 		},
 	})
-	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	w.ctx, w.cancel, w.store, w.synced = wctx, cancel, store, informer.HasSynced
-	go informer.RunWithContext(wctx)
-	go func() {
-		// Once listed, the claim looks again, even when the lab has nothing to expose: a
-		// host Service may be left from Services deleted while the operator was away.
-		if toolscache.WaitForCacheSync(wctx.Done(), informer.HasSynced) {
-			w.changed(l, true)
-		}
-	}()
-	l.watches[env] = w
-	ctrl.LoggerFrom(ctx).V(1).Info("Started watching the lab's Services", "lab", env)
-	return w, nil
 }
 
 // stop ends the watch of lab env, if any.
