@@ -164,6 +164,16 @@ func (s *Simulator) SetupWithManager(mgr ctrl.Manager) error {
 	s.apiReader = mgr.GetAPIReader()
 	s.log = mgr.GetLogger().WithName(ControllerName)
 	s.recorder = mgr.GetEventRecorder("virtualmachine-controller")
+	if err := s.addRunnables(mgr); err != nil {
+		return err
+	}
+	return s.setupController(mgr)
+}
+
+// addRunnables adds what runs beside the VM controller: the lab API servers (simulated,
+// and real ones when asked), the kube-proxy for NodePorts when asked, the nodes and the
+// kubelet.
+func (s *Simulator) addRunnables(mgr ctrl.Manager) error {
 	if err := mgr.Add(&apiServer{sim: s}); err != nil {
 		return fmt.Errorf("adding the simulated lab API server: %w", err)
 	}
@@ -184,9 +194,12 @@ func (s *Simulator) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(&nodeRegistrar{sim: s}); err != nil {
 		return fmt.Errorf("adding the simulated nodes: %w", err)
 	}
-	if err := s.setupKubelet(mgr); err != nil {
-		return err
-	}
+	return s.setupKubelet(mgr)
+}
+
+// setupController registers the VM controller: it reconciles a lab's VMs, their VMIs and
+// their launcher pods.
+func (s *Simulator) setupController(mgr ctrl.Manager) error {
 	workers := s.opts.MaxConcurrentReconciles
 	if workers <= 0 {
 		workers = 4
