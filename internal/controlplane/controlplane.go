@@ -193,26 +193,10 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 // newControlPlane validates opts and prepares the state directory, without
 // starting anything.
 func newControlPlane(opts Options) (*ControlPlane, error) {
-	if opts.BinDir == "" {
-		return nil, errors.New("Options.BinDir is required")
-	}
-	binDir, err := filepath.Abs(opts.BinDir)
+	binDir, err := checkBinaries(opts)
 	if err != nil {
 		return nil, err
 	}
-	// Check all binaries up front: failing on the last one would first
-	// start, and then have to stop, the others.
-	binaries := []string{etcdBinary, apiserverBinary, controllerManagerBinary}
-	if opts.SkipControllerManager {
-		binaries = binaries[:2]
-	}
-	for _, name := range binaries {
-		if err := checkExecutable(filepath.Join(binDir, name)); err != nil {
-			return nil, fmt.Errorf("%s binary: %w (BinDir must hold %s, %s and %s)",
-				name, err, etcdBinary, apiserverBinary, controllerManagerBinary)
-		}
-	}
-
 	c := &ControlPlane{
 		binDir:      binDir,
 		serviceCIDR: opts.ServiceCIDR,
@@ -240,24 +224,58 @@ func newControlPlane(opts Options) (*ControlPlane, error) {
 	if opts.Log != nil {
 		c.sharedLog = &lockedWriter{w: opts.Log}
 	}
+	if err := c.prepareStateDir(opts.StateDir); err != nil {
+		return nil, err
+	}
+	c.spawner = newSpawner()
+	return c, nil
+}
 
-	c.stateDir = opts.StateDir
+// checkBinaries returns opts.BinDir made absolute, once it holds every binary the control
+// plane runs. All are checked up front: failing on the last one would first start, and
+// then have to stop, the others.
+func checkBinaries(opts Options) (string, error) {
+	if opts.BinDir == "" {
+		return "", errors.New("Options.BinDir is required")
+	}
+	binDir, err := filepath.Abs(opts.BinDir)
+	if err != nil {
+		return "", err
+	}
+	binaries := []string{etcdBinary, apiserverBinary, controllerManagerBinary}
+	if opts.SkipControllerManager {
+		binaries = binaries[:2]
+	}
+	for _, name := range binaries {
+		if err := checkExecutable(filepath.Join(binDir, name)); err != nil {
+			return "", fmt.Errorf("%s binary: %w (BinDir must hold %s, %s and %s)",
+				name, err, etcdBinary, apiserverBinary, controllerManagerBinary)
+		}
+	}
+	return binDir, nil
+}
+
+// prepareStateDir makes the state directory and its pki, etcd and logs directories: stateDir,
+// or a temporary one removed on Stop when stateDir is empty. A temporary one is removed again
+// when its directories cannot be made.
+func (c *ControlPlane) prepareStateDir(stateDir string) error {
+	var err error
+	c.stateDir = stateDir
 	if c.stateDir == "" {
 		if c.stateDir, err = os.MkdirTemp("", "labforge-controlplane-"); err != nil {
-			return nil, err
+			return err
 		}
 		c.tempState = true
 	} else if c.stateDir, err = filepath.Abs(c.stateDir); err != nil {
-		return nil, err
+		return err
 	}
 	for _, dir := range []string{c.path("pki"), c.path("etcd"), c.path("logs")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			c.removeTempState()
-			return nil, err
+			return err
 		}
 	}
-	c.spawner = newSpawner()
-	return c, nil
+	return nil
 }
 
 func (c *ControlPlane) start(ctx context.Context, crds []crdDoc) error {
