@@ -197,36 +197,11 @@ func (s *session) connect(ctx context.Context) dynamic.Interface {
 	}
 }
 
-// startWatch starts w's informer: a list and watch of exactly the check's selection,
+// startWatch starts w's informer: a list and watch of exactly the check's selection (listWatch),
 // recording whether the lab's API answered so that a refused or unreachable lab shows
 // on the checks reading it.
 func (s *session) startWatch(ctx context.Context, dyn dynamic.Interface, w *labWatch) {
-	ri := dyn.Resource(w.gvr).Namespace(w.namespace)
-	timeout := int64(s.e.watchTimeout() / time.Second)
-	tweak := func(o *metav1.ListOptions) {
-		if w.name != "" {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", w.name).String()
-		}
-		o.LabelSelector = w.selector
-	}
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			tweak(&o)
-			ctx, cancel := context.WithTimeout(ctx, labclient.DefaultTimeout)
-			defer cancel()
-			list, err := ri.List(ctx, o)
-			s.record(w, err)
-			return list, err
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			tweak(&o)
-			o.TimeoutSeconds = &timeout
-			wi, err := ri.Watch(ctx, o)
-			s.record(w, err)
-			return wi, err
-		},
-	}
-	w.informer = cache.NewSharedIndexInformerWithOptions(lw, &unstructured.Unstructured{}, cache.SharedIndexInformerOptions{})
+	w.informer = cache.NewSharedIndexInformerWithOptions(s.listWatch(dyn, w), &unstructured.Unstructured{}, cache.SharedIndexInformerOptions{})
 	// Less memory per cached object: the checks never need who wrote which field.
 	_ = w.informer.SetTransform(func(o any) (any, error) {
 		if u, ok := o.(*unstructured.Unstructured); ok {
@@ -259,6 +234,36 @@ func (s *session) startWatch(ctx context.Context, dyn dynamic.Interface, w *labW
 			s.markDirty()
 		}
 	}()
+}
+
+// listWatch lists and watches exactly w's selection through dyn, each request bounded
+// in time, and records whether the lab's API answered it.
+func (s *session) listWatch(dyn dynamic.Interface, w *labWatch) *cache.ListWatch {
+	ri := dyn.Resource(w.gvr).Namespace(w.namespace)
+	timeout := int64(s.e.watchTimeout() / time.Second)
+	tweak := func(o *metav1.ListOptions) {
+		if w.name != "" {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", w.name).String()
+		}
+		o.LabelSelector = w.selector
+	}
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			tweak(&o)
+			ctx, cancel := context.WithTimeout(ctx, labclient.DefaultTimeout)
+			defer cancel()
+			list, err := ri.List(ctx, o)
+			s.record(w, err)
+			return list, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			tweak(&o)
+			o.TimeoutSeconds = &timeout
+			wi, err := ri.Watch(ctx, o)
+			s.record(w, err)
+			return wi, err
+		},
+	}
 }
 
 // record notes whether the lab's API answered w's last request, and re-evaluates when
