@@ -94,52 +94,13 @@ func KubeadmConfig(in Input) ([]byte, error) {
 	return c.kubeadmConfig()
 }
 
+// kubeadmConfig renders c's node's kubeadm documents as one multi-document YAML.
 func (c *config) kubeadmConfig() ([]byte, error) {
 	var docs []any
 	if c.controlPlane {
-		ic := initConfiguration{
-			APIVersion: kubeadmAPIVersion,
-			Kind:       "InitConfiguration",
-			BootstrapTokens: []bootstrapToken{{
-				Token:       c.BootstrapToken,
-				Description: "labforge: lets the lab's workers join",
-				TTL:         metav1.Duration{Duration: c.TokenTTL.Round(time.Second)},
-				Usages:      []string{"signing", "authentication"},
-				Groups:      []string{"system:bootstrappers:kubeadm:default-node-token"},
-			}},
-			NodeRegistration: nodeRegistration{Name: c.Node.Name, CRISocket: CRISocket},
-		}
-		if c.expectedNodes == 1 {
-			// A single-node lab schedules its workloads on the control plane.
-			ic.NodeRegistration.Taints = &[]struct{}{}
-		}
-		cc := clusterConfiguration{
-			APIVersion:           kubeadmAPIVersion,
-			Kind:                 "ClusterConfiguration",
-			KubernetesVersion:    c.version,
-			ControlPlaneEndpoint: c.apiEndpoint(),
-			EncryptionAlgorithm:  encryptionAlgorithm,
-		}
-		cc.Networking.PodSubnet = c.podCIDR.String()
-		cc.Networking.ServiceSubnet = c.serviceCIDR.String()
-		cc.APIServer.CertSANs = c.certSANs()
-		cc.ControllerManager.ExtraArgs = []kubeadmArg{
-			{Name: "node-cidr-mask-size", Value: strconv.Itoa(c.nodeMaskBits())},
-		}
-		docs = append(docs, ic, cc)
+		docs = append(docs, c.initConfiguration(), c.clusterConfiguration())
 	} else {
-		jc := joinConfiguration{
-			APIVersion:       kubeadmAPIVersion,
-			Kind:             "JoinConfiguration",
-			NodeRegistration: nodeRegistration{Name: c.Node.Name, CRISocket: CRISocket},
-		}
-		jc.Discovery.BootstrapToken.APIServerEndpoint = c.apiEndpoint()
-		jc.Discovery.BootstrapToken.Token = c.BootstrapToken
-		jc.Discovery.BootstrapToken.CACertHashes = []string{c.DiscoveryHash}
-		// Workers boot alongside the control plane and keep retrying discovery until
-		// its API answers: give them as long as the whole lab has to boot.
-		jc.Timeouts.Discovery = metav1.Duration{Duration: c.bootTimeout}
-		docs = append(docs, jc)
+		docs = append(docs, c.joinConfiguration())
 	}
 	var out bytes.Buffer
 	for i, d := range docs {
@@ -153,6 +114,64 @@ func (c *config) kubeadmConfig() ([]byte, error) {
 		out.Write(y)
 	}
 	return out.Bytes(), nil
+}
+
+// initConfiguration is the control plane's InitConfiguration: the bootstrap token its
+// workers join with, and its node registration.
+func (c *config) initConfiguration() initConfiguration {
+	ic := initConfiguration{
+		APIVersion: kubeadmAPIVersion,
+		Kind:       "InitConfiguration",
+		BootstrapTokens: []bootstrapToken{{
+			Token:       c.BootstrapToken,
+			Description: "labforge: lets the lab's workers join",
+			TTL:         metav1.Duration{Duration: c.TokenTTL.Round(time.Second)},
+			Usages:      []string{"signing", "authentication"},
+			Groups:      []string{"system:bootstrappers:kubeadm:default-node-token"},
+		}},
+		NodeRegistration: nodeRegistration{Name: c.Node.Name, CRISocket: CRISocket},
+	}
+	if c.expectedNodes == 1 {
+		// A single-node lab schedules its workloads on the control plane.
+		ic.NodeRegistration.Taints = &[]struct{}{}
+	}
+	return ic
+}
+
+// clusterConfiguration is the lab's ClusterConfiguration: its version, endpoint, ranges
+// and certificate names.
+func (c *config) clusterConfiguration() clusterConfiguration {
+	cc := clusterConfiguration{
+		APIVersion:           kubeadmAPIVersion,
+		Kind:                 "ClusterConfiguration",
+		KubernetesVersion:    c.version,
+		ControlPlaneEndpoint: c.apiEndpoint(),
+		EncryptionAlgorithm:  encryptionAlgorithm,
+	}
+	cc.Networking.PodSubnet = c.podCIDR.String()
+	cc.Networking.ServiceSubnet = c.serviceCIDR.String()
+	cc.APIServer.CertSANs = c.certSANs()
+	cc.ControllerManager.ExtraArgs = []kubeadmArg{
+		{Name: "node-cidr-mask-size", Value: strconv.Itoa(c.nodeMaskBits())},
+	}
+	return cc
+}
+
+// joinConfiguration is a worker's JoinConfiguration: where and how it finds the control
+// plane.
+func (c *config) joinConfiguration() joinConfiguration {
+	jc := joinConfiguration{
+		APIVersion:       kubeadmAPIVersion,
+		Kind:             "JoinConfiguration",
+		NodeRegistration: nodeRegistration{Name: c.Node.Name, CRISocket: CRISocket},
+	}
+	jc.Discovery.BootstrapToken.APIServerEndpoint = c.apiEndpoint()
+	jc.Discovery.BootstrapToken.Token = c.BootstrapToken
+	jc.Discovery.BootstrapToken.CACertHashes = []string{c.DiscoveryHash}
+	// Workers boot alongside the control plane and keep retrying discovery until
+	// its API answers: give them as long as the whole lab has to boot.
+	jc.Timeouts.Discovery = metav1.Duration{Duration: c.bootTimeout}
+	return jc
 }
 
 // certSANs are the extra names of the lab API certificate: the Service's fully qualified
