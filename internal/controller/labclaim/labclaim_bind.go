@@ -162,14 +162,18 @@ func (r *Reconciler) tryBind(ctx context.Context, s *scope, candidate *labforgev
 
 // launchType says how env served claim. A lab booted for a template claim is Cold. A
 // pool's lab is Warm when it was Ready before the claim came: the claim never had to wait
-// in line, or the lab is older than the claim (timestamps have second precision: a claim
-// that waited behind others that jumped the line still took a lab the pool had before it
-// came).
+// in line, or the lab was Ready before the claim was created. Its age says nothing: a lab
+// the pool started for the class before a student came may still have kept that student
+// waiting for its boot (the class-start benchmark found such claims called Warm). Times
+// have second precision, so a lab Ready in the second the claim came counts as Cold.
 func launchType(claim *labforgev1alpha1.LabClaim, env *labforgev1alpha1.LabEnvironment) labforgev1alpha1.LaunchType {
 	if claim.Spec.TemplateRef != nil {
 		return labforgev1alpha1.LaunchCold
 	}
-	if claim.Status.QueuePosition == 0 || env.CreationTimestamp.Before(&claim.CreationTimestamp) {
+	if claim.Status.QueuePosition == 0 {
+		return labforgev1alpha1.LaunchWarm
+	}
+	if ready := env.Status.ReadyTime; ready != nil && ready.Before(&claim.CreationTimestamp) {
 		return labforgev1alpha1.LaunchWarm
 	}
 	return labforgev1alpha1.LaunchCold

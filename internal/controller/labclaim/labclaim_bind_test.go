@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -21,13 +22,17 @@ func TestLaunchType(t *testing.T) {
 		templateRef   bool
 		queuePosition int32
 		labCreated    time.Time
+		labReady      *time.Time // nil: never Ready before (a bind's lab always is; a test's need not be)
 		want          labforgev1alpha1.LaunchType
 	}{
-		"a lab booted for a template claim":           {templateRef: true, labCreated: claimed.Add(time.Second), want: labforgev1alpha1.LaunchCold},
-		"a pool's lab, the claim never waited":        {labCreated: claimed.Add(time.Minute), want: labforgev1alpha1.LaunchWarm},
-		"a pool's lab older than a claim that waited": {queuePosition: 2, labCreated: claimed.Add(-time.Minute), want: labforgev1alpha1.LaunchWarm},
-		"a pool's lab booted while the claim waited":  {queuePosition: 1, labCreated: claimed.Add(time.Minute), want: labforgev1alpha1.LaunchCold},
-		"a pool's lab as old as a claim that waited":  {queuePosition: 1, labCreated: claimed, want: labforgev1alpha1.LaunchCold},
+		"a lab booted for a template claim":             {templateRef: true, labCreated: claimed.Add(time.Second), want: labforgev1alpha1.LaunchCold},
+		"a pool's lab, the claim never waited":          {labCreated: claimed.Add(time.Minute), want: labforgev1alpha1.LaunchWarm},
+		"a pool's lab Ready before a claim that waited": {queuePosition: 2, labCreated: claimed.Add(-2 * time.Minute), labReady: ptr.To(claimed.Add(-time.Minute)), want: labforgev1alpha1.LaunchWarm},
+		"a pool's lab booted while the claim waited":    {queuePosition: 1, labCreated: claimed.Add(time.Minute), labReady: ptr.To(claimed.Add(2 * time.Minute)), want: labforgev1alpha1.LaunchCold},
+		// The class-start benchmark: the pool started the lab before the student came, and
+		// the student still waited for its boot.
+		"a pool's lab older than the claim, Ready after it": {queuePosition: 3, labCreated: claimed.Add(-time.Minute), labReady: ptr.To(claimed.Add(70 * time.Second)), want: labforgev1alpha1.LaunchCold},
+		"a pool's lab Ready in the second the claim came":   {queuePosition: 1, labCreated: claimed.Add(-time.Minute), labReady: ptr.To(claimed), want: labforgev1alpha1.LaunchCold},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -41,6 +46,9 @@ func TestLaunchType(t *testing.T) {
 				claim.Spec.PoolRef = pool
 			}
 			env := &labforgev1alpha1.LabEnvironment{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(tc.labCreated)}}
+			if tc.labReady != nil {
+				env.Status.ReadyTime = ptr.To(metav1.NewTime(*tc.labReady))
+			}
 			if got := launchType(claim, env); got != tc.want {
 				t.Errorf("launchType = %q, want %q", got, tc.want)
 			}

@@ -25,8 +25,8 @@ func TestOperatorRBACForChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	docs := yamlDocs(t, manifest)
-	if len(docs) != 4 {
-		t.Fatalf("operator RBAC has %d objects, want the marker's Role and RoleBinding and the checks' ClusterRole and ClusterRoleBinding", len(docs))
+	if len(docs) != 6 {
+		t.Fatalf("operator RBAC has %d objects, want the marker's Role and RoleBinding, the Services exposer's and the checks' ClusterRole and ClusterRoleBinding", len(docs))
 	}
 	name := "labforge-solution-checks-reader"
 	role, binding := docs["ClusterRole/"+name], docs["ClusterRoleBinding/"+name]

@@ -58,8 +58,8 @@ type classResult struct {
 
 // warmBind is how soon a claim must be bound to count as served warm: a claim a Ready lab
 // is free for is bound in milliseconds, one that waits for a boot waits for the rest of
-// it. (The claim's status.launchType is reported apart: it says Warm for a claim that
-// waited for a lab created before it, booting or not.)
+// it. (The claim's status.launchType is reported beside it as a cross-check: Warm when
+// its lab was Ready before the claim came.)
 const warmBind = 5 * time.Second
 
 // runClassStart: the fixed pool, then the scheduled one, on one control plane.
