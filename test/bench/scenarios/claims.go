@@ -23,7 +23,7 @@ const readyDeadline = 60 * time.Second
 func claimParams() map[string]any {
 	return map[string]any{
 		"claim":         "the sample claim: ssh.generateKeyPair true, duration 1h, in namespace " + studentNamespace,
-		"template":      "config/samples/1-labtemplate.yaml (a control plane and 1 worker: 2 VMs per lab)",
+		"template":      "config/samples/1-labtemplate.yaml without its checks and exposed Services (a control plane and 1 worker: 2 VMs per lab)",
 		"readyDeadline": readyDeadline.String(),
 	}
 }
