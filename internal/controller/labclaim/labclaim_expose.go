@@ -83,16 +83,17 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) error {
 	if r.LabConfig == nil || r.labServices == nil || s.handover == nil || !s.labReady || s.pendingReason != "" || s.refusedReason != "" {
 		return nil
 	}
-	spec, err := r.labTemplate(ctx, s)
+	spec, err := r.snapshotOf(ctx, s.env)
 	if err != nil {
 		return err
 	}
-	limit := int(spec.Network.MaxExposedServices)
-	if limit <= 0 {
-		// The template exposes nothing (and its labs' quota has no room for it).
+	if spec == nil || spec.Network.MaxExposedServices <= 0 {
+		// The template exposes nothing (and its labs' quota has no room for it), or the
+		// lab has no snapshot of its own to say what it may expose.
 		r.labServices.stop(s.env.Name)
 		return nil
 	}
+	limit := int(spec.Network.MaxExposedServices)
 	w, err := r.watchLabServices(ctx, s)
 	if err != nil {
 		return err
@@ -101,7 +102,7 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) error {
 		// Its first list wakes the claim (labServices.ensure).
 		return nil
 	}
-	l := render.Lab{Env: s.env, Template: spec, Host: r.Host.Network()}
+	l := render.Lab{Env: s.env, Template: *spec, Host: r.Host.Network()}
 	svcs := w.services()
 	want := wantExposure(svcs, limit)
 	e := &exposure{exposable: len(svcs)}
@@ -125,17 +126,6 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) error {
 	e.message = strings.Join(e.problems, "; ")
 	s.exposure = e
 	return errors.Join(errs...)
-}
-
-// labTemplate reads the template the lab was made from, from its snapshot in the lab's
-// namespace: the template itself may have changed since.
-func (r *Reconciler) labTemplate(ctx context.Context, s *scope) (labforgev1alpha1.LabTemplateSpec, error) {
-	snapshot := &corev1.ConfigMap{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: lab.Namespace(s.env.Name), Name: render.TemplateSnapshot}, snapshot); err != nil {
-		return labforgev1alpha1.LabTemplateSpec{}, fmt.Errorf("reading the template snapshot of lab %s: %w", s.env.Name, err)
-	}
-	spec, _, err := render.TemplateFromSnapshot(snapshot)
-	return spec, err
 }
 
 // watchLabServices returns the watch of the lab's Services for the claim, starting it

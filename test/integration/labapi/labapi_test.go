@@ -51,7 +51,9 @@ func TestLabAPI(t *testing.T) {
 }
 
 var _ = BeforeSuite(func(ctx context.Context) {
-	s := integration.SetUpSuite(integration.SuiteOptions{})
+	// A range of its own: the simulator listens on the simulated nodes' addresses at every
+	// node port, and the expose suite, which may run at the same time, uses 30000-30014.
+	s := integration.SetUpSuite(integration.SuiteOptions{NodePortRange: "31000-31049"})
 	k8s = s.Client
 	var stop func()
 	var err error
