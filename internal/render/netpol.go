@@ -38,8 +38,9 @@ var RetiredPolicies = []string{
 }
 
 // NetworkPolicies returns the lab namespace's two policies. NetworkPolicies add up: a pod
-// selected by any policy of a type is isolated for it, and what any of them allows is
-// allowed. So PolicyIsolation isolates every pod of the lab for ingress and egress and
+// selected by any policy of a type is isolated for it, and what any rule of any of them
+// allows is allowed (https://kubernetes.io/docs/concepts/services-networking/network-policies/,
+// "The two sorts of pod isolation"). So PolicyIsolation isolates every pod of the lab for ingress and egress and
 // allows what every pod may do, and PolicyControlPlaneAccess adds what only the control
 // plane is reached by; together they allow exactly what the six policies before them
 // did (decision 93). Every lab has both: an offline lab (internetEgress Deny, or every
