@@ -39,11 +39,12 @@ var RetiredPolicies = []string{
 
 // NetworkPolicies returns the lab namespace's two policies. NetworkPolicies add up: a pod
 // selected by any policy of a type is isolated for it, and what any rule of any of them
-// allows is allowed (https://kubernetes.io/docs/concepts/services-networking/network-policies/,
-// "The two sorts of pod isolation"). So PolicyIsolation isolates every pod of the lab for ingress and egress and
-// allows what every pod may do, and PolicyControlPlaneAccess adds what only the control
-// plane is reached by; together they allow exactly what the six policies before them
-// did (decision 93). Every lab has both: an offline lab (internetEgress Deny, or every
+// allows is allowed ("The two sorts of pod isolation" in
+// https://kubernetes.io/docs/concepts/services-networking/network-policies/). So
+// PolicyIsolation isolates every pod of the lab for ingress and egress and allows what
+// every pod may do, and PolicyControlPlaneAccess adds what only the control plane is
+// reached by; together they allow exactly what the six policies before them did
+// (decision 93). Every lab has both: an offline lab (internetEgress Deny, or every
 // family taken away by a /0 exception) has no internet rule, and no rule is ever
 // rendered with an empty peer list, which would allow every address (decision 59).
 // docs/isolation-runbook.md maps each check to the rule that makes it pass.
