@@ -147,7 +147,7 @@ func sharedMap(m map[string]string) map[string]string {
 }
 
 // shareSpec keeps one copy of each distinct spec of the kinds whose specs repeat from lab
-// to lab: the LimitRange, the lab-isolation NetworkPolicy, the VMs' machine (everything under
+// to lab: the LimitRange, most of the NetworkPolicies, the VMs' machine (everything under
 // spec.template.spec: disks, volumes, interfaces, resources, the same for every lab's
 // control plane of one template) and the template snapshot ConfigMap's data. Objects with
 // equal specs then hold the same maps, slices and pointers: the cache never changes an

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -234,49 +232,15 @@ func handedOver(env *labforgev1alpha1.LabEnvironment) bool {
 
 // reconcileGuards writes what confines the lab before anything runs in it, and keeps it
 // exactly as rendered: a guard that holds anything more or less (a narrowed selector, a
-// widened port, an extra peer, whoever wrote it) is replaced whole (decision 60). The
-// lab's retired policies go only once its current ones are in place (decision 93).
+// widened port, an extra peer, whoever wrote it) is replaced whole (decision 60).
 func (r *Reconciler) reconcileGuards(ctx context.Context, l render.Lab) error {
 	var errs []error
 	quota := render.ResourceQuota(l)
 	errs = append(errs, r.Applier.ExactCurrent(ctx, r.Client, r.APIReader, quota, &corev1.ResourceQuota{}))
 	limits := render.LimitRange(l)
 	errs = append(errs, r.Applier.ExactCurrent(ctx, r.Client, r.APIReader, limits, &corev1.LimitRange{}))
-	var policyErrs []error
 	for _, p := range render.NetworkPolicies(l) {
-		policyErrs = append(policyErrs, r.Applier.ExactCurrent(ctx, r.Client, r.APIReader, p, &networkingv1.NetworkPolicy{}))
-	}
-	if err := errors.Join(policyErrs...); err != nil {
-		// The retired policies stay until the next pass: they allow nothing the
-		// current ones do not, and without those they are the lab's isolation.
-		return errors.Join(append(errs, err)...)
-	}
-	errs = append(errs, r.retirePolicies(ctx, l))
-	return errors.Join(errs...)
-}
-
-// retirePolicies deletes the lab's own NetworkPolicies of the names labs held before
-// their rules were merged into two (render.RetiredPolicies), which a lab built by an
-// older labforge still has. The cache says whether any is left, so a lab that has none
-// costs no request. Only the lab's own are deleted (belongsTo, as for every child), and
-// only the object the cache showed (its UID a precondition).
-func (r *Reconciler) retirePolicies(ctx context.Context, l render.Lab) error {
-	var list networkingv1.NetworkPolicyList
-	if err := r.Client.List(ctx, &list, client.InNamespace(l.Namespace()), client.UnsafeDisableDeepCopy); err != nil {
-		return fmt.Errorf("listing the NetworkPolicies of LabEnvironment %s: %w", l.Env.Name, err)
-	}
-	var errs []error
-	for i := range list.Items {
-		p := &list.Items[i]
-		if !slices.Contains(render.RetiredPolicies, p.Name) || !belongsTo(p, l.Env) || !p.DeletionTimestamp.IsZero() {
-			continue
-		}
-		retired := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name}}
-		if err := r.Client.Delete(ctx, retired, client.Preconditions{UID: ptr.To(p.UID)}); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("deleting the retired NetworkPolicy %s/%s: %w", p.Namespace, p.Name, err))
-			continue
-		}
-		ctrl.LoggerFrom(ctx).Info("Deleted a retired NetworkPolicy of LabEnvironment", "namespace", p.Namespace, "name", p.Name)
+		errs = append(errs, r.Applier.ExactCurrent(ctx, r.Client, r.APIReader, p, &networkingv1.NetworkPolicy{}))
 	}
 	return errors.Join(errs...)
 }
