@@ -28,15 +28,6 @@ const (
 	PolicyControlPlaneAccess = "control-plane-access"
 )
 
-// RetiredPolicies are the NetworkPolicies labs held before their rules were merged into
-// PolicyIsolation and PolicyControlPlaneAccess (decision 93): their union allowed exactly
-// what those two allow. The LabEnvironment controller deletes a lab's own ones once the
-// two new ones are in place.
-var RetiredPolicies = []string{
-	"default-deny", "allow-lab-internal", "allow-student-access",
-	"allow-operator-probe", "allow-dns", "allow-internet-egress",
-}
-
 // NetworkPolicies returns the lab namespace's two policies. NetworkPolicies add up: a pod
 // selected by any policy of a type is isolated for it, and what any rule of any of them
 // allows is allowed ("The two sorts of pod isolation" in
