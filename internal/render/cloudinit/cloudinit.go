@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
-	"sigs.k8s.io/yaml"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/hostcluster"
@@ -338,7 +337,7 @@ func UserData(in Input) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	body, err := yaml.Marshal(c.cloudConfig(files))
+	body, err := marshalYAML(c.cloudConfig(files))
 	if err != nil {
 		return nil, fmt.Errorf("cloudinit: marshalling user-data: %w", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 )
 
 // The kubeadm configuration API labforge writes (kubeadm v1.31 and later read it).
@@ -104,7 +103,7 @@ func (c *config) kubeadmConfig() ([]byte, error) {
 	}
 	var out bytes.Buffer
 	for i, d := range docs {
-		y, err := yaml.Marshal(d)
+		y, err := marshalYAML(d)
 		if err != nil {
 			return nil, fmt.Errorf("cloudinit: marshalling kubeadm configuration: %w", err)
 		}

@@ -12,7 +12,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/yaml"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/lab"
@@ -191,7 +190,7 @@ func operatorRBAC(checks []labforgev1alpha1.SolutionCheck) ([]byte, error) {
 	}
 	var docs []string
 	for _, obj := range objs {
-		y, err := yaml.Marshal(obj)
+		y, err := marshalYAML(obj)
 		if err != nil {
 			return nil, fmt.Errorf("cloudinit: marshalling the operator's RBAC: %w", err)
 		}
