@@ -168,7 +168,11 @@ func runClass(ctx context.Context, e *env, p classParams, name string, scheduled
 			return res, err
 		}
 	}
-	e.h.logf("%s: warm-up from %s, class starts %s", name, opens.Format("15:04:05"), classStart.Format("15:04:05"))
+	if scheduled {
+		e.h.logf("%s: boot time %s, warm-up %s from %s, class starts %s", name, res.bootTime, res.lead, opens.Format("15:04:05"), classStart.Format("15:04:05"))
+	} else {
+		e.h.logf("%s: class starts %s", name, classStart.Format("15:04:05"))
+	}
 	e.labs.Record(pool.name)
 	names, err := arrive(ctx, e, pool.name, name, classStart, p)
 	if err != nil {
