@@ -75,7 +75,7 @@ var _ = Describe("A pool that anticipates the class", func() {
 		Expect(scaling.BootTime).NotTo(BeNil())
 		boot := scaling.BootTime.Duration
 		Expect(boots).To(ContainElement(boot), "the recorded boot time is one lab's boot")
-		Expect(slowest - boot).To(BeNumerically("<", 5*time.Second), "within the tolerance of the slowest")
+		Expect(slowest-boot).To(BeNumerically("<", 5*time.Second), "within the tolerance of the slowest")
 		Expect(boot).To(BeNumerically(">=", 40*time.Second))
 		Expect(scaling.WarmUp).To(Equal(&metav1.Duration{Duration: boot + 30*time.Second}))
 
