@@ -137,7 +137,9 @@ func ExposedService(l Lab, src LabService) *corev1.Service {
 // the lab's VMs, on exactly the given ports (the lab node ports the host NodePorts forward
 // to; a NetworkPolicy sees a packet after the NodePort's translation, at the VM's port),
 // from outside the host cluster's pod, service and node ranges, as the lab's SSH and API
-// allowance (allow-student-access). It is nil when there is nothing to open, or when both
+// allowance (control-plane-access's student rule). It stays a policy of its own, apart
+// from the lab's two (decision 93): the claim controller writes and deletes it, while
+// the lab is handed over only. It is nil when there is nothing to open, or when both
 // address families are blocked (a rule with no peers would admit everyone).
 func ExposurePolicy(l Lab, ports []LabServicePort) *networkingv1.NetworkPolicy {
 	if len(ports) == 0 {

@@ -34,8 +34,8 @@ func ExposedAPIService(l Lab) *corev1.Service {
 	svc.Spec.Type = corev1.ServiceTypeNodePort
 	// Local: the student's source address reaches the VM unchanged. With Cluster,
 	// kube-proxy masquerades NodePort traffic to a node address, which the lab's
-	// allow-student-access policy refuses (it admits sources outside the host's pod,
-	// service and node ranges only), and a lab VM dialling another lab's NodePort would
+	// control-plane-access policy refuses (its student rule admits sources outside the
+	// host's pod, service and node ranges only), and a lab VM dialling another lab's NodePort would
 	// arrive as a node and be let in. In-cluster traffic (the probe, joining workers)
 	// goes through the cluster IP, which the policy does not change.
 	//

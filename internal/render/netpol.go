@@ -17,74 +17,79 @@ import (
 // LinkLocal is always blocked: it holds cloud metadata services (169.254.169.254).
 var LinkLocal = []netip.Prefix{netip.MustParsePrefix("169.254.0.0/16"), netip.MustParsePrefix("fe80::/10")}
 
-// Names of the lab's NetworkPolicies.
+// Names of the lab's NetworkPolicies (decision 93).
 const (
-	PolicyDefaultDeny    = "default-deny"
-	PolicyLabInternal    = "allow-lab-internal"
-	PolicyStudentAccess  = "allow-student-access"
-	PolicyOperatorAccess = "allow-operator-probe"
-	PolicyDNS            = "allow-dns"
-	PolicyInternetEgress = "allow-internet-egress"
+	// PolicyIsolation selects every pod of the lab: it denies all ingress and egress but
+	// its rules, the lab's pods to and from each other, DNS, and the internet outside the
+	// host's ranges.
+	PolicyIsolation = "lab-isolation"
+	// PolicyControlPlaneAccess selects the lab's control plane: SSH and the API from
+	// outside the host's ranges (the student), and the API from the operator's namespace.
+	PolicyControlPlaneAccess = "control-plane-access"
 )
 
-// NetworkPolicies returns the lab namespace's policies: deny everything, then allow
-// exactly the lab's VMs to each other, SSH and API to the control plane from outside the
-// host cluster's ranges (reachable only once a NodePort exists), the operator's namespace
-// to the lab API, DNS, and egress to the internet minus the host cluster's ranges,
-// link-local addresses and the template's exceptions (a /0 among them takes its address
-// family away). Every lab has the same six policies: an offline lab's
-// allow-internet-egress (internetEgress Deny, or every family taken away) has no rule and
-// so allows nothing. No rule is ever rendered with an empty peer list, which would allow
-// every address (decision 59).
+// NetworkPolicies returns the lab namespace's two policies. NetworkPolicies add up: a pod
+// selected by any policy of a type is isolated for it, and what any rule of any of them
+// allows is allowed ("The two sorts of pod isolation" in
+// https://kubernetes.io/docs/concepts/services-networking/network-policies/). So
+// PolicyIsolation isolates every pod of the lab for ingress and egress and allows what
+// every pod may do, and PolicyControlPlaneAccess adds what only the control plane is
+// reached by; together they allow exactly what the six policies before them did
+// (decision 93). Every lab has both: an offline lab (internetEgress Deny, or every
+// family taken away by a /0 exception) has no internet rule, and no rule is ever
+// rendered with an empty peer list, which would allow every address (decision 59).
+// docs/isolation-runbook.md maps each check to the rule that makes it pass.
 func NetworkPolicies(l Lab) []*networkingv1.NetworkPolicy {
-	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
-	all := metav1.LabelSelector{}
 	return []*networkingv1.NetworkPolicy{
-		l.policy(PolicyDefaultDeny, networkingv1.NetworkPolicySpec{
-			PodSelector: all,
+		l.policy(PolicyIsolation, networkingv1.NetworkPolicySpec{
+			// Every pod of the lab is isolated both ways: what no rule below allows is
+			// denied (lab B's side of other-lab-vm; every "blocked" check's egress side).
+			PodSelector: metav1.LabelSelector{},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
+			Ingress:     []networkingv1.NetworkPolicyIngressRule{labInternalIngress()},
+			Egress:      append([]networkingv1.NetworkPolicyEgressRule{labInternalEgress(), dnsEgress(l)}, internetEgress(l)...),
 		}),
-		l.policy(PolicyLabInternal, networkingv1.NetworkPolicySpec{
-			PodSelector: all,
-			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
-			Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{}}}}},
-			Egress:      []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{}}}}},
-		}),
-		l.policy(PolicyStudentAccess, networkingv1.NetworkPolicySpec{
+		l.policy(PolicyControlPlaneAccess, networkingv1.NetworkPolicySpec{
 			PodSelector: metav1.LabelSelector{MatchLabels: controlPlaneSelector(l)},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
-			Ingress:     studentIngress(l),
-		}),
-		l.policy(PolicyOperatorAccess, networkingv1.NetworkPolicySpec{
-			PodSelector: metav1.LabelSelector{MatchLabels: controlPlaneSelector(l)},
-			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
-			Ingress: []networkingv1.NetworkPolicyIngressRule{{
-				From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{
-					MatchLabels: map[string]string{corev1.LabelMetadataName: l.OperatorNamespace},
-				}}},
-				Ports: []networkingv1.NetworkPolicyPort{policyPort(tcp, lab.APIPort)},
-			}},
-		}),
-		l.policy(PolicyDNS, networkingv1.NetworkPolicySpec{
-			PodSelector: all,
-			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
-			Egress: []networkingv1.NetworkPolicyEgressRule{{
-				To:    dnsPeers(l.Host.DNSAddresses),
-				Ports: []networkingv1.NetworkPolicyPort{policyPort(udp, 53), policyPort(tcp, 53)},
-			}},
-		}),
-		l.policy(PolicyInternetEgress, networkingv1.NetworkPolicySpec{
-			PodSelector: all,
-			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
-			Egress:      internetEgress(l),
+			Ingress:     append(studentIngress(l), operatorIngress(l)),
 		}),
 	}
 }
 
-// dnsPeers are the DNS servers a lab may query: the host's kube-dns pods, and the
-// admin's host DNS addresses (NodeLocal DNSCache listens on a link-local address on every
-// node, outside any pod: only an ipBlock admits it, and this policy's allowance stands
-// beside the internet rule's link-local exception, as NetworkPolicies add up).
+// labInternalIngress admits the lab's own pods, and no other namespace's (a peer with a
+// pod selector alone means this namespace): the lab-internal check (kubeadm join,
+// flannel's VXLAN, kubelets), and lab B's refusal of lab A in other-lab-vm.
+func labInternalIngress() networkingv1.NetworkPolicyIngressRule {
+	return networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{}}}}
+}
+
+// labInternalEgress lets the lab reach its own pods: the lab-internal check.
+func labInternalEgress() networkingv1.NetworkPolicyEgressRule {
+	return networkingv1.NetworkPolicyEgressRule{To: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{}}}}
+}
+
+// dnsEgress lets the lab query DNS on UDP and TCP 53, at dnsPeers only: the dns-tcp and
+// dns-lookup checks.
+func dnsEgress(l Lab) networkingv1.NetworkPolicyEgressRule {
+	return networkingv1.NetworkPolicyEgressRule{
+		To:    dnsPeers(l.Host.DNSAddresses),
+		Ports: []networkingv1.NetworkPolicyPort{policyPort(corev1.ProtocolUDP, 53), policyPort(corev1.ProtocolTCP, 53)},
+	}
+}
+
+// operatorIngress admits the operator's namespace to the lab API only, for the readiness
+// probe; nothing else inside the host cluster reaches it (the other-lab-api check, lab B's
+// side).
+func operatorIngress(l Lab) networkingv1.NetworkPolicyIngressRule {
+	return networkingv1.NetworkPolicyIngressRule{
+		From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{
+			MatchLabels: map[string]string{corev1.LabelMetadataName: l.OperatorNamespace},
+		}}},
+		Ports: []networkingv1.NetworkPolicyPort{policyPort(corev1.ProtocolTCP, lab.APIPort)},
+	}
+}
+
 func policyPort(p corev1.Protocol, n int) networkingv1.NetworkPolicyPort {
 	return networkingv1.NetworkPolicyPort{Protocol: ptr.To(p), Port: ptr.To(intstr.FromInt(n))}
 }
@@ -96,7 +101,8 @@ func blockedRanges(l Lab) []netip.Prefix {
 }
 
 // studentIngress lets students reach the control plane's SSH and API ports from anywhere
-// but the host's ranges; none when nothing is left.
+// but the host's ranges (the ssh-nodeport check; and, since lab A's pods are in those
+// ranges, lab B's side of other-lab-nodeport); none when nothing is left.
 func studentIngress(l Lab) []networkingv1.NetworkPolicyIngressRule {
 	from := everywhereExcept(blockedRanges(l))
 	if len(from) == 0 {
@@ -110,7 +116,9 @@ func studentIngress(l Lab) []networkingv1.NetworkPolicyIngressRule {
 
 // internetEgress lets the lab reach everywhere but the host's ranges, link-local
 // addresses and the template's exceptions, unless the template denies internet egress;
-// none when nothing is left.
+// none when nothing is left. It serves the internet and allow checks, its exceptions
+// the forbid check and the egress side of other-lab-vm, other-lab-api, node,
+// other-lab-nodeport, host-api-service, host-api-endpoint and metadata.
 func internetEgress(l Lab) []networkingv1.NetworkPolicyEgressRule {
 	if l.Template.Network.InternetEgress == labforgev1alpha1.InternetEgressDeny {
 		return nil
@@ -128,6 +136,10 @@ func internetEgress(l Lab) []networkingv1.NetworkPolicyEgressRule {
 	return []networkingv1.NetworkPolicyEgressRule{{To: to}}
 }
 
+// dnsPeers are the DNS servers a lab may query: the host's kube-dns pods, and the admin's
+// host DNS addresses (NodeLocal DNSCache listens on a link-local address on every node,
+// outside any pod: only an ipBlock admits it, and this rule's allowance stands beside the
+// internet rule's link-local exception, as the rules of NetworkPolicies add up).
 func dnsPeers(addrs []netip.Addr) []networkingv1.NetworkPolicyPeer {
 	peers := []networkingv1.NetworkPolicyPeer{{
 		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: "kube-system"}},

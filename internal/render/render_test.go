@@ -9,10 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	labforgev1alpha1 "github.com/labforge/labforge/api/v1alpha1"
 	"github.com/labforge/labforge/internal/hostcluster"
@@ -139,95 +137,12 @@ func TestResourceQuota(t *testing.T) {
 	}
 }
 
-func TestNetworkPolicies(t *testing.T) {
-	l := testLab(1, func(l *Lab) {
-		l.Template.Network.EgressExceptCIDRs = []string{"192.0.2.0/24", "2001:db8::/32"}
-		l.Host.NodeCIDRs = []netip.Prefix{netip.MustParsePrefix("192.168.10.0/24")}
-	})
-	byName := map[string]int{}
-	var names []string
-	for i, p := range NetworkPolicies(l) {
-		byName[p.Name] = i
-		names = append(names, p.Name)
-	}
-	wantNames := []string{PolicyDefaultDeny, PolicyLabInternal, PolicyStudentAccess, PolicyOperatorAccess, PolicyDNS, PolicyInternetEgress}
-	if diff := cmp.Diff(wantNames, names); diff != "" {
-		t.Fatalf("policy names (-want +got):\n%s", diff)
-	}
-	policies := NetworkPolicies(l)
-	egress := policies[byName[PolicyInternetEgress]].Spec.Egress[0].To
-	if diff := cmp.Diff([]string{"10.244.0.0/16", "10.96.0.0/12", "169.254.0.0/16", "192.0.2.0/24", "192.168.10.0/24"}, egress[0].IPBlock.Except); diff != "" {
-		t.Errorf("IPv4 egress exceptions (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff([]string{"2001:db8::/32", "fe80::/10"}, egress[1].IPBlock.Except); diff != "" {
-		t.Errorf("IPv6 egress exceptions (-want +got):\n%s", diff)
-	}
-	student := policies[byName[PolicyStudentAccess]].Spec
-	if diff := cmp.Diff([]string{"10.244.0.0/16", "10.96.0.0/12", "192.168.10.0/24"}, student.Ingress[0].From[0].IPBlock.Except); diff != "" {
-		t.Errorf("student ingress exceptions (-want +got):\n%s", diff)
-	}
-	if got := student.PodSelector.MatchLabels; !cmp.Equal(got, map[string]string{"labforge.dev/environment": "pool-a-x7k2p", "labforge.dev/node": "control-plane"}) {
-		t.Errorf("student access selects %v", got)
-	}
-	operator := policies[byName[PolicyOperatorAccess]].Spec.Ingress[0].From[0].NamespaceSelector.MatchLabels
-	if !cmp.Equal(operator, map[string]string{"kubernetes.io/metadata.name": "labforge-system"}) {
-		t.Errorf("operator access from %v", operator)
-	}
-}
-
 // testHost is a kubeadm-built host's network with NodeLocal DNSCache.
 func testHost() hostcluster.Network {
 	return hostcluster.Network{
 		PodCIDRs:      []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
 		ServiceCIDRs:  []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")},
 		ClusterDomain: "cluster.local",
-	}
-}
-
-// TestDNSPolicy: a lab may query the host's kube-dns pods and, where the admin lists
-// them, host DNS servers outside any pod (NodeLocal DNSCache's link-local address, which
-// the internet rule's link-local exception would refuse), on port 53 only.
-func TestDNSPolicy(t *testing.T) {
-	kubeDNS := networkingv1.NetworkPolicyPeer{
-		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "kube-system"}},
-		PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "kube-dns"}},
-	}
-	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
-	dnsPort := intstr.FromInt(53)
-	wantPorts := []networkingv1.NetworkPolicyPort{{Protocol: &udp, Port: &dnsPort}, {Protocol: &tcp, Port: &dnsPort}}
-	tests := map[string]struct {
-		addrs []netip.Addr
-		want  []networkingv1.NetworkPolicyPeer
-	}{
-		"kube-dns only": {want: []networkingv1.NetworkPolicyPeer{kubeDNS}},
-		"NodeLocal DNSCache and an IPv6 resolver": {
-			addrs: []netip.Addr{netip.MustParseAddr("169.254.20.10"), netip.MustParseAddr("fd00::a")},
-			want: []networkingv1.NetworkPolicyPeer{kubeDNS,
-				{IPBlock: &networkingv1.IPBlock{CIDR: "169.254.20.10/32"}},
-				{IPBlock: &networkingv1.IPBlock{CIDR: "fd00::a/128"}}},
-		},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			l := testLab(0, func(l *Lab) { l.Host.DNSAddresses = tc.addrs })
-			var dns *networkingv1.NetworkPolicy
-			for _, p := range NetworkPolicies(l) {
-				if p.Name == PolicyDNS {
-					dns = p
-				}
-			}
-			if dns == nil {
-				t.Fatalf("no %s policy", PolicyDNS)
-			}
-			want := networkingv1.NetworkPolicySpec{
-				PodSelector: metav1.LabelSelector{},
-				PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
-				Egress:      []networkingv1.NetworkPolicyEgressRule{{To: tc.want, Ports: wantPorts}},
-			}
-			if diff := cmp.Diff(want, dns.Spec); diff != "" {
-				t.Errorf("%s spec (-want +got):\n%s", PolicyDNS, diff)
-			}
-		})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -98,6 +99,41 @@ func (o claimOutcome) countFigures() []report.Figure {
 	}
 }
 
+// The targets of issue 21, set beside the closest peer measured on this machine
+// (docs/performance.md): serial claim -> Ready p50 and p99 with the refill running, the CPU
+// of a serial claim cycle (claim, release and refill) of all processes, and a burst of 50
+// all Ready, in ms.
+const (
+	serialP50, serialP99 float64 = 50, 150
+	serialCycleCPU       float64 = 350
+	burstAllReady        float64 = 1000
+)
+
+// refusals are a window's writes refused with 403 per claim: the operator's own, which
+// by design are none (no controller of its writes into a lab that is going), and all told,
+// whose remainder is kube-controller-manager's (its root-CA publisher re-creating
+// kube-root-ca.crt in a namespace being deleted).
+func refusals(w report.APIWindow, n int) []report.Figure {
+	d := float64(max(n, 1))
+	op, all := 0.0, 0.0
+	for k, v := range w.OperatorRequests {
+		if method, code, _ := strings.Cut(k, " "); recorder.MutatingVerbs[method] && code == "403" {
+			op += v
+		}
+	}
+	for k, v := range w.Failed {
+		if strings.HasSuffix(k, " 403") {
+			all += v
+		}
+	}
+	return []report.Figure{
+		report.NewFigure("operator writes refused with 403 per claim", op/d, "per claim").Want("==", 0).
+			WithNote("writes into a terminating namespace, by the operator and its simulated KubeVirt"),
+		report.NewFigure("writes refused with 403 per claim, all told", all/d, "per claim").
+			WithNote("the rest: kube-controller-manager's root-CA publisher in namespaces being deleted"),
+	}
+}
+
 // perClaim divides a window's counts by n claims.
 func perClaim(w report.APIWindow, n int, suffix string) []report.Figure {
 	d := float64(max(n, 1))
@@ -180,10 +216,11 @@ func (h *Harness) runSerial(ctx context.Context, r *report.ScenarioResult, p ser
 		return err
 	}
 	o := outcome(e.claims.Snapshot(names))
-	r.Figures = append(report.LatencyFigures("claim -> Ready", o.latencies, 20, 60), o.countFigures()...)
+	r.Figures = append(report.LatencyFigures("claim -> Ready", o.latencies, serialP50, serialP99), o.countFigures()...)
 	r.Figures = append(r.Figures, report.NewFigure("cold fallbacks", float64(o.cold), "count"))
 	h.latencyImage(r, "serial-latency.svg", fmt.Sprintf("serial warm claims: %d claims one after another, pool of %d", p.claims, p.pool.replicas),
-		[]report.Series{{Name: "claim -> Ready", Values: o.latencies}}, []report.VLine{{Label: "target p50 20 ms", X: 20}, {Label: "target p99 60 ms", X: 60}})
+		[]report.Series{{Name: "claim -> Ready", Values: o.latencies}},
+		[]report.VLine{{Label: fmt.Sprintf("target p50 %g ms", serialP50), X: serialP50}, {Label: fmt.Sprintf("target p99 %g ms", serialP99), X: serialP99}})
 
 	if err := waitReleased(ctx, e, names, p.pool.name, int(p.pool.replicas)); err != nil {
 		return err
@@ -193,7 +230,10 @@ func (h *Harness) runSerial(ctx context.Context, r *report.ScenarioResult, p ser
 	}
 	win, err := e.end(ctx, w)
 	r.Windows = append(r.Windows, win)
-	r.Figures = append(r.Figures, perClaim(win, p.claims, " (claim, release and refill)")...)
+	figs := perClaim(win, p.claims, " (claim, release and refill)")
+	figs[5] = figs[5].Want("<=", serialCycleCPU)
+	r.Figures = append(r.Figures, figs...)
+	r.Figures = append(r.Figures, refusals(win, p.claims)...)
 	return err
 }
 
@@ -249,16 +289,16 @@ func (h *Harness) runBurst(ctx context.Context, r *report.ScenarioResult, p burs
 		return err
 	}
 	o := outcome(e.claims.Snapshot(names))
-	r.Figures = report.LatencyFigures("claim -> Ready", o.latencies, 0, 300)
+	r.Figures = report.LatencyFigures("claim -> Ready", o.latencies, 0, 0)
 	all := report.Inf
 	if o.never == 0 && o.failures == 0 {
 		all = report.Millis(o.last.Sub(o.first))
 	}
-	r.Figures = append(r.Figures, report.NewFigure("first create -> all Ready", all, "ms").Want("<=", 400),
+	r.Figures = append(r.Figures, report.NewFigure("first create -> all Ready", all, "ms").Want("<=", burstAllReady),
 		report.NewFigure("cold fallbacks", float64(o.cold), "count").Want("==", 0))
 	r.Figures = append(r.Figures, o.countFigures()...)
 	h.latencyImage(r, "burst-latency.svg", fmt.Sprintf("burst: %d claims at once from %d clients, pool of %d", p.claims, p.clients, p.pool.replicas),
-		[]report.Series{{Name: "claim -> Ready", Values: o.latencies}}, []report.VLine{{Label: "target p99 300 ms", X: 300}, {Label: "target all Ready 400 ms", X: 400}})
+		[]report.Series{{Name: "claim -> Ready", Values: o.latencies}}, []report.VLine{{Label: fmt.Sprintf("target all Ready %g ms", burstAllReady), X: burstAllReady}})
 
 	if err := e.waitPoolReady(ctx, p.pool.name, int(p.pool.replicas), 5*time.Minute); err != nil {
 		return err
@@ -268,7 +308,9 @@ func (h *Harness) runBurst(ctx context.Context, r *report.ScenarioResult, p burs
 	}
 	win, err := e.end(ctx, w)
 	r.Windows = append(r.Windows, win)
-	r.Figures = append(r.Figures, perClaim(win, p.claims, " (claim and refill)")...)
+	figs := perClaim(win, p.claims, " (claim and refill)")
+	figs[1] = figs[1].Want("==", 0)
+	r.Figures = append(r.Figures, figs...)
 	return err
 }
 

@@ -60,10 +60,16 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("figure %q = %+v, want a value in ms", name, f)
 		}
 	}
-	for name, op := range map[string]string{"claim -> Ready p50": "<=", "claim -> Ready p99": "<="} {
+	for name, op := range map[string]string{"claim -> Ready p50": "<=", "claim -> Ready p99": "<=",
+		"CPU per claim, all processes (claim, release and refill)": "<=", "operator writes refused with 403 per claim": "=="} {
 		if f := figures[name]; f.Target == nil || f.Target.Op != op || f.Met == nil {
 			t.Errorf("figure %q has target %+v, met %v; want one with %s", name, f.Target, f.Met, op)
 		}
+	}
+	// No controller of the operator, the simulated KubeVirt included, writes into a lab
+	// whose namespace is going.
+	if f := figures["operator writes refused with 403 per claim"]; f.Value == nil || *f.Value != 0 {
+		t.Errorf("operator writes refused with 403 per claim = %+v, want 0", f)
 	}
 
 	if len(r.Windows) != 1 {

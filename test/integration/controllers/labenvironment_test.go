@@ -117,8 +117,7 @@ var _ = Describe("A LabEnvironment", func() {
 		Expect(ns.Labels).To(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "privileged"))
 		Expect(metav1.IsControlledBy(&ns, &env)).To(BeTrue())
 		Expect(namesIn(ctx, "basic", &corev1.SecretList{})).To(Equal([]string{"cloud-init-control-plane", "cloud-init-worker-1", "lab-pki", "ssh-authorized-keys"}))
-		Expect(namesIn(ctx, "basic", &networkingv1.NetworkPolicyList{})).To(Equal([]string{
-			"allow-dns", "allow-internet-egress", "allow-lab-internal", "allow-operator-probe", "allow-student-access", "default-deny"}))
+		Expect(namesIn(ctx, "basic", &networkingv1.NetworkPolicyList{})).To(Equal([]string{"control-plane-access", "lab-isolation"}))
 		Expect(namesIn(ctx, "basic", &corev1.ResourceQuotaList{})).To(Equal([]string{"lab-quota"}))
 		Expect(namesIn(ctx, "basic", &corev1.LimitRangeList{})).To(Equal([]string{"lab-limits"}))
 		Expect(namesIn(ctx, "basic", &corev1.ServiceList{})).To(Equal([]string{"lab-api"}))
@@ -214,7 +213,7 @@ var _ = Describe("A LabEnvironment", func() {
 		Expect(k8s.Create(ctx, newEnvironment("drift", "env-drift"))).To(Succeed())
 		Eventually(envCondition(ctx, "drift", labforgev1alpha1.ConditionReady)).Should(HaveField("Status", metav1.ConditionTrue))
 
-		deny := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "lab-drift", Name: "default-deny"}}
+		deny := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "lab-drift", Name: "lab-isolation"}}
 		Expect(k8s.Delete(ctx, deny)).To(Succeed())
 		var quota corev1.ResourceQuota
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "lab-drift", Name: "lab-quota"}, &quota)).To(Succeed())

@@ -263,10 +263,10 @@ var _ = Describe("An operator restarted with claims in every state", Ordered, fu
 				}
 			}
 		}
-		// The LabEnvironment, its namespace, quota, limit range, 6 policies, template
+		// The LabEnvironment, its namespace, quota, limit range, 2 policies, template
 		// snapshot, 4 Secrets, the API Service, 2 VMs and their VMIs; the booting lab had
 		// no VMI yet.
-		Expect(kept).To(Equal(map[string]int{"ready": 20, "booting": 18}))
+		Expect(kept).To(Equal(map[string]int{"ready": 16, "booting": 14}))
 
 		By("rebuilding the pool's counts from the API: one warm lab, two bound, nobody waiting")
 		Eventually(func(g Gomega) {

@@ -47,22 +47,26 @@ func limits() client.Object {
 
 // tampers are the edits issue 17's review found unrepaired, and the plain ones.
 var tampers = map[string]tamper{
-	"narrows default-deny's podSelector to no pod": {policy(render.PolicyDefaultDeny), func(o client.Object) {
+	"narrows lab-isolation's podSelector to no pod": {policy(render.PolicyIsolation), func(o client.Object) {
 		o.(*networkingv1.NetworkPolicy).Spec.PodSelector = metav1.LabelSelector{MatchLabels: map[string]string{"nothing": "here"}}
 	}},
-	"gives allow-lab-internal's peers namespaceSelector {}": {policy(render.PolicyLabInternal), func(o client.Object) {
+	"gives lab-isolation's own-pod peers namespaceSelector {}": {policy(render.PolicyIsolation), func(o client.Object) {
 		spec := &o.(*networkingv1.NetworkPolicy).Spec
 		spec.Ingress[0].From[0].NamespaceSelector = &metav1.LabelSelector{}
 		spec.Egress[0].To[0].NamespaceSelector = &metav1.LabelSelector{}
 	}},
-	"widens allow-student-access's port 22 to 22-65535": {policy(render.PolicyStudentAccess), func(o client.Object) {
+	"widens control-plane-access's port 22 to 22-65535": {policy(render.PolicyControlPlaneAccess), func(o client.Object) {
 		ports := o.(*networkingv1.NetworkPolicy).Spec.Ingress[0].Ports
 		Expect(ports[0].Port.IntValue()).To(Equal(lab.SSHPort))
 		ports[0].EndPort = ptr.To[int32](65535)
 	}},
-	"strips allow-dns of labforge's labels and opens it to every address": {policy(render.PolicyDNS), func(o client.Object) {
+	"strips control-plane-access of labforge's labels and opens it to every address": {policy(render.PolicyControlPlaneAccess), func(o client.Object) {
 		p := o.(*networkingv1.NetworkPolicy)
 		p.Labels = nil
+		p.Spec.Ingress = append(p.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{})
+	}},
+	"opens lab-isolation's egress to every address": {policy(render.PolicyIsolation), func(o client.Object) {
+		p := o.(*networkingv1.NetworkPolicy)
 		p.Spec.Egress = append(p.Spec.Egress, networkingv1.NetworkPolicyEgressRule{})
 	}},
 	"raises the quota's pods": {quota, func(o client.Object) {
@@ -76,8 +80,8 @@ var tampers = map[string]tamper{
 	"changes the limit range's default request": {limits, func(o client.Object) {
 		o.(*corev1.LimitRange).Spec.Limits[0].DefaultRequest[corev1.ResourceCPU] = resource.MustParse("1m")
 	}},
-	"deletes default-deny": {object: policy(render.PolicyDefaultDeny)},
-	"deletes the quota":    {object: quota},
+	"deletes lab-isolation": {object: policy(render.PolicyIsolation)},
+	"deletes the quota":     {object: quota},
 }
 
 // do makes the tamper in namespace ns as c, returning the API server's answer.
@@ -159,7 +163,7 @@ var _ = Describe("A lab's guards", Ordered, func() {
 		Expect(k8s.Create(ctx, environment("drift"))).To(Succeed())
 		labReady(ctx, "drift")
 		pristine = guards(ctx, ns)(Default)
-		Expect(pristine).To(HaveLen(8), "six policies, the quota and the limit range")
+		Expect(pristine).To(HaveLen(4), "two policies, the quota and the limit range")
 	})
 
 	Context("edited by an admin, with no admission policy installed", func() {
@@ -169,14 +173,15 @@ var _ = Describe("A lab's guards", Ordered, func() {
 				Eventually(guards(ctx, ns)).Should(Equal(pristine))
 			},
 			func(name string) string { return name },
-			Entry(nil, "narrows default-deny's podSelector to no pod"),
-			Entry(nil, "gives allow-lab-internal's peers namespaceSelector {}"),
-			Entry(nil, "widens allow-student-access's port 22 to 22-65535"),
-			Entry(nil, "strips allow-dns of labforge's labels and opens it to every address"),
+			Entry(nil, "narrows lab-isolation's podSelector to no pod"),
+			Entry(nil, "gives lab-isolation's own-pod peers namespaceSelector {}"),
+			Entry(nil, "widens control-plane-access's port 22 to 22-65535"),
+			Entry(nil, "strips control-plane-access of labforge's labels and opens it to every address"),
+			Entry(nil, "opens lab-isolation's egress to every address"),
 			Entry(nil, "raises the quota's pods"),
 			Entry(nil, "takes the quota's NodePort line away and adds one of its own"),
 			Entry(nil, "changes the limit range's default request"),
-			Entry(nil, "deletes default-deny"),
+			Entry(nil, "deletes lab-isolation"),
 			Entry(nil, "deletes the quota"),
 		)
 
@@ -195,9 +200,9 @@ var _ = Describe("A lab's guards", Ordered, func() {
 			}
 			Consistently(inLab).WithTimeout(5 * time.Second).Should(BeEmpty())
 			// The restarted operator does watch: an edit is still put back.
-			Expect(tampers["narrows default-deny's podSelector to no pod"].do(ctx, k8s, ns)).To(Succeed())
+			Expect(tampers["narrows lab-isolation's podSelector to no pod"].do(ctx, k8s, ns)).To(Succeed())
 			Eventually(guards(ctx, ns)).Should(Equal(pristine))
-			Expect(inLab()).To(ConsistOf(HavePrefix("PUT /apis/networking.k8s.io/v1/namespaces/" + ns + "/networkpolicies/default-deny")))
+			Expect(inLab()).To(ConsistOf(HavePrefix("PUT /apis/networking.k8s.io/v1/namespaces/" + ns + "/networkpolicies/lab-isolation")))
 		})
 	})
 
@@ -230,14 +235,15 @@ var _ = Describe("A lab's guards", Ordered, func() {
 				Expect(guards(ctx, ns)(Default)).To(Equal(pristine))
 			},
 			func(name string) string { return name },
-			Entry(nil, "narrows default-deny's podSelector to no pod"),
-			Entry(nil, "gives allow-lab-internal's peers namespaceSelector {}"),
-			Entry(nil, "widens allow-student-access's port 22 to 22-65535"),
-			Entry(nil, "strips allow-dns of labforge's labels and opens it to every address"),
+			Entry(nil, "narrows lab-isolation's podSelector to no pod"),
+			Entry(nil, "gives lab-isolation's own-pod peers namespaceSelector {}"),
+			Entry(nil, "widens control-plane-access's port 22 to 22-65535"),
+			Entry(nil, "strips control-plane-access of labforge's labels and opens it to every address"),
+			Entry(nil, "opens lab-isolation's egress to every address"),
 			Entry(nil, "raises the quota's pods"),
 			Entry(nil, "takes the quota's NodePort line away and adds one of its own"),
 			Entry(nil, "changes the limit range's default request"),
-			Entry(nil, "deletes default-deny"),
+			Entry(nil, "deletes lab-isolation"),
 			Entry(nil, "deletes the quota"),
 		)
 
@@ -260,7 +266,7 @@ var _ = Describe("A lab's guards", Ordered, func() {
 			Expect(k8s.Create(ctx, environment("after"))).To(Succeed())
 			labReady(ctx, "after")
 			after := guards(ctx, lab.Namespace("after"))(Default)
-			Expect(after).To(HaveLen(8))
+			Expect(after).To(HaveLen(4))
 		})
 
 		It("let a lab namespace be deleted completely", func(ctx context.Context) {

@@ -254,7 +254,7 @@ var _ = Describe("The operator, bounded by the API server", Ordered, ContinueOnF
 		Expect(client.IgnoreAlreadyExists(op.Create(ctx, labNamespace))).To(Succeed())
 		Expect(op.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: labNS, Name: "lab-pki", Labels: labelled(nil)}})).To(Succeed())
 		Expect(op.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: labNS, Name: render.TemplateSnapshot, Labels: labelled(nil)}})).To(Succeed())
-		Expect(op.Create(ctx, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: labNS, Name: "default-deny", Labels: labelled(nil)}})).To(Succeed())
+		Expect(op.Create(ctx, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: labNS, Name: "lab-isolation", Labels: labelled(nil)}})).To(Succeed())
 		Expect(op.Create(ctx, &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Namespace: labNS, Name: "lab-quota", Labels: labelled(nil)},
 			Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("4")}}})).To(Succeed())
 		Expect(op.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: labNS, Name: "lab-api", Labels: labelled(nil)},

@@ -157,8 +157,10 @@ var _ = Describe("A student forging their claim's kubeconfig Secret with the lab
 			g.Expect(s.ResourceVersion).To(Equal(forged.ResourceVersion))
 		}).WithTimeout(2 * time.Second).Should(Succeed())
 
-		Expect(k8s.Delete(ctx, claim)).To(Succeed())
+		// The forged Secret first: once the claim is gone it is an orphan by its labels, and
+		// the sweep may delete it between the two deletes (it did, once).
 		Expect(k8s.Delete(ctx, forged)).To(Succeed())
+		Expect(k8s.Delete(ctx, claim)).To(Succeed())
 		Expect(k8s.Delete(ctx, &labforgev1alpha1.LabPool{ObjectMeta: metav1.ObjectMeta{Name: pool}})).To(Succeed())
 		Expect(k8s.Delete(ctx, &labforgev1alpha1.LabTemplate{ObjectMeta: metav1.ObjectMeta{Name: template}})).To(Succeed())
 	})

@@ -219,8 +219,7 @@ func labObjects(ctx context.Context, g Gomega, env string) map[string][]metav1.O
 func labObjectNames() []string {
 	names := []string{
 		"ConfigMap labforge-template", "LimitRange lab-limits", "ResourceQuota lab-quota",
-		"NetworkPolicy allow-dns", "NetworkPolicy allow-internet-egress", "NetworkPolicy allow-lab-internal",
-		"NetworkPolicy allow-operator-probe", "NetworkPolicy allow-student-access", "NetworkPolicy default-deny",
+		"NetworkPolicy control-plane-access", "NetworkPolicy lab-isolation",
 		"Secret cloud-init-control-plane", "Secret cloud-init-worker-1", "Secret lab-pki", "Secret ssh-authorized-keys",
 		"Service lab-api", "VirtualMachine control-plane", "VirtualMachine worker-1",
 		"VirtualMachineInstance control-plane", "VirtualMachineInstance worker-1",

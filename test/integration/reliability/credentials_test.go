@@ -228,7 +228,7 @@ var _ = Describe("A hundred labs handed to a hundred students", func() {
 			Expect(ns.Labels).To(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "privileged"))
 			first, ok := order.firstVM[ns.Name]
 			Expect(ok).To(BeTrue(), "no VM seen created in %s", ns.Name)
-			Expect(order.guards[ns.Name]).To(Equal(8), "quota, limit range and 6 policies in %s", ns.Name)
+			Expect(order.guards[ns.Name]).To(Equal(4), "quota, limit range and 2 policies in %s", ns.Name)
 			Expect(order.lastGuard[ns.Name]).To(BeNumerically("<", first), "a guard of %s was created after a VM", ns.Name)
 		}
 		Expect(checked).To(BeNumerically(">=", n))
