@@ -39,10 +39,10 @@ type PoolWindow struct {
 	Name string `json:"name"`
 
 	// Start is when the window opens, as a standard five-field cron expression (minute,
-	// hour, day of month, month, day of week; "30 8 * * MON-FRI"), read in timeZone. Open
-	// it earlier than the class by the labs' boot time, so that they are Ready when the
-	// first student arrives (docs/operations.md, "Sizing a pool for a class"). The
-	// operator refuses an expression its parser does not accept: the pool's Ready
+	// hour, day of month, month, day of week; "0 9 * * MON-FRI"), read in timeZone: the
+	// class's own time. The pool starts booting for it warmUp earlier, so that its labs
+	// are Ready when the first student arrives (docs/operations.md, "Sizing a pool for a
+	// class"). The operator refuses an expression its parser does not accept: the pool's Ready
 	// condition is then False with reason InvalidSchedule and the parser's error, and the
 	// pool keeps its own size.
 	// +kubebuilder:validation:MinLength=9
@@ -56,6 +56,15 @@ type PoolWindow struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('168h')",message="duration must be between 1m and 168h"
 	// +required
 	Duration metav1.Duration `json:"duration"`
+
+	// WarmUp is how long before each start the pool begins booting for the window: the
+	// window sizes the pool from start-warmUp to start+duration (status.scaling.warmingUp
+	// says when it does so ahead of the start). Unset: the pool's own observed boot time
+	// with a margin (status.scaling.warmUp, from status.scaling.bootTime), or 0 while the
+	// pool has never seen a lab boot. "0s" opens the window at its start. At most 2h.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('2h')",message="warmUp must be between 0s and 2h"
+	// +optional
+	WarmUp *metav1.Duration `json:"warmUp,omitempty"`
 
 	// TimeZone is the IANA time zone start is read in ("Europe/Berlin"): daylight saving
 	// moves the window with the wall clock. Defaults to UTC. A zone the operator's time
@@ -238,10 +247,31 @@ type PoolScalingStatus struct {
 	// +optional
 	Desired int32 `json:"desired"`
 
-	// NextChange is when the next window of spec.schedule opens or closes, the next time
-	// the pool's size may change by the calendar. Unset when the pool has no schedule.
+	// WarmingUp says the window named in window has not started yet: the pool is booting
+	// its labs ahead of the window's start, by its warmUp.
+	// +optional
+	WarmingUp bool `json:"warmingUp,omitempty"`
+
+	// NextChange is when the next window of spec.schedule begins warming up, starts or
+	// closes, the next time the pool's size or this status may change by the calendar.
+	// Unset when the pool has no schedule.
 	// +optional
 	NextChange *metav1.Time `json:"nextChange,omitempty"`
+
+	// BootTime is the pool's observed boot time, in whole seconds: the longest any of its
+	// labs took from creation to Ready, among the labs it holds now (unclaimed, claimed
+	// or being deleted) that became Ready. It is kept while the pool holds no such lab, so that a
+	// pool emptied between classes still knows it, and moves only when a boot changes it
+	// by 10 % or 5 s. Unset until a lab of the pool has become Ready.
+	// +optional
+	BootTime *metav1.Duration `json:"bootTime,omitempty"`
+
+	// WarmUp is how long before its start a window without spec warmUp begins sizing the
+	// pool: bootTime and a margin (a quarter more, at least 30 s more; at most 2h), as
+	// labs booting together on a loaded host boot slower than the slowest one seen.
+	// Unset while bootTime is: such windows then open at their start.
+	// +optional
+	WarmUp *metav1.Duration `json:"warmUp,omitempty"`
 }
 
 // LabPool keeps labs of one template booted and unclaimed, so that a claim is served in

@@ -141,10 +141,14 @@ func countsOnly(a, b labforgev1alpha1.LabPoolStatus) bool {
 	strip := func(st labforgev1alpha1.LabPoolStatus) labforgev1alpha1.LabPoolStatus {
 		out := labforgev1alpha1.LabPoolStatus{ObservedGeneration: st.ObservedGeneration, Selector: st.Selector}
 		// The rule, its window and the next change are news; the desired count moves
-		// with the claimed labs under a floor, like the other counts.
+		// with the claimed labs under a floor, like the other counts, and the observed
+		// boot time (and the warm-up it gives) with the labs that become Ready: they
+		// ride on the count writes a boot makes anyway, never a write per lab of their
+		// own.
 		if st.Scaling != nil {
 			out.Scaling = st.Scaling.DeepCopy()
 			out.Scaling.Desired = 0
+			out.Scaling.BootTime, out.Scaling.WarmUp = nil, nil
 		}
 		for _, c := range st.Conditions {
 			c.Message, c.LastTransitionTime = "", metav1.Time{}

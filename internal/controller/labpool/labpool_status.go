@@ -56,6 +56,10 @@ type scope struct {
 	// now is when the pass evaluated the pool's rules, and sizing what they asked then.
 	now    time.Time
 	sizing Sizing
+	// bootTime is the pool's boot time to record (observeBootTime), nil if never seen;
+	// warmUp the lead it gives windows without their own (WarmUpFor).
+	bootTime *metav1.Duration
+	warmUp   time.Duration
 	// inFlight counts the claims being served now (see countInFlight); deferCreates is
 	// how long the plan's creates wait behind them (claimsFirst).
 	inFlight     int
@@ -144,7 +148,15 @@ func (r *Reconciler) plan(s *scope, waiting int32) {
 	s.evidence = len(evidence)
 	s.circuitOpen = s.evidence >= r.FailureThreshold
 	s.now = r.Clock.Now()
-	s.sizing = Rules(pool.Spec, s.now)
+	var recorded *metav1.Duration
+	if pool.Status.Scaling != nil {
+		recorded = pool.Status.Scaling.BootTime
+	}
+	s.bootTime = observeBootTime(s.envs, recorded)
+	if s.bootTime != nil {
+		s.warmUp = WarmUpFor(s.bootTime.Duration)
+	}
+	s.sizing = Rules(pool.Spec, s.now, s.warmUp)
 	creates, deletes := r.Expectations.Pending(pool.Name)
 	s.plan = Compute(Input{
 		Replicas: s.sizing.Buffer, MinLabs: s.sizing.MinLabs, MaxBooting: pool.Spec.MaxBooting, MaxLabs: pool.Spec.MaxLabs,
@@ -353,9 +365,14 @@ func setStatus(s *scope, succeeded bool) {
 // the hard cap holds the pool below it), otherwise the buffer, the floor or the cap.
 func scalingStatus(s *scope) *labforgev1alpha1.PoolScalingStatus {
 	room := max(0, s.pool.Spec.MaxLabs-s.plan.Counts.Bound)
-	out := &labforgev1alpha1.PoolScalingStatus{Rule: s.plan.Rule, Window: s.sizing.Window, Desired: min(s.plan.Target, room)}
+	out := &labforgev1alpha1.PoolScalingStatus{Rule: s.plan.Rule, Window: s.sizing.Window, WarmingUp: s.sizing.WarmingUp,
+		Desired: min(s.plan.Target, room)}
 	if out.Window != "" && out.Rule != labforgev1alpha1.ScalingMaxLabs {
 		out.Rule = labforgev1alpha1.ScalingSchedule
+	}
+	if s.bootTime != nil {
+		out.BootTime = s.bootTime.DeepCopy()
+		out.WarmUp = &metav1.Duration{Duration: s.warmUp}
 	}
 	if !s.sizing.NextChange.IsZero() {
 		t := metav1.NewTime(s.sizing.NextChange)

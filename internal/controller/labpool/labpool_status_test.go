@@ -248,6 +248,10 @@ func TestStatusHold(t *testing.T) {
 	next.Scaling.NextChange = &metav1.Time{Time: statusT0}
 	first := *base.DeepCopy()
 	first.Scaling = nil
+	boot := *counts.DeepCopy()
+	boot.Scaling.BootTime, boot.Scaling.WarmUp = &metav1.Duration{Duration: 91 * time.Second}, &metav1.Duration{Duration: 121 * time.Second}
+	warming := *base.DeepCopy()
+	warming.Scaling.Rule, warming.Scaling.Window, warming.Scaling.WarmingUp = labforgev1alpha1.ScalingSchedule, "class", true
 	for name, tc := range map[string]struct {
 		after labforgev1alpha1.LabPoolStatus
 		want  bool
@@ -259,6 +263,10 @@ func TestStatusHold(t *testing.T) {
 		"the rule and its window":   {after: rule, want: false},
 		"the next window edge":      {after: next, want: false},
 		"no scaling status yet":     {after: first, want: false},
+		// The observed boot time rides on the count writes of the labs that become
+		// Ready: a write of its own per lab is what it must not cost.
+		"the boot time observed with the counts": {after: boot, want: true},
+		"a window warming up":                    {after: warming, want: false},
 	} {
 		if got := countsOnly(base, tc.after); got != tc.want {
 			t.Errorf("%s: countsOnly = %v, want %v", name, got, tc.want)
@@ -300,6 +308,8 @@ func TestScalingStatus(t *testing.T) {
 	tests := map[string]struct {
 		plan      Plan
 		sizing    Sizing
+		bootTime  *metav1.Duration
+		warmUp    time.Duration
 		want      labforgev1alpha1.PoolScalingStatus
 		wantAfter time.Duration
 	}{
@@ -313,6 +323,15 @@ func TestScalingStatus(t *testing.T) {
 			want:      labforgev1alpha1.PoolScalingStatus{Rule: labforgev1alpha1.ScalingSchedule, Window: "class", Desired: 12, NextChange: &nextTime},
 			wantAfter: 90 * time.Minute,
 		},
+		"a window warming up, and the boot time that sets its warm-up": {
+			plan:     Plan{Target: 12, Rule: labforgev1alpha1.ScalingMinLabs},
+			sizing:   Sizing{Window: "class", WarmingUp: true, NextChange: next},
+			bootTime: &metav1.Duration{Duration: 91 * time.Second},
+			warmUp:   121 * time.Second,
+			want: labforgev1alpha1.PoolScalingStatus{Rule: labforgev1alpha1.ScalingSchedule, Window: "class", WarmingUp: true, Desired: 12, NextChange: &nextTime,
+				BootTime: &metav1.Duration{Duration: 91 * time.Second}, WarmUp: &metav1.Duration{Duration: 121 * time.Second}},
+			wantAfter: 90 * time.Minute,
+		},
 		"an open window held back by the hard cap": {
 			plan:      Plan{Target: 25, Rule: labforgev1alpha1.ScalingMaxLabs, Counts: Counts{Bound: 5}},
 			sizing:    Sizing{Window: "class", NextChange: next},
@@ -322,7 +341,7 @@ func TestScalingStatus(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			s := &scope{plan: tc.plan, sizing: tc.sizing, now: statusT0}
+			s := &scope{plan: tc.plan, sizing: tc.sizing, now: statusT0, bootTime: tc.bootTime, warmUp: tc.warmUp}
 			s.pool = &labforgev1alpha1.LabPool{Spec: labforgev1alpha1.LabPoolSpec{MaxLabs: 20}}
 			if diff := cmp.Diff(&tc.want, scalingStatus(s)); diff != "" {
 				t.Errorf("scalingStatus() (-want +got):\n%s", diff)

@@ -29,8 +29,10 @@ type Sizing struct {
 	MinLabs int32
 	// Window names the open window that sizes the pool, "" when none is open.
 	Window string
-	// NextChange is when the next window opens or closes; zero without a schedule (or
-	// when no window ever opens again).
+	// WarmingUp says Window has not started yet: it sizes the pool from its warm-up.
+	WarmingUp bool
+	// NextChange is when the next window begins warming up, starts or closes; zero
+	// without a schedule (or when no window ever opens again).
 	NextChange time.Time
 	// Err says why windows were ignored: a start or a time zone the operator cannot
 	// read. The other windows and the pool's own fields still apply.
@@ -47,14 +49,17 @@ const maxMerge = 1000
 // open window asks (a window that leaves one unset asks the pool's own), and the first
 // open window in spec order is named. Invalid windows are skipped and reported in Err.
 //
-// A window is open on [start, start+duration) for each start its cron expression gives;
-// a start before the previous period ended extends it. Starts are computed in the
-// window's time zone by robfig/cron, the parser Kubernetes CronJobs use, and follow the
-// wall clock across daylight saving: a start in the hour skipped in spring does not
-// happen that day, and a start in the hour repeated in autumn happens twice, an hour
-// apart (the second merely extends a window longer than an hour). Durations are absolute
-// time.
-func Rules(spec labforgev1alpha1.LabPoolSpec, now time.Time) Sizing {
+// A window is open on [start-warmUp, start+duration) for each start its cron expression
+// gives: warmUp is the window's own, or lead (the pool's observed boot time with its
+// margin, WarmUpFor) when it sets none. A start whose warm-up begins before the previous
+// period ended extends it. Starts are computed in the window's time zone by
+// robfig/cron, the parser Kubernetes CronJobs use, and follow the wall clock across
+// daylight saving: a start in the hour skipped in spring does not happen that day, and a
+// start in the hour repeated in autumn happens twice, an hour apart (the second merely
+// extends a window longer than an hour). Durations and warm-ups are absolute time: a
+// warm-up across a change of the clocks begins that long before the start, whatever the
+// wall clock says.
+func Rules(spec labforgev1alpha1.LabPoolSpec, now time.Time, lead time.Duration) Sizing {
 	own := Sizing{Buffer: spec.Replicas, MinLabs: deref(spec.MinLabs)}
 	out := own
 	var errs []error
@@ -65,7 +70,11 @@ func Rules(spec labforgev1alpha1.LabPoolSpec, now time.Time) Sizing {
 			errs = append(errs, err)
 			continue
 		}
-		open, edge := openAt(sched, w.Duration.Duration, now)
+		warmUp := lead
+		if w.WarmUp != nil {
+			warmUp = w.WarmUp.Duration
+		}
+		open, warming, edge := openAt(sched, w.Duration.Duration, warmUp, now)
 		if !edge.IsZero() && (out.NextChange.IsZero() || edge.Before(out.NextChange)) {
 			out.NextChange = edge
 		}
@@ -80,7 +89,7 @@ func Rules(spec labforgev1alpha1.LabPoolSpec, now time.Time) Sizing {
 			minLabs = *w.MinLabs
 		}
 		if !opened {
-			out.Buffer, out.MinLabs, out.Window, opened = buffer, minLabs, w.Name, true
+			out.Buffer, out.MinLabs, out.Window, out.WarmingUp, opened = buffer, minLabs, w.Name, warming, true
 			continue
 		}
 		out.Buffer, out.MinLabs = max(out.Buffer, buffer), max(out.MinLabs, minLabs)
@@ -111,23 +120,35 @@ func ParseWindow(w labforgev1alpha1.PoolWindow) (cron.Schedule, error) {
 	if d := w.Duration.Duration; d < time.Minute || d > 7*24*time.Hour {
 		return nil, fmt.Errorf("window %s: duration %s is not between 1m and 168h", w.Name, d)
 	}
+	if w.WarmUp != nil && (w.WarmUp.Duration < 0 || w.WarmUp.Duration > MaxWarmUp) {
+		return nil, fmt.Errorf("window %s: warmUp %s is not between 0s and 2h", w.Name, w.WarmUp.Duration)
+	}
 	return sched, nil
 }
 
-// openAt says whether a window of duration d starting on sched is open at now, and its
-// next edge: when it closes if open, when it opens next if not (zero: never).
-func openAt(sched cron.Schedule, d time.Duration, now time.Time) (open bool, edge time.Time) {
-	// The first start after now-d is the earliest whose period could still cover now.
+// openAt says whether a window of duration d starting on sched, warming up lead before
+// each start, is open at now, whether it is still warming up for its start, and its next
+// edge: its start if warming up, when it closes if open, when its warm-up begins next if
+// not (zero: never).
+func openAt(sched cron.Schedule, d, lead time.Duration, now time.Time) (open, warming bool, edge time.Time) {
+	// The first start after now-d is the earliest whose period could still cover now; if
+	// its warm-up has not begun, no later one's has.
 	start := sched.Next(now.Add(-d))
-	if start.IsZero() || start.After(now) {
-		return false, start
+	if start.IsZero() {
+		return false, false, start
+	}
+	if start.Add(-lead).After(now) {
+		return false, false, start.Add(-lead)
+	}
+	if now.Before(start) {
+		return true, true, start
 	}
 	end := start.Add(d)
-	for i, next := 0, sched.Next(start); i < maxMerge && !next.IsZero() && !next.After(end); i++ {
+	for i, next := 0, sched.Next(start); i < maxMerge && !next.IsZero() && !next.Add(-lead).After(end); i++ {
 		end = next.Add(d)
 		next = sched.Next(next)
 	}
-	return true, end
+	return true, false, end
 }
 
 func deref(p *int32) int32 {

@@ -120,7 +120,7 @@ func TestRules(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := Rules(tc.spec, tc.now)
+			got := Rules(tc.spec, tc.now, 0)
 			if got.Err != nil {
 				t.Fatalf("Rules() error: %v", got.Err)
 			}
@@ -158,6 +158,14 @@ func TestRulesRefuseWhatTheyCannotRead(t *testing.T) {
 			w:       window("bad", "CRON_TZ=UTC 0 9 * * *", time.Hour, "", ptr.To[int32](3), nil),
 			wantErr: "window bad: the time zone goes in timeZone, as an IANA name (Europe/Berlin)",
 		},
+		"a warm-up over two hours": {
+			w: func() labforgev1alpha1.PoolWindow {
+				w := window("bad", "0 9 * * *", time.Hour, "", ptr.To[int32](3), nil)
+				w.WarmUp = &metav1.Duration{Duration: 3 * time.Hour}
+				return w
+			}(),
+			wantErr: "window bad: warmUp 3h0m0s is not between 0s and 2h",
+		},
 		"a duration under a minute": {
 			w:       window("bad", "0 9 * * *", 30*time.Second, "", ptr.To[int32](3), nil),
 			wantErr: "window bad: duration 30s is not between 1m and 168h",
@@ -167,7 +175,7 @@ func TestRulesRefuseWhatTheyCannotRead(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			good := window("good", "0 8 * * *", 4*time.Hour, "", ptr.To[int32](7), nil)
 			spec := labforgev1alpha1.LabPoolSpec{Replicas: 2, Schedule: []labforgev1alpha1.PoolWindow{tc.w, good}}
-			got := Rules(spec, at(3, 2, 9, 0))
+			got := Rules(spec, at(3, 2, 9, 0), 0)
 			if got.Err == nil || got.Err.Error() != tc.wantErr {
 				t.Fatalf("Rules() error = %v, want %q", got.Err, tc.wantErr)
 			}
@@ -185,7 +193,7 @@ func TestRulesRefuseWhatTheyCannotRead(t *testing.T) {
 	}
 	if !strings.Contains(Rules(labforgev1alpha1.LabPoolSpec{Schedule: []labforgev1alpha1.PoolWindow{
 		window("x", "0 9 * *", time.Hour, "", nil, nil), window("y", "0 9 * * *", time.Hour, "Nowhere", nil, nil),
-	}}, at(3, 2, 9, 0)).Err.Error(), "\n") {
+	}}, at(3, 2, 9, 0), 0).Err.Error(), "\n") {
 		t.Errorf("two bad windows should both be reported")
 	}
 }

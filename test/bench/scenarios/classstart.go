@@ -19,7 +19,9 @@ import (
 
 // classParams configures the class-start scenario: students arriving at a class on a pool
 // whose labs take boot to boot, once on a fixed pool and once on a pool whose schedule
-// opens a window lead before the class.
+// declares a window at the class's own time, warmUp unset: the pool warms up for it by
+// its own observed boot time with its margin (status.scaling.warmUp), learnt from the
+// boots of its first labs.
 type classParams struct {
 	pool     poolSpec
 	students int
@@ -28,7 +30,8 @@ type classParams struct {
 	spread time.Duration
 	// boot is the simulated VMs' boot delay, whatever the harness's -boot-delay says.
 	boot time.Duration
-	// lead is how long before the class the window opens.
+	// lead is how long before the class the fixed pool's idle lab-minutes are counted
+	// (the scheduled pool's span is its own warm-up).
 	lead time.Duration
 	// window is how long the window stays open.
 	window time.Duration
@@ -54,6 +57,10 @@ type classResult struct {
 	// minimum is the idle lab-minutes a pool with every lab Ready at class start, each
 	// taken as its student arrives, cannot go below: the sum of the arrival offsets.
 	minimum float64
+	// lead is the span before the class over which before is counted: the scheduled
+	// pool's warm-up, p.lead for the fixed one; bootTime the scheduled pool's observed
+	// boot time that gave it.
+	lead, bootTime time.Duration
 }
 
 // warmBind is how soon a claim must be bound to count as served warm: a claim a Ready lab
@@ -66,8 +73,10 @@ const warmBind = 5 * time.Second
 func (h *Harness) runClassStart(ctx context.Context, r *report.ScenarioResult, p classParams) error {
 	r.Parameters = claimParams()
 	r.Parameters["pool"], r.Parameters["students"], r.Parameters["spread"] = p.pool.params(), p.students, p.spread.String()
-	r.Parameters["bootDelay"], r.Parameters["windowLead"], r.Parameters["window"] = p.boot.String(), p.lead.String(), p.window.String()
-	r.Parameters["schedule"] = fmt.Sprintf("one window, minLabs %d, buffer 0, opening %s before the first student (cron: the whole minute)", p.students, p.lead)
+	r.Parameters["bootDelay"], r.Parameters["window"] = p.boot.String(), p.window.String()
+	r.Parameters["schedule"] = fmt.Sprintf("one window, minLabs %d, buffer 0, starting at class start (cron: the class's whole minute), "+
+		"warmUp unset: the pool's observed boot time with its margin", p.students)
+	r.Parameters["fixedPoolIdleSpanBeforeClass"] = p.lead.String()
 	r.Parameters["claimDeadline"] = p.waitDeadline.String()
 	hh := *h
 	hh.BootDelay = p.boot
@@ -87,6 +96,7 @@ func (h *Harness) runClassStart(ctx context.Context, r *report.ScenarioResult, p
 	if err != nil {
 		return fmt.Errorf("scheduled pool: %w", err)
 	}
+	r.Parameters["observedBootTime"], r.Parameters["warmUp"] = scheduled.bootTime.String(), scheduled.lead.String()
 	r.Figures = append(r.Figures, fixed.figures("fixed pool of "+fmt.Sprint(p.pool.replicas), p, false)...)
 	r.Figures = append(r.Figures, scheduled.figures("scheduled pool", p, true)...)
 	hh.latencyImage(r, "class-start-wait.svg", fmt.Sprintf("class start: %d students over %s, boot %s, pool of %d", p.students, p.spread, p.boot, p.pool.replicas),
@@ -118,17 +128,17 @@ func (c classResult) figures(prefix string, p classParams, targets bool) []repor
 		report.NewFigure(prefix+": idle lab-minutes the schedule implies at least", c.minimum, "lab-min").
 			WithNote("every lab Ready at class start, each idle until its student arrives"),
 		report.NewFigure(prefix+": idle warm lab-minutes, window opening -> class start", c.before, "lab-min").
-			WithNote("the %s before the class", p.lead),
+			WithNote("the %s before the class", c.lead),
 		report.NewFigure(prefix+": a lab for every student, from class start", c.allReady, "s").
 			WithNote("first moment Ready + claimed labs >= %d; negative: before the class", p.students),
 		report.NewFigure(prefix+": claims whose status.launchType says Warm", float64(c.launchWarm), "count"),
 	}
 }
 
-// runClass fills a pool of p.pool, then (scheduled) declares a window opening p.lead
-// before the class, and has the students arrive.
+// runClass fills a pool of p.pool, then (scheduled) declares a window starting at the
+// class, and has the students arrive.
 func runClass(ctx context.Context, e *env, p classParams, name string, scheduled bool) (classResult, error) {
-	var res classResult
+	res := classResult{lead: p.lead}
 	pool := p.pool
 	pool.name = "class-" + name
 	if err := e.createPool(ctx, pool); err != nil {
@@ -140,16 +150,29 @@ func runClass(ctx context.Context, e *env, p classParams, name string, scheduled
 	if _, err := e.settle(ctx, 2*time.Second, 5*time.Minute, nil); err != nil {
 		return res, err
 	}
-	// A window starts on a whole minute: the class starts lead after the first whole
-	// minute far enough ahead to declare it.
-	opens := time.Now().Add(15 * time.Second).Truncate(time.Minute).Add(time.Minute)
 	if scheduled {
-		if err := e.declareWindow(ctx, pool.name, opens, p); err != nil {
+		// The pool's fill was its first boots: the warm-up it learnt from them is what
+		// anticipates the class, as on a real host where the pool kept its boot time
+		// from last week's class.
+		var err error
+		if res.bootTime, res.lead, err = e.observedWarmUp(ctx, pool.name); err != nil {
 			return res, err
 		}
 	}
-	classStart := opens.Add(p.lead)
-	e.h.logf("%s: window opens %s, class starts %s", name, opens.Format("15:04:05"), classStart.Format("15:04:05"))
+	// A window starts on a whole minute: the class starts on the first whole minute far
+	// enough ahead to declare it and, scheduled, for the pool to warm up before it.
+	classStart := time.Now().Add(res.lead + 15*time.Second).Truncate(time.Minute).Add(time.Minute)
+	opens := classStart.Add(-res.lead)
+	if scheduled {
+		if err := e.declareWindow(ctx, pool.name, classStart, p); err != nil {
+			return res, err
+		}
+	}
+	if scheduled {
+		e.h.logf("%s: boot time %s, warm-up %s from %s, class starts %s", name, res.bootTime, res.lead, opens.Format("15:04:05"), classStart.Format("15:04:05"))
+	} else {
+		e.h.logf("%s: class starts %s", name, classStart.Format("15:04:05"))
+	}
 	e.labs.Record(pool.name)
 	names, err := arrive(ctx, e, pool.name, name, classStart, p)
 	if err != nil {
@@ -193,15 +216,29 @@ func runClass(ctx context.Context, e *env, p classParams, name string, scheduled
 	return res, nil
 }
 
-// declareWindow patches the pool's schedule with one window opening at opens (UTC) for
-// the class's students, with no buffer beyond them.
-func (e *env) declareWindow(ctx context.Context, pool string, opens time.Time, p classParams) error {
+// observedWarmUp waits for the pool's status to show the boot time it observed and the
+// warm-up that gives a window without its own.
+func (e *env) observedWarmUp(ctx context.Context, pool string) (bootTime, warmUp time.Duration, err error) {
+	lp := &labforgev1alpha1.LabPool{}
+	err = e.waitFor(ctx, time.Minute, "the boot time of LabPool "+pool+" in its status", func() bool {
+		if e.c.Get(ctx, client.ObjectKey{Name: pool}, lp) != nil || lp.Status.Scaling == nil || lp.Status.Scaling.WarmUp == nil {
+			return false
+		}
+		bootTime, warmUp = lp.Status.Scaling.BootTime.Duration, lp.Status.Scaling.WarmUp.Duration
+		return true
+	}, func() string { return e.describePool(pool) })
+	return bootTime, warmUp, err
+}
+
+// declareWindow patches the pool's schedule with one window starting at the class (UTC),
+// for the class's students, with no buffer beyond them and no warmUp of its own.
+func (e *env) declareWindow(ctx context.Context, pool string, classStart time.Time, p classParams) error {
 	lp := &labforgev1alpha1.LabPool{}
 	if err := e.c.Get(ctx, client.ObjectKey{Name: pool}, lp); err != nil {
 		return err
 	}
 	patch := client.MergeFrom(lp.DeepCopy())
-	u := opens.UTC()
+	u := classStart.UTC()
 	lp.Spec.Schedule = []labforgev1alpha1.PoolWindow{{
 		Name:     "class",
 		Start:    fmt.Sprintf("%d %d %d %d *", u.Minute(), u.Hour(), u.Day(), int(u.Month())),

@@ -46,7 +46,7 @@ func All(seed uint64) []Scenario {
 			return h.runSustained(ctx, r, sustainedParams{pool: poolSpec{name: "sustained", replicas: 100, maxBooting: 100, maxLab: 1000},
 				rate: 50, duration: 60 * time.Second, dwell: 2 * time.Second, seed: seed, windows: 10 * time.Second})
 		}},
-		{"class-start", "30 students over 60 s on a pool of 10, labs booting in 90 s: a fixed pool, then a window opening 90 s before class", func(ctx context.Context, h *Harness, r *report.ScenarioResult) error {
+		{"class-start", "30 students over 60 s on a pool of 10, labs booting in 90 s: a fixed pool, then a window declared at class start that the pool warms up for by its observed boot time", func(ctx context.Context, h *Harness, r *report.ScenarioResult) error {
 			return h.runClassStart(ctx, r, classParams{pool: poolSpec{replicas: 10, maxBooting: 30, maxLab: 100}, students: 30, spread: 60 * time.Second,
 				boot: 90 * time.Second, lead: 90 * time.Second, window: 10 * time.Minute, waitDeadline: 10 * time.Minute})
 		}},

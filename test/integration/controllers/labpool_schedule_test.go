@@ -21,9 +21,9 @@ var _ = Describe("A pool with a class on its schedule", func() {
 		Expect(k8s.Create(ctx, integration.MakePool("class", "schedule").Replicas(1).MaxBooting(5).MaxLabs(10).Obj())).To(Succeed())
 		Eventually(poolStatus(ctx, "class")).Should(And(
 			HaveField("ReadyReplicas", int32(1)),
-			HaveField("Scaling", Equal(&labforgev1alpha1.PoolScalingStatus{Rule: labforgev1alpha1.ScalingReplicas, Desired: 1}))))
+			HaveField("Scaling", WithTransform(sizing, Equal(&labforgev1alpha1.PoolScalingStatus{Rule: labforgev1alpha1.ScalingReplicas, Desired: 1})))))
 
-		By("declaring a class in Kolkata's time that opens four seconds from the controllers' now")
+		By("declaring a class in Kolkata's time that opens four seconds from the controllers' now, with no warm-up")
 		// The controllers' clock is moved to four seconds before a whole minute: the
 		// window opens then, and the pool must wake for it with no event at all.
 		opens := time.Now().Truncate(time.Minute).Add(2 * time.Minute)
@@ -39,17 +39,19 @@ var _ = Describe("A pool with a class on its schedule", func() {
 			Name: "monday", Start: fmt.Sprintf("%d %d * * *", local.Minute(), local.Hour()),
 			Duration: metav1.Duration{Duration: time.Hour}, TimeZone: "Asia/Kolkata",
 			MinLabs: ptr.To[int32](3), Buffer: ptr.To[int32](0),
+			// No warm-up: this story is the start's own edge (the next ones warm up).
+			WarmUp: &metav1.Duration{},
 		}}
 		Expect(k8s.Patch(ctx, &pool, patch)).To(Succeed())
-		Eventually(poolStatus(ctx, "class")).Should(HaveField("Scaling", Equal(&labforgev1alpha1.PoolScalingStatus{
-			Rule: labforgev1alpha1.ScalingReplicas, Desired: 1, NextChange: ptr.To(metav1.NewTime(opens))})))
+		Eventually(poolStatus(ctx, "class")).Should(HaveField("Scaling", WithTransform(sizing, Equal(&labforgev1alpha1.PoolScalingStatus{
+			Rule: labforgev1alpha1.ScalingReplicas, Desired: 1, NextChange: ptr.To(metav1.NewTime(opens))}))))
 		Expect(poolStatus(ctx, "class")(Default)).To(HaveField("ReadyReplicas", int32(1)))
 
 		By("the window opening: three labs, the schedule named")
 		Eventually(poolStatus(ctx, "class")).WithTimeout(30 * time.Second).Should(And(
 			HaveField("ReadyReplicas", int32(3)),
-			HaveField("Scaling", Equal(&labforgev1alpha1.PoolScalingStatus{
-				Rule: labforgev1alpha1.ScalingSchedule, Window: "monday", Desired: 3, NextChange: ptr.To(metav1.NewTime(opens.Add(time.Hour)))}))))
+			HaveField("Scaling", WithTransform(sizing, Equal(&labforgev1alpha1.PoolScalingStatus{
+				Rule: labforgev1alpha1.ScalingSchedule, Window: "monday", Desired: 3, NextChange: ptr.To(metav1.NewTime(opens.Add(time.Hour)))})))))
 		Eventually(poolCondition(ctx, "class", labforgev1alpha1.ConditionReady)).Should(HaveField("Message", "3 of 3 warm labs are ready"))
 
 		By("a student claiming one: the class's floor counts it, nothing new boots")
@@ -70,8 +72,8 @@ var _ = Describe("A pool with a class on its schedule", func() {
 		Expect(k8s.Patch(ctx, &pool, patch)).To(Succeed())
 		Eventually(poolStatus(ctx, "class")).Should(And(
 			HaveField("ReadyReplicas", int32(1)), HaveField("BootingReplicas", int32(0)), HaveField("BoundReplicas", int32(1)),
-			HaveField("Scaling", Equal(&labforgev1alpha1.PoolScalingStatus{
-				Rule: labforgev1alpha1.ScalingReplicas, Desired: 1, NextChange: ptr.To(metav1.NewTime(opens.Add(24 * time.Hour)))}))))
+			HaveField("Scaling", WithTransform(sizing, Equal(&labforgev1alpha1.PoolScalingStatus{
+				Rule: labforgev1alpha1.ScalingReplicas, Desired: 1, NextChange: ptr.To(metav1.NewTime(opens.Add(24 * time.Hour)))})))))
 	})
 
 	It("refuses a start its parser cannot read, in the parser's words, and keeps its own size", func(ctx context.Context) {
