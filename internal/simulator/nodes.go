@@ -107,9 +107,14 @@ func (r *nodeRegistrar) Start(ctx context.Context) error {
 
 // RegisterNodes creates the simulated Nodes that do not exist yet. The simulator does it
 // when its manager starts; `labforge dev` does it before, so that the operator, which
-// refuses to start without a node address for students, finds them.
+// refuses to start without a node address for students, finds them. A Node that exists
+// is read, not created again: a restart among running labs writes nothing (the
+// idle-resync benchmark counted three refused creates per restart).
 func RegisterNodes(ctx context.Context, c client.Client) error {
 	for _, n := range Nodes {
+		if err := c.Get(ctx, client.ObjectKey{Name: n.Name}, &corev1.Node{}); err == nil {
+			continue
+		}
 		for attempt := 0; ; attempt++ {
 			err := c.Create(ctx, node(n))
 			if err == nil || apierrors.IsAlreadyExists(err) {

@@ -533,3 +533,36 @@ func TestRealLabAPIFallsBackToTheLightGuest(t *testing.T) {
 		t.Errorf("RealLabPIDs = %v, want none", pids)
 	}
 }
+
+// TestRegisterNodesWritesOnce: a restart finds its Nodes and writes nothing; it used to
+// create each again and be refused (409), three writes per restart among running labs.
+func TestRegisterNodesWritesOnce(t *testing.T) {
+	ctx := t.Context()
+	k := controlPlane(t)
+	if err := simulator.RegisterNodes(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	counting := &countingCreates{Client: k}
+	if err := simulator.RegisterNodes(ctx, counting); err != nil {
+		t.Fatal(err)
+	}
+	if counting.creates != 0 {
+		t.Errorf("registering nodes that exist made %d creates, want 0", counting.creates)
+	}
+	for _, n := range simulator.Nodes {
+		if err := k.Get(ctx, client.ObjectKey{Name: n.Name}, &corev1.Node{}); err != nil {
+			t.Errorf("node %s: %v", n.Name, err)
+		}
+	}
+}
+
+// countingCreates counts the creates it passes on to the real client.
+type countingCreates struct {
+	client.Client
+	creates int
+}
+
+func (c *countingCreates) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	c.creates++
+	return c.Client.Create(ctx, obj, opts...)
+}
